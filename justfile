@@ -1,0 +1,33 @@
+# offpath's front door. Every recipe is one `offpath` command, so CI and people run the same thing.
+export PATH := justfile_directory() + "/.venv/bin:" + env_var("PATH")
+
+# The inline-vs-queued comparison with its report.
+default: bench
+
+# Run an experiment (loadtests/experiments/<name>.toml) and write results/<run-id>/.
+bench experiment="seed" *args="":
+    offpath bench {{experiment}} {{args}}
+
+# The test suite (real Redis, services, workers and Locust on loopback).
+test *args="":
+    pytest -q {{args}}
+
+# Serve one design on 127.0.0.1 with its Redis (and RQ workers); Ctrl-C stops everything.
+up design="queued" *args="":
+    offpath up {{design}} {{args}}
+
+# Re-render a run's report.
+report run *args="":
+    offpath report {{run}} {{args}}
+
+# Compare any two runs.
+compare a b:
+    offpath compare {{a}} {{b}}
+
+# The performance regression gate.
+gate *args="":
+    offpath gate {{args}}
+
+# Fault experiments: acknowledged work is never lost.
+chaos *args="":
+    offpath chaos {{args}}

@@ -1,0 +1,79 @@
+"""The `offpath` command: thin wiring of the parts; the justfile's recipes call it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+
+from loadtests.redis_server import RedisUnavailable, redis_for_run
+from loadtests.supervisor import NotReady, ProcessDied, Supervisor, start_service, start_workers
+from services.campaign.profile import ProfileError, load_profile
+
+log = logging.getLogger("offpath")
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    load_profile(args.profile)  # a wrong profile name fails here, with the list of valid ones
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    try:
+        with redis_for_run(aof=args.aof) as redis, Supervisor() as supervisor:
+            origin = "embedded redis-server" if redis.embedded else "REDIS_URL"
+            log.info("redis %s (%s, version %s)", redis.url, origin, redis.version())
+            _, url = start_service(
+                supervisor, args.design, redis.url, args.profile, port=args.port,
+                processes=args.processes, log_level="info",
+            )
+            if args.design == "queued":
+                start_workers(supervisor, args.workers, redis.url, args.profile)
+                log.info("%d RQ workers running", args.workers)
+            log.info("%s service serving on %s (profile %s); docs at %s/docs; Ctrl-C stops everything",
+                     args.design, url, args.profile, url)
+            while True:
+                supervisor.check()
+                time.sleep(0.5)
+    except _Stop as stop:
+        log.info("%s: stopped everything offpath started", stop)
+        return 0
+    except (ProcessDied, NotReady, RedisUnavailable, ProfileError) as exc:
+        log.error("%s", exc)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="offpath", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="serve one design on 127.0.0.1 (with Redis and, for queued, RQ workers)")
+    up.add_argument("design", choices=["inline", "queued"])
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--workers", type=int, default=4, help="RQ worker processes (queued design)")
+    up.add_argument("--processes", type=int, default=1, help="uvicorn worker processes")
+    up.add_argument("--profile", default="default", help="workload profile name or .toml path")
+    up.add_argument("--aof", choices=["off", "everysec", "always"], default="everysec",
+                    help="append-only file mode of the embedded Redis")
+    up.set_defaults(func=cmd_up)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("OFFPATH_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s offpath %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Service settings, read once from the environment: the one place a service's knobs live."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from services.campaign.profile import Profile, load_profile
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = DEFAULT_REDIS_URL
+    profile_spec: str = "default"
+    # Redis calls that take longer than this fail the request with 503 instead of hanging it.
+    redis_timeout_s: float = 2.0
+    # Retries of a failed provider call, and the backoff before each (seconds). RQ's Retry takes
+    # whole seconds; the inline service uses the same policy so the two designs stay comparable.
+    retries: int = 3
+    retry_backoff_s: list[int] = field(default_factory=lambda: [1, 2, 4])
+    queue_name: str = "campaigns"
+    # Idempotency keys are remembered this long.
+    idempotency_ttl_s: int = 24 * 3600
+    max_body_bytes: int = 64 * 1024
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        return cls(
+            redis_url=env.get("REDIS_URL", DEFAULT_REDIS_URL),
+            profile_spec=env.get("OFFPATH_PROFILE", "default"),
+            redis_timeout_s=float(env.get("OFFPATH_REDIS_TIMEOUT_S", "2.0")),
+            retries=int(env.get("OFFPATH_RETRIES", "3")),
+            retry_backoff_s=_int_list(env.get("OFFPATH_RETRY_BACKOFF_S", "1,2,4")),
+            queue_name=env.get("OFFPATH_QUEUE", "campaigns"),
+        )
+
+    def profile(self) -> Profile:
+        return load_profile(self.profile_spec)
+
+    def backoff_s(self, retry_number: int) -> int:
+        """Backoff before retry number retry_number (1-based), the last value repeating."""
+        if not self.retry_backoff_s:
+            return 0
+        return self.retry_backoff_s[min(retry_number, len(self.retry_backoff_s)) - 1]

@@ -1,0 +1,57 @@
+"""The queued design: POST /campaigns validates, persists state and enqueues both jobs in one Redis
+transaction, and answers 202 with a Location to poll. RQ workers do the slow work."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, FastAPI, Header, Request, Response
+from redis.asyncio import Redis
+
+from services.campaign.api import StoreDep, create_app, lifespan_for
+from services.campaign.schema import CampaignAccepted, CampaignRequest, Status
+from services.campaign.settings import Settings
+from services.queued.enqueue import JobPlanner, campaign_queue, parse_redis_version
+
+router = APIRouter()
+
+
+@router.post(
+    "/campaigns",
+    status_code=202,
+    response_model=CampaignAccepted,
+    responses={
+        409: {"description": "Idempotency-Key reused with another body"},
+        422: {"description": "Invalid campaign; nothing was written"},
+        503: {"description": "Redis is unavailable; nothing was accepted"},
+    },
+)
+async def create_campaign(
+    body: CampaignRequest,
+    request: Request,
+    response: Response,
+    store: StoreDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> CampaignAccepted:
+    planner: JobPlanner = request.app.state.planner
+    admission = await store.admit(body, idempotency_key, also=planner.buffer)
+    response.headers["Location"] = f"/campaigns/{admission.campaign_id}"
+    if admission.created:
+        return CampaignAccepted(id=admission.campaign_id, status=Status.accepted)
+    earlier = await store.get(admission.campaign_id)
+    return CampaignAccepted(id=admission.campaign_id, status=earlier.status if earlier else Status.accepted)
+
+
+async def _start_planner(app: FastAPI, redis: Redis) -> None:
+    info = await redis.info("server")
+    app.state.planner = JobPlanner(campaign_queue(settings), settings, parse_redis_version(info["redis_version"]))
+
+
+settings = Settings.from_env()
+app = create_app(
+    title="offpath queued campaigns",
+    description="POST /campaigns persists the campaign and enqueues its slow work on RQ, answering 202.",
+    settings=settings,
+    lifespan=lifespan_for(settings, on_start=_start_planner),
+    post_router=router,
+)

@@ -1,0 +1,76 @@
+"""The RQ job functions: one attempt of a step each. RQ retries them; the last failed attempt marks
+the campaign `failed` (and RQ keeps the job in its failed registry)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from rq import get_current_job
+
+from services.campaign.api import redis_client
+from services.campaign.profile import Profile
+from services.campaign.settings import Settings
+from services.campaign.steps import automation_attempt, generation_attempt, mark_failed
+from services.campaign.store import CampaignStore, IllegalTransition
+
+log = logging.getLogger("offpath.jobs")
+
+Step = Callable[[CampaignStore, str, Profile], Awaitable[None]]
+
+
+class _WorkerContext:
+    """One event loop, Redis pool, store and profile per worker process, reused by every job."""
+
+    def __init__(self) -> None:
+        self.settings = Settings.from_env()
+        self.profile = self.settings.profile()
+        self.runner = asyncio.Runner()
+        self._store: CampaignStore | None = None
+
+    def store(self) -> CampaignStore:
+        if self._store is None:
+            self._store = CampaignStore(redis_client(self.settings), self.settings.idempotency_ttl_s)
+        return self._store
+
+
+_context: _WorkerContext | None = None
+
+
+def _ctx() -> _WorkerContext:
+    global _context
+    if _context is None:
+        _context = _WorkerContext()
+    return _context
+
+
+def _is_last_attempt() -> bool:
+    job = get_current_job()
+    return job is None or not job.retries_left
+
+
+async def _attempt(step: Step, campaign_id: str, ctx: _WorkerContext, last: bool) -> None:
+    store = ctx.store()
+    try:
+        await step(store, campaign_id, ctx.profile)
+    except IllegalTransition:
+        # Already completed or failed (e.g. a duplicate delivery after a worker crash): nothing to do.
+        log.warning("campaign %s is past this step; skipping", campaign_id)
+    except Exception as error:
+        if last:
+            await mark_failed(store, campaign_id, error)
+        raise
+
+
+def _run(step: Step, campaign_id: str) -> None:
+    ctx = _ctx()
+    ctx.runner.run(_attempt(step, campaign_id, ctx, _is_last_attempt()))
+
+
+def generate(campaign_id: str) -> None:
+    _run(generation_attempt, campaign_id)
+
+
+def automate(campaign_id: str) -> None:
+    _run(automation_attempt, campaign_id)

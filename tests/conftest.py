@@ -1,0 +1,122 @@
+"""Real parts for the tests: an embedded Redis for the session, services as uvicorn subprocesses on
+free ports, RQ workers as real processes. Nothing that is measured is mocked."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from loadtests.redis_server import RedisServer, connect_redis, start_redis
+from loadtests.supervisor import Managed, Supervisor, start_service, start_workers
+
+QUICK_PROFILE = """
+name = "quick"
+description = "Small, fast work for tests."
+seed = 3
+[generation]
+cpu_ms = 1.0
+wait_median_ms = 5.0
+wait_p99_ms = 20.0
+failure_probability = 0.0
+[automation]
+cpu_ms = 0.5
+wait_median_ms = 2.0
+wait_p99_ms = 10.0
+failure_probability = 0.0
+"""
+
+BROKEN_PROFILE = QUICK_PROFILE.replace('name = "quick"', 'name = "broken"').replace(
+    "failure_probability = 0.0", "failure_probability = 1.0", 1
+)
+
+# Fast retries keep the failure tests short; the policy's shape (max, backoff) is what is tested.
+TEST_ENV = {"OFFPATH_RETRIES": "2", "OFFPATH_RETRY_BACKOFF_S": "1", "OFFPATH_LOG_LEVEL": "WARNING"}
+
+_databases = itertools.count(1)
+
+
+@dataclass
+class Running:
+    """A service under test: its URL, its Redis database, and its processes."""
+
+    url: str
+    redis_url: str
+    service: Managed
+    workers: list[Managed]
+
+    def client(self, **kwargs) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30, **kwargs)
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url)
+
+    def data_keys(self) -> set[bytes]:
+        """Every key but RQ's worker bookkeeping, which changes on its own."""
+        return {k for k in self.redis().scan_iter() if not k.startswith((b"rq:worker", b"rq:workers", b"rq:scheduler"))}
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    url = os.environ.get("REDIS_URL")
+    server = connect_redis(url) if url else start_redis(aof="everysec")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def profiles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("profiles")
+    paths = {}
+    for name, text in {"quick": QUICK_PROFILE, "broken": BROKEN_PROFILE}.items():
+        path = folder / f"{name}.toml"
+        path.write_text(text)
+        paths[name] = str(path)
+    paths["none"] = "none"
+    return paths
+
+
+@pytest.fixture(scope="session")
+def supervisor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
+    with Supervisor(log_dir=tmp_path_factory.mktemp("logs"), env=TEST_ENV) as sup:
+        yield sup
+
+
+@pytest.fixture(scope="session")
+def launch(redis_server: RedisServer, supervisor: Supervisor) -> Callable[..., Running]:
+    """Start a design on a free port, on a fresh Redis database, with `workers` RQ workers."""
+
+    def _launch(design: str, profile: str, workers: int = 0, redis_url: str | None = None) -> Running:
+        db_url = redis_url or _with_db(redis_server.url, next(_databases))
+        redis.Redis.from_url(db_url).flushdb()
+        service, url = start_service(supervisor, design, db_url, profile)
+        started = start_workers(supervisor, workers, db_url, profile) if workers else []
+        return Running(url=url, redis_url=db_url, service=service, workers=started)
+
+    return _launch
+
+
+def _with_db(url: str, db: int) -> str:
+    base = url.rsplit("/", 1)[0] if url.count("/") > 2 else url
+    return f"{base}/{db}"
+
+
+def valid_body(**overrides) -> dict:
+    body = {
+        "name": "Spring launch",
+        "audience": {"segment": "trial-users", "size": 1200},
+        "channels": ["email", "push"],
+        "follow_ups": 2,
+    }
+    body.update(overrides)
+    return body
+
+
+def project_root() -> Path:
+    return Path(__file__).resolve().parent.parent
