@@ -16,7 +16,6 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError as RedisResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.campaign.profile import Profile
 from services.campaign.schema import Campaign
@@ -47,6 +46,7 @@ def lifespan_for(
         app.state.settings = settings
         app.state.profile = settings.profile()
         app.state.store = CampaignStore(redis, settings.idempotency_ttl_s)
+        await app.state.store.prepare()
         if on_start is not None:
             await on_start(app, redis)
         log.info("profile %s; redis %s", app.state.profile.name, settings.redis_url)
@@ -58,15 +58,15 @@ def lifespan_for(
     return lifespan
 
 
-def get_store(request: Request) -> CampaignStore:
+async def get_store(request: Request) -> CampaignStore:
     return request.app.state.store
 
 
-def get_profile(request: Request) -> Profile:
+async def get_profile(request: Request) -> Profile:
     return request.app.state.profile
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -115,54 +115,14 @@ async def _idempotency_conflict(request: Request, exc: Exception) -> JSONRespons
     )
 
 
-class BodySizeLimit:
-    """Reject request bodies over max_bytes with 413 before they are read into memory."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
-            return
-        seen = 0
-
-        async def limited_receive() -> dict:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _BodyTooLarge
-            return message
-
-        try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
-            await self._reject(send)
-
-    async def _reject(self, send: Send) -> None:
-        response = JSONResponse(status_code=413, content={"detail": f"request body over {self.max_bytes} bytes"})
-        await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
-        await send({"type": "http.response.body", "body": response.body})
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
 def create_app(title: str, description: str, settings: Settings, lifespan: Callable, post_router: APIRouter) -> FastAPI:
-    app = FastAPI(title=title, description=description, lifespan=lifespan, version="1")
+    # FastAPI's own body limit answers 413 before an oversized body is read into memory.
+    app = FastAPI(title=title, description=description, lifespan=lifespan, version="1",
+                  max_body_size=settings.max_body_bytes)
     app.include_router(post_router)
     app.include_router(router)
     app.add_exception_handler(RedisConnectionError, _redis_unavailable)
     app.add_exception_handler(RedisTimeoutError, _redis_unavailable)
     app.add_exception_handler(RedisResponseError, _redis_refused)
     app.add_exception_handler(IdempotencyConflict, _idempotency_conflict)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -10,7 +10,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import WatchError
+from redis.exceptions import NoScriptError, ResponseError, WatchError
 
 from services.campaign.schema import Campaign, CampaignRequest, Status
 
@@ -18,7 +18,9 @@ KEY_PREFIX = "offpath:"
 
 # The allowed moves. A status may move to itself: a retried step starts again.
 TRANSITIONS: dict[Status, frozenset[Status]] = {
-    Status.accepted: frozenset({Status.generating, Status.failed}),
+    # accepted -> completed: the inline design does all the work inside the request and writes
+    # the outcome once, instead of paying a Redis round trip per intermediate status.
+    Status.accepted: frozenset({Status.generating, Status.completed, Status.failed}),
     Status.generating: frozenset({Status.generating, Status.automating, Status.failed}),
     Status.automating: frozenset({Status.automating, Status.completed, Status.failed}),
     Status.completed: frozenset(),
@@ -67,6 +69,7 @@ class IllegalTransition(RuntimeError):
 class Admission:
     campaign_id: str
     created: bool  # False: an idempotent repeat of an earlier request
+    accepted_at: float = 0.0
 
 
 def campaign_key(campaign_id: str) -> str:
@@ -91,6 +94,10 @@ class CampaignStore:
         self.idempotency_ttl_s = idempotency_ttl_s
         self._transition = redis.register_script(_TRANSITION_LUA)
 
+    async def prepare(self) -> None:
+        """Load the Lua scripts once, so pipelines can call them by SHA."""
+        await self.redis.script_load(_TRANSITION_LUA)
+
     async def admit(
         self,
         request: CampaignRequest,
@@ -103,9 +110,9 @@ class CampaignStore:
         if idempotency_key is None:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.multi()  # explicit, so RQ (buffering onto this pipeline) sees a transaction already open
-                self._buffer_new(pipe, campaign_id, request, also)
+                accepted_at = self._buffer_new(pipe, campaign_id, request, also)
                 await pipe.execute()
-            return Admission(campaign_id, created=True)
+            return Admission(campaign_id, created=True, accepted_at=accepted_at)
         return await self._admit_once(request, idempotency_key, campaign_id, also)
 
     async def _admit_once(
@@ -132,9 +139,9 @@ class CampaignStore:
                         return Admission(earlier_id, created=False)
                     pipe.multi()
                     pipe.set(key, f"{campaign_id} {fingerprint}", ex=self.idempotency_ttl_s)
-                    self._buffer_new(pipe, campaign_id, request, also)
+                    accepted_at = self._buffer_new(pipe, campaign_id, request, also)
                     await pipe.execute()
-                    return Admission(campaign_id, created=True)
+                    return Admission(campaign_id, created=True, accepted_at=accepted_at)
                 except WatchError:
                     continue
 
@@ -144,18 +151,20 @@ class CampaignStore:
         campaign_id: str,
         request: CampaignRequest,
         also: Callable[[Pipeline, str], None] | None,
-    ) -> None:
+    ) -> float:
+        accepted_at = time.time()
         pipe.hset(
             campaign_key(campaign_id),
             mapping={
                 "status": Status.accepted.value,
                 "request": request.model_dump_json(),
-                "accepted_at": repr(time.time()),
+                "accepted_at": repr(accepted_at),
                 "attempts": 0,
             },
         )
         if also is not None:
             also(pipe, campaign_id)
+        return accepted_at
 
     async def transition(
         self, campaign_id: str, to: Status, fields: dict[str, Any] | None = None, first_only: dict[str, Any] | None = None
@@ -173,14 +182,35 @@ class CampaignStore:
                 keys=[campaign_key(campaign_id)],
                 args=[to.value, len(allowed_from), *allowed_from, *flat],
             )
-        except Exception as exc:  # the script's error replies arrive as ResponseError
-            message = str(exc)
-            if "unknown campaign" in message:
-                raise UnknownCampaign(campaign_id) from exc
-            if "illegal transition" in message:
-                raise IllegalTransition(f"campaign {campaign_id}: {message}") from exc
-            raise
+        except ResponseError as exc:
+            _raise_transition_error(campaign_id, exc)
         return Status(previous.decode() if isinstance(previous, bytes) else previous)
+
+    async def finish(
+        self,
+        campaign_id: str,
+        to: Status,
+        fields: dict[str, Any],
+        executions: dict[str, int] | None = None,
+    ) -> None:
+        """Write a campaign's final status and its side-effect counts in one round trip."""
+        allowed_from = [s.value for s, targets in TRANSITIONS.items() if to in targets]
+        flat: list[str] = []
+        for name, value in fields.items():
+            flat += [name, _encode(value)]
+        args = [to.value, len(allowed_from), *allowed_from, *flat]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            # EVALSHA, not the Script object: inside a pipeline redis-py would first ask SCRIPT EXISTS,
+            # an extra round trip per campaign. prepare() loaded the script at startup.
+            pipe.evalsha(self._transition.sha, 1, campaign_key(campaign_id), *args)
+            for effect, count in (executions or {}).items():
+                pipe.hincrby(executions_key(campaign_id), effect, count)
+            results = await pipe.execute(raise_on_error=False)
+        if isinstance(results[0], NoScriptError):
+            # Redis lost its script cache (a restart): the counts above were applied, the status was not.
+            await self._transition(keys=[campaign_key(campaign_id)], args=args)
+        elif isinstance(results[0], Exception):
+            _raise_transition_error(campaign_id, results[0])
 
     async def annotate(self, campaign_id: str, fields: dict[str, Any]) -> None:
         """Set fields on an existing campaign without changing its status."""
@@ -198,6 +228,15 @@ class CampaignStore:
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
+
+
+def _raise_transition_error(campaign_id: str, exc: Exception) -> None:
+    message = str(exc)
+    if "unknown campaign" in message:
+        raise UnknownCampaign(campaign_id) from exc
+    if "illegal transition" in message:
+        raise IllegalTransition(f"campaign {campaign_id}: {message}") from exc
+    raise exc
 
 
 def _encode(value: Any) -> str:
