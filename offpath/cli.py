@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 from loadtests.redis_server import RedisUnavailable, redis_for_run
 from loadtests.supervisor import NotReady, ProcessDied, Supervisor, start_service, start_workers
@@ -52,6 +53,18 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 2
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from loadtests.experiment import ExperimentError, load_experiment
+    from loadtests.runner import main_bench
+
+    try:
+        experiment = load_experiment(args.experiment)
+    except ExperimentError as exc:
+        log.error("%s", exc)
+        return 2
+    return main_bench(experiment, Path(args.out))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="offpath", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--aof", choices=["off", "everysec", "always"], default="everysec",
                     help="append-only file mode of the embedded Redis")
     up.set_defaults(func=cmd_up)
+
+    bench = sub.add_parser("bench", help="run an experiment and write results/<run-id>/ (prints its path last)")
+    bench.add_argument("experiment", nargs="?", default="seed", help="experiment name or .toml path (default: seed)")
+    bench.add_argument("--out", default="results", help="folder that receives the run folder (default: results)")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

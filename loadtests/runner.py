@@ -1,0 +1,283 @@
+"""The experiment runner: turns an experiment file into a results folder whose numbers can be trusted.
+
+For each design and repetition (interleaved A B A B to cancel machine drift) it starts fresh
+processes on a fresh Redis database, runs every phase as one Locust cell, probes the queue, and
+writes the cell's files; then it runs each design's capacity search. The system under test and
+the load generator are pinned to different CPUs where the machine has more than one.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis as redis_py
+
+from analysis.summary import format_table, summarize_cell
+from loadtests.experiment import Experiment, Phase
+from loadtests.manifest import PROJECT_ROOT, Manifest, git_facts, machine, now_iso, versions, write_json_atomic
+from loadtests.probe import QueueProbe
+from loadtests.process import available_cpus, pin
+from loadtests.redis_server import RedisServer, redis_for_run
+from loadtests.supervisor import Managed, ProcessDied, Supervisor, python, start_service, start_workers
+from services.campaign.profile import load_profile
+from services.campaign.settings import Settings
+
+LOCUSTFILE = PROJECT_ROOT / "loadtests" / "locustfile.py"
+# The queued design's backlog past which a capacity search stops: the workers are long since lost.
+BACKLOG_LIMIT = 50_000
+
+
+class Interrupted(Exception):
+    pass
+
+
+class HarnessError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Block:
+    """One design with fresh processes: the phases of a repetition, or a capacity search."""
+
+    design: str
+    repetition: int
+    phases: tuple[Phase, ...]
+    capacity: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.design}.capacity" if self.capacity else f"{self.design}.r{self.repetition}"
+
+
+def plan(experiment: Experiment) -> list[Block]:
+    blocks = [Block(design, rep, experiment.phases)
+              for rep in range(1, experiment.repetitions + 1) for design in experiment.designs if experiment.phases]
+    if experiment.capacity is not None:
+        blocks += [Block(design, 1, (), capacity=True) for design in experiment.designs]
+    return blocks
+
+
+def new_run_id(experiment: Experiment) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{experiment.name}-{secrets.token_hex(3)}"
+
+
+def locust_argv(url: str, cell_dir: Path, phase: Phase, experiment: Experiment, design: str) -> list[str]:
+    layout = experiment.layout
+    argv = [
+        python(), "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", url,
+        "-t", f"{phase.duration_s:g}s", "--stop-timeout", "10",
+        "--hdr-dir", str(cell_dir), "--csv", str(cell_dir / "locust"), "--csv-full-history",
+        "--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0",
+        "--payload-seed", str(experiment.payload_seed),
+        "--poll-interval", f"{layout.poll_interval_s if design == 'queued' else 0:g}",
+    ]
+    if phase.rate_per_s is not None:
+        argv += ["--arrival-rate", f"{phase.rate_per_s:g}", "-u", str(layout.locust_processes)]
+    else:
+        argv += ["-u", str(phase.users), "-r", str(phase.users), "--wait-s", f"{phase.wait_s:g}"]
+    if layout.locust_processes > 1:
+        argv += ["--processes", str(layout.locust_processes)]
+    return argv
+
+
+class Runner:
+    def __init__(self, experiment: Experiment, out_root: Path, say: Callable[[str], None] = print):
+        self.experiment = experiment
+        self.say = say
+        self.run_dir = out_root / new_run_id(experiment)
+        self.run_dir.mkdir(parents=True)
+        cpus = available_cpus()
+        # Load generator on the last CPU, everything measured (service, workers, Redis) on the rest.
+        self.load_cpus = cpus[-1:] if len(cpus) > 1 else []
+        self.sut_cpus = cpus[:-1] if len(cpus) > 1 else []
+        self.summaries: list[dict[str, Any]] = []
+        self._db = 0
+        self._cells_total = sum(len(b.phases) for b in plan(experiment)) + (
+            len(experiment.designs) * len(experiment.capacity.rates()) if experiment.capacity else 0)
+        self._cells_done = 0
+        self._started = time.monotonic()
+
+    def run(self) -> bool:
+        """Run everything; True for a complete run. The folder is marked incomplete otherwise."""
+        previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+        manifest = None
+        error: str | None = None
+        try:
+            with redis_for_run(aof=self.experiment.layout.redis_aof) as redis:
+                if redis.process is not None:
+                    pin(redis.process.pid, self.sut_cpus)
+                profile = load_profile(self.experiment.profile)
+                manifest = Manifest(self.run_dir, {
+                    "run_id": self.run_dir.name,
+                    "started_at": now_iso(),
+                    "finished_at": None,
+                    "git": git_facts(),
+                    "versions": versions(redis.version()),
+                    "machine": machine(),
+                    "experiment": self.experiment.resolved(),
+                    "profile": {"name": profile.name, "description": profile.description, "seed": profile.seed,
+                                "generation": vars(profile.generation), "automation": vars(profile.automation)},
+                    "seeds": {"profile": profile.seed, "payload": self.experiment.payload_seed},
+                    "cpus": {"load": self.load_cpus, "system_under_test": self.sut_cpus},
+                    "redis": {"embedded": redis.embedded, "aof": self.experiment.layout.redis_aof},
+                })
+                self.manifest = manifest
+                self.say(f"run {self.run_dir.name}: {self._cells_total} cells, experiment "
+                         f"{self.experiment.name!r}, profile {profile.name!r}")
+                for block in plan(self.experiment):
+                    self._run_block(block, redis)
+        except Interrupted as exc:
+            error = f"interrupted by {exc}"
+        except (HarnessError, ProcessDied) as exc:
+            error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - any other fault still leaves a marked, partial folder
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if manifest is None:
+            (self.run_dir / "INCOMPLETE").write_text(f"{error}\n")
+            self.say(f"run failed before it started: {error}")
+            return False
+        manifest.finish(error)
+        if self.summaries:
+            self.say("\n" + format_table(self.summaries))
+        if error:
+            self.say(f"run INCOMPLETE: {error}")
+        return error is None
+
+    def _fresh_db(self, redis: RedisServer) -> str:
+        self._db += 1
+        base = redis.url.rsplit("/", 1)[0]
+        url = f"{base}/{self._db % 64}"
+        redis_py.Redis.from_url(url).flushdb()
+        return url
+
+    def _run_block(self, block: Block, redis: RedisServer) -> None:
+        experiment = self.experiment
+        redis_url = self._fresh_db(redis)
+        log_dir = self.run_dir / "logs" / block.label
+        with Supervisor(log_dir=log_dir, env={"OFFPATH_LOG_LEVEL": "WARNING"}) as supervisor:
+            _, url = start_service(supervisor, block.design, redis_url, experiment.profile,
+                                   processes=experiment.layout.service_processes, cpus=self.sut_cpus)
+            if block.design == "queued":
+                start_workers(supervisor, experiment.layout.workers, redis_url, experiment.profile, cpus=self.sut_cpus)
+            self.manifest.data["layout"][block.label] = supervisor.layout()
+            self.manifest.save()
+            for phase in block.phases:
+                self._run_cell(supervisor, block, phase, url, redis_url, kind=phase.kind)
+            if block.capacity:
+                self._capacity_search(supervisor, block, url, redis_url)
+
+    def _capacity_search(self, supervisor: Supervisor, block: Block, url: str, redis_url: str) -> None:
+        search, slo = self.experiment.capacity, self.experiment.slo
+        assert search is not None
+        for rate in search.rates():
+            phase = Phase(name=f"capacity-{rate:06.1f}".replace(".", "_"), kind="capacity", rate_per_s=rate,
+                          duration_s=search.step_duration_s)
+            summary = self._run_cell(supervisor, block, phase, url, redis_url, kind="capacity")
+            post = summary["endpoints"].get("POST_campaigns", {})
+            count, errors = post.get("count", 0), post.get("errors", 0)
+            error_rate = errors / max(count + errors, 1)
+            p99_ms = (post.get("p99_us") or 0) / 1000
+            queue = summary.get("queue") or {}
+            if p99_ms > slo.p99_ms or error_rate > slo.error_rate or count == 0:
+                self.say(f"  {block.design} breaks the SLO at {rate:g}/s (P99 {p99_ms:.0f} ms, errors "
+                         f"{error_rate:.1%}); capacity search for {block.design} ends")
+                return
+            if (queue.get("depth_end") or 0) > BACKLOG_LIMIT:
+                self.say(f"  {block.design}: backlog over {BACKLOG_LIMIT} jobs; capacity search ends")
+                return
+
+    def _run_cell(self, supervisor: Supervisor, block: Block, phase: Phase, url: str, redis_url: str,
+                  kind: str) -> dict[str, Any]:
+        cell_id = f"{block.design}.{phase.name}.r{block.repetition}"
+        cell_dir = self.run_dir / "cells" / cell_id
+        cell_dir.mkdir(parents=True)
+        meta: dict[str, Any] = {
+            "id": cell_id, "design": block.design, "phase": phase.name, "kind": kind,
+            "repetition": block.repetition, "model": "open" if phase.rate_per_s is not None else "closed",
+            "offered_rate_per_s": phase.rate_per_s, "users": phase.users, "duration_s": phase.duration_s,
+            "started_at": time.time(), "ended_at": None, "status": "running",
+        }
+        self.manifest.data["cells"].append(meta)
+        self.manifest.save()
+        self._cells_done += 1
+        load = f"{phase.rate_per_s:g}/s" if phase.rate_per_s is not None else f"{phase.users} users"
+        self.say(f"[{self._cells_done}/{self._cells_total}] {cell_id}: {load} for {phase.duration_s:g} s "
+                 f"(elapsed {time.monotonic() - self._started:.0f} s)")
+        probe = QueueProbe(redis_url, Settings().queue_name, cell_dir) if block.design == "queued" else None
+        try:
+            if probe is not None:
+                probe.__enter__()
+            locust = supervisor.start(
+                f"locust-{cell_id}", locust_argv(url, cell_dir, phase, self.experiment, block.design),
+                role="load", cpus=self.load_cpus, expect_exit=True,
+            )
+            locust.log_path = supervisor.log_dir / f"locust-{cell_id}.log" if supervisor.log_dir else None
+            self._watch(supervisor, locust, phase.duration_s)
+            if probe is not None:
+                self._drain(supervisor, probe)
+        finally:
+            if probe is not None:
+                probe.__exit__(None, None, None)
+            meta["ended_at"] = time.time()
+        meta["status"] = "complete"
+        summary = summarize_cell(cell_dir, meta)
+        write_json_atomic(cell_dir / "summary.json", summary)
+        self.manifest.save()
+        self.summaries.append(summary)
+        self.say(_one_line(summary))
+        return summary
+
+    def _watch(self, supervisor: Supervisor, locust: Managed, duration_s: float) -> None:
+        deadline = time.monotonic() + duration_s + 60
+        while locust.alive():
+            supervisor.check()
+            if time.monotonic() > deadline:
+                supervisor.stop(locust)
+                raise HarnessError(f"Locust did not finish within {duration_s + 60:g} s; stopped it")
+            time.sleep(0.25)
+        if locust.process.returncode != 0:
+            raise HarnessError(f"Locust exited with code {locust.process.returncode}:\n{locust.tail()}")
+        supervisor.check()
+
+    def _drain(self, supervisor: Supervisor, probe: QueueProbe) -> None:
+        """Let the workers finish the cell's backlog (bounded), so completions are measured."""
+        deadline = time.monotonic() + self.experiment.layout.drain_timeout_s
+        while time.monotonic() < deadline:
+            supervisor.check()
+            time.sleep(0.5)
+            if probe.samples and probe.backlog() == 0:
+                return
+
+
+def _one_line(summary: dict[str, Any]) -> str:
+    post = summary["endpoints"].get("POST_campaigns") or {}
+    text = (f"    POST /campaigns n={post.get('count', 0)} errors={post.get('errors', 0)} "
+            f"{post.get('throughput_per_s', 0):.1f}/s P50 {(post.get('p50_us') or 0) / 1000:.1f} ms "
+            f"P99 {(post.get('p99_us') or 0) / 1000:.1f} ms")
+    queue = summary.get("queue")
+    if queue:
+        completion = queue.get("completion") or {}
+        text += (f" | completion P99 {(completion.get('p99_us') or 0) / 1000:.0f} ms, backlog end "
+                 f"{queue.get('depth_end')}, {'sustainable' if queue.get('sustainable') else 'NOT sustainable'}")
+    return text
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def main_bench(experiment: Experiment, out_root: Path) -> int:
+    runner = Runner(experiment, out_root, say=lambda line: print(line, file=sys.stderr, flush=True))
+    complete = runner.run()
+    print(runner.run_dir)
+    return 0 if complete else 1
