@@ -32,6 +32,10 @@ wait_p99_ms = 10.0
 failure_probability = 0.0
 """
 
+SLOW_PROFILE = QUICK_PROFILE.replace('name = "quick"', 'name = "slow"').replace(
+    "wait_median_ms = 5.0\nwait_p99_ms = 20.0", "wait_median_ms = 1000.0\nwait_p99_ms = 1000.0"
+)
+
 BROKEN_PROFILE = QUICK_PROFILE.replace('name = "quick"', 'name = "broken"').replace(
     "failure_probability = 0.0", "failure_probability = 1.0", 1
 )
@@ -74,7 +78,7 @@ def redis_server() -> Iterator[RedisServer]:
 def profiles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     folder = tmp_path_factory.mktemp("profiles")
     paths = {}
-    for name, text in {"quick": QUICK_PROFILE, "broken": BROKEN_PROFILE}.items():
+    for name, text in {"quick": QUICK_PROFILE, "broken": BROKEN_PROFILE, "slow": SLOW_PROFILE}.items():
         path = folder / f"{name}.toml"
         path.write_text(text)
         paths[name] = str(path)
@@ -92,11 +96,13 @@ def supervisor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]
 def launch(redis_server: RedisServer, supervisor: Supervisor) -> Callable[..., Running]:
     """Start a design on a free port, on a fresh Redis database, with `workers` RQ workers."""
 
-    def _launch(design: str, profile: str, workers: int = 0, redis_url: str | None = None) -> Running:
+    def _launch(
+        design: str, profile: str, workers: int = 0, redis_url: str | None = None, env: dict[str, str] | None = None
+    ) -> Running:
         db_url = redis_url or _with_db(redis_server.url, next(_databases))
         redis.Redis.from_url(db_url).flushdb()
-        service, url = start_service(supervisor, design, db_url, profile)
-        started = start_workers(supervisor, workers, db_url, profile) if workers else []
+        service, url = start_service(supervisor, design, db_url, profile, env=env)
+        started = start_workers(supervisor, workers, db_url, profile, env=env) if workers else []
         return Running(url=url, redis_url=db_url, service=service, workers=started)
 
     return _launch

@@ -38,7 +38,9 @@ def redis_client(settings: Settings) -> Redis:
 
 
 def lifespan_for(
-    settings: Settings, on_start: Callable[[FastAPI, Redis], Awaitable[None]] | None = None
+    settings: Settings,
+    on_start: Callable[[FastAPI, Redis], Awaitable[None]] | None = None,
+    on_stop: Callable[[FastAPI], Awaitable[None]] | None = None,
 ) -> Callable[[FastAPI], AsyncIterator[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,6 +55,8 @@ def lifespan_for(
         try:
             yield
         finally:
+            if on_stop is not None:
+                await on_stop(app)
             await redis.aclose()
 
     return lifespan

@@ -28,6 +28,12 @@ class Settings:
     # Idempotency keys are remembered this long.
     idempotency_ttl_s: int = 24 * 3600
     max_body_bytes: int = 64 * 1024
+    # Queued: jobs waiting in the queue past which new campaigns are shed with 503 (0: no bound).
+    max_backlog: int = 10_000
+    # Inline: requests in progress past which new ones are shed with 503 at once, and the time
+    # after which a request gives up with 504 (its campaign marked failed), instead of piling up.
+    max_in_flight: int = 512
+    request_deadline_s: float = 30.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -39,6 +45,9 @@ class Settings:
             retries=int(env.get("OFFPATH_RETRIES", "3")),
             retry_backoff_s=_int_list(env.get("OFFPATH_RETRY_BACKOFF_S", "1,2,4")),
             queue_name=env.get("OFFPATH_QUEUE", "campaigns"),
+            max_backlog=int(env.get("OFFPATH_MAX_BACKLOG", "10000")),
+            max_in_flight=int(env.get("OFFPATH_MAX_IN_FLIGHT", "512")),
+            request_deadline_s=float(env.get("OFFPATH_REQUEST_DEADLINE_S", "30")),
         )
 
     def profile(self) -> Profile:

@@ -13,12 +13,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
+from redis.asyncio import Redis
 
 from services.campaign.api import ProfileDep, SettingsDep, StoreDep, create_app, lifespan_for
+from services.campaign.profile import Profile
 from services.campaign.schema import Campaign, CampaignRequest, Status
 from services.campaign.settings import Settings
+from services.campaign.store import CampaignStore
 from services.campaign.work import ProviderError, generate_campaign_content, trigger_follow_up_automation
 
 T = TypeVar("T")
@@ -44,6 +47,17 @@ class _Attempts:
         raise AssertionError("unreachable")
 
 
+class InFlight:
+    """Counts requests doing work; past the limit new ones are shed before anything is written."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.count = 0
+
+    def full(self) -> bool:
+        return self.limit > 0 and self.count >= self.limit
+
+
 @router.post(
     "/campaigns",
     status_code=201,
@@ -53,15 +67,35 @@ class _Attempts:
         409: {"description": "Idempotency-Key reused with another body, or its first request is still running"},
         422: {"description": "Invalid campaign; nothing was written"},
         502: {"description": "A provider kept failing; the campaign is marked failed"},
-        503: {"description": "Redis is unavailable; nothing was accepted"},
+        503: {"description": "Too many requests in progress, or Redis unavailable; nothing was accepted"},
+        504: {"description": "The work passed the request deadline; the campaign is marked failed"},
     },
 )
 async def create_campaign(
     body: CampaignRequest,
+    request: Request,
     store: StoreDep,
     profile: ProfileDep,
     settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+):
+    in_flight: InFlight = request.app.state.in_flight
+    if in_flight.full():
+        return JSONResponse(
+            status_code=503,
+            content={"detail": f"{in_flight.count} campaigns are in progress, the limit is {in_flight.limit}; "
+                               "nothing was accepted, retry later"},
+            headers={"Retry-After": "1"},
+        )
+    in_flight.count += 1
+    try:
+        return await _create(body, store, profile, settings, idempotency_key)
+    finally:
+        in_flight.count -= 1
+
+
+async def _create(
+    body: CampaignRequest, store: CampaignStore, profile: Profile, settings: Settings, idempotency_key: str | None
 ):
     admission = await store.admit(body, idempotency_key)
     campaign_id = admission.campaign_id
@@ -79,14 +113,23 @@ async def create_campaign(
     attempts = _Attempts()
     executions: dict[str, int] = {}
     try:
-        content = await attempts.retrying(
-            settings, lambda n: generate_campaign_content(campaign_id, body, profile, attempt=n)
+        async with asyncio.timeout(settings.request_deadline_s):
+            content = await attempts.retrying(
+                settings, lambda n: generate_campaign_content(campaign_id, body, profile, attempt=n)
+            )
+            executions["content"] = 1
+            automation = await attempts.retrying(
+                settings, lambda n: trigger_follow_up_automation(campaign_id, body, profile, attempt=n)
+            )
+            executions["automation"] = 1
+    except TimeoutError:
+        error_text = f"DeadlineExceeded: work did not finish within {settings.request_deadline_s:g} s"
+        await store.finish(
+            campaign_id, Status.failed,
+            {"started_at": started_at, "failed_at": time.time(), "attempts": attempts.count, "last_error": error_text},
+            executions,
         )
-        executions["content"] = 1
-        automation = await attempts.retrying(
-            settings, lambda n: trigger_follow_up_automation(campaign_id, body, profile, attempt=n)
-        )
-        executions["automation"] = 1
+        return JSONResponse(status_code=504, content={"detail": error_text, "id": campaign_id})
     except ProviderError as error:
         await store.finish(
             campaign_id,
@@ -117,11 +160,15 @@ async def create_campaign(
     )
 
 
+async def _start_limits(app: FastAPI, redis: Redis) -> None:
+    app.state.in_flight = InFlight(settings.max_in_flight)
+
+
 settings = Settings.from_env()
 app = create_app(
     title="offpath inline campaigns",
     description="POST /campaigns does the slow work in the request and answers 201 with the finished campaign.",
     settings=settings,
-    lifespan=lifespan_for(settings),
+    lifespan=lifespan_for(settings, on_start=_start_limits),
     post_router=router,
 )

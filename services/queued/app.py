@@ -6,11 +6,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Header, Request, Response
+from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
 from services.campaign.api import StoreDep, create_app, lifespan_for
 from services.campaign.schema import CampaignAccepted, CampaignRequest, Status
 from services.campaign.settings import Settings
+from services.queued.backpressure import BacklogGauge
 from services.queued.enqueue import JobPlanner, campaign_queue, parse_redis_version
 
 router = APIRouter()
@@ -23,7 +25,7 @@ router = APIRouter()
     responses={
         409: {"description": "Idempotency-Key reused with another body"},
         422: {"description": "Invalid campaign; nothing was written"},
-        503: {"description": "Redis is unavailable; nothing was accepted"},
+        503: {"description": "Backlog over its bound, or Redis unavailable; nothing was accepted"},
     },
 )
 async def create_campaign(
@@ -32,7 +34,15 @@ async def create_campaign(
     response: Response,
     store: StoreDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-) -> CampaignAccepted:
+):
+    gauge: BacklogGauge = request.app.state.gauge
+    if gauge.over_bound():
+        return JSONResponse(
+            status_code=503,
+            content={"detail": f"backlog of {gauge.depth} queued jobs is at its bound of {gauge.bound}; "
+                               "nothing was accepted, retry later"},
+            headers={"Retry-After": str(gauge.retry_after_s())},
+        )
     planner: JobPlanner = request.app.state.planner
     admission = await store.admit(body, idempotency_key, also=planner.buffer)
     response.headers["Location"] = f"/campaigns/{admission.campaign_id}"
@@ -42,9 +52,16 @@ async def create_campaign(
     return CampaignAccepted(id=admission.campaign_id, status=earlier.status if earlier else Status.accepted)
 
 
-async def _start_planner(app: FastAPI, redis: Redis) -> None:
+async def _start_queue_side(app: FastAPI, redis: Redis) -> None:
     info = await redis.info("server")
-    app.state.planner = JobPlanner(campaign_queue(settings), settings, parse_redis_version(info["redis_version"]))
+    queue = campaign_queue(settings)
+    app.state.planner = JobPlanner(queue, settings, parse_redis_version(info["redis_version"]))
+    app.state.gauge = BacklogGauge(redis, queue.key, settings.max_backlog)
+    await app.state.gauge.start()
+
+
+async def _stop_queue_side(app: FastAPI) -> None:
+    await app.state.gauge.stop()
 
 
 settings = Settings.from_env()
@@ -52,6 +69,6 @@ app = create_app(
     title="offpath queued campaigns",
     description="POST /campaigns persists the campaign and enqueues its slow work on RQ, answering 202.",
     settings=settings,
-    lifespan=lifespan_for(settings, on_start=_start_planner),
+    lifespan=lifespan_for(settings, on_start=_start_queue_side, on_stop=_stop_queue_side),
     post_router=router,
 )
