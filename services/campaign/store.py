@@ -212,19 +212,19 @@ class CampaignStore:
         elif isinstance(results[0], Exception):
             _raise_transition_error(campaign_id, results[0])
 
-    async def annotate(self, campaign_id: str, fields: dict[str, Any]) -> None:
-        """Set fields on an existing campaign without changing its status."""
-        await self.redis.hset(campaign_key(campaign_id), mapping={k: _encode(v) for k, v in fields.items()})
+    async def record_outcome(self, campaign_id: str, effect: str, fields: dict[str, Any]) -> None:
+        """Count one execution of a side effect and store what it produced, atomically, without a
+        status change: the record and the outcome exist together or not at all."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hincrby(executions_key(campaign_id), effect, 1)
+            pipe.hset(campaign_key(campaign_id), mapping={k: _encode(v) for k, v in fields.items()})
+            await pipe.execute()
 
     async def get(self, campaign_id: str) -> Campaign | None:
         raw = await self.redis.hgetall(campaign_key(campaign_id))
         if not raw:
             return None
         return campaign_from_hash(campaign_id, raw)
-
-    async def record_execution(self, campaign_id: str, effect: str) -> int:
-        """Count one execution of a side effect (a provider call) for the duplicate audit."""
-        return int(await self.redis.hincrby(executions_key(campaign_id), effect, 1))
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())

@@ -29,12 +29,18 @@ async def _load(store: CampaignStore, campaign_id: str) -> Campaign:
     return campaign
 
 
+# Each step records its side effect atomically with its outcome (one MULTI), and checks that record
+# before doing the work: a job delivered again after a worker crash does not repeat a finished step.
+
+
 async def generation_attempt(store: CampaignStore, campaign_id: str, profile: Profile) -> None:
     campaign = await _load(store, campaign_id)
+    if campaign.content_digest is not None:
+        log.info("campaign %s: content already generated; not generating again", campaign_id)
+        return
     await store.transition(campaign_id, Status.generating, first_only={"started_at": time.time()})
     content = await generate_campaign_content(campaign_id, campaign.request, profile, attempt=campaign.attempts + 1)
-    await store.record_execution(campaign_id, "content")
-    await store.annotate(campaign_id, {"content_digest": content.digest})
+    await store.record_outcome(campaign_id, "content", {"content_digest": content.digest})
 
 
 async def automation_attempt(store: CampaignStore, campaign_id: str, profile: Profile) -> None:
@@ -43,11 +49,11 @@ async def automation_attempt(store: CampaignStore, campaign_id: str, profile: Pr
     automation = await trigger_follow_up_automation(
         campaign_id, campaign.request, profile, attempt=campaign.attempts + 1
     )
-    await store.record_execution(campaign_id, "automation")
-    await store.transition(
+    await store.finish(
         campaign_id,
         Status.completed,
-        fields={"completed_at": time.time(), "follow_ups_scheduled": automation.follow_ups_scheduled},
+        {"completed_at": time.time(), "follow_ups_scheduled": automation.follow_ups_scheduled},
+        executions={"automation": 1},
     )
 
 

@@ -1,0 +1,82 @@
+"""The audit after a fault: every campaign a client saw acknowledged (201/202) must end `completed` or
+visibly `failed`; none may be missing; no side effect may have run twice."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+import redis
+
+from services.campaign.store import campaign_key, executions_key
+
+_BATCH = 500
+
+
+@dataclass
+class Audit:
+    acknowledged: int = 0
+    completed: int = 0
+    failed: int = 0
+    pending: int = 0  # still accepted/generating/automating when the audit gave up waiting
+    lost: int = 0  # acknowledged, but no state at all: the promise was broken
+    duplicated: int = 0  # campaigns where a recorded side effect ran more than once
+    lost_ids: list[str] = field(default_factory=list)
+    duplicated_ids: list[str] = field(default_factory=list)
+    settled_after_s: float | None = None  # from the audit's start until nothing was pending
+
+    @property
+    def ok(self) -> bool:
+        return self.lost == 0 and self.duplicated == 0 and self.pending == 0
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["lost_ids"] = self.lost_ids[:20]
+        data["duplicated_ids"] = self.duplicated_ids[:20]
+        data["ok"] = self.ok
+        return data
+
+
+def audit(redis_url: str, acknowledged_ids: Iterable[str], settle_timeout_s: float = 0.0) -> Audit:
+    """Check the acknowledged campaigns, waiting up to settle_timeout_s for pending ones to finish."""
+    ids = list(dict.fromkeys(acknowledged_ids))
+    connection = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+    started = time.monotonic()
+    try:
+        while True:
+            result = _check(connection, ids)
+            if result.pending == 0:
+                result.settled_after_s = round(time.monotonic() - started, 1)
+                return result
+            if time.monotonic() - started >= settle_timeout_s:
+                return result
+            time.sleep(0.5)
+    finally:
+        connection.close()
+
+
+def _check(connection: redis.Redis, ids: list[str]) -> Audit:
+    result = Audit(acknowledged=len(ids))
+    for start in range(0, len(ids), _BATCH):
+        batch = ids[start:start + _BATCH]
+        pipe = connection.pipeline(transaction=False)
+        for campaign_id in batch:
+            pipe.hget(campaign_key(campaign_id), "status")
+            pipe.hgetall(executions_key(campaign_id))
+        replies = pipe.execute()
+        for campaign_id, status, executions in zip(batch, replies[0::2], replies[1::2], strict=True):
+            if status is None:
+                result.lost += 1
+                result.lost_ids.append(campaign_id)
+                continue
+            if status == b"completed":
+                result.completed += 1
+            elif status == b"failed":
+                result.failed += 1
+            else:
+                result.pending += 1
+            if any(int(count) > 1 for count in executions.values()):
+                result.duplicated += 1
+                result.duplicated_ids.append(campaign_id)
+    return result
