@@ -1,0 +1,44 @@
+"""Security defaults: loopback binds, Redis passwords, no load on remote targets."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from loadtests.ports import RemoteTargetRefused, is_loopback_url, require_loopback
+from loadtests.redis_server import start_redis
+from tests.conftest import valid_body
+
+
+def test_services_work_with_a_password_protected_redis(launch, profiles):
+    private = start_redis(password="s3cret-pass")
+    try:
+        assert ":s3cret-pass@127.0.0.1:" in private.url
+        running = launch("queued", profiles["quick"], workers=1, redis_url=private.url)
+        with running.client() as client:
+            assert client.post("/campaigns", json=valid_body()).status_code == 202
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            redis.Redis.from_url(private.url.replace(":s3cret-pass@", "")).set("x", 1)
+    finally:
+        private.stop()
+
+
+def test_embedded_redis_and_services_bind_to_loopback(launch, profiles, redis_server):
+    running = launch("inline", profiles["quick"])
+    assert running.url.startswith("http://127.0.0.1:")
+    if redis_server.embedded:
+        assert running.redis().config_get("bind")["bind"] == "127.0.0.1"
+        assert running.redis().config_get("protected-mode")["protected-mode"] == "yes"
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000", "http://localhost:1", "http://[::1]:8080", "http://127.0.0.5"])
+def test_loopback_targets_are_allowed(url):
+    assert is_loopback_url(url)
+    require_loopback(url)
+
+
+@pytest.mark.parametrize("url", ["http://10.0.0.1:8000", "http://192.168.1.1", "http://example.com", "http://0.0.0.0:80"])
+def test_remote_targets_are_refused_unless_allowed(url):
+    with pytest.raises(RemoteTargetRefused, match="--allow-remote"):
+        require_loopback(url)
+    require_loopback(url, allow_remote=True)
