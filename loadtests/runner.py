@@ -68,22 +68,23 @@ def new_run_id(experiment: Experiment) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{experiment.name}-{secrets.token_hex(3)}"
 
 
-def locust_argv(url: str, cell_dir: Path, phase: Phase, experiment: Experiment, design: str) -> list[str]:
-    layout = experiment.layout
+def locust_argv(
+    url: str, cell_dir: Path, phase: Phase, payload_seed: int, poll_interval_s: float, processes: int
+) -> list[str]:
     argv = [
         python(), "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", url,
         "-t", f"{phase.duration_s:g}s", "--stop-timeout", "10",
         "--hdr-dir", str(cell_dir), "--csv", str(cell_dir / "locust"), "--csv-full-history",
         "--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0",
-        "--payload-seed", str(experiment.payload_seed),
-        "--poll-interval", f"{layout.poll_interval_s if design == 'queued' else 0:g}",
+        "--payload-seed", str(payload_seed),
+        "--poll-interval", f"{poll_interval_s:g}",
     ]
     if phase.rate_per_s is not None:
-        argv += ["--arrival-rate", f"{phase.rate_per_s:g}", "-u", str(layout.locust_processes)]
+        argv += ["--arrival-rate", f"{phase.rate_per_s:g}", "-u", str(processes)]
     else:
         argv += ["-u", str(phase.users), "-r", str(phase.users), "--wait-s", f"{phase.wait_s:g}"]
-    if layout.locust_processes > 1:
-        argv += ["--processes", str(layout.locust_processes)]
+    if processes > 1:
+        argv += ["--processes", str(processes)]
     return argv
 
 
@@ -217,8 +218,11 @@ class Runner:
         try:
             if probe is not None:
                 probe.__enter__()
+            layout = self.experiment.layout
+            argv = locust_argv(url, cell_dir, phase, self.experiment.payload_seed,
+                               layout.poll_interval_s if block.design == "queued" else 0, layout.locust_processes)
             locust = supervisor.start(
-                f"locust-{cell_id}", locust_argv(url, cell_dir, phase, self.experiment, block.design),
+                f"locust-{cell_id}", argv,
                 role="load", cpus=self.load_cpus, expect_exit=True,
             )
             locust.log_path = supervisor.log_dir / f"locust-{cell_id}.log" if supervisor.log_dir else None

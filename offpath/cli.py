@@ -65,6 +65,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return main_bench(experiment, Path(args.out))
 
 
+def cmd_chaos(args: argparse.Namespace) -> int:
+    from loadtests.chaos import load_chaos, run_chaos
+    from loadtests.experiment import ExperimentError
+
+    if os.environ.get("REDIS_URL"):
+        log.warning("chaos starts its own redis-server per fault (it crashes and restarts it); REDIS_URL is ignored")
+    try:
+        chaos = load_chaos(args.experiment)
+    except ExperimentError as exc:
+        log.error("%s", exc)
+        return 2
+    run_dir, ok = run_chaos(chaos, Path(args.out), only=args.fault or None,
+                            say=lambda line: print(line, file=sys.stderr, flush=True))
+    print(run_dir)
+    return 0 if ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="offpath", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("experiment", nargs="?", default="seed", help="experiment name or .toml path (default: seed)")
     bench.add_argument("--out", default="results", help="folder that receives the run folder (default: results)")
     bench.set_defaults(func=cmd_bench)
+
+    chaos = sub.add_parser("chaos", help="inject faults under load and audit every acknowledged campaign")
+    chaos.add_argument("experiment", nargs="?", default="chaos", help="chaos experiment name or .toml path")
+    chaos.add_argument("--fault", action="append", help="run only this fault (repeatable)")
+    chaos.add_argument("--out", default="results")
+    chaos.set_defaults(func=cmd_chaos)
     return parser
 
 

@@ -1,0 +1,182 @@
+"""The chaos experiment: run the queued design under load, inject one fault per scenario, then audit
+every acknowledged campaign (lost and duplicated must be 0) and measure the time to recover."""
+
+from __future__ import annotations
+
+import signal
+import time
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from loadtests.audit import audit
+from loadtests.experiment import EXPERIMENTS_DIR, ExperimentError, Phase
+from loadtests.faults import FAULT_KINDS, FaultLog, at, kill_worker_mid_job, restart_redis, slow_redis
+from loadtests.manifest import Manifest, git_facts, machine, now_iso, versions, write_json_atomic
+from loadtests.probe import QueueProbe
+from loadtests.process import available_cpus
+from loadtests.redis_server import start_redis
+from loadtests.runner import Interrupted, locust_argv
+from loadtests.supervisor import Supervisor, start_service, start_workers
+from services.campaign.settings import Settings
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    kind: str
+    at_s: float = 5.0
+    aof: str = "everysec"
+    down_s: float = 2.0
+    stall_ms: int = 300
+    for_s: float = 5.0
+    profile: str | None = None
+    design: str = "queued"
+
+
+@dataclass(frozen=True)
+class Chaos:
+    name: str
+    description: str
+    profile: str
+    rate_per_s: float
+    duration_s: float
+    workers: int
+    settle_timeout_s: float
+    faults: tuple[Fault, ...]
+
+
+def load_chaos(spec: str) -> Chaos:
+    path = Path(spec) if spec.endswith(".toml") else EXPERIMENTS_DIR / f"{spec}.toml"
+    if not path.is_file():
+        raise ExperimentError(f"chaos experiment {spec!r} not found (looked for {path})")
+    data = tomllib.loads(path.read_text())
+    faults = []
+    for index, table in enumerate(data.get("faults", [])):
+        unknown = set(table) - set(Fault.__dataclass_fields__)
+        if unknown:
+            raise ExperimentError(f"{path}: faults[{index}] has unknown keys {sorted(unknown)}; "
+                                  f"allowed: {sorted(Fault.__dataclass_fields__)}")
+        fault = Fault(**table)
+        if fault.kind not in FAULT_KINDS:
+            raise ExperimentError(f"{path}: faults[{index}].kind is {fault.kind!r}; allowed: {', '.join(FAULT_KINDS)}")
+        faults.append(fault)
+    try:
+        return Chaos(
+            name=data["name"], description=data.get("description", ""), profile=data.get("profile", "default"),
+            rate_per_s=float(data["rate_per_s"]), duration_s=float(data["duration_s"]),
+            workers=int(data.get("workers", 4)), settle_timeout_s=float(data.get("settle_timeout_s", 120)),
+            faults=tuple(faults),
+        )
+    except KeyError as exc:
+        raise ExperimentError(f"{path}: missing key {exc}") from None
+
+
+def read_acknowledged(cell_dir: Path) -> list[str]:
+    ids: list[str] = []
+    for path in sorted(cell_dir.glob("acks*.txt")):
+        ids += [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return ids
+
+
+def run_fault(chaos: Chaos, fault: Fault, run_dir: Path, cpus: tuple[list[int], list[int]]) -> dict[str, Any]:
+    load_cpus, sut_cpus = cpus
+    cell_dir = run_dir / "cells" / f"{fault.design}.{fault.name}.r1"
+    cell_dir.mkdir(parents=True)
+    profile = fault.profile or chaos.profile
+    server = start_redis(aof=fault.aof)
+    log = FaultLog()
+    errors: list[str] = []
+    try:
+        with Supervisor(log_dir=cell_dir / "logs") as supervisor:
+            _, url = start_service(supervisor, fault.design, server.url, profile, cpus=sut_cpus)
+            workers = start_workers(supervisor, chaos.workers, server.url, profile, cpus=sut_cpus) \
+                if fault.design == "queued" else []
+            phase = Phase(name=fault.name, kind="steady", rate_per_s=chaos.rate_per_s, duration_s=chaos.duration_s)
+            argv = locust_argv(url, cell_dir, phase, 1, 1.0 if fault.design == "queued" else 0, 1)
+            with QueueProbe(server.url, Settings().queue_name, cell_dir) as probe:
+                t0 = time.time()
+                locust = supervisor.start(f"locust-{fault.name}", argv, role="load", cpus=load_cpus, expect_exit=True)
+                if fault.kind == "kill-worker":
+                    at(fault.at_s, lambda: kill_worker_mid_job(
+                        supervisor, workers, server.url, log, t0,
+                        replace=lambda: start_workers(supervisor, 1, server.url, profile, cpus=sut_cpus)[0]), errors)
+                elif fault.kind == "restart-redis":
+                    at(fault.at_s, lambda: restart_redis(server, fault.down_s, log, t0), errors)
+                elif fault.kind == "slow-redis":
+                    at(fault.at_s, lambda: slow_redis(server.url, fault.stall_ms, fault.for_s, log, t0), errors)
+                while locust.alive():
+                    time.sleep(0.25)
+                load_ended = time.time()
+                acknowledged = read_acknowledged(cell_dir)
+                result = audit(server.url, acknowledged, settle_timeout_s=chaos.settle_timeout_s)
+                settled = time.time()
+            fault_t = log.events[0]["t_s"] if log.events else None
+            return {
+                "fault": fault.name, "kind": fault.kind, "design": fault.design, "profile": profile, "aof": fault.aof,
+                "load": f"{chaos.rate_per_s:g}/s for {chaos.duration_s:g} s",
+                **result.as_dict(),
+                "recovered_after_fault_s": round(settled - t0 - fault_t, 1) if fault_t is not None and result.ok else None,
+                "drained_after_load_s": round(settled - load_ended, 1),
+                "events": log.events, "errors": errors, "probe_errors": probe.errors[:5],
+            }
+    finally:
+        server.stop()
+
+
+def run_chaos(chaos: Chaos, out_root: Path, only: list[str] | None = None, say=print) -> tuple[Path, bool]:
+    run_dir = out_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{chaos.name}"
+    run_dir.mkdir(parents=True)
+    cpus = available_cpus()
+    layout = (cpus[-1:], cpus[:-1]) if len(cpus) > 1 else ([], [])
+    manifest = Manifest(run_dir, {
+        "run_id": run_dir.name, "kind": "chaos", "started_at": now_iso(), "finished_at": None, "git": git_facts(),
+        "versions": versions("bundled or PATH redis-server"), "machine": machine(),
+        "experiment": {**asdict(chaos), "faults": [asdict(f) for f in chaos.faults]},
+    })
+    results: list[dict[str, Any]] = []
+    error = None
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for fault in chaos.faults:
+            if only and fault.name not in only:
+                continue
+            say(f"fault {fault.name}: {fault.kind} under {chaos.rate_per_s:g}/s for {chaos.duration_s:g} s")
+            row = run_fault(chaos, fault, run_dir, layout)
+            results.append(row)
+            write_json_atomic(run_dir / "chaos.json", results)
+            say(f"  acknowledged {row['acknowledged']}, completed {row['completed']}, failed {row['failed']}, "
+                f"lost {row['lost']}, duplicated {row['duplicated']}, pending {row['pending']}; "
+                f"recovered after {row['recovered_after_fault_s']} s")
+    except Interrupted as exc:
+        error = f"interrupted by {exc}"
+    except Exception as exc:  # noqa: BLE001 - the folder is marked incomplete with the reason
+        error = f"{type(exc).__name__}: {exc}"
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    (run_dir / "chaos.md").write_text(fault_table(results))
+    manifest.finish(error)
+    say("\n" + fault_table(results))
+    ok = error is None and all(r["ok"] for r in results)
+    if error:
+        say(f"chaos run INCOMPLETE: {error}")
+    return run_dir, ok
+
+
+def fault_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| fault | load held | acknowledged | completed | failed | lost | duplicated | pending | time to recover |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        recover = f"{r['recovered_after_fault_s']} s" if r["recovered_after_fault_s"] is not None else (
+            "n/a (no fault)" if r["kind"] == "none" and r["ok"] else "NOT recovered")
+        if r["kind"] == "none" and r["ok"]:
+            recover = f"drained {r['drained_after_load_s']} s after load"
+        lines.append(f"| {r['fault']} | {r['load']} | {r['acknowledged']} | {r['completed']} | {r['failed']} | "
+                     f"{r['lost']} | {r['duplicated']} | {r['pending']} | {recover} |")
+    return "\n".join(lines) + "\n"
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
