@@ -1,0 +1,1 @@
+"""offpath's analysis: reads results folders (never a live system) and turns them into numbers and reports."""

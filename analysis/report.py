@@ -1,0 +1,164 @@
+"""The run report: headline, deltas, plots, how it was measured — as report.html, report.md and comparison.json."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.bootstrap import METHOD
+from analysis.capacity import Capacity, capacity, equal_load_comparison, headline
+from analysis.compare import Comparison, comparison_markdown, write_comparison
+from analysis.histogram import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
+from analysis.load import Run, load_run
+from analysis.page import to_html
+from analysis.plots import Plot, plots_for_run
+from analysis.summary import (
+    BACKLOG_GROWTH_FLOOR_PER_S,
+    BACKLOG_GROWTH_FRACTION,
+    BACKLOG_SIGNIFICANCE_SE,
+    DRIVER_LAG_P99_LIMIT_US,
+    phase_table,
+    summarize_run,
+)
+from analysis.tables import capacity_rows, phase_rows, step_rows
+
+RECORDING = (f"Every latency in microseconds into HDR histograms ({LOWEST_US} µs .. {HIGHEST_US // 3_600_000_000} h, "
+             f"{SIGNIFICANT_DIGITS} significant digits), one histogram per second per endpoint. Open model: latency "
+             "counts from each request's intended send time, so a stalled server cannot hide its stall (coordinated "
+             "omission). Every percentile is read from merged histograms — never an average of percentiles — and "
+             "shown with the count behind it.")
+RULES = (f"Capacity: the highest offered rate at which it and every lower rate kept POST /campaigns P99 within the "
+         f"SLO and errors within the budget; for queued also the drain capacity, up to which the backlog did not "
+         f"grow. Backlog (depth + deferred + scheduled jobs) is not sustainable when its least-squares slope over "
+         f"the second half of the load exceeds {BACKLOG_GROWTH_FRACTION:.0%} of the accepted rate (at least "
+         f"{BACKLOG_GROWTH_FLOOR_PER_S:g} jobs/s) and {BACKLOG_SIGNIFICANCE_SE:g} standard errors. The load "
+         f"generator is flagged as the bottleneck when its send lag P99 exceeds {DRIVER_LAG_P99_LIMIT_US / 1000:g} ms.")
+
+
+@dataclass
+class Report:
+    run: Run
+    headline: str
+    comparison: Comparison
+    capacity: Capacity
+    phases: pd.DataFrame
+    summaries: list[dict[str, Any]]
+    plots: list[Plot]
+    notes: list[str]
+    facts: list[tuple[str, str]]
+
+
+def build(run: Run, plots_dir: Path) -> Report:
+    """Everything the report shows, computed once from the run's files."""
+    cap = capacity(run)
+    comparison = equal_load_comparison(run, cap)
+    summaries = summarize_run(run)
+    notes = []
+    if run.incomplete_reason:
+        notes.append(f"This run is INCOMPLETE ({run.incomplete_reason}): the figures cover only the cells it finished.")
+    missing_designs = [d for d in ("inline", "queued") if d not in run.designs or not run.select(design=d)]
+    for design in missing_designs:
+        notes.append(f"No {design} cells in this run: the {design} side of every comparison is missing.")
+    notes += [f"Not compared: {m}" for m in comparison.missing if not missing_designs]
+    notes += [f"Capacity: {m}" for m in cap.missing if not missing_designs]
+    lagged = [s["cell"] for s in summaries if s.get("driver_bottleneck")]
+    if lagged:
+        notes.append(f"The load generator fell behind (send lag P99 > {DRIVER_LAG_P99_LIMIT_US / 1000:g} ms) in "
+                     f"{', '.join(lagged)}: those latencies include the generator's own delay.")
+    empty = [c.id for c in run.cells if not c.dir.is_dir()]
+    if empty:
+        notes.append(f"Cells in the manifest without files (never written): {', '.join(empty)}.")
+    return Report(run=run, headline=headline(cap, comparison, run), comparison=comparison, capacity=cap,
+                  phases=phase_table(run), summaries=summaries, plots=plots_for_run(run, cap, plots_dir), notes=notes,
+                  facts=facts(run))
+
+
+def facts(run: Run) -> list[tuple[str, str]]:
+    """How it was measured, from the manifest."""
+    m = run.manifest
+    experiment = m.get("experiment") or {}
+    git = m.get("git") or {}
+    versions = m.get("versions") or {}
+    machine = m.get("machine") or {}
+    layout = experiment.get("layout") or {}
+    profile = m.get("profile") or {}
+    slo = experiment.get("slo") or {}
+    phases = "; ".join(
+        f"{p.get('name')} ({p.get('kind')}, "
+        + (f"{p['rate_per_s']:g}/s" if p.get("rate_per_s") is not None else f"{p.get('users')} users")
+        + f", {p.get('duration_s', 0):g} s)" for p in experiment.get("phases") or [])
+    search = experiment.get("capacity")
+    cpus = m.get("cpus") or {}
+    redis = m.get("redis") or {}
+    rows = [
+        ("Run", f"{run.id} — {m.get('status')}, {m.get('started_at')} → {m.get('finished_at')}"),
+        ("Code", f"git {git.get('sha', 'unknown')}" + (" (uncommitted changes)" if git.get("dirty") else "")),
+        ("Experiment", f"{experiment.get('name')}: {experiment.get('description', '')}".strip()),
+        ("Designs and repetitions", f"{', '.join(experiment.get('designs') or run.designs)}; "
+                                    f"{experiment.get('repetitions', 1)} repetition(s), interleaved"),
+        ("Phases", phases or "none"),
+        ("Capacity search", f"{search['start_per_s']:g}/s to {search['max_per_s']:g}/s in steps of "
+                            f"{search['step_per_s']:g}/s, {search['step_duration_s']:g} s each" if search else "none"),
+        ("SLO", f"P99 ≤ {slo.get('p99_ms', '?')} ms, error rate ≤ {slo.get('error_rate', '?')}"),
+        ("Workload profile", f"{profile.get('name')} — {profile.get('description', '')} (seed {profile.get('seed')})"),
+        ("Layout", ", ".join(f"{k}={v}" for k, v in layout.items()) or "-"),
+        ("Machine", f"{machine.get('cpu_model')}, {machine.get('cpu_count')} CPUs, {machine.get('memory_gib')} GiB, "
+                    f"{machine.get('platform')}"),
+        ("CPU pinning", f"load generator {cpus.get('load')}, system under test {cpus.get('system_under_test')}"
+         if cpus else "-"),
+        ("Redis", f"{versions.get('redis_server', '?')}, " + ("embedded" if redis.get("embedded") else "external")
+         + f", AOF {redis.get('aof', '?')}"),
+        ("Versions", ", ".join(f"{k} {v}" for k, v in versions.items())),
+        ("Seeds", ", ".join(f"{k} {v}" for k, v in (m.get("seeds") or {}).items())),
+        ("Recording", RECORDING),
+        ("Comparison", METHOD),
+        ("Rules", RULES),
+    ]
+    return rows
+
+
+def markdown_table(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return "_none_"
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(r[h]).replace("|", "\\|") for h in header) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def to_markdown(report: Report) -> str:
+    """report.md: small enough for a CI job summary (plots are linked, not embedded)."""
+    parts = [f"# offpath — run {report.run.id}", "", f"**{report.headline}**", ""]
+    parts += [f"> {note}" for note in report.notes] + ([""] if report.notes else [])
+    parts += [f"## {report.comparison.title}", "", comparison_markdown(report.comparison), "",
+              f"<sub>{report.comparison.method}</sub>", ""]
+    if report.capacity.designs:
+        parts += ["## Capacity", "", markdown_table(capacity_rows(report.capacity)), "",
+                  markdown_table(step_rows(report.capacity)), ""]
+    parts += ["## Per design and phase (repetitions merged)", "", markdown_table(phase_rows(report.phases)), ""]
+    if report.plots:
+        parts += ["## Plots", ""] + [f"- [{p.title}](plots/{p.png.name}) ([SVG](plots/{p.svg.name})) — {p.caption}"
+                                     for p in report.plots] + [""]
+    parts += ["## How it was measured", ""] + [f"- **{k}**: {v}" for k, v in report.facts] + [""]
+    return "\n".join(parts)
+
+
+def render(run_dir: Path | str, *, allow_incomplete: bool = False) -> Path:
+    """Write run_dir/report.html (self-contained), run_dir/report.md, run_dir/comparison.json and run_dir/plots/;
+    returns the HTML path."""
+    run = load_run(run_dir, allow_incomplete=allow_incomplete)
+    report = build(run, run.dir / "plots")
+    write_comparison(report.comparison, run.dir / "comparison.json", extra={
+        "headline": report.headline,
+        "capacity": {"slo_p99_ms": report.capacity.slo_p99_ms, "error_budget": report.capacity.error_budget,
+                     "designs": {d: asdict(c) | {"capacity_per_s": c.capacity_per_s} for d, c in
+                                 report.capacity.designs.items()}, "missing": list(report.capacity.missing)},
+        "notes": report.notes,
+    })
+    (run.dir / "report.md").write_text(to_markdown(report))
+    html_path = run.dir / "report.html"
+    html_path.write_text(to_html(report))
+    return html_path

@@ -1,0 +1,223 @@
+"""Per-cell and per-phase figures from merged histograms: counts, errors, throughput, percentiles, queue health."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.histogram import Intervals, stats
+from analysis.load import Cell, Run
+
+# A load generator that starts requests more than 10 ms late at P99 is adding its own delay to what it
+# measures (open model latencies count from the intended send time), and is no longer offering the load
+# it was asked for. 10 ms is far above gevent's scheduling jitter and far below the service's latencies.
+DRIVER_LAG_P99_LIMIT_US = 10_000
+
+# The backlog (depth + deferred + scheduled jobs) is "not sustainable" when its least-squares slope over the
+# second half of the load is both significant (more than 3 standard errors above zero) and material (more
+# than 5% of the accepted rate, at least 0.5 jobs/s): the workers then finish < 95% of what arrives, and
+# the backlog and completion latency grow without bound however fast the 202s are.
+BACKLOG_GROWTH_FRACTION = 0.05
+BACKLOG_GROWTH_FLOOR_PER_S = 0.5
+BACKLOG_SIGNIFICANCE_SE = 3.0
+
+
+def summarize_cell(cell_dir: Path, cell_meta: dict[str, Any]) -> dict[str, Any]:
+    """The cell's summary.json (results/README.md) from the files in cell_dir; missing files are tolerated."""
+    return summarize(Cell(meta=dict(cell_meta), dir=Path(cell_dir)))
+
+
+def summarize(cell: Cell) -> dict[str, Any]:
+    meta = cell.meta
+    endpoints = {name: endpoint_summary(cell.log(name), cell.log(f"{name}.raw"), errors_by_status(cell.errors, name),
+                                        _duration(cell, name))
+                 for name in cell.endpoints()}
+    send_lag = cell.log("send_lag")
+    lag = _lag_summary(send_lag)
+    post = endpoints.get("POST_campaigns") or {}
+    accepted_rate = post.get("throughput_per_s") or meta.get("offered_rate_per_s") or 0.0
+    return {
+        "cell": cell.id, "design": cell.design, "phase": cell.phase, "kind": cell.kind, "repetition": cell.repetition,
+        "model": meta.get("model"), "offered_rate_per_s": meta.get("offered_rate_per_s"),
+        "duration_s": float(meta.get("duration_s") or 0.0),
+        "status": meta.get("status"),
+        "endpoints": endpoints,
+        "send_lag": lag,
+        "driver_bottleneck": driver_bottleneck(lag),
+        "queue": queue_summary(cell.queue, cell.log("completion"), _load_duration(cell), float(accepted_rate)),
+    }
+
+
+def endpoint_summary(intervals: Intervals, raw: Intervals, errors: dict[str, int], duration_s: float) -> dict[str, Any]:
+    """Latency figures of one endpoint: successes from the (CO-corrected) log, failures by status from errors.csv.
+    Throughput is successes per second over the log's own span of intervals."""
+    figures = stats(intervals.merged())
+    error_count = sum(errors.values())
+    count = int(figures["count"] or 0)
+    out: dict[str, Any] = {
+        "count": count, "errors": error_count,
+        "error_rate": round(error_count / (count + error_count), 6) if count + error_count else 0.0,
+        "errors_by_status": errors,
+        "throughput_per_s": round(count / duration_s, 3) if duration_s > 0 else 0.0,
+        "intervals": intervals.n_intervals,
+    }
+    out.update({k: v for k, v in figures.items() if k != "count"})
+    if raw.n_intervals:
+        out["raw"] = stats(raw.merged())
+    return out
+
+
+def errors_by_status(errors: pd.DataFrame, endpoint: str) -> dict[str, int]:
+    rows = errors[errors["endpoint"] == endpoint]
+    return {str(status): int(count) for status, count in rows.groupby("status")["count"].sum().items()}
+
+
+def driver_bottleneck(send_lag: dict[str, Any] | None) -> bool:
+    return bool(send_lag and (send_lag.get("p99_us") or 0) > DRIVER_LAG_P99_LIMIT_US)
+
+
+def _lag_summary(send_lag: Intervals) -> dict[str, Any] | None:
+    if not send_lag.n_intervals:
+        return None  # closed model: requests have no intended send time
+    return stats(send_lag.merged())
+
+
+def _duration(cell: Cell, endpoint: str) -> float:
+    log = cell.log(endpoint)
+    return log.duration_s if log.n_intervals else float(cell.meta.get("duration_s") or 0.0)
+
+
+def _load_duration(cell: Cell) -> float:
+    """How long load was offered: the phase's duration (queue.csv goes on through the drain after it)."""
+    return float(cell.meta.get("duration_s") or 0.0)
+
+
+def backlog_trend(t_s: np.ndarray, backlog: np.ndarray) -> tuple[float, float]:
+    """Least-squares slope (jobs/s) of the backlog over time, and its standard error."""
+    n = len(t_s)
+    if n < 3 or np.ptp(t_s) == 0:
+        return 0.0, float("inf")
+    t_centered = t_s - t_s.mean()
+    sxx = float(np.dot(t_centered, t_centered))
+    slope = float(np.dot(t_centered, backlog - backlog.mean()) / sxx)
+    residuals = backlog - backlog.mean() - slope * t_centered
+    se = float(np.sqrt(np.dot(residuals, residuals) / (n - 2) / sxx))
+    return slope, se
+
+
+def is_sustainable(slope_per_s: float, se_per_s: float, accepted_rate_per_s: float) -> bool:
+    limit = max(BACKLOG_GROWTH_FRACTION * accepted_rate_per_s, BACKLOG_GROWTH_FLOOR_PER_S)
+    return not (slope_per_s > limit and slope_per_s > BACKLOG_SIGNIFICANCE_SE * se_per_s)
+
+
+def queue_summary(queue: pd.DataFrame | None, completion: Intervals, load_duration_s: float,
+                  accepted_rate_per_s: float) -> dict[str, Any] | None:
+    """Completion latency and backlog health of a queued cell; None without queue samples (inline)."""
+    if queue is None:
+        return None
+    out: dict[str, Any] = {"completion": stats(completion.merged())}
+    if queue.empty:
+        return out | {"depth_start": None, "depth_end": None, "depth_max": None, "backlog_slope_per_s": None,
+                      "drain_rate_per_s": None, "sustainable": None, "samples": 0}
+    t = queue["t_s"].to_numpy(float)
+    backlog = (queue["depth"] + queue["deferred"] + queue["scheduled"]).to_numpy(float)
+    end = load_duration_s if load_duration_s > 0 else float(t[-1])
+    during = t <= end + 0.5
+    if not during.any():
+        during = np.ones_like(t, dtype=bool)
+    late = during & (t >= end / 2)
+    slope, se = backlog_trend(t[late], backlog[late])
+    enough = int(late.sum()) >= 3
+    completed = queue["completed_total"].to_numpy(float)
+    late_t = t[late]
+    drain = (float((completed[late][-1] - completed[late][0]) / (late_t[-1] - late_t[0]))
+             if enough and late_t[-1] > late_t[0] else None)
+    depth = queue["depth"].to_numpy(int)
+    return out | {
+        "depth_start": int(depth[during][0]), "depth_end": int(depth[during][-1]), "depth_max": int(depth[during].max()),
+        "backlog_end": int(backlog[during][-1]), "backlog_max": int(backlog[during].max()),
+        "backlog_after_drain": int(backlog[-1]),
+        "backlog_slope_per_s": round(slope, 3) if enough else None,
+        "backlog_slope_se_per_s": round(se, 3) if enough else None,
+        "drain_rate_per_s": round(drain, 3) if drain is not None else None,
+        "campaigns_failed": int(queue["campaigns_failed_total"].iloc[-1]),
+        "sustainable": is_sustainable(slope, se, accepted_rate_per_s) if enough else None,
+        "samples": len(queue),
+    }
+
+
+def summarize_run(run: Run) -> list[dict[str, Any]]:
+    return [summarize(cell) for cell in run.cells]
+
+
+def phase_table(run: Run, endpoint: str = "POST_campaigns") -> pd.DataFrame:
+    """One row per design × phase: repetitions merged (histograms added, never percentiles averaged)."""
+    rows = []
+    groups: dict[tuple[str, str, str], list[Cell]] = {}
+    for cell in run.cells:
+        groups.setdefault((cell.kind, cell.phase, cell.design), []).append(cell)
+    for (kind, phase, design), cells in groups.items():
+        rows.append({"kind": kind, "phase": phase, "design": design, "repetitions": len(cells),
+                     "offered_rate_per_s": cells[0].offered_rate_per_s, **merged_figures(cells, endpoint)})
+    return pd.DataFrame(rows)
+
+
+def merged_figures(cells: Sequence[Cell], endpoint: str = "POST_campaigns") -> dict[str, Any]:
+    """Figures of an endpoint over several cells (repetitions): merged histograms, summed counts and time."""
+    logs = [c.log(endpoint) for c in cells]
+    merged = Intervals.concat(logs)
+    duration = sum(log.duration_s for log in logs)
+    errors = sum(sum(errors_by_status(c.errors, endpoint).values()) for c in cells)
+    figures = stats(merged.merged())
+    count = int(figures["count"] or 0)
+    out: dict[str, Any] = {"count": count, "errors": errors,
+                           "error_rate": errors / (count + errors) if count + errors else 0.0,
+                           "throughput_per_s": count / duration if duration else 0.0}
+    out.update({k: v for k, v in figures.items() if k != "count"})
+    queues = [c.queue for c in cells]
+    if any(q is not None for q in queues):
+        completion = stats(Intervals.concat(c.log("completion") for c in cells).merged())
+        out["completion_count"] = completion["count"]
+        out["completion_p50_us"] = completion["p50_us"]
+        out["completion_p99_us"] = completion["p99_us"]
+        verdicts = []
+        for cell in cells:
+            queue = queue_summary(cell.queue, Intervals.empty(), _load_duration(cell), out["throughput_per_s"])
+            verdicts.append(None if queue is None else queue.get("sustainable"))
+        out["sustainable"] = False if False in verdicts else (None if None in verdicts else True)
+    return out
+
+
+def _ms(value_us: float | None) -> str:
+    return "-" if value_us is None else f"{value_us / 1000:.1f}"
+
+
+def format_table(summaries: Sequence[dict[str, Any]]) -> str:
+    """A compact plain-text table of cell summaries: POST /campaigns P50/P99/throughput, and queue health."""
+    header = ("cell", "n", "err", "rate/s", "P50 ms", "P99 ms", "P99.9 ms", "compl. P99 ms", "backlog")
+    lines = [header]
+    for summary in summaries:
+        post = (summary.get("endpoints") or {}).get("POST_campaigns") or {}
+        queue = summary.get("queue")
+        backlog = "-"
+        completion = None
+        if queue:
+            completion = (queue.get("completion") or {}).get("p99_us")
+            sustainable = queue.get("sustainable")
+            backlog = {True: "ok", False: "GROWING", None: "?"}[sustainable]
+        flag = " (driver lagged)" if summary.get("driver_bottleneck") else ""
+        lines.append((str(summary.get("cell", "?")) + flag, str(post.get("count", 0)), str(post.get("errors", 0)),
+                      f"{post.get('throughput_per_s', 0.0):.1f}", _ms(post.get("p50_us")), _ms(post.get("p99_us")),
+                      _ms(post.get("p999_us")), _ms(completion), backlog))
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    text = []
+    for number, row in enumerate(lines):
+        text.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
+                              enumerate(zip(row, widths, strict=True))).rstrip())
+        if number == 0:
+            text.append("  ".join("-" * w for w in widths))
+    return "\n".join(text)

@@ -1,0 +1,59 @@
+"""The report's tables as rows of display strings, shared by the Markdown and HTML renderers."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.capacity import Capacity
+from analysis.compare import format_value
+
+
+def capacity_rows(cap: Capacity) -> list[dict[str, str]]:
+    rows = []
+    for design, found in cap.designs.items():
+        value = found.capacity_per_s
+        rows.append({
+            "design": design,
+            "capacity": "below the lowest rate tested" if value is None else
+                        f"{'≥ ' if found.censored else ''}{value:g}/s",
+            "acknowledged within SLO up to": "-" if found.ack_capacity_per_s is None else f"{found.ack_capacity_per_s:g}/s",
+            "drained up to": "-" if found.drain_capacity_per_s is None else f"{found.drain_capacity_per_s:g}/s",
+            "tested up to": f"{found.tested_up_to_per_s:g}/s",
+        })
+    return rows
+
+
+def step_rows(cap: Capacity) -> list[dict[str, str]]:
+    rows = []
+    for design, found in cap.designs.items():
+        for p in found.points:
+            rows.append({
+                "design": design, "offered": f"{p.offered_rate_per_s:g}/s", "throughput": f"{p.throughput_per_s:.1f}/s",
+                "n": f"{p.count:,}", "errors": f"{p.errors:,} ({p.error_rate:.1%})",
+                "P50": format_value("p50_us", p.p50_us), "P99": format_value("p99_us", p.p99_us),
+                "completion P99": format_value("p99_us", p.completion_p99_us),
+                "backlog": {True: "flat", False: "GROWS", None: "-"}[p.sustainable],
+                "within SLO": "yes" if p.within_slo else "no",
+            })
+    return rows
+
+
+def phase_rows(phases: pd.DataFrame) -> list[dict[str, str]]:
+    rows = []
+    for r in phases.to_dict("records"):
+        if r["kind"] == "capacity":
+            continue  # every capacity step has its own row in the capacity table
+        completion = r.get("completion_p99_us")
+        sustainable = r.get("sustainable")
+        rows.append({
+            "phase": r["phase"] if r["kind"] == r["phase"] else f"{r['phase']} ({r['kind']})",
+            "design": r["design"], "reps": str(r["repetitions"]),
+            "offered": "-" if r["offered_rate_per_s"] is None or pd.isna(r["offered_rate_per_s"])
+                       else f"{r['offered_rate_per_s']:g}/s",
+            "n": f"{r['count']:,}", "errors": f"{r['errors']:,}", "throughput": f"{r['throughput_per_s']:.1f}/s",
+            "P50": format_value("p50_us", r.get("p50_us")), "P90": format_value("p90_us", r.get("p90_us")),
+            "P99": format_value("p99_us", r.get("p99_us")), "P99.9": format_value("p999_us", r.get("p999_us")),
+            "completion P99": "-" if completion is None or pd.isna(completion) else format_value("p99_us", completion),
+            "backlog": {True: "flat", False: "GROWS"}.get(sustainable, "-") if isinstance(sustainable, bool) else "-",
+        })
+    return rows

@@ -1,0 +1,138 @@
+"""How long analysis takes on a run of 10 million recorded requests: load + summarise + compare + capacity, no plots.
+
+A results folder is generated first (not timed): two designs, two interleaved repetitions of a 10-minute steady
+phase at 3,700/s, a warmup, and an 8-step capacity search per design, every request in three interval logs
+(corrected, raw, send lag) and, for queued, in the completion log, as the runner writes them.
+Prints `analysis_seconds_10M: N.N` last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from analysis.capacity import capacity, equal_load_comparison  # noqa: E402
+from analysis.histogram import histogram_of, to_hdr  # noqa: E402
+from analysis.load import load_run  # noqa: E402
+from analysis.summary import summarize_run  # noqa: E402
+from loadtests.hlog import IntervalLog  # noqa: E402
+
+EPOCH_S = 1_795_917_800.0
+STEADY_RATE_PER_S, STEADY_S = 3_700, 600
+WARMUP_RATE_PER_S, WARMUP_S = 1_000, 30
+CAPACITY_RATES, CAPACITY_STEP_S = [500 * k for k in range(1, 9)], 30
+
+
+def plan() -> list[dict]:
+    cells = []
+    for rep in (1, 2):
+        for design in ("inline", "queued"):
+            cells.append({"design": design, "phase": "warmup", "kind": "warmup", "repetition": rep,
+                          "rate": WARMUP_RATE_PER_S, "duration": WARMUP_S})
+            cells.append({"design": design, "phase": "steady", "kind": "steady", "repetition": rep,
+                          "rate": STEADY_RATE_PER_S, "duration": STEADY_S})
+    for design in ("inline", "queued"):
+        for rate in CAPACITY_RATES:
+            cells.append({"design": design, "phase": f"capacity-{rate:04d}", "kind": "capacity", "repetition": 1,
+                          "rate": rate, "duration": CAPACITY_STEP_S})
+    return cells
+
+
+def write_log(path: Path, start_s: float, rng: np.random.Generator, rate: int, duration: int, median_us: float,
+              sigma: float) -> None:
+    log = IntervalLog(path, start_s)
+    for second in range(duration):
+        counts = histogram_of(rng.lognormal(np.log(median_us), sigma, rate))
+        log.write(to_hdr(counts), start_s + second, start_s + second + 1)
+    log.close()
+
+
+def generate(root: Path) -> tuple[Path, int]:
+    rng = np.random.default_rng(1)
+    run_dir = root / "20261129-101500-speed-000000"
+    metas, requests = [], 0
+    for number, cell in enumerate(plan()):
+        cell_id = f"{cell['design']}.{cell['phase']}.r{cell['repetition']}"
+        cell_dir = run_dir / "cells" / cell_id
+        cell_dir.mkdir(parents=True)
+        start = EPOCH_S + number * 1000
+        queued = cell["design"] == "queued"
+        rate, duration = cell["rate"], cell["duration"]
+        overloaded = cell["kind"] == "capacity" and rate > (3000 if queued else 2000)
+        median = (900_000 if overloaded else 6_000) if queued else (900_000 if overloaded else 30_000)
+        write_log(cell_dir / "POST_campaigns.hlog", start, rng, rate, duration, median, 0.6)
+        write_log(cell_dir / "POST_campaigns.raw.hlog", start, rng, rate, duration, median * 0.9, 0.6)
+        write_log(cell_dir / "send_lag.hlog", start, rng, rate, duration, 300, 0.6)
+        (cell_dir / "errors.csv").write_text("t_s,endpoint,status,count\n")
+        if queued:
+            write_log(cell_dir / "completion.hlog", start, rng, rate, duration, 200_000, 0.5)
+            with open(cell_dir / "queue.csv", "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["t_s", "depth", "deferred", "scheduled", "started", "finished_total", "failed_total",
+                                 "completed_total", "campaigns_failed_total", "workers"])
+                for second in range(1, duration + 1):
+                    depth = int(rng.integers(0, 40))
+                    writer.writerow([second, depth, depth // 2, 0, 12, 2 * rate * second, 0, rate * second, 0, 12])
+        requests += rate * duration
+        metas.append({"id": cell_id, "design": cell["design"], "phase": cell["phase"], "kind": cell["kind"],
+                      "repetition": cell["repetition"], "model": "open", "offered_rate_per_s": float(rate),
+                      "users": None, "duration_s": float(duration), "started_at": start,
+                      "ended_at": start + duration, "status": "complete"})
+    manifest = {"schema_version": 1, "run_id": run_dir.name, "status": "complete", "error": None,
+                "experiment": {"name": "speed", "designs": ["inline", "queued"], "repetitions": 2,
+                               "slo": {"p99_ms": 500.0, "error_rate": 0.01}},
+                "cells": metas}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return run_dir, requests
+
+
+def analyse(run_dir: Path) -> dict[str, float]:
+    timings = {}
+    started = time.perf_counter()
+    run = load_run(run_dir)
+    summaries = summarize_run(run)
+    timings["load_and_summarise_s"] = time.perf_counter() - started
+    mark = time.perf_counter()
+    comparison = equal_load_comparison(run)
+    timings["compare_s"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    cap = capacity(run)
+    timings["capacity_s"] = time.perf_counter() - mark
+    timings["total_s"] = time.perf_counter() - started
+    assert len(summaries) == len(run.cells) and comparison.rows and cap.designs
+    return timings
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", type=Path, help="generate into this folder and keep it (default: a temp folder)")
+    args = parser.parse_args()
+    root = args.keep or Path(tempfile.mkdtemp(prefix="offpath-speed-"))
+    try:
+        started = time.perf_counter()
+        run_dir, requests = generate(root)
+        print(f"generated {requests:,} requests in {len(plan())} cells ({time.perf_counter() - started:.1f} s, "
+              f"not timed): {run_dir}")
+        timings = analyse(run_dir)
+        for name, seconds in timings.items():
+            print(f"{name}: {seconds:.2f}")
+        print(f"requests_per_analysis_second: {requests / timings['total_s']:,.0f}")
+        print(f"analysis_seconds_10M: {timings['total_s']:.1f}")  # {requests:,} >= 10M requests, not rescaled
+    finally:
+        if args.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

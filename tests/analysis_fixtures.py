@@ -1,0 +1,227 @@
+"""Results folders (schema_version 1) generated from known distributions, for analysis tests and benchmarks."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+from loadtests.hlog import IntervalLog, new_histogram
+
+EPOCH_S = 1_795_917_800.0  # fixed, so generated folders are byte-for-byte reproducible
+
+
+@dataclass
+class Latency:
+    """A lognormal latency distribution, in microseconds."""
+
+    median_us: float
+    sigma: float = 0.5
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        values = rng.lognormal(np.log(self.median_us), self.sigma, n) if n else np.zeros(0)
+        return np.clip(values, 1, 3_600_000_000).astype(np.int64)
+
+
+@dataclass
+class Queue:
+    """The queued design's backlog: starts at `start`, grows by `growth_per_s` jobs/s, noise of `noise` jobs."""
+
+    start: float = 5.0
+    growth_per_s: float = 0.0
+    noise: float = 2.0
+    completion: Latency = field(default_factory=lambda: Latency(120_000, 0.4))
+    workers: int = 4
+    drain_s: int = 3
+
+
+@dataclass
+class CellSpec:
+    design: str
+    phase: str
+    kind: str = "steady"
+    repetition: int = 1
+    rate_per_s: int = 100
+    duration_s: int = 20
+    latency: Latency = field(default_factory=lambda: Latency(10_000))
+    raw_latency: Latency | None = None
+    send_lag: Latency | None = field(default_factory=lambda: Latency(300, 0.6))
+    errors_per_s: dict[int, int] = field(default_factory=dict)
+    queue: Queue | None = None
+    written: bool = True  # False: in the manifest, but its folder never got written (a crashed cell)
+
+    @property
+    def id(self) -> str:
+        return f"{self.design}.{self.phase}.r{self.repetition}"
+
+
+def hdr_of(values: np.ndarray) -> HdrHistogram:
+    """Values recorded one by one with hdrh itself: the ground truth analysis must agree with."""
+    histogram = new_histogram()
+    for value in values.tolist():
+        histogram.record_value(value)
+    return histogram
+
+
+def write_log(path: Path, start_s: float, per_interval: list[np.ndarray]) -> None:
+    log = IntervalLog(path, start_s)
+    for second, values in enumerate(per_interval):
+        log.write(hdr_of(values), start_s + second, start_s + second + 1)
+    log.close()
+
+
+def write_cell(cell_dir: Path, spec: CellSpec, start_s: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Write the cell's files; returns the raw values drawn, by log name (for ground-truth assertions)."""
+    cell_dir.mkdir(parents=True)
+    seconds = range(spec.duration_s)
+    post = [spec.latency.draw(rng, spec.rate_per_s) for _ in seconds]
+    write_log(cell_dir / "POST_campaigns.hlog", start_s, post)
+    raw_spec = spec.raw_latency or spec.latency
+    write_log(cell_dir / "POST_campaigns.raw.hlog", start_s, [raw_spec.draw(rng, spec.rate_per_s) for _ in seconds])
+    truth = {"POST_campaigns": np.concatenate(post)}
+    if spec.send_lag is not None:
+        lag = [spec.send_lag.draw(rng, spec.rate_per_s) for _ in seconds]
+        write_log(cell_dir / "send_lag.hlog", start_s, lag)
+        truth["send_lag"] = np.concatenate(lag)
+    with open(cell_dir / "errors.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["t_s", "endpoint", "status", "count"])
+        for second in seconds:
+            for status, count in spec.errors_per_s.items():
+                writer.writerow([second + 1, "POST /campaigns", status, count])
+    if spec.queue is not None:
+        truth.update(_write_queue(cell_dir, spec, start_s, rng))
+    (cell_dir / "summary.json").write_text("{}\n")
+    return truth
+
+
+def _write_queue(cell_dir: Path, spec: CellSpec, start_s: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    queue = spec.queue
+    assert queue is not None
+    total_s = spec.duration_s + queue.drain_s
+    completions = [queue.completion.draw(rng, spec.rate_per_s if s < spec.duration_s else 0) for s in range(total_s)]
+    write_log(cell_dir / "completion.hlog", start_s, completions)
+    with open(cell_dir / "queue.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["t_s", "depth", "deferred", "scheduled", "started", "finished_total", "failed_total",
+                         "completed_total", "campaigns_failed_total", "workers"])
+        completed = 0
+        for second in range(1, total_s + 1):
+            t = min(second, spec.duration_s)
+            backlog = queue.start + queue.growth_per_s * t + rng.normal(0, queue.noise)
+            if second > spec.duration_s:
+                backlog = 0
+            depth = max(int(round(backlog * 0.6)), 0)
+            deferred = max(int(round(backlog)) - depth, 0)
+            completed += len(completions[second - 1])
+            writer.writerow([f"{second:.3f}", depth, deferred, 0, min(queue.workers, depth), 2 * completed, 0, completed,
+                             0, queue.workers])
+    return {"completion": np.concatenate(completions)}
+
+
+def manifest_for(run_id: str, specs: list[CellSpec], slo: dict[str, float], complete: bool) -> dict[str, Any]:
+    designs = list(dict.fromkeys(s.design for s in specs))
+    cells = []
+    for number, spec in enumerate(specs):
+        started = EPOCH_S + number * 100
+        cells.append({"id": spec.id, "design": spec.design, "phase": spec.phase, "kind": spec.kind,
+                      "repetition": spec.repetition, "model": "open", "offered_rate_per_s": float(spec.rate_per_s),
+                      "users": None, "duration_s": float(spec.duration_s), "started_at": started,
+                      "ended_at": started + spec.duration_s, "status": "complete" if spec.written else "incomplete"})
+    phases = [{"name": s.phase, "kind": s.kind, "rate_per_s": float(s.rate_per_s), "duration_s": float(s.duration_s),
+               "users": None, "wait_s": 1.0} for s in {s.phase: s for s in specs if s.kind != "capacity"}.values()]
+    return {
+        "schema_version": 1, "run_id": run_id, "status": "complete" if complete else "incomplete",
+        "error": None if complete else "interrupted by SIGINT",
+        "started_at": "2026-11-29T10:15:00+00:00", "finished_at": "2026-11-29T10:25:00+00:00",
+        "git": {"sha": "0123456789abcdef0123456789abcdef01234567", "dirty": False},
+        "versions": {"python": "3.11.7", "offpath": "0.1.0", "locust": "2.31.0", "rq": "2.0.0", "redis_py": "5.2.0",
+                     "redis_server": "6.2.14", "fastapi": "0.115.0", "uvicorn": "0.30.0", "hdrhistogram": "0.10.8"},
+        "machine": {"cpu_count": 2, "cpus_available": 2, "cpu_model": "Test CPU @ 2.0GHz", "platform": "Linux-test",
+                    "hostname": "fixture", "memory_gib": 24.0},
+        "experiment": {"name": "fixture", "description": "generated from known distributions", "profile": "default",
+                       "designs": designs, "repetitions": max(s.repetition for s in specs), "payload_seed": 1,
+                       "slo": slo, "layout": {"service_processes": 1, "workers": 4, "locust_processes": 1,
+                                              "poll_interval_s": 1.0, "drain_timeout_s": 5.0, "redis_aof": "everysec"},
+                       "phases": phases, "capacity": _search(specs)},
+        "profile": {"name": "default", "description": "fixture profile", "seed": 20261129},
+        "seeds": {"profile": 20261129, "payload": 1},
+        "cpus": {"load": [1], "system_under_test": [0]},
+        "redis": {"embedded": True, "aof": "everysec"},
+        "layout": {},
+        "cells": cells,
+    }
+
+
+def _search(specs: list[CellSpec]) -> dict[str, float] | None:
+    rates = sorted({s.rate_per_s for s in specs if s.kind == "capacity"})
+    if not rates:
+        return None
+    return {"start_per_s": float(rates[0]), "step_per_s": float(rates[1] - rates[0]) if len(rates) > 1 else 1.0,
+            "max_per_s": float(rates[-1]), "step_duration_s": float(next(s for s in specs if s.kind == "capacity")
+                                                                     .duration_s)}
+
+
+def write_run(root: Path, specs: list[CellSpec], *, run_id: str = "20261129-101500-fixture-abcdef", seed: int = 1,
+              slo: dict[str, float] | None = None, complete: bool = True) -> tuple[Path, dict[str, dict[str, np.ndarray]]]:
+    """A results folder of the given cells; returns its path and every cell's raw values by log name."""
+    run_dir = root / run_id
+    run_dir.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    slo = slo or {"p99_ms": 500.0, "error_rate": 0.01}
+    manifest = manifest_for(run_id, specs, slo, complete)
+    truth = {}
+    for spec, meta in zip(specs, manifest["cells"], strict=True):
+        if spec.written:
+            truth[spec.id] = write_cell(run_dir / "cells" / spec.id, spec, meta["started_at"], rng)
+    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    if not complete:
+        (run_dir / "INCOMPLETE").write_text("interrupted by SIGINT\n")
+    return run_dir, truth
+
+
+INLINE_STEADY = Latency(40_000, 0.6)
+QUEUED_STEADY = Latency(8_000, 0.5)
+
+
+def capacity_specs(design: str, rates: list[int], p99_budget_rate: int, drain_limit_rate: int | None = None,
+                   duration_s: int = 8) -> list[CellSpec]:
+    """Capacity cells: latency stays low up to p99_budget_rate and explodes past it; for queued, the backlog
+    grows past drain_limit_rate."""
+    specs = []
+    for rate in rates:
+        within = rate <= p99_budget_rate
+        latency = Latency(30_000 if design == "inline" else 6_000, 0.5) if within else Latency(900_000, 0.5)
+        queue = None
+        if design == "queued":
+            grows = drain_limit_rate is not None and rate > drain_limit_rate
+            queue = Queue(growth_per_s=rate * 0.5 if grows else 0.0, noise=1.0)
+        specs.append(CellSpec(design, f"capacity-{rate:04d}", kind="capacity", rate_per_s=rate, duration_s=duration_s,
+                              latency=latency, queue=queue))
+    return specs
+
+
+def reference_specs(repetitions: int = 2, duration_s: int = 20, rate_per_s: int = 100,
+                    drain_limit_rate: int | None = None, designs: tuple[str, ...] = ("inline", "queued"),
+                    capacity: bool = True) -> list[CellSpec]:
+    """The reference case: queued answers faster at equal load and sustains more throughput within the SLO."""
+    specs: list[CellSpec] = []
+    for rep in range(1, repetitions + 1):
+        for design in designs:
+            queued = design == "queued"
+            specs.append(CellSpec(design, "warmup", kind="warmup", repetition=rep, rate_per_s=20, duration_s=3,
+                                  latency=QUEUED_STEADY if queued else INLINE_STEADY, queue=Queue() if queued else None))
+            specs.append(CellSpec(design, "steady", repetition=rep, rate_per_s=rate_per_s, duration_s=duration_s,
+                                  latency=QUEUED_STEADY if queued else INLINE_STEADY, queue=Queue() if queued else None))
+    if capacity:
+        rates = [40, 80, 120, 160, 200]
+        if "inline" in designs:
+            specs += capacity_specs("inline", rates, p99_budget_rate=120)
+        if "queued" in designs:
+            specs += capacity_specs("queued", rates, p99_budget_rate=160, drain_limit_rate=drain_limit_rate)
+    return specs

@@ -1,0 +1,146 @@
+"""A/B comparison: known deltas found with CIs that exclude 0, same distributions marked `~`, reproducible."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hdrh.histogram import HdrHistogram
+
+from analysis.compare import compare_designs, compare_runs, comparison_markdown, format_comparison, verdict
+from analysis.load import load_run
+from tests.analysis_fixtures import CellSpec, Latency, Queue, write_run
+
+EQUIVALENCE = HdrHistogram(1, 3_600_000_000, 3)
+
+
+def rank_value(values: np.ndarray, percentile: float) -> int:
+    return int(np.sort(values)[max(int(percentile * len(values) / 100 + 0.5), 1) - 1])
+
+
+def steady(design: str, latency: Latency, rep: int = 1, rate: int = 200, duration: int = 30, **kw) -> CellSpec:
+    return CellSpec(design, "steady", repetition=rep, rate_per_s=rate, duration_s=duration, latency=latency,
+                    send_lag=None, **kw)
+
+
+@pytest.fixture(scope="module")
+def different(tmp_path_factory):
+    specs = [steady(d, Latency(40_000, 0.6) if d == "inline" else Latency(8_000, 0.5), rep)
+             for rep in (1, 2) for d in ("inline", "queued")]
+    return write_run(tmp_path_factory.mktemp("different"), specs)
+
+
+@pytest.fixture(scope="module")
+def same(tmp_path_factory):
+    specs = [steady(d, Latency(20_000, 0.6), rep) for rep in (1, 2) for d in ("inline", "queued")]
+    return write_run(tmp_path_factory.mktemp("same"), specs, seed=5)
+
+
+def test_faster_design_is_better_with_the_true_delta(different):
+    run_dir, truth = different
+    comparison = compare_designs(run_dir)
+    inline = np.concatenate([truth[f"inline.steady.r{r}"]["POST_campaigns"] for r in (1, 2)])
+    queued = np.concatenate([truth[f"queued.steady.r{r}"]["POST_campaigns"] for r in (1, 2)])
+    for metric, percentile in (("p50_us", 50), ("p90_us", 90), ("p99_us", 99)):
+        row = comparison.row(metric)
+        assert EQUIVALENCE.values_are_equivalent(int(row.a), rank_value(inline, percentile))
+        assert EQUIVALENCE.values_are_equivalent(int(row.b), rank_value(queued, percentile))
+        assert row.delta_pct == pytest.approx((row.b / row.a - 1) * 100, abs=0.01)
+        assert row.ci_low_pct <= row.delta_pct <= row.ci_high_pct < 0
+        assert row.verdict == "better"
+        assert row.n_a == row.n_b == 12_000
+
+
+def test_median_delta_is_the_distributions_ratio(different):
+    run_dir, _ = different
+    row = compare_designs(run_dir).row("p50_us")
+    # lognormal medians 40 ms and 8 ms: the true delta is -80%; the CI must contain it
+    assert row.ci_low_pct <= -80 <= row.ci_high_pct
+
+
+def test_same_distribution_shows_no_significant_change(same):
+    run_dir, _ = same
+    comparison = compare_designs(run_dir)
+    assert len(comparison.rows) == 5
+    assert {row.verdict for row in comparison.rows} == {"~"}
+    for row in comparison.rows:
+        assert row.ci_low_pct <= 0 <= row.ci_high_pct
+
+
+def test_thin_tail_is_not_judged(tmp_path):
+    specs = [steady("inline", Latency(40_000), rate=20, duration=10), steady("queued", Latency(8_000), rate=20,
+                                                                             duration=10)]
+    run_dir, _ = write_run(tmp_path, specs)
+    row = compare_designs(run_dir).row("p999_us")
+    assert row.verdict == "~" and row.note == "few samples"
+
+
+def test_fewer_successes_is_worse_throughput(tmp_path):
+    specs = [steady("inline", Latency(10_000), rate=200), steady("queued", Latency(10_000), rate=180)]
+    run_dir, _ = write_run(tmp_path, specs)
+    row = compare_designs(run_dir).row("throughput_per_s")
+    assert row.a == 200 and row.b == 180 and row.delta_pct == -10.0
+    assert row.verdict == "worse"
+
+
+def test_comparison_is_reproducible(different):
+    run_dir, _ = different
+    assert compare_designs(run_dir).rows == compare_designs(run_dir).rows
+
+
+def test_run_against_itself_is_unchanged(different):
+    run_dir, _ = different
+    comparison = compare_runs(run_dir, run_dir)
+    assert comparison.rows and all(r.verdict == "~" and r.delta_pct == 0 for r in comparison.rows)
+
+
+def test_slower_run_is_a_regression(tmp_path):
+    base, _ = write_run(tmp_path / "a", [steady("queued", Latency(8_000), queue=Queue())], run_id="run-a")
+    slow, _ = write_run(tmp_path / "b", [steady("queued", Latency(12_000), queue=Queue())], run_id="run-b", seed=2)
+    comparison = compare_runs(base, slow)
+    assert comparison.row("p50_us", "queued steady").verdict == "worse"
+    assert comparison.row("p50_us", "queued steady", endpoint="completion") is not None
+    assert comparison.a_label == "run-a" and comparison.b_label == "run-b"
+
+
+def test_runs_with_different_phases_say_what_was_not_compared(tmp_path):
+    a, _ = write_run(tmp_path / "a", [steady("inline", Latency(8_000))], run_id="run-a")
+    b, _ = write_run(tmp_path / "b", [steady("queued", Latency(8_000), queue=Queue())], run_id="run-b")
+    comparison = compare_runs(a, b)
+    assert not comparison.rows
+    assert comparison.missing == ("inline steady: only in run-a", "queued steady: only in run-b")
+    assert "nothing to compare" in format_comparison(comparison)
+
+
+def test_one_design_only_says_what_is_missing(tmp_path):
+    run_dir, _ = write_run(tmp_path, [steady("queued", Latency(8_000), queue=Queue())])
+    comparison = compare_designs(load_run(run_dir))
+    assert not comparison.rows
+    assert any("no inline cells" in m for m in comparison.missing)
+
+
+def test_terminal_table_states_the_method_and_verdicts(different):
+    run_dir, _ = different
+    text = format_comparison(compare_designs(run_dir))
+    assert "P99" in text and "better" in text and "95% CI" in text
+    assert "bootstrap" in text and "1000 replicates" in text
+    assert "\x1b[" not in text
+    assert "\x1b[" in format_comparison(compare_designs(run_dir), color=True)
+
+
+def test_markdown_and_json_carry_every_row(different):
+    run_dir, _ = different
+    comparison = compare_designs(run_dir)
+    assert comparison_markdown(comparison).count("\n| steady |") == 5
+    data = json.loads(json.dumps(comparison.to_dict()))
+    assert len(data["rows"]) == 5 and data["method"].startswith("95% confidence intervals by bootstrap")
+    assert comparison.to_frame().shape[0] == 5
+
+
+@pytest.mark.parametrize(("low", "high", "higher_is_better", "expected"), [
+    (-0.2, -0.1, False, "better"), (0.1, 0.2, False, "worse"), (-0.1, 0.1, False, "~"),
+    (0.1, 0.2, True, "better"), (-0.2, -0.1, True, "worse"), (0.0, 0.0, True, "~"),
+])
+def test_verdict_is_significant_only_when_the_interval_excludes_zero(low, high, higher_is_better, expected):
+    assert verdict(low, high, higher_is_better) == expected
