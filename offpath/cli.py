@@ -82,6 +82,32 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from analysis.load import ResultsFolderError
+    from analysis.report import render
+
+    try:
+        path = render(Path(args.run), allow_incomplete=args.partial)
+    except ResultsFolderError as exc:
+        log.error("%s", exc)
+        return 2
+    print(path)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from analysis.compare import compare_runs, format_comparison
+    from analysis.load import ResultsFolderError
+
+    try:
+        comparison = compare_runs(Path(args.a), Path(args.b))
+    except ResultsFolderError as exc:
+        log.error("%s", exc)
+        return 2
+    print(format_comparison(comparison, color=sys.stdout.isatty()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="offpath", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -106,6 +132,16 @@ def build_parser() -> argparse.ArgumentParser:
     chaos.add_argument("--fault", action="append", help="run only this fault (repeatable)")
     chaos.add_argument("--out", default="results")
     chaos.set_defaults(func=cmd_chaos)
+
+    report = sub.add_parser("report", help="(re)render RUN/report.html and RUN/report.md; prints the HTML path last")
+    report.add_argument("run", help="a results folder")
+    report.add_argument("--partial", action="store_true", help="render an incomplete run from what it measured")
+    report.set_defaults(func=cmd_report)
+
+    compare = sub.add_parser("compare", help="compare two runs: deltas with 95% confidence intervals")
+    compare.add_argument("a", help="baseline results folder")
+    compare.add_argument("b", help="candidate results folder")
+    compare.set_defaults(func=cmd_compare)
     return parser
 
 
