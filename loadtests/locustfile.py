@@ -28,6 +28,7 @@ from locust.rpc import Message
 from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
+import loadtests.acks  # noqa: F401 - registers the acknowledgement log
 from loadtests.arrivals import Shard
 from loadtests.merger import IntervalMerger, MergeSummary
 from loadtests.options import DriverOptions, add_arguments

@@ -80,7 +80,8 @@ def locust_argv(
         "--poll-interval", f"{poll_interval_s:g}",
     ]
     if phase.rate_per_s is not None:
-        argv += ["--arrival-rate", f"{phase.rate_per_s:g}", "-u", str(processes)]
+        # -r as high as -u: Locust would otherwise send a spawn message every second, each freezing workers.
+        argv += ["--arrival-rate", f"{phase.rate_per_s:g}", "-u", str(processes), "-r", str(processes)]
     else:
         argv += ["-u", str(phase.users), "-r", str(phase.users), "--wait-s", f"{phase.wait_s:g}"]
     if processes > 1:
