@@ -272,8 +272,11 @@ def _one_line(summary: dict[str, Any]) -> str:
     queue = summary.get("queue")
     if queue:
         completion = queue.get("completion") or {}
+        sustainable = queue.get("sustainable")
+        verdict = "too short to judge the backlog" if sustainable is None else (
+            "sustainable" if sustainable else "backlog GROWING: not sustainable")
         text += (f" | completion P99 {(completion.get('p99_us') or 0) / 1000:.0f} ms, backlog end "
-                 f"{queue.get('depth_end')}, {'sustainable' if queue.get('sustainable') else 'NOT sustainable'}")
+                 f"{queue.get('depth_end')}, {verdict}")
     return text
 
 
