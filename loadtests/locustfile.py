@@ -33,6 +33,7 @@ from loadtests.arrivals import Shard
 from loadtests.merger import IntervalMerger, MergeSummary
 from loadtests.options import DriverOptions, add_arguments
 from loadtests.payloads import body_pool
+from loadtests.ports import RemoteTargetRefused, require_loopback
 from loadtests.recorder import RAW_SUFFIX, SEND_LAG_LOG, Recorder, Ship
 from loadtests.scheduler import LATE_US, OpenModelSender
 from loadtests.users import OUTCOMES, CampaignUser
@@ -241,6 +242,11 @@ def _add_options(parser: Any) -> None:
 @events.init.add_listener
 def _install(environment: Environment, **_: Any) -> None:
     options = DriverOptions.from_parsed(environment.parsed_options)
+    if environment.host and not isinstance(environment.runner, WorkerRunner):
+        try:
+            require_loopback(environment.host, allow_remote=bool(getattr(environment.parsed_options, "allow_remote", False)))
+        except RemoteTargetRefused as exc:
+            raise SystemExit(str(exc)) from None
     if options.hdr_dir and not isinstance(environment.runner, WorkerRunner):
         try:
             Path(options.hdr_dir).mkdir(parents=True, exist_ok=True)

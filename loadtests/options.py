@@ -56,6 +56,9 @@ def add_arguments(parser: Any) -> None:
                        help="Stop polling one campaign after S seconds (default 60).")
     group.add_argument("--payload-seed", type=int, default=1, metavar="N", include_in_web_ui=True,
                        help="Seed of the POST /campaigns bodies (default 1).")
+    group.add_argument("--allow-remote", action="store_true", default=False, include_in_web_ui=False,
+                       help="Allow a --host that is not loopback (127.0.0.0/8, ::1). Without it offpath refuses to "
+                            "send load anywhere but this machine.")
     group.add_argument("--max-in-flight", type=int, default=1000, metavar="N", include_in_web_ui=False,
                        help="Open model: most requests in flight per Locust process, and its connection pool size "
                             "(default 1000). Reaching it delays sends, which shows in send_lag.hlog and a WARNING.")

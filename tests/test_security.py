@@ -42,3 +42,18 @@ def test_remote_targets_are_refused_unless_allowed(url):
     with pytest.raises(RemoteTargetRefused, match="--allow-remote"):
         require_loopback(url)
     require_loopback(url, allow_remote=True)
+
+
+def test_locustfile_refuses_a_remote_host_before_sending_anything():
+    import subprocess
+    import sys
+
+    from tests.conftest import project_root
+
+    result = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(project_root() / "loadtests" / "locustfile.py"), "--headless",
+         "--host", "http://10.1.2.3:80", "-t", "2s"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode != 0
+    assert "--allow-remote" in result.stderr + result.stdout
