@@ -113,6 +113,7 @@ class Runner:
         error: str | None = None
         try:
             with redis_for_run(aof=self.experiment.layout.redis_aof) as redis:
+                self.redis = redis
                 if redis.process is not None:
                     pin(redis.process.pid, self.sut_cpus)
                 profile = load_profile(self.experiment.profile)
@@ -242,23 +243,29 @@ class Runner:
         self.say(_one_line(summary))
         return summary
 
+    def _check(self, supervisor: Supervisor) -> None:
+        supervisor.check()
+        process = self.redis.process
+        if process is not None and process.poll() is not None:
+            raise HarnessError(f"redis-server ({self.redis.url}) died with code {process.returncode} mid-run")
+
     def _watch(self, supervisor: Supervisor, locust: Managed, duration_s: float) -> None:
         deadline = time.monotonic() + duration_s + 60
         while locust.alive():
-            supervisor.check()
+            self._check(supervisor)
             if time.monotonic() > deadline:
                 supervisor.stop(locust)
                 raise HarnessError(f"Locust did not finish within {duration_s + 60:g} s; stopped it")
             time.sleep(0.25)
         if locust.process.returncode != 0:
             raise HarnessError(f"Locust exited with code {locust.process.returncode}:\n{locust.tail()}")
-        supervisor.check()
+        self._check(supervisor)
 
     def _drain(self, supervisor: Supervisor, probe: QueueProbe) -> None:
         """Let the workers finish the cell's backlog (bounded), so completions are measured."""
         deadline = time.monotonic() + self.experiment.layout.drain_timeout_s
         while time.monotonic() < deadline:
-            supervisor.check()
+            self._check(supervisor)
             time.sleep(0.5)
             if probe.samples and probe.backlog() == 0:
                 return

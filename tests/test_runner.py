@@ -99,7 +99,7 @@ def test_smoke_experiment_writes_a_complete_schema_valid_folder(tmp_path):
     assert "P99" in err  # the closing table
 
 
-@pytest.mark.parametrize("fault", ["kill-service", "sigint"])
+@pytest.mark.parametrize("fault", ["kill-service", "kill-redis", "sigint"])
 def test_harness_fault_marks_the_run_incomplete_and_leaves_no_process(fault, tmp_path, profiles):
     experiment = tmp_path / "short.toml"
     experiment.write_text(SHORT.format(profile=profiles["quick"]))
@@ -119,13 +119,18 @@ def test_harness_fault_marks_the_run_incomplete_and_leaves_no_process(fault, tmp
         layout = json.loads(manifest_path.read_text())["layout"]
         service = next(p for procs in layout.values() for p in procs if p["role"] == "service")
         os.kill(service["pid"], signal.SIGKILL)
+    elif fault == "kill-redis":
+        redis_pid = next(pid for pid in started if b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes())
+        os.kill(redis_pid, signal.SIGKILL)
     else:
         process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 1
     run_dir = Path(out.strip().splitlines()[-1])
     reason = (run_dir / "INCOMPLETE").read_text()
-    assert ("died" in reason) if fault == "kill-service" else ("SIGINT" in reason)
+    assert ("SIGINT" in reason) if fault == "sigint" else ("died" in reason)
+    if fault == "kill-redis":
+        assert "redis-server" in reason
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "incomplete" and manifest["error"]
     cell_dir = run_dir / "cells" / manifest["cells"][0]["id"]
