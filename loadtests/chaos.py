@@ -6,17 +6,18 @@ from __future__ import annotations
 import signal
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from loadtests.audit import audit
 from loadtests.experiment import EXPERIMENTS_DIR, ExperimentError, Phase
-from loadtests.faults import FAULT_KINDS, FaultLog, at, kill_worker_mid_job, restart_redis, slow_redis
+from loadtests.faults import FAULT_KINDS, FaultLog, kill_worker_mid_job, restart_redis, slow_redis
 from loadtests.manifest import Manifest, git_facts, machine, now_iso, versions, write_json_atomic
 from loadtests.probe import QueueProbe
 from loadtests.process import available_cpus
-from loadtests.redis_server import start_redis
+from loadtests.redis_server import RedisServer, start_redis
 from loadtests.runner import Interrupted, locust_argv
 from loadtests.supervisor import Supervisor, start_service, start_workers
 from services.campaign.settings import Settings
@@ -98,18 +99,22 @@ def run_fault(chaos: Chaos, fault: Fault, run_dir: Path, cpus: tuple[list[int], 
             with QueueProbe(server.url, Settings().queue_name, cell_dir) as probe:
                 t0 = time.time()
                 locust = supervisor.start(f"locust-{fault.name}", argv, role="load", cpus=load_cpus, expect_exit=True)
-                if fault.kind == "kill-worker":
-                    at(fault.at_s, lambda: kill_worker_mid_job(
-                        supervisor, workers, server.url, log, t0,
-                        replace=lambda: start_workers(supervisor, 1, server.url, profile, cpus=sut_cpus)[0]), errors)
-                elif fault.kind == "restart-redis":
-                    at(fault.at_s, lambda: restart_redis(server, fault.down_s, log, t0), errors)
-                elif fault.kind == "slow-redis":
-                    at(fault.at_s, lambda: slow_redis(server.url, fault.stall_ms, fault.for_s, log, t0), errors)
+                # Faults run on this (main) thread: children get PR_SET_PDEATHSIG, which fires when the
+                # *thread* that started them exits, so a Redis or worker restarted from a short-lived
+                # thread would be killed again the moment that thread ended.
+                action = _fault_action(fault, supervisor, workers, server, profile, sut_cpus, log, t0)
+                if action is not None:
+                    time.sleep(max(0.0, t0 + fault.at_s - time.time()))
+                    try:
+                        action()
+                    except Exception as exc:  # noqa: BLE001 - reported below, not swallowed
+                        errors.append(f"{type(exc).__name__}: {exc}")
                 while locust.alive():
                     time.sleep(0.25)
                 load_ended = time.time()
                 acknowledged = read_acknowledged(cell_dir)
+                if errors:
+                    raise RuntimeError(f"fault {fault.name} could not be injected: {'; '.join(errors)}")
                 result = audit(server.url, acknowledged, settle_timeout_s=chaos.settle_timeout_s)
                 settled = time.time()
             fault_t = log.events[0]["t_s"] if log.events else None
@@ -123,6 +128,19 @@ def run_fault(chaos: Chaos, fault: Fault, run_dir: Path, cpus: tuple[list[int], 
             }
     finally:
         server.stop()
+
+
+def _fault_action(fault: Fault, supervisor: Supervisor, workers: list, server: RedisServer, profile: str,
+                  sut_cpus: list[int], log: FaultLog, t0: float) -> Callable[[], None] | None:
+    if fault.kind == "kill-worker":
+        return lambda: kill_worker_mid_job(
+            supervisor, workers, server.url, log, t0,
+            replace=lambda: start_workers(supervisor, 1, server.url, profile, cpus=sut_cpus)[0])
+    if fault.kind == "restart-redis":
+        return lambda: restart_redis(server, fault.down_s, log, t0)
+    if fault.kind == "slow-redis":
+        return lambda: slow_redis(server.url, fault.stall_ms, fault.for_s, log, t0)
+    return None
 
 
 def run_chaos(chaos: Chaos, out_root: Path, only: list[str] | None = None, say=print) -> tuple[Path, bool]:
@@ -156,7 +174,19 @@ def run_chaos(chaos: Chaos, out_root: Path, only: list[str] | None = None, say=p
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    (run_dir / "chaos.md").write_text(fault_table(results))
+    table = fault_table(results)
+    (run_dir / "chaos.md").write_text(table)
+    kept = bool(results) and all(r["ok"] for r in results)
+    headline = ("Every acknowledged campaign ended completed or visibly failed; none lost, none duplicated."
+                if kept else "The promise was broken, or not checked: see the table.")
+    (run_dir / "report.md").write_text(
+        f"# offpath chaos — run {run_dir.name}\n\n**{headline}**\n\n"
+        f"{table}\n"
+        "Each fault ran on fresh processes and a fresh Redis under a steady open-model load; afterwards every campaign "
+        "the client saw acknowledged (201/202, from the Locust acknowledgement logs) was checked against the service's "
+        "state. *lost*: acknowledged but no state at all; *duplicated*: a recorded side effect (content generation, "
+        "automation) ran more than once; *pending*: still not final when the audit stopped waiting; *time to recover*: "
+        "from the fault until every acknowledged campaign was final.\n")
     manifest.finish(error)
     say("\n" + fault_table(results))
     ok = error is None and all(r["ok"] for r in results)

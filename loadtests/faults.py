@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,18 +74,3 @@ def slow_redis(redis_url: str, stall_ms: int, for_s: float, log: FaultLog, t0: f
         connection.execute_command("DEBUG", "SLEEP", f"{stall_ms / 1000:.3f}")
         time.sleep(max(0.0, 1.0 - stall_ms / 1000))
     log.add(time.time() - t0, "slow redis: end")
-
-
-def at(delay_s: float, action: Callable[[], None], errors: list[str]) -> threading.Thread:
-    """Run action after delay_s in a thread; its exception is kept, not lost."""
-
-    def run() -> None:
-        time.sleep(delay_s)
-        try:
-            action()
-        except Exception as exc:  # noqa: BLE001 - reported by the chaos run
-            errors.append(f"{type(exc).__name__}: {exc}")
-
-    thread = threading.Thread(target=run, name="fault", daemon=True)
-    thread.start()
-    return thread

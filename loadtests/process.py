@@ -11,7 +11,8 @@ _PR_SET_PDEATHSIG = 1
 
 def die_with_parent() -> None:
     """preexec_fn for children: the kernel SIGTERMs them if offpath itself dies, even by SIGKILL,
-    so a crashed harness leaves no orphan servers holding ports."""
+    so a crashed harness leaves no orphan servers holding ports. The signal fires when the *thread*
+    that started the child exits: start children from the main thread only."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
