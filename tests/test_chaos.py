@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 CHAOS = """
 name = "chaos-test"
 profile = "{profile}"
@@ -30,6 +32,7 @@ down_s = 1.5
 """
 
 
+@pytest.mark.timeout(900)  # RQ notices a SIGKILLed worker's job about two minutes after the crash
 def test_faults_lose_nothing_and_duplicate_nothing(tmp_path, profiles):
     experiment = tmp_path / "chaos.toml"
     experiment.write_text(CHAOS.format(profile=profiles["quick"]))
