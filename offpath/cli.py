@@ -9,10 +9,14 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loadtests.redis_server import RedisUnavailable, redis_for_run
 from loadtests.supervisor import NotReady, ProcessDied, Supervisor, start_service, start_workers
 from services.campaign.profile import ProfileError, load_profile
+
+if TYPE_CHECKING:
+    from analysis.gate import Verdict
 
 log = logging.getLogger("offpath")
 
@@ -108,6 +112,83 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gate(args: argparse.Namespace) -> int:
+    from analysis.gate import harness_error
+    from analysis.verdict import text, write_verdict
+
+    try:
+        verdict = _gate_verdict(args)
+    except Exception as exc:  # noqa: BLE001 - a crash must exit 2 (harness error), never Python's 1 (= regression)
+        log.exception("the gate crashed")
+        verdict = harness_error(f"the gate crashed: {type(exc).__name__}: {exc}")
+    write_verdict(verdict, junit_path=args.junit, summary_path=args.summary, json_path=args.json)
+    print(text(verdict), end="")
+    return verdict.exit_code
+
+
+def _gate_verdict(args: argparse.Namespace) -> Verdict:
+    """Rules, then the baseline (before any load: a missing one must not cost a run to find out), then the run."""
+    from analysis.baseline import BaselineError, baseline_from_run, baseline_path, read_baseline, write_baseline
+    from analysis.gate import harness_error, judge
+    from analysis.load import ResultsFolderError, load_run
+    from analysis.rules import RulesError, load_rules
+
+    try:
+        rules = load_rules(Path(args.rules)) if args.rules else load_rules()
+    except RulesError as exc:
+        return harness_error(str(exc))
+    baseline = None
+    try:
+        path = baseline_path(args.baseline) if args.baseline.lower() != "none" else None
+        if path is not None and not args.update_baseline:
+            baseline = read_baseline(path)
+    except BaselineError as exc:
+        return harness_error(str(exc), rules, baseline=args.baseline)
+    if args.update_baseline and path is None:
+        return harness_error("--update-baseline needs a baseline name (--baseline NAME), not 'none'", rules)
+    if args.run and args.profile:
+        return harness_error("--profile changes the run the gate starts; a run given with --run keeps the profile "
+                             "it ran with", rules, baseline=args.baseline)
+    run_dir = Path(args.run) if args.run else _gate_run(args)
+    if run_dir is None:
+        return harness_error(f"the gate experiment {args.experiment!r} could not be loaded (see above)", rules)
+    try:
+        run = load_run(run_dir)
+    except ResultsFolderError as exc:
+        return harness_error(str(exc), rules, run_dir=str(run_dir), baseline=args.baseline)
+    verdict = judge(run, rules, baseline)
+    if args.update_baseline and path is not None:
+        if verdict.status != "pass":
+            log.error("baseline not written: run %s does not pass the within-run rules", run.id)
+            return verdict
+        try:
+            written = write_baseline(baseline_from_run(run, path.stem), path)
+        except BaselineError as exc:
+            return harness_error(str(exc), rules, run_id=run.id, run_dir=str(run.dir))
+        log.info("baseline %r written to %s from run %s", path.stem, written, run.id)
+    return verdict
+
+
+def _gate_run(args: argparse.Namespace) -> Path | None:
+    """Run the gate experiment (its profile overridden by --profile); the run folder, complete or not."""
+    from dataclasses import replace
+
+    from loadtests.experiment import ExperimentError, load_experiment
+    from loadtests.runner import Runner
+
+    try:
+        experiment = load_experiment(args.experiment)
+        if args.profile:
+            load_profile(args.profile)
+            experiment = replace(experiment, profile=args.profile)
+    except (ExperimentError, ProfileError) as exc:
+        log.error("%s", exc)
+        return None
+    runner = Runner(experiment, Path(args.out), say=lambda line: print(line, file=sys.stderr, flush=True))
+    runner.run()  # an incomplete run is marked INCOMPLETE in its folder; load_run turns that into a harness error
+    return runner.run_dir
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="offpath", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,6 +223,24 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("a", help="baseline results folder")
     compare.add_argument("b", help="candidate results folder")
     compare.set_defaults(func=cmd_compare)
+
+    gate = sub.add_parser("gate", help="performance regression gate: run the gate experiment (or take --run) and "
+                          "judge it against a baseline; exit 0 pass, 1 regression, 2 harness error")
+    gate.add_argument("--baseline", default="default", metavar="NAME",
+                      help="results/baselines/NAME.json, or a .json path; 'none' judges the within-run rules only")
+    gate.add_argument("--run", metavar="RUN", help="judge this results folder instead of running the gate experiment")
+    gate.add_argument("--junit", metavar="FILE", help="write JUnit XML (one test case per rule)")
+    gate.add_argument("--summary", metavar="FILE", help="write a Markdown summary (e.g. $GITHUB_STEP_SUMMARY)")
+    gate.add_argument("--json", metavar="FILE", help="write the verdict as JSON")
+    gate.add_argument("--update-baseline", action="store_true",
+                      help="write the baseline from this run (only if it passes the within-run rules)")
+    gate.add_argument("--profile", metavar="SPEC",
+                      help="override the gate experiment's profile, e.g. 'default*1.3' (30%% more work: the gate "
+                      "should fail)")
+    gate.add_argument("--experiment", default="gate", help="experiment name or .toml path (default: gate)")
+    gate.add_argument("--rules", metavar="FILE", help="rules file (default: analysis/gate_rules.toml)")
+    gate.add_argument("--out", default="results", help="folder that receives the run folder (default: results)")
+    gate.set_defaults(func=cmd_gate)
     return parser
 
 

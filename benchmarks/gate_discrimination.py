@@ -1,0 +1,157 @@
+"""Does the regression gate discriminate? Run it N times on the unchanged build and N times with 30% more work.
+
+Each round runs `offpath gate` twice, interleaved (unchanged, then `--profile 'default*1.3'`: every CPU cost and
+provider wait of the default profile x1.3), against the same baseline, so drift on the machine lands on both sides
+alike. A false alarm is an unchanged run the gate calls a regression; a detection is a regressed run it calls one.
+Harness errors (exit 2) are neither, and are counted apart.
+
+    .venv/bin/python benchmarks/gate_discrimination.py --runs 20              # committed baseline 'default'
+    .venv/bin/python benchmarks/gate_discrimination.py --runs 5 --fresh-baseline
+    .venv/bin/python benchmarks/gate_discrimination.py --judge DIR            # re-judge the runs of an earlier
+                                                                               # invocation with the current rules
+
+Each gate run costs its experiment (~100 s on 2 cores), so --runs 20 takes about 70 minutes. Prints one line per
+gate run, how often each rule failed on each side, and last `false_alarms: k/N` and `detections: k/N`.
+Targets: false alarms <= 1/20, detections >= 19/20.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from analysis.baseline import BaselineError, baseline_path, read_baseline  # noqa: E402
+from analysis.gate import judge  # noqa: E402
+from analysis.load import ResultsFolderError, load_run  # noqa: E402
+from analysis.rules import load_rules  # noqa: E402
+from analysis.verdict import to_json  # noqa: E402
+
+REGRESSION = "default*1.3"
+SIDES = ("unchanged", "regressed")
+
+
+def gate(out: Path, side: str, number: int, baseline: str, regression: str, rules: str | None) -> dict:
+    """One `offpath gate` run as CI runs it; its JSON verdict (exit code included)."""
+    verdict_path = out / "verdicts" / f"{side}-{number:02d}.json"
+    argv = [sys.executable, "-m", "offpath.cli", "gate", "--baseline", baseline, "--out", str(out / side),
+            "--json", str(verdict_path)]
+    argv += ["--profile", regression] if side == "regressed" else []
+    argv += ["--rules", rules] if rules else []
+    with open(out / "verdicts" / f"{side}-{number:02d}.log", "w") as log:
+        completed = subprocess.run(argv, stdout=subprocess.PIPE, stderr=log, text=True)
+    if verdict_path.is_file():
+        verdict = json.loads(verdict_path.read_text())
+    else:  # the gate crashed before it could write a verdict: a harness error, with its output as the reason
+        verdict = {"status": "error", "exit_code": completed.returncode, "errors": [completed.stdout[-500:]],
+                   "rules": []}
+    if verdict["exit_code"] != completed.returncode:
+        raise SystemExit(f"gate exit code {completed.returncode} disagrees with its verdict {verdict['exit_code']}")
+    return verdict
+
+
+def record_baseline(out: Path) -> str:
+    path = out / "baseline.json"
+    argv = [sys.executable, "-m", "offpath.cli", "gate", "--update-baseline", "--baseline", str(path), "--out",
+            str(out / "baseline-run")]
+    with open(out / "baseline.log", "w") as log:
+        code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT).returncode
+    if code != 0 or not path.is_file():
+        raise SystemExit(f"recording the baseline failed (exit {code}); see {out / 'baseline.log'}")
+    return str(path)
+
+
+def line(side: str, number: int, runs: int, verdict: dict, seconds: float) -> str:
+    failing = [f"{r['name']} ({_delta(r)})" for r in verdict["rules"] if r["status"] == "fail"]
+    errors = [r["name"] for r in verdict["rules"] if r["status"] == "error"] or verdict.get("errors", [])[:1]
+    detail = "; ".join(failing) if failing else ("; ".join(str(e)[:120] for e in errors) if errors else "")
+    return f"{side:9} {number:2d}/{runs}: {verdict['status']:10} {seconds:5.0f} s  {detail}".rstrip()
+
+
+def _delta(rule: dict) -> str:
+    figures = rule.get("figures") or {}
+    for key in ("delta_pct", "advantage_pct", "held_pct", "error_rate"):
+        if figures.get(key) is not None:
+            return f"{key} {figures[key]:+.1f}" if key != "error_rate" else f"{figures[key]:.2%}"
+    return rule["measured"]
+
+
+def report(results: dict[str, list[dict]], runs: int) -> None:
+    print("\nrule failures (unchanged | regressed):")
+    names = list(dict.fromkeys(r["name"] for side in SIDES for v in results[side] for r in v["rules"]))
+    for name in names:
+        counts = [sum(any(r["name"] == name and r["status"] == "fail" for r in v["rules"]) for v in results[side])
+                  for side in SIDES]
+        deltas = {side: [r["figures"].get("delta_pct") for v in results[side] for r in v["rules"]
+                         if r["name"] == name and (r.get("figures") or {}).get("delta_pct") is not None]
+                  for side in SIDES}
+        spread = "  ".join(f"{side} delta {min(d):+.1f}..{max(d):+.1f}%" for side, d in deltas.items() if d)
+        print(f"  {name:34} {counts[0]:2d} | {counts[1]:2d}   {spread}")
+    statuses = {side: Counter(v["status"] for v in results[side]) for side in SIDES}
+    errors = statuses["unchanged"]["error"] + statuses["regressed"]["error"]
+    print(f"\nharness_errors: {errors}/{2 * runs}")
+    print(f"false_alarms: {statuses['unchanged']['regression']}/{len(results['unchanged'])}")
+    print(f"detections: {statuses['regressed']['regression']}/{len(results['regressed'])}")
+
+
+def rejudge(root: Path, baseline: str, rules: str | None) -> dict[str, list[dict]]:
+    """The verdicts the current rules give the run folders of an earlier invocation (no load is run)."""
+    rule_set = load_rules(Path(rules)) if rules else load_rules()
+    try:
+        base = read_baseline(baseline_path(baseline))
+    except BaselineError as exc:
+        raise SystemExit(str(exc)) from None
+    results: dict[str, list[dict]] = {side: [] for side in SIDES}
+    for side in SIDES:
+        run_dirs = sorted((root / side).glob("*"))
+        for run_dir in run_dirs:
+            try:
+                verdict = to_json(judge(load_run(run_dir), rule_set, base))
+            except ResultsFolderError as exc:
+                verdict = {"status": "error", "exit_code": 2, "errors": [str(exc)], "rules": []}
+            results[side].append(verdict)
+            print(line(side, len(results[side]), len(run_dirs), verdict, 0.0), flush=True)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=20, help="gate runs per side (default 20)")
+    parser.add_argument("--baseline", default="default", help="baseline name or .json path (default: default)")
+    parser.add_argument("--fresh-baseline", action="store_true", help="record a baseline on this machine first")
+    parser.add_argument("--regression", default=REGRESSION, help=f"profile of the regressed side ({REGRESSION})")
+    parser.add_argument("--rules", help="rules file (default: analysis/gate_rules.toml)")
+    parser.add_argument("--out", help="keep the runs and verdicts here (default: a temporary folder)")
+    parser.add_argument("--judge", metavar="DIR", help="re-judge the runs kept in DIR by an earlier --out")
+    args = parser.parse_args()
+    if args.judge:
+        results = rejudge(Path(args.judge), args.baseline, args.rules)
+        report(results, max(len(v) for v in results.values()))
+        return 0
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="gate-discrimination-"))
+    (out / "verdicts").mkdir(parents=True, exist_ok=True)
+    print(f"runs and verdicts in {out}", file=sys.stderr)
+    baseline = record_baseline(out) if args.fresh_baseline else args.baseline
+    results: dict[str, list[dict]] = {side: [] for side in SIDES}
+    started = time.monotonic()
+    for number in range(1, args.runs + 1):
+        for side in SIDES:
+            began = time.monotonic()
+            verdict = gate(out, side, number, baseline, args.regression, args.rules)
+            results[side].append(verdict)
+            print(line(side, number, args.runs, verdict, time.monotonic() - began), flush=True)
+    print(f"\n{2 * args.runs} gate runs in {(time.monotonic() - started) / 60:.1f} min against baseline {baseline}; "
+          f"regression injected with --profile '{args.regression}'")
+    report(results, args.runs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""`offpath gate` end to end: one small real run (Redis, both services, RQ workers, Locust), judged for real."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import project_root
+
+EXPERIMENT = """
+name = "gate-tiny"
+description = "The gate experiment's shape, as small as a test allows."
+profile = "default"
+designs = ["inline", "queued"]
+repetitions = 1
+[slo]
+p99_ms = 2000.0
+error_rate = 0.05
+[layout]
+workers = 4
+poll_interval_s = 0.0
+drain_timeout_s = 10.0
+[[phases]]
+name = "steady"
+kind = "steady"
+rate_per_s = 10
+duration_s = 6
+"""
+
+# A run this short has ~60 requests a design: P50s only (no tail has 10 values beyond P99).
+RULES = """
+phase = "steady"
+[[rules]]
+name = "inline POST P50"
+kind = "regression"
+design = "inline"
+metric = "p50"
+max_regression_pct = 10
+[[rules]]
+name = "queued keeps its P50 advantage"
+kind = "advantage"
+design = "queued"
+metric = "p50"
+min_advantage_pct = 50
+[[rules]]
+name = "queued POST errors"
+kind = "error_rate"
+design = "queued"
+max_error_rate = 0.05
+[[rules]]
+name = "queued backlog sustainable"
+kind = "sustainable"
+design = "queued"
+"""
+
+
+def offpath(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "offpath.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=240)
+
+
+def test_gate_runs_the_experiment_then_judges_it_against_a_baseline(tmp_path):
+    (tmp_path / "tiny.toml").write_text(EXPERIMENT)
+    (tmp_path / "rules.toml").write_text(RULES)
+    common = ["--rules", str(tmp_path / "rules.toml"), "--out", str(tmp_path / "runs")]
+    first = offpath("gate", "--experiment", str(tmp_path / "tiny.toml"), "--baseline", "none", *common,
+                    "--json", str(tmp_path / "first.json"), cwd=project_root())
+    verdict = json.loads((tmp_path / "first.json").read_text())
+    assert first.returncode in (0, 1), first.stdout + first.stderr  # a judged run, never a harness error
+    assert verdict["status"] in ("pass", "regression") and verdict["counts"]["skipped"] == 1
+    run_dir = verdict["run_dir"]
+    assert (tmp_path / "runs").resolve() == (project_root() / run_dir).resolve().parent
+
+    baseline = str(tmp_path / "baseline.json")
+    recorded = offpath("gate", "--run", run_dir, "--baseline", baseline, "--update-baseline", *common,
+                       cwd=project_root())
+    assert recorded.returncode == first.returncode, recorded.stdout + recorded.stderr
+    if first.returncode == 0:
+        again = offpath("gate", "--run", run_dir, "--baseline", baseline, *common, "--junit",
+                        str(tmp_path / "junit.xml"), cwd=project_root())
+        assert again.returncode == 0, again.stdout
+        assert "0.0%" in again.stdout  # a run judged against its own baseline moved by exactly nothing
+        assert (tmp_path / "junit.xml").read_text().count("<testcase") == 5
