@@ -11,7 +11,8 @@ Harness errors (exit 2) are neither, and are counted apart.
                                                                                # invocation with the current rules
 
 Each gate run costs its experiment (~100 s on 2 cores), so --runs 20 takes about 70 minutes. Prints one line per
-gate run, how often each rule failed on each side, and last `false_alarms: k/N` and `detections: k/N`.
+gate run (with the 1-minute load average before>after it: other work on the machine shows there), how often each
+rule failed on each side, and last `false_alarms: k/N` and `detections: k/N`.
 Targets: false alarms <= 1/20, detections >= 19/20.
 """
 
@@ -68,18 +69,26 @@ def record_baseline(out: Path) -> str:
     return str(path)
 
 
-def line(side: str, number: int, runs: int, verdict: dict, seconds: float) -> str:
+def load_average() -> str:
+    """The 1-minute load average: another busy process on a 2-core machine shows here (0 where unknown)."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "0"
+
+
+def line(side: str, number: int, runs: int, verdict: dict, seconds: float, load: str = "") -> str:
     failing = [f"{r['name']} ({_delta(r)})" for r in verdict["rules"] if r["status"] == "fail"]
     errors = [r["name"] for r in verdict["rules"] if r["status"] == "error"] or verdict.get("errors", [])[:1]
     detail = "; ".join(failing) if failing else ("; ".join(str(e)[:120] for e in errors) if errors else "")
-    return f"{side:9} {number:2d}/{runs}: {verdict['status']:10} {seconds:5.0f} s  {detail}".rstrip()
+    return f"{side:9} {number:2d}/{runs}: {verdict['status']:10} {seconds:5.0f} s {load:>11}  {detail}".rstrip()
 
 
 def _delta(rule: dict) -> str:
     figures = rule.get("figures") or {}
     for key in ("delta_pct", "advantage_pct", "held_pct", "error_rate"):
         if figures.get(key) is not None:
-            return f"{key} {figures[key]:+.1f}" if key != "error_rate" else f"{figures[key]:.2%}"
+            return f"{figures[key]:.2%} errors" if key == "error_rate" else f"{key} {figures[key]:+.1f}"
     return rule["measured"]
 
 
@@ -143,10 +152,11 @@ def main() -> int:
     started = time.monotonic()
     for number in range(1, args.runs + 1):
         for side in SIDES:
-            began = time.monotonic()
+            began, load_before = time.monotonic(), load_average()
             verdict = gate(out, side, number, baseline, args.regression, args.rules)
             results[side].append(verdict)
-            print(line(side, number, args.runs, verdict, time.monotonic() - began), flush=True)
+            print(line(side, number, args.runs, verdict, time.monotonic() - began,
+                       f"load {load_before}>{load_average()}"), flush=True)
     print(f"\n{2 * args.runs} gate runs in {(time.monotonic() - started) / 60:.1f} min against baseline {baseline}; "
           f"regression injected with --profile '{args.regression}'")
     report(results, args.runs)
