@@ -7,6 +7,7 @@ Harness errors (exit 2) are neither, and are counted apart.
 
     .venv/bin/python benchmarks/gate_discrimination.py --runs 20              # committed baseline 'default'
     .venv/bin/python benchmarks/gate_discrimination.py --runs 5 --fresh-baseline
+    .venv/bin/python benchmarks/gate_discrimination.py --runs 20 --out DIR --resume  # go on where DIR stopped
     .venv/bin/python benchmarks/gate_discrimination.py --judge DIR            # re-judge the runs of an earlier
                                                                                # invocation with the current rules
 
@@ -138,12 +139,16 @@ def main() -> int:
     parser.add_argument("--regression", default=REGRESSION, help=f"profile of the regressed side ({REGRESSION})")
     parser.add_argument("--rules", help="rules file (default: analysis/gate_rules.toml)")
     parser.add_argument("--out", help="keep the runs and verdicts here (default: a temporary folder)")
+    parser.add_argument("--resume", action="store_true",
+                        help="with --out: keep the verdicts already in it and run only the missing ones")
     parser.add_argument("--judge", metavar="DIR", help="re-judge the runs kept in DIR by an earlier --out")
     args = parser.parse_args()
     if args.judge:
         results = rejudge(Path(args.judge), args.baseline, args.rules)
         report(results, max(len(v) for v in results.values()))
         return 0
+    if args.resume and not args.out:
+        parser.error("--resume needs --out (the folder of the invocation to go on with)")
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="gate-discrimination-"))
     (out / "verdicts").mkdir(parents=True, exist_ok=True)
     print(f"runs and verdicts in {out}", file=sys.stderr)
@@ -152,6 +157,11 @@ def main() -> int:
     started = time.monotonic()
     for number in range(1, args.runs + 1):
         for side in SIDES:
+            kept = out / "verdicts" / f"{side}-{number:02d}.json"
+            if args.resume and kept.is_file():
+                results[side].append(json.loads(kept.read_text()))
+                print(line(side, number, args.runs, results[side][-1], 0.0, "kept"), flush=True)
+                continue
             began, load_before = time.monotonic(), load_average()
             verdict = gate(out, side, number, baseline, args.regression, args.rules)
             results[side].append(verdict)

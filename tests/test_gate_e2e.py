@@ -82,3 +82,26 @@ def test_gate_runs_the_experiment_then_judges_it_against_a_baseline(tmp_path):
         assert again.returncode == 0, again.stdout
         assert "0.0%" in again.stdout  # a run judged against its own baseline moved by exactly nothing
         assert (tmp_path / "junit.xml").read_text().count("<testcase") == 5
+
+
+def test_discrimination_benchmark_resumes_from_kept_verdicts(tmp_path):
+    """A 70-minute benchmark cut short goes on where it stopped: kept verdicts are counted, not run again."""
+    verdicts = tmp_path / "verdicts"
+    verdicts.mkdir()
+    for side, status, code in (("unchanged", "pass", 0), ("regressed", "regression", 1)):
+        rule = {"name": "inline POST P50", "status": "fail" if code else "pass", "measured": "x",
+                "figures": {"delta_pct": 31.0 if code else 2.0}}
+        (verdicts / f"{side}-01.json").write_text(json.dumps({"status": status, "exit_code": code, "rules": [rule]}))
+    completed = subprocess.run([sys.executable, "benchmarks/gate_discrimination.py", "--runs", "1", "--out",
+                                str(tmp_path), "--resume"], cwd=project_root(), capture_output=True, text=True,
+                               timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert "false_alarms: 0/1" in completed.stdout and "detections: 1/1" in completed.stdout
+    assert completed.stdout.count("kept") == 2
+    assert not (tmp_path / "unchanged").exists()  # no gate ran
+
+
+def test_discrimination_benchmark_resume_needs_the_folder():
+    completed = subprocess.run([sys.executable, "benchmarks/gate_discrimination.py", "--resume"],
+                               cwd=project_root(), capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 2 and "--resume needs --out" in completed.stderr
