@@ -154,7 +154,7 @@ def main() -> int:
     print(f"runs and verdicts in {out}", file=sys.stderr)
     baseline = record_baseline(out) if args.fresh_baseline else args.baseline
     results: dict[str, list[dict]] = {side: [] for side in SIDES}
-    started = time.monotonic()
+    started, ran = time.monotonic(), 0
     for number in range(1, args.runs + 1):
         for side in SIDES:
             kept = out / "verdicts" / f"{side}-{number:02d}.json"
@@ -165,9 +165,11 @@ def main() -> int:
             began, load_before = time.monotonic(), load_average()
             verdict = gate(out, side, number, baseline, args.regression, args.rules)
             results[side].append(verdict)
+            ran += 1
             print(line(side, number, args.runs, verdict, time.monotonic() - began,
                        f"load {load_before}>{load_average()}"), flush=True)
-    print(f"\n{2 * args.runs} gate runs in {(time.monotonic() - started) / 60:.1f} min against baseline {baseline}; "
+    kept_note = f" ({2 * args.runs - ran} kept from the earlier invocation)" if ran < 2 * args.runs else ""
+    print(f"\n{ran} gate runs in {(time.monotonic() - started) / 60:.1f} min{kept_note} against baseline {baseline}; "
           f"regression injected with --profile '{args.regression}'")
     report(results, args.runs)
     return 0

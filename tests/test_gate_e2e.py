@@ -97,7 +97,8 @@ def test_discrimination_benchmark_resumes_from_kept_verdicts(tmp_path):
                                timeout=60)
     assert completed.returncode == 0, completed.stderr
     assert "false_alarms: 0/1" in completed.stdout and "detections: 1/1" in completed.stdout
-    assert completed.stdout.count("kept") == 2
+    assert completed.stdout.count(" kept ") == 2
+    assert "0 gate runs in" in completed.stdout and "(2 kept from the earlier invocation)" in completed.stdout
     assert not (tmp_path / "unchanged").exists()  # no gate ran
 
 
