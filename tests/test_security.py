@@ -37,7 +37,10 @@ def test_loopback_targets_are_allowed(url):
     require_loopback(url)
 
 
-@pytest.mark.parametrize("url", ["http://10.0.0.1:8000", "http://192.168.1.1", "http://example.com", "http://0.0.0.0:80"])
+# Non-loopback targets that reach nothing even if the guard broke: documentation ranges (RFC 5737, RFC 3849) and
+# a name that never resolves (RFC 6761).
+@pytest.mark.parametrize("url", ["http://192.0.2.1:8000", "http://[2001:db8::1]:80", "http://remote.invalid",
+                                 "http://0.0.0.0:80"])
 def test_remote_targets_are_refused_unless_allowed(url):
     with pytest.raises(RemoteTargetRefused, match="--allow-remote"):
         require_loopback(url)
@@ -45,6 +48,7 @@ def test_remote_targets_are_refused_unless_allowed(url):
 
 
 def test_locustfile_refuses_a_remote_host_before_sending_anything():
+    """The host is a name that never resolves (RFC 6761): were the guard broken, the run would still load nothing."""
     import subprocess
     import sys
 
@@ -52,7 +56,7 @@ def test_locustfile_refuses_a_remote_host_before_sending_anything():
 
     result = subprocess.run(
         [sys.executable, "-m", "locust", "-f", str(project_root() / "loadtests" / "locustfile.py"), "--headless",
-         "--host", "http://10.1.2.3:80", "-t", "2s"],
+         "--host", "http://remote.invalid:80", "-t", "2s"],
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode != 0
