@@ -40,27 +40,51 @@ REGRESSION = "default*1.3"
 SIDES = ("unchanged", "regressed")
 
 
+def verdict_file(out: Path, side: str, number: int) -> Path:
+    """Where a gate run's JSON verdict is kept (its log sits next to it); --resume and --judge read these."""
+    return out / "verdicts" / f"{side}-{number:02d}.json"
+
+
 def gate(out: Path, side: str, number: int, baseline: str, regression: str, rules: str | None) -> dict:
-    """One `offpath gate` run as CI runs it; its JSON verdict (exit code included)."""
-    verdict_path = out / "verdicts" / f"{side}-{number:02d}.json"
+    """One `offpath gate` run as CI runs it; its JSON verdict (exit code included), kept in verdict_file()."""
+    verdict_path = verdict_file(out, side, number)
     argv = [sys.executable, "-m", "offpath.cli", "gate", "--baseline", baseline, "--out", str(out / side),
             "--json", str(verdict_path)]
     argv += ["--profile", regression] if side == "regressed" else []
     argv += ["--rules", rules] if rules else []
-    with open(out / "verdicts" / f"{side}-{number:02d}.log", "w") as log:
+    with open(verdict_path.with_suffix(".log"), "w") as log:
         completed = subprocess.run(argv, stdout=subprocess.PIPE, stderr=log, text=True)
     if verdict_path.is_file():
         verdict = json.loads(verdict_path.read_text())
     else:  # the gate crashed before it could write a verdict: a harness error, with its output as the reason
         verdict = {"status": "error", "exit_code": completed.returncode, "errors": [completed.stdout[-500:]],
                    "rules": []}
+        verdict_path.write_text(json.dumps(verdict))
     if verdict["exit_code"] != completed.returncode:
         raise SystemExit(f"gate exit code {completed.returncode} disagrees with its verdict {verdict['exit_code']}")
     return verdict
 
 
-def record_baseline(out: Path) -> str:
+def kept_verdict(out: Path, side: str, number: int, baseline: str, regression: str) -> dict | None:
+    """The verdict an earlier invocation kept for this gate run, if it was judged the way this one would be."""
+    path = verdict_file(out, side, number)
+    if not path.is_file():
+        return None
+    verdict = json.loads(path.read_text())
+    if verdict["status"] == "error":  # a harness error is counted as it was
+        return verdict
+    profile = json.loads((Path(verdict["run_dir"]) / "manifest.json").read_text())["profile"]["name"]
+    if verdict["baseline"] != baseline_path(baseline).stem or (side == "regressed") != (profile == regression):
+        raise SystemExit(f"--resume: {path} was judged against baseline {verdict['baseline']!r} with profile "
+                         f"{profile!r}; this invocation uses {baseline!r} and --regression {regression!r}")
+    return verdict
+
+
+def record_baseline(out: Path, resume: bool) -> str:
+    """A baseline recorded on this machine now (or, resuming, the one the kept verdicts were judged against)."""
     path = out / "baseline.json"
+    if resume and path.is_file():
+        return str(path)
     argv = [sys.executable, "-m", "offpath.cli", "gate", "--update-baseline", "--baseline", str(path), "--out",
             str(out / "baseline-run")]
     with open(out / "baseline.log", "w") as log:
@@ -112,7 +136,10 @@ def report(results: dict[str, list[dict]], runs: int) -> None:
 
 
 def rejudge(root: Path, baseline: str, rules: str | None) -> dict[str, list[dict]]:
-    """The verdicts the current rules give the run folders of an earlier invocation (no load is run)."""
+    """The verdicts the current rules give the runs an earlier invocation judged (no load is run).
+
+    The runs are the ones its kept verdicts name, in their order: a run folder an interruption cut short has no
+    verdict and is not one of the series."""
     rule_set = load_rules(Path(rules)) if rules else load_rules()
     try:
         base = read_baseline(baseline_path(baseline))
@@ -120,14 +147,15 @@ def rejudge(root: Path, baseline: str, rules: str | None) -> dict[str, list[dict
         raise SystemExit(str(exc)) from None
     results: dict[str, list[dict]] = {side: [] for side in SIDES}
     for side in SIDES:
-        run_dirs = sorted((root / side).glob("*"))
-        for run_dir in run_dirs:
-            try:
-                verdict = to_json(judge(load_run(run_dir), rule_set, base))
-            except ResultsFolderError as exc:
-                verdict = {"status": "error", "exit_code": 2, "errors": [str(exc)], "rules": []}
+        kept = [json.loads(path.read_text()) for path in sorted((root / "verdicts").glob(f"{side}-*.json"))]
+        for verdict in kept:
+            if verdict.get("run_dir"):  # else the gate crashed before judging: that harness error stands
+                try:
+                    verdict = to_json(judge(load_run(Path(verdict["run_dir"])), rule_set, base))
+                except ResultsFolderError as exc:
+                    verdict = {"status": "error", "exit_code": 2, "errors": [str(exc)], "rules": []}
             results[side].append(verdict)
-            print(line(side, len(results[side]), len(run_dirs), verdict, 0.0), flush=True)
+            print(line(side, len(results[side]), len(kept), verdict, 0.0), flush=True)
     return results
 
 
@@ -152,15 +180,15 @@ def main() -> int:
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="gate-discrimination-"))
     (out / "verdicts").mkdir(parents=True, exist_ok=True)
     print(f"runs and verdicts in {out}", file=sys.stderr)
-    baseline = record_baseline(out) if args.fresh_baseline else args.baseline
+    baseline = record_baseline(out, args.resume) if args.fresh_baseline else args.baseline
     results: dict[str, list[dict]] = {side: [] for side in SIDES}
     started, ran = time.monotonic(), 0
     for number in range(1, args.runs + 1):
         for side in SIDES:
-            kept = out / "verdicts" / f"{side}-{number:02d}.json"
-            if args.resume and kept.is_file():
-                results[side].append(json.loads(kept.read_text()))
-                print(line(side, number, args.runs, results[side][-1], 0.0, "kept"), flush=True)
+            kept = kept_verdict(out, side, number, baseline, args.regression) if args.resume else None
+            if kept:
+                results[side].append(kept)
+                print(line(side, number, args.runs, kept, 0.0, "kept"), flush=True)
                 continue
             began, load_before = time.monotonic(), load_average()
             verdict = gate(out, side, number, baseline, args.regression, args.rules)

@@ -84,25 +84,49 @@ def test_gate_runs_the_experiment_then_judges_it_against_a_baseline(tmp_path):
         assert (tmp_path / "junit.xml").read_text().count("<testcase") == 5
 
 
-def test_discrimination_benchmark_resumes_from_kept_verdicts(tmp_path):
-    """A 70-minute benchmark cut short goes on where it stopped: kept verdicts are counted, not run again."""
-    verdicts = tmp_path / "verdicts"
-    verdicts.mkdir()
-    for side, status, code in (("unchanged", "pass", 0), ("regressed", "regression", 1)):
+def _kept_round(out, regression_profile="default*1.3"):
+    """Round 1 of an earlier invocation as it leaves it: a verdict per side, naming its run folder and baseline."""
+    (out / "verdicts").mkdir()
+    for side, status, code, profile in (("unchanged", "pass", 0, "default"),
+                                         ("regressed", "regression", 1, regression_profile)):
+        run_dir = out / side / f"20261129-000000-gate-{side}"
+        run_dir.mkdir(parents=True)
+        (run_dir / "manifest.json").write_text(json.dumps({"profile": {"name": profile}}))
         rule = {"name": "inline POST P50", "status": "fail" if code else "pass", "measured": "x",
                 "figures": {"delta_pct": 31.0 if code else 2.0}}
-        (verdicts / f"{side}-01.json").write_text(json.dumps({"status": status, "exit_code": code, "rules": [rule]}))
-    completed = subprocess.run([sys.executable, "benchmarks/gate_discrimination.py", "--runs", "1", "--out",
-                                str(tmp_path), "--resume"], cwd=project_root(), capture_output=True, text=True,
-                               timeout=60)
+        verdict = {"status": status, "exit_code": code, "run_dir": str(run_dir), "baseline": "default",
+                   "rules": [rule]}
+        (out / "verdicts" / f"{side}-01.json").write_text(json.dumps(verdict))
+
+
+def _benchmark(*args):
+    return subprocess.run([sys.executable, "benchmarks/gate_discrimination.py", *args], cwd=project_root(),
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_discrimination_benchmark_resumes_from_kept_verdicts(tmp_path):
+    """A 70-minute benchmark cut short goes on where it stopped: kept verdicts are counted, not run again."""
+    _kept_round(tmp_path)
+    completed = _benchmark("--runs", "1", "--out", str(tmp_path), "--resume")
     assert completed.returncode == 0, completed.stderr
     assert "false_alarms: 0/1" in completed.stdout and "detections: 1/1" in completed.stdout
     assert completed.stdout.count(" kept ") == 2
     assert "0 gate runs in" in completed.stdout and "(2 kept from the earlier invocation)" in completed.stdout
-    assert not (tmp_path / "unchanged").exists()  # no gate ran
+    for side in ("unchanged", "regressed"):  # no gate ran: only the kept run folders are there
+        assert [run.name for run in (tmp_path / side).iterdir()] == [f"20261129-000000-gate-{side}"]
+
+
+def test_discrimination_benchmark_refuses_to_resume_verdicts_judged_otherwise(tmp_path):
+    """Kept verdicts of another regression profile (or baseline) would mix two experiments in one count."""
+    _kept_round(tmp_path, regression_profile="default*1.5")
+    completed = _benchmark("--runs", "1", "--out", str(tmp_path), "--resume")
+    assert completed.returncode != 0
+    assert "'default*1.5'" in completed.stderr and "--regression 'default*1.3'" in completed.stderr
+    completed = _benchmark("--runs", "1", "--out", str(tmp_path), "--resume", "--baseline", "other",
+                           "--regression", "default*1.5")
+    assert completed.returncode != 0 and "this invocation uses 'other'" in completed.stderr
 
 
 def test_discrimination_benchmark_resume_needs_the_folder():
-    completed = subprocess.run([sys.executable, "benchmarks/gate_discrimination.py", "--resume"],
-                               cwd=project_root(), capture_output=True, text=True, timeout=60)
+    completed = _benchmark("--resume")
     assert completed.returncode == 2 and "--resume needs --out" in completed.stderr
