@@ -150,14 +150,20 @@ def capacity_sentence(cap: Capacity, baseline: str = "inline", candidate: str = 
         return (f"{holder} sustains {_rate(value)} at {slo}; {other} does not sustain even the lowest rate tested "
                 f"({min(p.offered_rate_per_s for p in (a.points + b.points)):g}/s).")
     ratio = (b_cap / a_cap - 1) * 100
-    qualifier = " (a lower bound: it held at the highest rate tested)" if b.censored and not a.censored else ""
     if a.censored and b.censored:
-        return f"Both designs sustain the highest rate tested ({b_cap:g}/s) at {slo}: capacity is not separated."
+        return (f"Both designs sustain the highest rate tested ({b_cap:g}/s) at {slo}: capacity is not separated "
+                f"(neither limit was found; raise the capacity search's max_per_s).")
     if abs(ratio) < 0.5:
         return f"{candidate} and {baseline} sustain the same throughput at {slo} ({b_cap:g}/s)."
     word = "more" if ratio > 0 else "less"
-    return (f"{candidate} sustains {abs(ratio):.0f}% {word} throughput at {slo} "
-            f"({_rate(b_cap, b.censored)} vs {_rate(a_cap, a.censored)}){qualifier}")
+    text = (f"{candidate} sustains {abs(ratio):.0f}% {word} throughput at {slo} "
+            f"({_rate(b_cap, b.censored)} vs {_rate(a_cap, a.censored)})")
+    unfound = a if a.censored else b if b.censored else None
+    if unfound is not None:
+        # A censored capacity makes the ratio a bound, not a figure: the headline must say so, not only "at least".
+        text += (f"; {unfound.design}'s limit was not found (it still held at {unfound.tested_up_to_per_s:g}/s, the "
+                 f"highest rate tested), so the difference is a bound")
+    return text
 
 
 def headline_row(comparison: Comparison, run: Run | None) -> DeltaRow | None:

@@ -50,6 +50,14 @@ def test_headline_tells_the_honest_opposite(tmp_path):
     assert "P99 is" in text and "% higher" in text
 
 
+def test_headline_says_when_a_limit_was_not_found(tmp_path):
+    specs = capacity_specs("inline", [40, 80, 120], p99_budget_rate=200)
+    specs += capacity_specs("queued", [40, 80, 120], p99_budget_rate=80, drain_limit_rate=None)
+    run_dir, _ = write_run(tmp_path, specs)
+    _, text = headline_of(run_dir)
+    assert "inline's limit was not found (it still held at 120/s, the highest rate tested)" in text
+
+
 def test_backlog_growing_past_the_drain_rate_moves_the_pain(tmp_path):
     run_dir, _ = write_run(tmp_path, reference_specs(repetitions=1, duration_s=10, drain_limit_rate=80))
     cap, text = headline_of(run_dir)
