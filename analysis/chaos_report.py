@@ -1,0 +1,81 @@
+"""The chaos report: the fault table read from a chaos run's chaos.json, as report.md and report.html."""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from analysis.load import INCOMPLETE_MARKER, ResultsFolderError
+from analysis.page import CSS, table
+
+EXPLANATION = (
+    "Each fault ran on fresh processes and a fresh Redis under a steady open-model load; afterwards every campaign "
+    "the client saw acknowledged (201/202, from the Locust acknowledgement logs) was checked against the service's "
+    "state. *lost*: acknowledged but no state at all; *duplicated*: a recorded side effect (content generation, "
+    "automation) ran more than once; *pending*: still not final when the audit stopped waiting; *time to recover*: "
+    "from the fault until every acknowledged campaign was final.")
+
+COLUMNS = ("fault", "load held", "acknowledged", "completed", "failed", "lost", "duplicated", "pending",
+           "time to recover")
+
+
+def read_faults(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "chaos.json"
+    if not path.exists():
+        raise ResultsFolderError(f"{run_dir} has no chaos.json: not a chaos run, or it ended before its first fault")
+    try:
+        rows = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ResultsFolderError(f"{path} is not valid JSON ({exc})") from exc
+    if not isinstance(rows, list):
+        raise ResultsFolderError(f"{path} should hold a list of fault results")
+    return rows
+
+
+def recovery(row: dict[str, Any]) -> str:
+    if row["kind"] == "none" and row["ok"]:
+        return f"drained {row['drained_after_load_s']} s after load"
+    if row["recovered_after_fault_s"] is not None:
+        return f"{row['recovered_after_fault_s']} s"
+    return "NOT recovered"
+
+
+def fault_rows(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return [dict(zip(COLUMNS, (str(r["fault"]), str(r["load"]), str(r["acknowledged"]), str(r["completed"]),
+                               str(r["failed"]), str(r["lost"]), str(r["duplicated"]), str(r["pending"]),
+                               recovery(r)), strict=True)) for r in rows]
+
+
+def fault_table(rows: list[dict[str, Any]]) -> str:
+    """The fault table as Markdown."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|---|---|" + "---:|" * (len(COLUMNS) - 2)]
+    lines += ["| " + " | ".join(row.values()) + " |" for row in fault_rows(rows)]
+    return "\n".join(lines) + "\n"
+
+
+def headline(rows: list[dict[str, Any]], incomplete: str | None) -> str:
+    if incomplete:
+        return f"The run did not finish ({incomplete}): the table holds the faults it completed."
+    if rows and all(r["ok"] for r in rows):
+        return "Every acknowledged campaign ended completed or visibly failed; none lost, none duplicated."
+    return "The promise was broken, or not checked: see the table."
+
+
+def render_chaos(run_dir: Path | str) -> Path:
+    """Write run_dir/report.md and run_dir/report.html from chaos.json; returns the HTML path."""
+    run_dir = Path(run_dir)
+    rows = read_faults(run_dir)
+    marker = run_dir / INCOMPLETE_MARKER
+    incomplete = marker.read_text().strip() or "incomplete" if marker.exists() else None
+    title = f"offpath chaos — run {run_dir.name}"
+    said = headline(rows, incomplete)
+    (run_dir / "report.md").write_text(f"# {title}\n\n**{said}**\n\n{fault_table(rows)}\n{EXPLANATION}\n")
+    html_path = run_dir / "report.html"
+    html_path.write_text(
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
+        f"<style>{CSS}</style></head><body><main><h1>{escape(title)}</h1>"
+        f"<div class='headline'>{escape(said)}</div>{table(fault_rows(rows))}"
+        f"<p class='method'>{escape(EXPLANATION)}</p></main></body></html>\n")
+    return html_path
