@@ -5,20 +5,32 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from loadtests.redis_server import RedisUnavailable, redis_for_run
 from loadtests.supervisor import NotReady, ProcessDied, Supervisor, start_service, start_workers
+from offpath.errors import EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK, exit_code, known_errors
 from services.campaign.profile import ProfileError, load_profile
+from services.campaign.settings import Settings
 
 if TYPE_CHECKING:
     from analysis.gate import Verdict
 
 log = logging.getLogger("offpath")
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Commands that start services: they check the services' environment variables before starting anything.
+STARTS_SERVICES = {"up", "bench", "chaos", "gate"}
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 class _Stop(Exception):
@@ -58,58 +70,63 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from loadtests.experiment import ExperimentError, load_experiment
-    from loadtests.runner import main_bench
+    from analysis.report import render
+    from loadtests.experiment import load_experiment
+    from loadtests.runner import Runner
 
-    try:
-        experiment = load_experiment(args.experiment)
-    except ExperimentError as exc:
-        log.error("%s", exc)
-        return 2
-    return main_bench(experiment, Path(args.out))
+    experiment = load_experiment(args.experiment)
+    runner = Runner(experiment, Path(args.out), say=_say)
+    complete = runner.run()
+    # The report is the main job's last step; an incomplete run gets one too, from what it measured.
+    rendered = _print_report(lambda: render(runner.run_dir, allow_incomplete=not complete))
+    print(runner.run_dir)
+    return EXIT_OK if complete and rendered else EXIT_ERROR
 
 
 def cmd_chaos(args: argparse.Namespace) -> int:
+    from analysis.chaos_report import render_chaos
     from loadtests.chaos import load_chaos, run_chaos
-    from loadtests.experiment import ExperimentError
 
     if os.environ.get("REDIS_URL"):
         log.warning("chaos starts its own redis-server per fault (it crashes and restarts it); REDIS_URL is ignored")
+    chaos = load_chaos(args.experiment)
+    outcome = run_chaos(chaos, Path(args.out), only=args.fault or None, say=_say)
+    rendered = _print_report(lambda: render_chaos(outcome.run_dir))
+    print(outcome.run_dir)
+    if not outcome.complete or not rendered:
+        return EXIT_ERROR
+    return EXIT_OK if outcome.kept else EXIT_CHECK_FAILED
+
+
+def _print_report(render: Callable[[], Path]) -> bool:
+    """Render a run's report and print its path; False (with the reason logged) when there was nothing to render."""
+    from analysis.load import ResultsFolderError
+
     try:
-        chaos = load_chaos(args.experiment)
-    except ExperimentError as exc:
-        log.error("%s", exc)
-        return 2
-    run_dir, ok = run_chaos(chaos, Path(args.out), only=args.fault or None,
-                            say=lambda line: print(line, file=sys.stderr, flush=True))
-    print(run_dir)
-    return 0 if ok else 1
+        path = render()
+    except ResultsFolderError as exc:
+        log.error("no report: %s", exc)
+        return False
+    print(f"report: {path}")
+    return True
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from analysis.load import ResultsFolderError
     from analysis.report import render
 
-    try:
-        path = render(Path(args.run), allow_incomplete=args.partial)
-    except ResultsFolderError as exc:
-        log.error("%s", exc)
-        return 2
-    print(path)
-    return 0
+    print(render(Path(args.run), allow_incomplete=args.partial))
+    return EXIT_OK
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from analysis.compare import compare_runs, format_comparison
-    from analysis.load import ResultsFolderError
+    from analysis.compare import compare_runs, comparison_document, format_comparison
 
-    try:
-        comparison = compare_runs(Path(args.a), Path(args.b))
-    except ResultsFolderError as exc:
-        log.error("%s", exc)
-        return 2
-    print(format_comparison(comparison, color=sys.stdout.isatty()))
-    return 0
+    comparison = compare_runs(Path(args.a), Path(args.b))
+    if sys.stdout.isatty():
+        print(format_comparison(comparison, width=shutil.get_terminal_size().columns, color=True))
+    else:
+        print(comparison_document(comparison), end="")  # piped: complete rows, nothing cut to fit a width
+    return EXIT_OK
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
@@ -189,15 +206,37 @@ def _gate_run(args: argparse.Namespace) -> Path | None:
     return runner.run_dir
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line naming what was wrong and what is allowed, exit 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    allowed = f"a whole number >= {low}" if high is None else f"a whole number from {low} to {high}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: {allowed}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="offpath", description=__doc__)
+    parser = OneLineParser(prog="offpath", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="serve one design on 127.0.0.1 (with Redis and, for queued, RQ workers)")
     up.add_argument("design", choices=["inline", "queued"])
-    up.add_argument("--port", type=int, default=8000)
-    up.add_argument("--workers", type=int, default=4, help="RQ worker processes (queued design)")
-    up.add_argument("--processes", type=int, default=1, help="uvicorn worker processes")
+    up.add_argument("--port", type=whole_number(1, 65535), default=8000)
+    up.add_argument("--workers", type=whole_number(1), default=4, help="RQ worker processes (queued design)")
+    up.add_argument("--processes", type=whole_number(1), default=1, help="uvicorn worker processes")
     up.add_argument("--profile", default="default", help="workload profile name or .toml path")
     up.add_argument("--aof", choices=["off", "everysec", "always"], default="everysec",
                     help="append-only file mode of the embedded Redis")
@@ -245,10 +284,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("OFFPATH_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s offpath %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    """Run one command; every error ends as one line on stderr and an exit code from offpath/errors.py."""
+    level = os.environ.get("OFFPATH_LOG_LEVEL", "INFO").upper()
+    if level not in LOG_LEVELS:
+        print(f"offpath: environment variable OFFPATH_LOG_LEVEL has value {level!r}; allowed: "
+              f"{', '.join(LOG_LEVELS)}", file=sys.stderr)
+        return EXIT_ERROR
+    logging.basicConfig(level=level, format="%(asctime)s offpath %(levelname)s %(message)s", datefmt="%H:%M:%S")
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        if args.command in STARTS_SERVICES:
+            Settings.from_env()  # a service would fail on the same variable later, inside a child process
+        return int(args.func(args))
+    except known_errors() as exc:
+        print(f"offpath {args.command}: {exc}", file=sys.stderr)
+        return exit_code(exc)
+    except Exception as exc:  # noqa: BLE001 - a crash is no answer: exit 2, one line, the traceback on request
+        log.debug("offpath %s crashed", args.command, exc_info=True)
+        print(f"offpath {args.command} crashed: {type(exc).__name__}: {exc} (OFFPATH_LOG_LEVEL=DEBUG shows where)",
+              file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

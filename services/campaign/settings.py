@@ -3,15 +3,50 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from services.campaign.profile import Profile, load_profile
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
+T = TypeVar("T")
 
-def _int_list(text: str) -> list[int]:
-    return [int(part) for part in text.split(",") if part.strip()]
+
+class SettingError(ValueError):
+    """An environment variable holds a value the service cannot use; the message names both."""
+
+
+def _read(env: Mapping[str, str], name: str, default: str, parse: Callable[[str], T], allowed: str) -> T:
+    text = env.get(name, default)
+    try:
+        value = parse(text)
+    except ValueError:
+        value = None
+    if value is None:
+        raise SettingError(f"environment variable {name} has value {text!r}; allowed: {allowed}")
+    return value
+
+
+def _non_negative_int(text: str) -> int | None:
+    value = int(text)
+    return value if value >= 0 else None
+
+
+def _positive_int(text: str) -> int | None:
+    value = int(text)
+    return value if value > 0 else None
+
+
+def _positive_float(text: str) -> float | None:
+    value = float(text)
+    return value if value > 0 and value != float("inf") else None
+
+
+def _int_list(text: str) -> list[int] | None:
+    values = [int(part) for part in text.split(",") if part.strip()]
+    return values if all(v >= 0 for v in values) else None
 
 
 @dataclass(frozen=True)
@@ -36,18 +71,22 @@ class Settings:
     request_deadline_s: float = 30.0
 
     @classmethod
-    def from_env(cls) -> Settings:
-        env = os.environ
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from environment variables; a value it cannot use raises SettingError naming the variable."""
+        env = os.environ if env is None else env
         return cls(
             redis_url=env.get("REDIS_URL", DEFAULT_REDIS_URL),
             profile_spec=env.get("OFFPATH_PROFILE", "default"),
-            redis_timeout_s=float(env.get("OFFPATH_REDIS_TIMEOUT_S", "2.0")),
-            retries=int(env.get("OFFPATH_RETRIES", "3")),
-            retry_backoff_s=_int_list(env.get("OFFPATH_RETRY_BACKOFF_S", "1,2,4")),
-            queue_name=env.get("OFFPATH_QUEUE", "campaigns"),
-            max_backlog=int(env.get("OFFPATH_MAX_BACKLOG", "10000")),
-            max_in_flight=int(env.get("OFFPATH_MAX_IN_FLIGHT", "512")),
-            request_deadline_s=float(env.get("OFFPATH_REQUEST_DEADLINE_S", "30")),
+            redis_timeout_s=_read(env, "OFFPATH_REDIS_TIMEOUT_S", "2.0", _positive_float, "seconds > 0, e.g. 2.0"),
+            retries=_read(env, "OFFPATH_RETRIES", "3", _non_negative_int, "a whole number >= 0"),
+            retry_backoff_s=_read(env, "OFFPATH_RETRY_BACKOFF_S", "1,2,4", _int_list,
+                                  "whole seconds >= 0 separated by commas, e.g. 1,2,4"),
+            queue_name=_read(env, "OFFPATH_QUEUE", "campaigns", lambda t: t.strip() or None, "a non-empty name"),
+            max_backlog=_read(env, "OFFPATH_MAX_BACKLOG", "10000", _non_negative_int,
+                              "a whole number of queued jobs >= 0 (0: no bound)"),
+            max_in_flight=_read(env, "OFFPATH_MAX_IN_FLIGHT", "512", _positive_int, "a whole number > 0"),
+            request_deadline_s=_read(env, "OFFPATH_REQUEST_DEADLINE_S", "30", _positive_float,
+                                     "seconds > 0, e.g. 30"),
         )
 
     def profile(self) -> Profile:
