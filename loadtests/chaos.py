@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from analysis.chaos_report import fault_table
 from loadtests.audit import audit
 from loadtests.experiment import EXPERIMENTS_DIR, ExperimentError, Phase
 from loadtests.faults import FAULT_KINDS, FaultLog, kill_worker_mid_job, restart_redis, slow_redis
@@ -34,6 +35,13 @@ class Fault:
     for_s: float = 5.0
     profile: str | None = None
     design: str = "queued"
+
+
+@dataclass(frozen=True)
+class ChaosOutcome:
+    run_dir: Path
+    complete: bool  # every fault ran (not interrupted, no harness fault)
+    kept: bool  # every fault that ran kept the promise: nothing lost, nothing duplicated, nothing pending
 
 
 @dataclass(frozen=True)
@@ -143,7 +151,7 @@ def _fault_action(fault: Fault, supervisor: Supervisor, workers: list, server: R
     return None
 
 
-def run_chaos(chaos: Chaos, out_root: Path, only: list[str] | None = None, say=print) -> tuple[Path, bool]:
+def run_chaos(chaos: Chaos, out_root: Path, only: list[str] | None = None, say=print) -> ChaosOutcome:
     run_dir = out_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{chaos.name}"
     run_dir.mkdir(parents=True)
     cpus = available_cpus()
@@ -174,38 +182,12 @@ def run_chaos(chaos: Chaos, out_root: Path, only: list[str] | None = None, say=p
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    table = fault_table(results)
-    (run_dir / "chaos.md").write_text(table)
-    kept = bool(results) and all(r["ok"] for r in results)
-    headline = ("Every acknowledged campaign ended completed or visibly failed; none lost, none duplicated."
-                if kept else "The promise was broken, or not checked: see the table.")
-    (run_dir / "report.md").write_text(
-        f"# offpath chaos — run {run_dir.name}\n\n**{headline}**\n\n"
-        f"{table}\n"
-        "Each fault ran on fresh processes and a fresh Redis under a steady open-model load; afterwards every campaign "
-        "the client saw acknowledged (201/202, from the Locust acknowledgement logs) was checked against the service's "
-        "state. *lost*: acknowledged but no state at all; *duplicated*: a recorded side effect (content generation, "
-        "automation) ran more than once; *pending*: still not final when the audit stopped waiting; *time to recover*: "
-        "from the fault until every acknowledged campaign was final.\n")
+    (run_dir / "chaos.md").write_text(fault_table(results))
     manifest.finish(error)
     say("\n" + fault_table(results))
-    ok = error is None and all(r["ok"] for r in results)
     if error:
         say(f"chaos run INCOMPLETE: {error}")
-    return run_dir, ok
-
-
-def fault_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| fault | load held | acknowledged | completed | failed | lost | duplicated | pending | time to recover |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        recover = f"{r['recovered_after_fault_s']} s" if r["recovered_after_fault_s"] is not None else (
-            "n/a (no fault)" if r["kind"] == "none" and r["ok"] else "NOT recovered")
-        if r["kind"] == "none" and r["ok"]:
-            recover = f"drained {r['drained_after_load_s']} s after load"
-        lines.append(f"| {r['fault']} | {r['load']} | {r['acknowledged']} | {r['completed']} | {r['failed']} | "
-                     f"{r['lost']} | {r['duplicated']} | {r['pending']} | {recover} |")
-    return "\n".join(lines) + "\n"
+    return ChaosOutcome(run_dir=run_dir, complete=error is None, kept=bool(results) and all(r["ok"] for r in results))
 
 
 def _interrupt(signum: int, frame: object) -> None:

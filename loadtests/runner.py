@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import secrets
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -198,6 +197,8 @@ class Runner:
             if (queue.get("depth_end") or 0) > BACKLOG_LIMIT:
                 self.say(f"  {block.design}: backlog over {BACKLOG_LIMIT} jobs; capacity search ends")
                 return
+        self.say(f"  {block.design} held at every rate up to {search.max_per_s:g}/s: its limit was not found "
+                 "(raise [capacity] max_per_s to find it)")
 
     def _run_cell(self, supervisor: Supervisor, block: Block, phase: Phase, url: str, redis_url: str,
                   kind: str) -> dict[str, Any]:
@@ -289,10 +290,3 @@ def _one_line(summary: dict[str, Any]) -> str:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise Interrupted(signal.Signals(signum).name)
-
-
-def main_bench(experiment: Experiment, out_root: Path) -> int:
-    runner = Runner(experiment, out_root, say=lambda line: print(line, file=sys.stderr, flush=True))
-    complete = runner.run()
-    print(runner.run_dir)
-    return 0 if complete else 1
