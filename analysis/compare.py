@@ -230,6 +230,14 @@ def format_comparison(comparison: Comparison, *, width: int = 120, color: bool =
     return "\n".join(line.rstrip() for line in buffer.getvalue().rstrip().splitlines()) + "\n"
 
 
+def comparison_document(comparison: Comparison) -> str:
+    """The whole comparison as Markdown, for output that is not a terminal: nothing is cut to fit a width."""
+    lines = [f"## {comparison.title}", "", comparison_markdown(comparison), ""]
+    lines += [f"not compared: {line}" for line in comparison.missing]
+    lines.append(f"method: {comparison.method}")
+    return "\n".join(lines) + "\n"
+
+
 def comparison_markdown(comparison: Comparison) -> str:
     """The delta table as GitHub-flavoured Markdown."""
     lines = [f"| phase | endpoint | metric | {comparison.a_label} | {comparison.b_label} | delta | 95% CI | verdict | "

@@ -144,3 +144,17 @@ def test_markdown_and_json_carry_every_row(different):
 ])
 def test_verdict_is_significant_only_when_the_interval_excludes_zero(low, high, higher_is_better, expected):
     assert verdict(low, high, higher_is_better) == expected
+
+
+def test_piped_compare_prints_every_column_in_full(different):
+    import subprocess
+    import sys
+
+    run_dir, _ = different
+    result = subprocess.run([sys.executable, "-m", "offpath.cli", "compare", str(run_dir), str(run_dir)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "…" not in result.stdout
+    expected = comparison_markdown(compare_runs(run_dir, run_dir))
+    assert expected in result.stdout and "method: 95% confidence intervals by bootstrap" in result.stdout
+    assert max(len(line) for line in expected.splitlines()) > 120  # it would not have fitted the old width
