@@ -12,6 +12,10 @@ bench experiment="seed" *args="":
 test *args="":
     pytest -q {{args}}
 
+# Lint and type checks (ruff over the tree; mypy over analysis/ and services/campaign/, see pyproject.toml).
+lint:
+    ruff check . && mypy
+
 # Serve one design on 127.0.0.1 with its Redis (and RQ workers); Ctrl-C stops everything.
 up design="queued" *args="":
     offpath up {{design}} {{args}}

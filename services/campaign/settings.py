@@ -18,7 +18,7 @@ class SettingError(ValueError):
     """An environment variable holds a value the service cannot use; the message names both."""
 
 
-def _read(env: Mapping[str, str], name: str, default: str, parse: Callable[[str], T], allowed: str) -> T:
+def _read(env: Mapping[str, str], name: str, default: str, parse: Callable[[str], T | None], allowed: str) -> T:
     text = env.get(name, default)
     try:
         value = parse(text)

@@ -6,7 +6,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -133,7 +133,7 @@ class CampaignStore:
                     existing = await pipe.get(key)
                     if existing is not None:
                         await pipe.unwatch()
-                        earlier_id, _, earlier_fingerprint = existing.decode().partition(" ")
+                        earlier_id, _, earlier_fingerprint = _decoded(existing).partition(" ")
                         if earlier_fingerprint != fingerprint:
                             raise IdempotencyConflict(idempotency_key)
                         return Admission(earlier_id, created=False)
@@ -224,7 +224,8 @@ class CampaignStore:
         raw = await self.redis.hgetall(campaign_key(campaign_id))
         if not raw:
             return None
-        return campaign_from_hash(campaign_id, raw)
+        # The client does not decode responses: keys and values are bytes.
+        return campaign_from_hash(campaign_id, cast(dict[bytes, bytes], raw))
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
@@ -248,6 +249,10 @@ def _opt_float(raw: dict[bytes, bytes], name: str) -> float | None:
     return float(value) if value is not None else None
 
 
+def _decoded(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def campaign_from_hash(campaign_id: str, raw: dict[bytes, bytes]) -> Campaign:
     def text(name: str) -> str | None:
         value = raw.get(name.encode())
@@ -256,7 +261,7 @@ def campaign_from_hash(campaign_id: str, raw: dict[bytes, bytes]) -> Campaign:
     follow_ups = text("follow_ups_scheduled")
     return Campaign(
         id=campaign_id,
-        status=Status(text("status")),
+        status=Status(raw[b"status"].decode()),
         request=CampaignRequest.model_validate_json(raw[b"request"]),
         accepted_at=float(raw[b"accepted_at"]),
         started_at=_opt_float(raw, "started_at"),
