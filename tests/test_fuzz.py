@@ -1,5 +1,6 @@
 """Bad input, generated: schemathesis drives both services' OpenAPI with valid and invalid requests.
-No 5xx, every rejection a well-formed 4xx with a message, nothing persisted on rejection."""
+No 5xx, every rejection a well-formed 4xx with a message, nothing persisted on rejection, and every
+answer documented: its status, media type and body as the OpenAPI document says."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
+from schemathesis.checks import content_type_conformance, response_schema_conformance, status_code_conformance
+
+DOCUMENTED = [status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
 @pytest.mark.parametrize("design", ["inline", "queued"])
@@ -32,6 +36,7 @@ def test_no_server_errors_and_rejections_write_nothing(design, mode, launch, pro
                 assert response.json().get("detail"), f"{where}: a rejection without a message: {response.text}"
                 if case.method == "POST":
                     assert running.data_keys() == before, f"{where}: a rejected request wrote to Redis"
+            case.validate_response(response, checks=DOCUMENTED)
             checked += 1
 
         check()

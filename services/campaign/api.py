@@ -3,26 +3,42 @@ Each design adds only its own POST /campaigns."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError as RedisResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.campaign.profile import Profile
-from services.campaign.schema import Campaign
+from services.campaign.schema import Campaign, ErrorBody, InvalidRequest
 from services.campaign.settings import Settings
 from services.campaign.store import CampaignStore, IdempotencyConflict
 
 log = logging.getLogger("offpath.service")
+
+# OpenAPI entries for the answers both designs give, so each operation documents every status it can
+# answer, with the shape of its body.
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}}
+REDIS_UNAVAILABLE = {"description": "Redis unavailable or refusing writes; nothing was accepted",
+                     "model": ErrorBody, "headers": RETRY_AFTER}
+INVALID_CAMPAIGN = {"description": "Not a valid campaign, or not UTF-8 JSON at all; nothing was written",
+                    "model": InvalidRequest}
+# Starlette's body limit answers this one itself, in plain text, before any handler of ours runs.
+BODY_TOO_LARGE = {"description": "Body over the size limit; nothing was written",
+                  "content": {"text/plain": {"schema": {"type": "string", "example": "Content Too Large"}}}}
 
 
 def redis_client(settings: Settings) -> Redis:
@@ -81,7 +97,11 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 router = APIRouter()
 
 
-@router.get("/campaigns/{campaign_id}", response_model=Campaign, responses={404: {"description": "Unknown id"}})
+@router.get(
+    "/campaigns/{campaign_id}",
+    response_model=Campaign,
+    responses={404: {"description": "Unknown id", "model": ErrorBody}, 503: REDIS_UNAVAILABLE},
+)
 async def get_campaign(campaign_id: str, store: StoreDep) -> Campaign:
     campaign = await store.get(campaign_id)
     if campaign is None:
@@ -89,7 +109,7 @@ async def get_campaign(campaign_id: str, store: StoreDep) -> Campaign:
     return campaign
 
 
-@router.get("/healthz", responses={503: {"description": "Redis does not answer"}})
+@router.get("/healthz", responses={503: {**REDIS_UNAVAILABLE, "description": "Redis does not answer"}})
 async def healthz(store: StoreDep) -> dict[str, str]:
     await store.ping()
     return {"status": "ok", "redis": "ok"}
@@ -112,6 +132,45 @@ async def _redis_refused(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+class _EscapedJSONResponse(JSONResponse):
+    """JSON with everything past ASCII escaped. A 422 echoes the input, whose strings may hold lone
+    surrogates ("\\ud800" is valid JSON but has no UTF-8 form): escaped, they still make a body."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+async def _invalid_request(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return _EscapedJSONResponse(status_code=422, content={"detail": jsonable_encoder(exc.errors())})
+
+
+def _unreadable_json(cause: BaseException) -> dict[str, Any]:
+    """The 422 entry for a body Python's JSON decoder could not read, shaped like FastAPI's own json_invalid."""
+    if isinstance(cause, UnicodeDecodeError):
+        reason = f"the body is not UTF-8 ({cause.reason} at byte {cause.start}); send JSON encoded as UTF-8"
+        loc: tuple[str | int, ...] = ("body", cause.start)
+    elif isinstance(cause, RecursionError):
+        reason = "arrays or objects are nested too deeply to parse"
+        loc = ("body",)
+    else:
+        # E.g. an integer past Python's digit limit; the hint after ";" is for whoever runs Python.
+        reason = str(cause).partition(";")[0]
+        loc = ("body",)
+    return {"type": "json_invalid", "loc": loc, "msg": f"JSON decode error: {reason}", "input": {},
+            "ctx": {"error": reason}}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    # FastAPI turns a body json.loads cannot decode into 400 "There was an error parsing the body"
+    # unless the error is a JSONDecodeError: invalid UTF-8, nesting past the recursion limit, an
+    # integer past Python's digit limit. Invalid input is 422 in this contract, whatever the reason.
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError):
+        return await _invalid_request(request, RequestValidationError([_unreadable_json(exc.__cause__)]))
+    return await http_exception_handler(request, exc)
+
+
 async def _idempotency_conflict(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         status_code=409,
@@ -125,6 +184,8 @@ def create_app(title: str, description: str, settings: Settings, lifespan: Calla
                   max_body_size=settings.max_body_bytes)
     app.include_router(post_router)
     app.include_router(router)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RedisConnectionError, _redis_unavailable)
     app.add_exception_handler(RedisTimeoutError, _redis_unavailable)
     app.add_exception_handler(RedisResponseError, _redis_refused)

@@ -1,12 +1,13 @@
-"""The campaign contract: one request model and the response shapes both designs serve."""
+"""The campaign contract: one request model and the response shapes, errors included, both designs serve."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from enum import StrEnum
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
 
 
 class Channel(StrEnum):
@@ -23,8 +24,15 @@ class Status(StrEnum):
     failed = "failed"
 
 
+# FastAPI validates the decoded body (validate_python), where a channel arrives as the JSON string
+# "email", not as a Channel, and strict mode would refuse it. Lax, an enum takes exactly its string
+# values (and Channel members, from Python); numbers and booleans are still refused.
+ChannelName = Annotated[Channel, Strict(False)]
+
+
 class Audience(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict, like CampaignRequest: a value of the wrong JSON type is refused, never coerced.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     segment: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9_-]*$",
                          description="Audience segment slug, e.g. 'trial-users'.")
@@ -34,11 +42,13 @@ class Audience(BaseModel):
 class CampaignRequest(BaseModel):
     """The body of POST /campaigns, shared by both services and by the load generator."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: the body must match its OpenAPI schema as sent. Lax pydantic would take false as 0,
+    # "3" as 3 and 2.0 as 2, accepting bodies the published schema calls invalid.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=200)
     audience: Audience
-    channels: list[Channel] = Field(min_length=1, max_length=3)
+    channels: list[ChannelName] = Field(min_length=1, max_length=3)
     follow_ups: int = Field(ge=0, le=5, description="Follow-up messages to schedule after the first send.")
     locale: str = Field(default="en", pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
     subject_hint: str | None = Field(default=None, max_length=500)
@@ -75,3 +85,39 @@ class Campaign(BaseModel):
     last_error: str | None = None
     content_digest: str | None = None
     follow_ups_scheduled: int | None = None
+
+
+class ErrorBody(BaseModel):
+    """The body of every refusal and failure the services answer themselves, but 422: what happened, what to do."""
+
+    detail: str
+
+
+class CampaignFailed(ErrorBody):
+    """The inline design's 502: a provider kept failing, and the campaign is recorded as failed."""
+
+    campaign: Campaign | None
+
+
+class CampaignTimedOut(ErrorBody):
+    """The inline design's 504: the work passed the request deadline, and the campaign is recorded as failed."""
+
+    id: str
+
+
+class FieldError(BaseModel):
+    """One reason a request is invalid, as pydantic reports it."""
+
+    loc: list[str | int] = Field(
+        description='Where: e.g. ["body", "audience", "size"], or ["body", byte offset] in a body that is not JSON.'
+    )
+    msg: str
+    type: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class InvalidRequest(BaseModel):
+    """The body of a 422: every failing field, each named by its `loc`."""
+
+    detail: list[FieldError]

@@ -17,9 +17,25 @@ from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
-from services.campaign.api import ProfileDep, SettingsDep, StoreDep, create_app, lifespan_for
+from services.campaign.api import (
+    BODY_TOO_LARGE,
+    INVALID_CAMPAIGN,
+    RETRY_AFTER,
+    ProfileDep,
+    SettingsDep,
+    StoreDep,
+    create_app,
+    lifespan_for,
+)
 from services.campaign.profile import Profile
-from services.campaign.schema import Campaign, CampaignRequest, Status
+from services.campaign.schema import (
+    Campaign,
+    CampaignFailed,
+    CampaignRequest,
+    CampaignTimedOut,
+    ErrorBody,
+    Status,
+)
 from services.campaign.settings import Settings
 from services.campaign.store import CampaignStore
 from services.campaign.work import ProviderError, generate_campaign_content, trigger_follow_up_automation
@@ -64,11 +80,15 @@ class InFlight:
     response_model=Campaign,
     responses={
         200: {"description": "Idempotent repeat of a finished request", "model": Campaign},
-        409: {"description": "Idempotency-Key reused with another body, or its first request is still running"},
-        422: {"description": "Invalid campaign; nothing was written"},
-        502: {"description": "A provider kept failing; the campaign is marked failed"},
-        503: {"description": "Too many requests in progress, or Redis unavailable; nothing was accepted"},
-        504: {"description": "The work passed the request deadline; the campaign is marked failed"},
+        409: {"description": "Idempotency-Key reused with another body, or its first request is still running",
+              "model": ErrorBody, "headers": RETRY_AFTER},
+        413: BODY_TOO_LARGE,
+        422: INVALID_CAMPAIGN,
+        502: {"description": "A provider kept failing; the campaign is marked failed", "model": CampaignFailed},
+        503: {"description": "Too many requests in progress, or Redis unavailable; nothing was accepted",
+              "model": ErrorBody, "headers": RETRY_AFTER},
+        504: {"description": "The work passed the request deadline; the campaign is marked failed",
+              "model": CampaignTimedOut},
     },
 )
 async def create_campaign(

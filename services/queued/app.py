@@ -9,8 +9,8 @@ from fastapi import APIRouter, FastAPI, Header, Request, Response
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
-from services.campaign.api import StoreDep, create_app, lifespan_for
-from services.campaign.schema import CampaignAccepted, CampaignRequest, Status
+from services.campaign.api import BODY_TOO_LARGE, INVALID_CAMPAIGN, RETRY_AFTER, StoreDep, create_app, lifespan_for
+from services.campaign.schema import CampaignAccepted, CampaignRequest, ErrorBody, Status
 from services.campaign.settings import Settings
 from services.queued.backpressure import BacklogGauge
 from services.queued.enqueue import JobPlanner, campaign_queue, parse_redis_version
@@ -23,9 +23,11 @@ router = APIRouter()
     status_code=202,
     response_model=CampaignAccepted,
     responses={
-        409: {"description": "Idempotency-Key reused with another body"},
-        422: {"description": "Invalid campaign; nothing was written"},
-        503: {"description": "Backlog over its bound, or Redis unavailable; nothing was accepted"},
+        409: {"description": "Idempotency-Key reused with another body", "model": ErrorBody},
+        413: BODY_TOO_LARGE,
+        422: INVALID_CAMPAIGN,
+        503: {"description": "Backlog over its bound, or Redis unavailable; nothing was accepted",
+              "model": ErrorBody, "headers": RETRY_AFTER},
     },
 )
 async def create_campaign(
