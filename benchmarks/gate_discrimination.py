@@ -3,7 +3,9 @@
 Each round runs `offpath gate` twice, interleaved (unchanged, then `--profile 'default*1.3'`: every CPU cost and
 provider wait of the default profile x1.3), against the same baseline, so drift on the machine lands on both sides
 alike. A false alarm is an unchanged run the gate calls a regression; a detection is a regressed run it calls one.
-Harness errors (exit 2) are neither, and are counted apart.
+Harness errors (exit 2) are neither: a side with one gets no figure (`no false_alarms figure: unchanged had 1 error
+in run 4 (...)`, exit 1), since k/N would count a run the gate never judged as a pass (unchanged) or as a miss
+(regressed). A harness error kept by --resume stays one: run the series again in a new --out for a figure.
 
     .venv/bin/python benchmarks/gate_discrimination.py --runs 20              # committed baseline 'default'
     .venv/bin/python benchmarks/gate_discrimination.py --runs 5 --fresh-baseline
@@ -13,7 +15,7 @@ Harness errors (exit 2) are neither, and are counted apart.
 
 Each gate run costs its experiment (~100 s on 2 cores), so --runs 20 takes about 70 minutes. Prints one line per
 gate run (with the 1-minute load average before>after it: other work on the machine shows there), how often each
-rule failed on each side, and last `false_alarms: k/N` and `detections: k/N`.
+rule failed on each side, and last `false_alarms: k/N` and `detections: k/N` (or why a side has no figure).
 Targets: false alarms <= 1/20, detections >= 19/20.
 """
 
@@ -35,6 +37,7 @@ from analysis.gate import judge  # noqa: E402
 from analysis.load import ResultsFolderError, load_run  # noqa: E402
 from analysis.rules import load_rules  # noqa: E402
 from analysis.verdict import to_json  # noqa: E402
+from benchmarks.figure import NO_FIGURE, SideErrors, refused  # noqa: E402
 
 REGRESSION = "default*1.3"
 SIDES = ("unchanged", "regressed")
@@ -117,7 +120,21 @@ def _delta(rule: dict) -> str:
     return rule["measured"]
 
 
-def report(results: dict[str, list[dict]], runs: int) -> None:
+def harness_errors(side: str, verdicts: list[dict]) -> SideErrors:
+    """The runs of one side the gate could not judge (exit 2), counted by their first reason."""
+    numbers, reasons = [], Counter[str]()
+    for number, verdict in enumerate(verdicts, 1):
+        if verdict["status"] == "error":
+            numbers.append(str(number))
+            unjudged = [f"{r['name']}: {r['measured']}" for r in verdict["rules"] if r["status"] == "error"]
+            reason = (verdict.get("errors") or unjudged or [f"exit {verdict.get('exit_code')}"])[0]
+            reasons[f"harness error: {str(reason)[:100]}"] += 1
+    return SideErrors(side, f"run{'s' if len(numbers) > 1 else ''} {', '.join(numbers)}", reasons)
+
+
+def report(results: dict[str, list[dict]], runs: int) -> int:
+    """Print the rule failures and the two figures; NO_FIGURE when a side had harness errors (its figure is not
+    printed), else 0."""
     print("\nrule failures (unchanged | regressed):")
     names = list(dict.fromkeys(r["name"] for side in SIDES for v in results[side] for r in v["rules"]))
     for name in names:
@@ -131,8 +148,13 @@ def report(results: dict[str, list[dict]], runs: int) -> None:
     statuses = {side: Counter(v["status"] for v in results[side]) for side in SIDES}
     errors = statuses["unchanged"]["error"] + statuses["regressed"]["error"]
     print(f"\nharness_errors: {errors}/{2 * runs}")
-    print(f"false_alarms: {statuses['unchanged']['regression']}/{len(results['unchanged'])}")
-    print(f"detections: {statuses['regressed']['regression']}/{len(results['regressed'])}")
+    code = 0
+    for figure, side in (("false_alarms", "unchanged"), ("detections", "regressed")):
+        if refused([harness_errors(side, results[side])], figure):
+            code = NO_FIGURE
+        else:
+            print(f"{figure}: {statuses[side]['regression']}/{len(results[side])}")
+    return code
 
 
 def rejudge(root: Path, baseline: str, rules: str | None) -> dict[str, list[dict]]:
@@ -173,8 +195,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.judge:
         results = rejudge(Path(args.judge), args.baseline, args.rules)
-        report(results, max(len(v) for v in results.values()))
-        return 0
+        return report(results, max(len(v) for v in results.values()))
     if args.resume and not args.out:
         parser.error("--resume needs --out (the folder of the invocation to go on with)")
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="gate-discrimination-"))
@@ -199,8 +220,7 @@ def main() -> int:
     kept_note = f" ({2 * args.runs - ran} kept from the earlier invocation)" if ran < 2 * args.runs else ""
     print(f"\n{ran} gate runs in {(time.monotonic() - started) / 60:.1f} min{kept_note} against baseline {baseline}; "
           f"regression injected with --profile '{args.regression}'")
-    report(results, args.runs)
-    return 0
+    return report(results, args.runs)
 
 
 if __name__ == "__main__":

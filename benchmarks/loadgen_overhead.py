@@ -8,15 +8,23 @@ CPU is read from /proc for the driver's whole process tree (schedstat run time) 
 after a warm-up, and divided by the requests the endpoint answered in the same window: start-up and
 shutdown costs stay out of the figure. The driver and the endpoint are pinned to different CPUs.
 
+A driver's CPU per answered request means something only if the endpoint answered all it sent: a failed request
+costs the driver CPU the endpoint never counts, and a driver that ended inside its window took its CPU with it (a dead
+process tree reads 0 s). So each run's errors are read, by kind, from Locust's error report and exit code (1 on
+failures, 2 on an unhandled exception), with "sent nothing", "ended during the window" and "nothing
+answered in the window" as errors of their own; a variant with any gets no figure (benchmarks/figure.py). wrk
+prints its errors only when it runs to its end, not when stopped: its reference figure is shown as unchecked.
+
 Run: python benchmarks/loadgen_overhead.py [--rate 500] [--seconds 5] [--rounds 4]   (about 3 minutes)
 Prints `plugin_cpu_overhead: 0.NN` last: the median over rounds of (plugin / plain - 1) CPU per request,
-open model, each round measuring the two back to back.
+open model, each round measuring the two back to back; or `no figure: ...` and exit code 1 when a side had errors.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -25,12 +33,14 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.figure import NO_FIGURE, SideErrors, refused  # noqa: E402
 from loadtests.ports import free_port  # noqa: E402
 from loadtests.process import available_cpus, die_with_parent  # noqa: E402
 
@@ -38,6 +48,12 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 WARM_S = 1.5
+# The plugin's exit code when its interval logs miss their last requests (EXIT_LOGS_INCOMPLETE in
+# loadtests/locustfile.py, not imported: importing Locust monkey-patches this process). Every plugin run here ends
+# that way, since SIGTERM fires Locust's `quitting` before `test_stop`; the logs are thrown away and the window closed
+# before the signal, so it is no error of the measurement. It also hides exit code 1: failures are read from the
+# error report, which Locust prints either way.
+PLUGIN_CUT_SHORT = 3
 BODY = b'{"name":"Spring sale #1","audience":{"segment":"trial-users","size":1200},"channels":["email"],"follow_ups":2}'
 
 BARE_LOCUSTFILE = f'''
@@ -124,34 +140,73 @@ def pinned(cpus: list[int]) -> Callable[[], None]:
     return preexec
 
 
+def locust_errors(output: str, exit_code: int | None) -> Counter[str]:
+    """Locust's failures by error, from the error report it prints at exit; its exit code when it failed without
+    one (exit_code None: the driver ended on its own, an error already counted)."""
+    errors: Counter[str] = Counter()
+    if "Error report" in output:  # a header, a separator, `<occurrences> <error>` rows, a separator
+        table = output.split("Error report", 1)[1].split("\n------------------|")
+        for line in (table[1].splitlines()[1:] if len(table) > 1 else []):
+            if match := re.match(r"(\d+)\s+(\S.*?)\s*$", line):
+                errors[match[2]] += int(match[1])
+    if not errors and exit_code not in (None, 0, PLUGIN_CUT_SHORT):
+        errors[f"locust exit code {exit_code}"] += 1
+    return errors
+
+
 @dataclass
 class Variant:
     name: str
     argv: Callable[[str, float], list[str]]  # (url, seconds to run) -> command line
+    # How the driver's own errors are read from its output and exit code once stopped; None: they cannot be.
+    errors: Callable[[str, int | None], Counter[str]] | None = locust_errors
 
 
-def measure(variant: Variant, url: str, seconds: float, cpus: list[int]) -> float:
+@dataclass
+class Window:
+    """One variant's measured window: driver CPU µs per answered request, and the errors of its run by kind."""
+
+    cpu_us_per_request: float
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+def measure(variant: Variant, url: str, seconds: float, cpus: list[int]) -> Window:
     """CPU µs per answered request of the variant's process tree over `seconds` after a warm-up."""
-    process = subprocess.Popen(variant.argv(url, WARM_S + seconds + 30), cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, preexec_fn=pinned(cpus))
-    try:
-        start, deadline = answered(url), time.monotonic() + 30
-        while answered(url) == start:  # wait for the load to begin
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{variant.name} sent nothing (exit code {process.poll()})")
-            time.sleep(0.1)
-        time.sleep(WARM_S)
-        cpu0, n0 = tree_cpu_s(process.pid), answered(url)
-        time.sleep(seconds)
-        cpu1, n1 = tree_cpu_s(process.pid), answered(url)
-    finally:
-        process.send_signal(signal.SIGTERM)
+    errors: Counter[str] = Counter()
+    cpu_us = 0.0
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(variant.argv(url, WARM_S + seconds + 30), cwd=ROOT, stdout=output,
+                                   stderr=subprocess.STDOUT, preexec_fn=pinned(cpus))
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return (cpu1 - cpu0) / max(n1 - n0, 1) * 1e6
+            start, deadline = answered(url), time.monotonic() + 30
+            while answered(url) == start:  # wait for the load to begin
+                if process.poll() is not None or time.monotonic() > deadline:
+                    errors[f"sent nothing (exit code {process.poll()})"] += 1
+                    break
+                time.sleep(0.1)
+            else:
+                time.sleep(WARM_S)
+                cpu0, n0 = tree_cpu_s(process.pid), answered(url)
+                time.sleep(seconds)
+                cpu1, n1 = tree_cpu_s(process.pid), answered(url)
+                if process.poll() is not None:
+                    errors[f"ended during the window (exit code {process.returncode})"] += 1
+                elif n1 == n0:
+                    errors["nothing answered in the window"] += 1
+                cpu_us = (cpu1 - cpu0) / max(n1 - n0, 1) * 1e6
+        finally:
+            ended_on_its_own = process.poll() is not None
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if variant.errors is not None:
+            output.seek(0)
+            errors += variant.errors(output.read().decode(errors="replace"),
+                                     None if ended_on_its_own else process.returncode)
+    return Window(cpu_us, errors)
 
 
 def variants(rate: float, work: Path) -> tuple[list[tuple[Variant, Variant]], list[Variant]]:
@@ -176,7 +231,7 @@ def variants(rate: float, work: Path) -> tuple[list[tuple[Variant, Variant]], li
         script = work / "post.lua"
         script.write_text(WRK_SCRIPT)
         references.append(Variant("wrk", lambda url, run_s: ["wrk", "-t1", "-c8", f"-d{run_s:.0f}s", "-s", str(script),
-                                                             f"{url}/campaigns"]))
+                                                             f"{url}/campaigns"], errors=None))
     return pairs, references
 
 
@@ -192,7 +247,26 @@ def wait_until_up(url: str) -> None:
             time.sleep(0.1)
 
 
-def main() -> None:
+def round_line(round_number: int, measured: dict[str, Window]) -> str:
+    parts = [f"{name} {w.cpu_us_per_request:.1f} µs" if not w.errors else str(SideErrors(name, "the run", w.errors))
+             for name, w in measured.items()]
+    clean = [w.cpu_us_per_request for w in measured.values() if not w.errors]
+    ratio = f" CPU/request: x{clean[0] / clean[1]:.3f}" if len(clean) == 2 else ""
+    return f"round {round_number}: {', '.join(parts)}{ratio}"
+
+
+def cpu_line(variant: Variant, windows: list[Window]) -> str:
+    """The variant's median CPU per request, or the errors that leave it without one."""
+    failed = [number for number, w in enumerate(windows, 1) if w.errors]
+    if failed:
+        merged = sum((w.errors for w in windows), Counter())
+        where = f"round{'s' if len(failed) > 1 else ''} {', '.join(map(str, failed))}"
+        return f"  {variant.name:<20} no figure: {SideErrors(variant.name, where, merged)}"
+    unchecked = "  (errors unchecked: wrk reports them only when it runs to its end)" if variant.errors is None else ""
+    return f"  {variant.name:<20} {statistics.median(w.cpu_us_per_request for w in windows):8.1f} µs{unchecked}"
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=500.0, help="open-model arrival rate (requests/s)")
     parser.add_argument("--seconds", type=float, default=5.0, help="measured window per variant and round")
@@ -201,14 +275,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.serve is not None:
         serve(args.serve)
-        return
+        return 0
     cpus = available_cpus()
     server_cpus, driver_cpus = (cpus[:1], cpus[-1:]) if len(cpus) > 1 else ([], [])
     port = free_port()
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)], stdout=subprocess.DEVNULL,
                               preexec_fn=pinned(server_cpus))
     url = f"http://127.0.0.1:{port}"
-    cpu_us: dict[str, list[float]] = {}
+    windows: dict[str, tuple[Variant, list[Window]]] = {}
+    errors: dict[str, list[SideErrors]] = {}  # by model: both sides, every round
     ratios: dict[str, list[float]] = {}
     try:
         wait_until_up(url)
@@ -221,26 +296,38 @@ def main() -> None:
                     # Back to back, in alternating order: drift on a shared machine then cancels in the ratio.
                     order = (with_plugin, without) if round_number % 2 else (without, with_plugin)
                     measured = {v.name: measure(v, url, args.seconds, driver_cpus) for v in order}
-                    for name, value in measured.items():
-                        cpu_us.setdefault(name, []).append(value)
-                    ratio = measured[with_plugin.name] / measured[without.name]
-                    ratios.setdefault(with_plugin.name.split(",")[0], []).append(ratio)
-                    print(f"round {round_number}: {with_plugin.name} {measured[with_plugin.name]:.1f} µs, "
-                          f"{without.name} {measured[without.name]:.1f} µs CPU/request: x{ratio:.3f}", file=sys.stderr)
+                    model = with_plugin.name.split(",")[0]
+                    for variant in order:
+                        window = measured[variant.name]
+                        windows.setdefault(variant.name, (variant, []))[1].append(window)
+                        errors.setdefault(model, []).append(SideErrors(variant.name, f"round {round_number}",
+                                                                       window.errors))
+                    if not any(w.errors for w in measured.values()):
+                        ratios.setdefault(model, []).append(measured[with_plugin.name].cpu_us_per_request
+                                                            / measured[without.name].cpu_us_per_request)
+                    print(round_line(round_number, {v.name: measured[v.name] for v in (with_plugin, without)}),
+                          file=sys.stderr)
             for variant in references:
-                cpu_us[variant.name] = [measure(variant, url, args.seconds, driver_cpus)]
+                windows[variant.name] = (variant, [measure(variant, url, args.seconds, driver_cpus)])
     finally:
         server.terminate()
         server.wait(timeout=10)
     print(f"driver CPU per request (median over rounds, {args.seconds:g} s windows; open model at {args.rate:g}/s, "
           "closed model and references at full speed with 8 connections):")
-    for name, values in cpu_us.items():
-        print(f"  {name:<20} {statistics.median(values):8.1f} µs")
+    for variant, rows in windows.values():
+        print(cpu_line(variant, rows))
     for model, values in ratios.items():
         print(f"{model}-model plugin overhead per round: {', '.join(f'{r - 1:+.3f}' for r in values)}")
-    print(f"closed-model plugin overhead: {statistics.median(ratios['closed']) - 1:+.2f}")
+    code = 0
+    if refused(errors["closed"], "closed-model plugin overhead"):
+        code = NO_FIGURE
+    else:
+        print(f"closed-model plugin overhead: {statistics.median(ratios['closed']) - 1:+.2f}")
+    if refused(errors["open"]):
+        return NO_FIGURE
     print(f"plugin_cpu_overhead: {statistics.median(ratios['open']) - 1:.2f}")
+    return code
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Performance benchmarks: scripts that measure two sides in one run and print a ratio (README "Benchmarks")."""
