@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,8 @@ def summarize(cell: Cell) -> dict[str, Any]:
         "endpoints": endpoints,
         "send_lag": lag,
         "driver_bottleneck": driver_bottleneck(lag),
-        "queue": queue_summary(cell.queue, cell.log("completion"), _load_duration(cell), float(accepted_rate)),
+        "queue": queue_summary(cell.queue, cell.log("completion"), _load_duration(cell), float(accepted_rate),
+                               completion_counts(cell)),
     }
 
 
@@ -114,12 +116,36 @@ def is_sustainable(slope_per_s: float, se_per_s: float, accepted_rate_per_s: flo
     return not (slope_per_s > limit and slope_per_s > BACKLOG_SIGNIFICANCE_SE * se_per_s)
 
 
+def completion_counts(cell: Cell) -> dict[str, Any] | None:
+    """The probe's census of the cell's campaigns (completion.json): accepted, completed, failed, pending;
+    None for a cell without one (inline, or written before the census existed)."""
+    path = cell.dir / "completion.json"
+    if not path.is_file():
+        return None
+    try:
+        counts = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {"error": f"{path.name} is not valid JSON"}
+    return counts if isinstance(counts, dict) else {"error": f"{path.name} holds no object"}
+
+
+def _accounting(counts: dict[str, Any] | None) -> dict[str, Any]:
+    """Where the cell's accepted campaigns stood at its end; None figures when the census is missing."""
+    counts = counts or {}
+    out: dict[str, Any] = {key: counts.get(key) for key in ("accepted", "failed", "pending")}
+    if counts.get("error"):
+        out["census_error"] = counts["error"]
+    return out
+
+
 def queue_summary(queue: pd.DataFrame | None, completion: Intervals, load_duration_s: float,
-                  accepted_rate_per_s: float) -> dict[str, Any] | None:
-    """Completion latency and backlog health of a queued cell; None without queue samples (inline)."""
+                  accepted_rate_per_s: float, counts: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """Completion latency and backlog health of a queued cell; None without queue samples (inline).
+    `counts` is the probe's census (completion_counts): the completion histogram holds every campaign it
+    counted as completed, beside how many were accepted, failed, or still pending at the cell's end."""
     if queue is None:
         return None
-    out: dict[str, Any] = {"completion": stats(completion.merged())}
+    out: dict[str, Any] = {"completion": stats(completion.merged()), **_accounting(counts)}
     if queue.empty:
         return out | {"depth_start": None, "depth_end": None, "depth_max": None, "backlog_slope_per_s": None,
                       "drain_rate_per_s": None, "sustainable": None, "samples": 0}
@@ -182,6 +208,10 @@ def merged_figures(cells: Sequence[Cell], endpoint: str = "POST_campaigns") -> d
     if any(q is not None for q in queues):
         completion = stats(Intervals.concat(c.log("completion") for c in cells).merged())
         out["completion_count"] = completion["count"]
+        accounts = [_accounting(completion_counts(c)) for c in cells if c.queue is not None]
+        for key in ("accepted", "failed", "pending"):
+            values = [a[key] for a in accounts]
+            out[f"completion_{key}"] = None if None in values else sum(values)
         out["completion_p50_us"] = completion["p50_us"]
         out["completion_p99_us"] = completion["p99_us"]
         verdicts = []
@@ -196,23 +226,34 @@ def _ms(value_us: float | None) -> str:
     return "-" if value_us is None else f"{value_us / 1000:.1f}"
 
 
+def _completed_of_accepted(queue: dict[str, Any]) -> str:
+    """'1077/1080 (1 failed, 2 pending)': the completions behind the percentiles, of the campaigns accepted."""
+    completed = (queue.get("completion") or {}).get("count") or 0
+    if queue.get("accepted") is None:
+        return str(completed)
+    rest = [f"{queue[key]} {key}" for key in ("failed", "pending") if queue.get(key)]
+    return f"{completed}/{queue['accepted']}" + (f" ({', '.join(rest)})" if rest else "")
+
+
 def format_table(summaries: Sequence[dict[str, Any]]) -> str:
     """A compact plain-text table of cell summaries: POST /campaigns P50/P99/throughput, and queue health."""
-    header = ("cell", "n", "err", "rate/s", "P50 ms", "P99 ms", "P99.9 ms", "compl. P99 ms", "backlog")
+    header = ("cell", "n", "err", "rate/s", "P50 ms", "P99 ms", "P99.9 ms", "compl. P99 ms", "completed", "backlog")
     lines = [header]
     for summary in summaries:
         post = (summary.get("endpoints") or {}).get("POST_campaigns") or {}
         queue = summary.get("queue")
         backlog = "-"
         completion = None
+        completed = "-"
         if queue:
             completion = (queue.get("completion") or {}).get("p99_us")
+            completed = _completed_of_accepted(queue)
             sustainable = queue.get("sustainable")
             backlog = {True: "ok", False: "GROWING", None: "?"}[sustainable]
         flag = " (driver lagged)" if summary.get("driver_bottleneck") else ""
         lines.append((str(summary.get("cell", "?")) + flag, str(post.get("count", 0)), str(post.get("errors", 0)),
                       f"{post.get('throughput_per_s', 0.0):.1f}", _ms(post.get("p50_us")), _ms(post.get("p99_us")),
-                      _ms(post.get("p999_us")), _ms(completion), backlog))
+                      _ms(post.get("p999_us")), _ms(completion), completed, backlog))
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     text = []
     for number, row in enumerate(lines):

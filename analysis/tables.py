@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from analysis.capacity import Capacity
@@ -38,6 +40,20 @@ def step_rows(cap: Capacity) -> list[dict[str, str]]:
     return rows
 
 
+def _known(value: Any) -> bool:
+    return value is not None and not pd.isna(value)
+
+
+def completed_of_accepted(completed: Any, accepted: Any, failed: Any, pending: Any) -> str:
+    """'1,077 of 1,080, 1 failed, 2 pending': how many accepted campaigns the completion percentiles stand on."""
+    if not _known(completed):
+        return "-"
+    if not _known(accepted):
+        return f"{int(completed):,}"
+    rest = [f"{int(n):,} {what}" for n, what in ((failed, "failed"), (pending, "pending")) if _known(n) and n]
+    return ", ".join([f"{int(completed):,} of {int(accepted):,}", *rest])
+
+
 def phase_rows(phases: pd.DataFrame) -> list[dict[str, str]]:
     rows = []
     for r in phases.to_dict("records"):
@@ -54,6 +70,8 @@ def phase_rows(phases: pd.DataFrame) -> list[dict[str, str]]:
             "P50": format_value("p50_us", r.get("p50_us")), "P90": format_value("p90_us", r.get("p90_us")),
             "P99": format_value("p99_us", r.get("p99_us")), "P99.9": format_value("p999_us", r.get("p999_us")),
             "completion P99": "-" if completion is None or pd.isna(completion) else format_value("p99_us", completion),
+            "completed": completed_of_accepted(r.get("completion_count"), r.get("completion_accepted"),
+                                               r.get("completion_failed"), r.get("completion_pending")),
             "backlog": {True: "flat", False: "GROWS"}.get(sustainable, "-") if isinstance(sustainable, bool) else "-",
         })
     return rows
