@@ -13,14 +13,41 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from types import FrameType
 
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import SimpleWorker
+from rq.exceptions import StopRequested
 from rq.serializers import JSONSerializer
 
 from services.campaign.settings import Settings
 from services.queued.enqueue import campaign_queue
+
+log = logging.getLogger("offpath.worker")
+
+# After losing Redis, how long a worker waits for it to answer again before it gives up and exits
+# (its supervisor decides what next): long enough for a Redis restart (the chaos experiment's
+# takes about 2 s), short enough that a worker whose Redis is gone for good does not linger.
+REDIS_PATIENCE_S = 60.0
+
+
+class OffpathWorker(SimpleWorker):
+    """RQ's SimpleWorker, plus: a stop request outlives the worker that received it, and a warm
+    shutdown does not wait on a Redis that is gone."""
+
+    stop_requested = False  # on the class: main() must not start a fresh worker after a stop
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        OffpathWorker.stop_requested = True
+        try:
+            super().request_stop(signum, frame)
+        except RedisError as exc:
+            # Busy, so RQ records the request in Redis and waits for the job; with Redis gone the
+            # job cannot finish either. Stop now: RQ's recovery retries the job once Redis is back.
+            log.warning("stop requested while Redis is unreachable (%s); stopping without finishing the job", exc)
+            raise StopRequested from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,24 +60,63 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = Settings.from_env()
     settings.profile()  # fail at start, not on the first job, when the profile is wrong
-    delay_s = 0.5
-    generation = 0
+    parent = os.getppid()
+    names = _names(args.name)
+    pause_s = 0.5
     while True:
-        name = args.name if generation == 0 or args.name is None else f"{args.name}-{generation}"
         try:
-            return _work(settings, name, args.burst, args.log_level)
+            return _work(settings, next(names), args.burst, args.log_level)
         except RedisError as exc:
             # RQ quits when Redis goes away in the middle of a job (measured: every worker of a
             # chaos run died on a Redis crash and nothing drained after the restart). Like a
             # process manager, start a fresh worker once Redis answers; RQ's maintenance retries
-            # the job the old one held.
-            logging.getLogger("offpath.worker").warning(
-                "Redis connection lost (%s); starting a fresh worker in %.1f s", exc, delay_s)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a stop during the pause ends the process
+            # the job the old one held. Not after a stop request, nor once the parent is gone:
+            # that kept a worker alive, orphaned, after its harness was killed (it took the
+            # kernel's parent-death SIGTERM as a warm shutdown, then Redis went down with the
+            # harness and the worker's teardown failed).
+            if OffpathWorker.stop_requested:
+                log.warning("Redis connection lost (%s) while stopping; stopped", exc)
+                return 0
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a stop while waiting ends the process
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            time.sleep(delay_s)
-            delay_s = min(delay_s * 2, 5.0)
-            generation += 1
+            log.warning("Redis connection lost (%s); starting a fresh worker in %.1f s, once Redis answers",
+                        exc, pause_s)
+            reason = _wait_for_redis(settings.redis_url, parent, pause_s, REDIS_PATIENCE_S)
+            if reason is not None:
+                log.error("%s; this worker stops", reason)
+                return 1
+            pause_s = min(pause_s * 2, 5.0)
+
+
+def _names(name: str | None) -> Iterator[str | None]:
+    """The name of each fresh worker: RQ refuses a name that a live-looking worker registered, and a
+    worker that lost Redis could not register its death."""
+    yield name
+    generation = 1
+    while True:
+        yield None if name is None else f"{name}-{generation}"
+        generation += 1
+
+
+def _wait_for_redis(url: str, parent: int, pause_s: float, patience_s: float) -> str | None:
+    """Pause, then block until Redis answers (None); or say why not to wait any longer."""
+    client = Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    deadline = time.monotonic() + patience_s
+    try:
+        while True:
+            time.sleep(pause_s)
+            if os.getppid() != parent:
+                return f"the process that started this worker (pid {parent}) is gone"
+            try:
+                client.ping()
+                return None
+            except RedisError:
+                pass
+            if time.monotonic() > deadline:
+                return f"Redis at {url} did not answer for {patience_s:g} s"
+            pause_s = min(pause_s * 2, 5.0)
+    finally:
+        client.close()
 
 
 def _work(settings: Settings, name: str | None, burst: bool, log_level: str) -> int:
@@ -62,7 +128,7 @@ def _work(settings: Settings, name: str | None, burst: bool, log_level: str) -> 
     # worker (measured: 5 of 60 automation jobs with 4 workers). Maintenance runs only between jobs
     # or when the blocking dequeue times out (worker_ttl - 15 s); with RQ's defaults (10 min, 405 s)
     # such campaigns sat for minutes. Here: maintenance every 5 s, dequeue timeout 5 s.
-    worker = SimpleWorker(
+    worker = OffpathWorker(
         [queue], connection=connection, serializer=JSONSerializer, name=name,
         job_monitoring_interval=5, maintenance_interval=5, worker_ttl=20,
     )
