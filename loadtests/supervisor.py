@@ -1,8 +1,10 @@
 """Starts and stops the processes of an experiment (services, RQ workers, Locust), checks they are
-ready and still alive, and guarantees that nothing it started outlives it."""
+ready and still alive, replaces the ones whose policy says so, and guarantees that nothing it
+started outlives it."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -12,11 +14,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO
 
 from loadtests.ports import free_port
 from loadtests.process import new_group_dying_with_parent, pin, signal_group
+
+log = logging.getLogger("offpath.supervisor")
 
 
 class ProcessDied(RuntimeError):
@@ -25,6 +30,23 @@ class ProcessDied(RuntimeError):
 
 class NotReady(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class Restart:
+    """Replace a child that exits on its own, as `rq worker-pool` and process managers do: after a
+    pause that starts at first_delay_s and doubles up to max_delay_s while the child keeps dying,
+    back to first_delay_s once a child has run stable_after_s."""
+
+    first_delay_s: float = 0.5
+    max_delay_s: float = 30.0
+    stable_after_s: float = 30.0
+
+    def delay_s(self, previous_s: float | None, ran_s: float) -> float:
+        """The pause before the next start, given the last pause and how long the child ran."""
+        if previous_s is None or ran_s >= self.stable_after_s:
+            return self.first_delay_s
+        return min(previous_s * 2, self.max_delay_s)
 
 
 @dataclass
@@ -36,6 +58,14 @@ class Managed:
     cpus: list[int] = field(default_factory=list)
     log_path: Path | None = None
     expect_exit: bool = False
+    restart: Restart | None = None  # None: its death is a fault (check() raises ProcessDied)
+    # The command of a replacement, e.g. with a new RQ worker name; None: argv again.
+    fresh_argv: Callable[[], list[str]] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.monotonic)
+    restarts: int = 0
+    restart_at: float | None = None  # when a replacement is due, while the child is down
+    last_delay_s: float | None = None
 
     @property
     def pid(self) -> int:
@@ -66,7 +96,7 @@ class Supervisor:
         self.log_dir = log_dir
         self.env = {**os.environ, **(env or {})}
         self.children: list[Managed] = []
-        self._logs: list[IO[bytes]] = []
+        self._logs: dict[Path, IO[bytes]] = {}
 
     def __enter__(self) -> Supervisor:
         return self
@@ -84,30 +114,35 @@ class Supervisor:
         ready: Callable[[], bool] | None = None,
         ready_timeout_s: float = 30.0,
         expect_exit: bool = False,
+        restart: Restart | None = None,
+        fresh_argv: Callable[[], list[str]] | None = None,
     ) -> Managed:
-        log_path = None
-        if self.log_dir is not None:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            log_path = self.log_dir / f"{name}.log"
-            out: IO[bytes] | None = open(log_path, "ab")
-            self._logs.append(out)
-        else:
-            out = None  # inherit: `offpath up` shows the children's logs in the foreground
-        process = subprocess.Popen(
-            argv,
-            env={**self.env, **(env or {})},
-            stdout=out,
-            stderr=subprocess.STDOUT if out else None,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=new_group_dying_with_parent,
-        )
-        managed = Managed(name, role or name, argv, process, log_path=log_path, expect_exit=expect_exit)
+        log_path = self.log_dir / f"{name}.log" if self.log_dir is not None else None
+        process = self._spawn(argv, env or {}, log_path)
+        managed = Managed(name, role or name, argv, process, log_path=log_path, expect_exit=expect_exit,
+                          restart=restart, fresh_argv=fresh_argv, env=dict(env or {}))
         self.children.append(managed)
         if cpus and pin(process.pid, cpus):
             managed.cpus = list(cpus)
         if ready is not None:
             self.wait_ready(managed, ready, ready_timeout_s)
         return managed
+
+    def _spawn(self, argv: list[str], env: dict[str, str], log_path: Path | None) -> subprocess.Popen:
+        out: IO[bytes] | None = None  # inherit: `offpath up` shows the children's logs in the foreground
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            if log_path not in self._logs:
+                self._logs[log_path] = open(log_path, "ab")
+            out = self._logs[log_path]
+        return subprocess.Popen(
+            argv,
+            env={**self.env, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=new_group_dying_with_parent,
+        )
 
     def wait_ready(self, managed: Managed, ready: Callable[[], bool], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -124,13 +159,39 @@ class Supervisor:
         raise NotReady(f"{managed.name} was not ready within {timeout_s:.0f} s" + (f":\n{tail}" if tail else ""))
 
     def check(self) -> None:
-        """Raise ProcessDied if a child that should be running has exited."""
+        """Raise ProcessDied if a child that should be running has exited, unless its restart policy
+        says to replace it: then replace it once its pause is over (call check() periodically)."""
         for managed in self.children:
-            if not managed.expect_exit and not managed.alive():
+            if managed.expect_exit or managed.alive():
+                continue
+            if managed.restart is None:
                 raise ProcessDied(
                     f"{managed.name} (pid {managed.pid}) died with code {managed.process.returncode}"
                     + (f":\n{managed.tail()}" if managed.tail() else "")
                 )
+            self._replace(managed)
+
+    def _replace(self, managed: Managed) -> None:
+        assert managed.restart is not None
+        now = time.monotonic()
+        if managed.restart_at is None:
+            # Its group may hold what it forked (RQ's scheduler process): gone with it, as in stop().
+            signal_group(managed.pid, signal.SIGKILL)
+            delay_s = managed.restart.delay_s(managed.last_delay_s, now - managed.started_at)
+            managed.last_delay_s, managed.restart_at = delay_s, now + delay_s
+            log.warning("%s (pid %d) died with code %s; restarting it in %.1f s",
+                        managed.name, managed.pid, managed.process.returncode, delay_s)
+            return
+        if now < managed.restart_at:
+            return
+        if managed.fresh_argv is not None:
+            managed.argv = managed.fresh_argv()
+        managed.process = self._spawn(managed.argv, managed.env, managed.log_path)
+        if managed.cpus:
+            pin(managed.pid, managed.cpus)
+        managed.started_at, managed.restart_at = time.monotonic(), None
+        managed.restarts += 1
+        log.warning("restarted %s as pid %d (restart %d)", managed.name, managed.pid, managed.restarts)
 
     def stop(self, managed: Managed, timeout_s: float = 5.0, sig: int = signal.SIGTERM) -> None:
         if managed.alive():
@@ -158,8 +219,8 @@ class Supervisor:
             signal_group(managed.pid, signal.SIGKILL)
             if managed.alive():
                 managed.process.wait()
-        for log in self._logs:
-            log.close()
+        for out in self._logs.values():
+            out.close()
         self._logs.clear()
 
     def layout(self) -> list[dict]:
@@ -213,23 +274,33 @@ def start_workers(
     profile: str,
     cpus: list[int] | None = None,
     env: dict[str, str] | None = None,
+    restart: Restart | None = None,
 ) -> list[Managed]:
-    """Start `count` RQ worker processes and wait until each has registered with Redis."""
+    """Start `count` RQ worker processes and wait until each has registered with Redis.
+
+    With `restart`, a worker that dies is replaced (under a new RQ name: RQ refuses the name of a
+    worker that died without registering its death). `offpath up` wants that; an experiment does
+    not: a worker lost mid-run changes what is measured, so there it is a harness fault."""
     import redis as redis_py
     from rq import Worker
+
+    def worker_argv(index: int) -> list[str]:
+        name = f"offpath-worker-{os.getpid()}-{index}-{time.monotonic_ns() % 1_000_000}"
+        return [python(), "-m", "services.queued.worker", "--name", name]
 
     connection = redis_py.Redis.from_url(redis_url)
     before = {w.name for w in Worker.all(connection=connection)}
     started = []
     for index in range(count):
-        name = f"offpath-worker-{os.getpid()}-{index}-{time.monotonic_ns() % 1_000_000}"
         started.append(
             supervisor.start(
                 f"worker-{index}",
-                [python(), "-m", "services.queued.worker", "--name", name],
+                worker_argv(index),
                 role="worker",
                 env={"REDIS_URL": redis_url, "OFFPATH_PROFILE": profile, **(env or {})},
                 cpus=cpus,
+                restart=restart,
+                fresh_argv=partial(worker_argv, index),
             )
         )
     names = {m.argv[-1] for m in started}

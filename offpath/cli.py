@@ -42,6 +42,8 @@ def _raise_stop(signum: int, frame: object) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from loadtests.supervisor import Restart
+
     load_profile(args.profile)  # a wrong profile name fails here, with the list of valid ones
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
@@ -54,12 +56,15 @@ def cmd_up(args: argparse.Namespace) -> int:
                 processes=args.processes, log_level="info",
             )
             if args.design == "queued":
-                start_workers(supervisor, args.workers, redis.url, args.profile)
+                # A crashed worker is replaced and the service keeps serving; RQ retries its job.
+                start_workers(supervisor, args.workers, redis.url, args.profile, restart=Restart())
                 log.info("%d RQ workers running", args.workers)
             log.info("%s service serving on %s (profile %s); docs at %s/docs; Ctrl-C stops everything",
                      args.design, url, args.profile, url)
             while True:
-                supervisor.check()
+                supervisor.check()  # the service's death stops everything; a worker's is repaired
+                if redis.process is not None and redis.process.poll() is not None:
+                    raise RedisUnavailable(f"redis-server ({redis.url}) died with code {redis.process.returncode}")
                 time.sleep(0.5)
     except _Stop as stop:
         log.info("%s: stopped everything offpath started", stop)
