@@ -283,7 +283,11 @@ def _one_line(summary: dict[str, Any]) -> str:
         sustainable = queue.get("sustainable")
         verdict = "too short to judge the backlog" if sustainable is None else (
             "sustainable" if sustainable else "backlog GROWING: not sustainable")
-        text += (f" | completion P99 {(completion.get('p99_us') or 0) / 1000:.0f} ms, backlog end "
+        counted = "" if queue.get("accepted") is None else (
+            f" ({completion.get('count', 0)} of {queue['accepted']} completed, {queue.get('failed') or 0} failed, "
+            f"{queue.get('pending') or 0} PENDING)" if queue.get("pending") else
+            f" ({completion.get('count', 0)} of {queue['accepted']} completed, {queue.get('failed') or 0} failed)")
+        text += (f" | completion P99 {(completion.get('p99_us') or 0) / 1000:.0f} ms{counted}, backlog end "
                  f"{queue.get('depth_end')}, {verdict}")
     return text
 
