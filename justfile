@@ -4,7 +4,7 @@ export PATH := justfile_directory() + "/.venv/bin:" + env_var("PATH")
 # The inline-vs-queued comparison with its report.
 default: bench
 
-# Run an experiment (loadtests/experiments/<name>.toml) and write results/<run-id>/.
+# Run an experiment (offpath/experiments/<name>.toml) and write results/<run-id>/.
 bench experiment="seed" *args="":
     offpath bench {{experiment}} {{args}}
 

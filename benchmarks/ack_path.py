@@ -41,9 +41,9 @@ from hdrh.histogram import HdrHistogram
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.figure import NO_FIGURE, SideErrors, refused  # noqa: E402
-from loadtests.process import available_cpus, pin  # noqa: E402
-from loadtests.redis_server import redis_for_run  # noqa: E402
-from loadtests.supervisor import Supervisor, start_service  # noqa: E402
+from offpath.process import available_cpus, pin  # noqa: E402
+from offpath.redis_server import redis_for_run  # noqa: E402
+from offpath.supervisor import Supervisor, start_service  # noqa: E402
 
 # A billion jobs: a round of seconds at any rate one service process reaches stays orders of magnitude below.
 UNREACHABLE_BACKLOG = 1_000_000_000

@@ -41,8 +41,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.figure import NO_FIGURE, SideErrors, refused  # noqa: E402
-from loadtests.ports import free_port  # noqa: E402
-from loadtests.process import available_cpus, die_with_parent  # noqa: E402
+from offpath.ports import free_port  # noqa: E402
+from offpath.process import available_cpus, die_with_parent  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"

@@ -30,10 +30,10 @@ from locust.stats import CSV_STATS_INTERVAL_SEC
 
 import loadtests.acks  # noqa: F401 - registers the acknowledgement log
 from loadtests.arrivals import Shard
+from loadtests.loopback import RemoteTargetRefused, require_loopback
 from loadtests.merger import IntervalMerger, MergeSummary
 from loadtests.options import DriverOptions, add_arguments
 from loadtests.payloads import body_pool
-from loadtests.ports import RemoteTargetRefused, require_loopback
 from loadtests.recorder import RAW_SUFFIX, SEND_LAG_LOG, Recorder, Ship
 from loadtests.scheduler import LATE_US, OpenModelSender
 from loadtests.users import OUTCOMES, CampaignUser

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from loadtests.redis_server import RedisUnavailable, redis_for_run
-from loadtests.supervisor import NotReady, ProcessDied, Supervisor, start_service, start_workers
 from offpath.errors import EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK, exit_code, known_errors
+from offpath.redis_server import RedisUnavailable, redis_for_run
+from offpath.supervisor import NotReady, ProcessDied, Supervisor, start_service, start_workers
 from services.campaign.profile import ProfileError, load_profile
 from services.campaign.settings import Settings
 
@@ -42,7 +42,7 @@ def _raise_stop(signum: int, frame: object) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from loadtests.supervisor import Restart
+    from offpath.supervisor import Restart
 
     load_profile(args.profile)  # a wrong profile name fails here, with the list of valid ones
     signal.signal(signal.SIGTERM, _raise_stop)
@@ -76,8 +76,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from analysis.report import render
-    from loadtests.experiment import load_experiment
-    from loadtests.runner import Runner
+    from offpath.experiment import load_experiment
+    from offpath.runner import Runner
 
     experiment = load_experiment(args.experiment)
     runner = Runner(experiment, Path(args.out), say=_say)
@@ -90,7 +90,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_chaos(args: argparse.Namespace) -> int:
     from analysis.chaos_report import render_chaos
-    from loadtests.chaos import load_chaos, run_chaos
+    from offpath.chaos import load_chaos, run_chaos
 
     if os.environ.get("REDIS_URL"):
         log.warning("chaos starts its own redis-server per fault (it crashes and restarts it); REDIS_URL is ignored")
@@ -195,8 +195,8 @@ def _gate_run(args: argparse.Namespace) -> Path | None:
     """Run the gate experiment (its profile overridden by --profile); the run folder, complete or not."""
     from dataclasses import replace
 
-    from loadtests.experiment import ExperimentError, load_experiment
-    from loadtests.runner import Runner
+    from offpath.experiment import ExperimentError, load_experiment
+    from offpath.runner import Runner
 
     try:
         experiment = load_experiment(args.experiment)

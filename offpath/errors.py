@@ -63,9 +63,9 @@ def known_errors() -> tuple[type[BaseException], ...]:
     from analysis.baseline import BaselineError
     from analysis.load import ResultsFolderError
     from analysis.rules import RulesError
-    from loadtests.experiment import ExperimentError
-    from loadtests.redis_server import RedisUnavailable
-    from loadtests.supervisor import NotReady, ProcessDied
+    from offpath.experiment import ExperimentError
+    from offpath.redis_server import RedisUnavailable
+    from offpath.supervisor import NotReady, ProcessDied
     from services.campaign.profile import ProfileError
     from services.campaign.settings import SettingError
 

@@ -13,8 +13,8 @@ import httpx
 import pytest
 import redis
 
-from loadtests.redis_server import RedisServer, connect_redis, start_redis
-from loadtests.supervisor import Managed, Supervisor, start_service, start_workers
+from offpath.redis_server import RedisServer, connect_redis, start_redis
+from offpath.supervisor import Managed, Supervisor, start_service, start_workers
 
 QUICK_PROFILE = """
 name = "quick"

@@ -16,7 +16,7 @@ from hdrh.histogram import HdrHistogram
 
 from benchmarks import ack_path, gate_discrimination, loadgen_overhead
 from benchmarks.figure import NO_FIGURE, SideErrors, refused
-from loadtests.ports import free_port
+from offpath.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -245,7 +245,7 @@ def test_same_idempotency_key_with_other_body_is_409_and_writes_nothing(service)
 
 @pytest.mark.parametrize("design", DESIGNS)
 def test_redis_down_gives_503_fast_and_healthz_fails(design, launch, profiles):
-    from loadtests.redis_server import start_redis
+    from offpath.redis_server import start_redis
 
     private = start_redis()
     try:
@@ -268,7 +268,7 @@ def test_redis_down_gives_503_fast_and_healthz_fails(design, launch, profiles):
 
 @pytest.mark.parametrize("design", DESIGNS)
 def test_refused_write_is_503_and_the_transaction_writes_nothing(design, launch, profiles):
-    from loadtests.redis_server import start_redis
+    from offpath.redis_server import start_redis
 
     private = start_redis()
     try:

@@ -21,8 +21,8 @@ from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
 from loadtests.arrivals import parse_shape
-from loadtests.ports import free_port
-from loadtests.process import die_with_parent, new_group_dying_with_parent, signal_group
+from offpath.ports import free_port
+from offpath.process import die_with_parent, new_group_dying_with_parent, signal_group
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"

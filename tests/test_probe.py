@@ -16,7 +16,7 @@ import redis
 
 from analysis.histogram import stats
 from analysis.load import load_run, read_interval_log
-from loadtests.probe import QueueProbe, take_census, write_completion_log
+from offpath.probe import QueueProbe, take_census, write_completion_log
 from services.campaign.store import campaign_key
 from tests.conftest import _databases, _with_db
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from loadtests.ports import RemoteTargetRefused, is_loopback_url, require_loopback
-from loadtests.redis_server import start_redis
+from loadtests.loopback import RemoteTargetRefused, is_loopback_url, require_loopback
+from offpath.redis_server import start_redis
 from tests.conftest import valid_body
 
 

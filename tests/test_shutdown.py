@@ -17,8 +17,8 @@ import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rq import Worker
 
-from loadtests.redis_server import RedisServer, start_redis
-from loadtests.supervisor import Supervisor, start_service, start_workers
+from offpath.redis_server import RedisServer, start_redis
+from offpath.supervisor import Supervisor, start_service, start_workers
 from services.queued.backpressure import BacklogGauge
 from tests.conftest import valid_body
 

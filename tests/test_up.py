@@ -18,8 +18,8 @@ import pytest
 import redis
 from rq import Worker
 
-from loadtests.ports import free_port
-from loadtests.supervisor import Restart
+from offpath.ports import free_port
+from offpath.supervisor import Restart
 from tests.conftest import valid_body
 from tests.processes import children, cmdline, descendants, describe, kill_all, wait_gone
 

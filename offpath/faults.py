@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import redis as redis_py
 from rq import Worker
 
-from loadtests.redis_server import RedisServer
-from loadtests.supervisor import Managed, Supervisor
+from offpath.redis_server import RedisServer
+from offpath.supervisor import Managed, Supervisor
 
 FAULT_KINDS = ("none", "kill-worker", "restart-redis", "slow-redis")
 

@@ -1,20 +1,11 @@
-"""Free loopback ports and the loopback-only rule for load targets."""
+"""The loopback-only rule for load targets: offpath sends load to this machine only, unless told otherwise."""
 
 from __future__ import annotations
 
 import ipaddress
-import socket
 from urllib.parse import urlsplit
 
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago; callers retry if they lose the race for it."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def is_loopback_url(url: str) -> bool:

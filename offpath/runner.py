@@ -19,12 +19,12 @@ from typing import Any
 import redis as redis_py
 
 from analysis.summary import format_table, summarize_cell
-from loadtests.experiment import Experiment, Phase
-from loadtests.manifest import PROJECT_ROOT, Manifest, git_facts, machine, now_iso, versions, write_json_atomic
-from loadtests.probe import QueueProbe
-from loadtests.process import available_cpus, pin
-from loadtests.redis_server import RedisServer, redis_for_run
-from loadtests.supervisor import Managed, ProcessDied, Supervisor, python, start_service, start_workers
+from offpath.experiment import Experiment, Phase
+from offpath.manifest import PROJECT_ROOT, Manifest, git_facts, machine, now_iso, versions, write_json_atomic
+from offpath.probe import QueueProbe
+from offpath.process import available_cpus, pin
+from offpath.redis_server import RedisServer, redis_for_run
+from offpath.supervisor import Managed, ProcessDied, Supervisor, python, start_service, start_workers
 from services.campaign.profile import load_profile
 from services.campaign.settings import Settings
 

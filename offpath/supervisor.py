@@ -18,8 +18,8 @@ from functools import partial
 from pathlib import Path
 from typing import IO
 
-from loadtests.ports import free_port
-from loadtests.process import new_group_dying_with_parent, pin, signal_group
+from offpath.ports import free_port
+from offpath.process import new_group_dying_with_parent, pin, signal_group
 
 log = logging.getLogger("offpath.supervisor")
 

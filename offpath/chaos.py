@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from analysis.chaos_report import fault_table
-from loadtests.audit import audit
-from loadtests.experiment import EXPERIMENTS_DIR, ExperimentError, Phase
-from loadtests.faults import FAULT_KINDS, FaultLog, kill_worker_mid_job, restart_redis, slow_redis
-from loadtests.manifest import Manifest, git_facts, machine, now_iso, versions, write_json_atomic
-from loadtests.probe import QueueProbe
-from loadtests.process import available_cpus
-from loadtests.redis_server import RedisServer, start_redis
-from loadtests.runner import Interrupted, locust_argv
-from loadtests.supervisor import Supervisor, start_service, start_workers
+from offpath.audit import audit
+from offpath.experiment import EXPERIMENTS_DIR, ExperimentError, Phase
+from offpath.faults import FAULT_KINDS, FaultLog, kill_worker_mid_job, restart_redis, slow_redis
+from offpath.manifest import Manifest, git_facts, machine, now_iso, versions, write_json_atomic
+from offpath.probe import QueueProbe
+from offpath.process import available_cpus
+from offpath.redis_server import RedisServer, start_redis
+from offpath.runner import Interrupted, locust_argv
+from offpath.supervisor import Supervisor, start_service, start_workers
 from services.campaign.settings import Settings
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import redis
 
-from loadtests.ports import free_port
-from loadtests.process import die_with_parent
+from offpath.ports import free_port
+from offpath.process import die_with_parent
 
 AOF_MODES = ("off", "everysec", "always")
 

@@ -1,4 +1,4 @@
-"""Experiment files (`loadtests/experiments/*.toml`) loaded into typed, validated objects."""
+"""Experiment files (`offpath/experiments/*.toml`) loaded into typed, validated objects."""
 
 from __future__ import annotations
 
