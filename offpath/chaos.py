@@ -3,7 +3,6 @@ every acknowledged campaign (lost and duplicated must be 0) and measure the time
 
 from __future__ import annotations
 
-import signal
 import time
 import tomllib
 from collections.abc import Callable
@@ -13,13 +12,14 @@ from typing import Any
 
 from analysis.chaos_report import fault_table
 from offpath.audit import audit
+from offpath.designs import design
 from offpath.experiment import EXPERIMENTS_DIR, ExperimentError, Phase
 from offpath.faults import FAULT_KINDS, FaultLog, kill_worker_mid_job, restart_redis, slow_redis
-from offpath.manifest import Manifest, git_facts, machine, now_iso, versions, write_json_atomic
+from offpath.manifest import write_json_atomic
 from offpath.probe import QueueProbe
-from offpath.process import available_cpus
 from offpath.redis_server import RedisServer, start_redis
-from offpath.runner import Interrupted, locust_argv
+from offpath.runner import locust_argv
+from offpath.session import CpuSplit, RunSession
 from offpath.supervisor import Supervisor, start_service, start_workers
 from services.campaign.settings import Settings
 
@@ -89,8 +89,9 @@ def read_acknowledged(cell_dir: Path) -> list[str]:
     return ids
 
 
-def run_fault(chaos: Chaos, fault: Fault, run_dir: Path, cpus: tuple[list[int], list[int]]) -> dict[str, Any]:
-    load_cpus, sut_cpus = cpus
+def run_fault(chaos: Chaos, fault: Fault, run_dir: Path, cpus: CpuSplit) -> dict[str, Any]:
+    load_cpus, sut_cpus = cpus.load, cpus.system_under_test
+    serving = design(fault.design)
     cell_dir = run_dir / "cells" / f"{fault.design}.{fault.name}.r1"
     cell_dir.mkdir(parents=True)
     profile = fault.profile or chaos.profile
@@ -101,10 +102,10 @@ def run_fault(chaos: Chaos, fault: Fault, run_dir: Path, cpus: tuple[list[int], 
         with Supervisor(log_dir=cell_dir / "logs") as supervisor:
             _, url = start_service(supervisor, fault.design, server.url, profile, cpus=sut_cpus)
             workers = start_workers(supervisor, chaos.workers, server.url, profile, cpus=sut_cpus) \
-                if fault.design == "queued" else []
+                if serving.has_workers else []
             phase = Phase(name=fault.name, kind="steady", rate_per_s=chaos.rate_per_s, duration_s=chaos.duration_s)
-            argv = locust_argv(url, cell_dir, phase, 1, 1.0 if fault.design == "queued" else 0, 1)
-            with QueueProbe(server.url, Settings().queue_name, cell_dir) as probe:
+            argv = locust_argv(url, cell_dir, phase, 1, 1.0 if serving.polls_for_outcome else 0, 1)
+            with QueueProbe(server.url, Settings.from_env().queue_name, cell_dir) as probe:
                 t0 = time.time()
                 locust = supervisor.start(f"locust-{fault.name}", argv, role="load", cpus=load_cpus, expect_exit=True)
                 # Faults run on this (main) thread: children get PR_SET_PDEATHSIG, which fires when the
@@ -152,43 +153,29 @@ def _fault_action(fault: Fault, supervisor: Supervisor, workers: list, server: R
 
 
 def run_chaos(chaos: Chaos, out_root: Path, only: list[str] | None = None, say=print) -> ChaosOutcome:
-    run_dir = out_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{chaos.name}"
-    run_dir.mkdir(parents=True)
-    cpus = available_cpus()
-    layout = (cpus[-1:], cpus[:-1]) if len(cpus) > 1 else ([], [])
-    manifest = Manifest(run_dir, {
-        "run_id": run_dir.name, "kind": "chaos", "started_at": now_iso(), "finished_at": None, "git": git_facts(),
-        "versions": versions("bundled or PATH redis-server"), "machine": machine(),
-        "experiment": {**asdict(chaos), "faults": [asdict(f) for f in chaos.faults]},
-    })
+    session = RunSession(out_root, chaos.name, say)
     results: list[dict[str, Any]] = []
-    error = None
-    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+
+    def measure() -> None:
+        # Each fault starts its own redis-server (it crashes and restarts it): no one version for the run.
+        session.start_manifest("per fault: bundled or PATH redis-server", {
+            "kind": "chaos", "experiment": {**asdict(chaos), "faults": [asdict(f) for f in chaos.faults]},
+        })
         for fault in chaos.faults:
             if only and fault.name not in only:
                 continue
             say(f"fault {fault.name}: {fault.kind} under {chaos.rate_per_s:g}/s for {chaos.duration_s:g} s")
-            row = run_fault(chaos, fault, run_dir, layout)
+            row = run_fault(chaos, fault, session.run_dir, session.cpus)
             results.append(row)
-            write_json_atomic(run_dir / "chaos.json", results)
+            write_json_atomic(session.run_dir / "chaos.json", results)
             say(f"  acknowledged {row['acknowledged']}, completed {row['completed']}, failed {row['failed']}, "
                 f"lost {row['lost']}, duplicated {row['duplicated']}, pending {row['pending']}; "
                 f"recovered after {row['recovered_after_fault_s']} s")
-    except Interrupted as exc:
-        error = f"interrupted by {exc}"
-    except Exception as exc:  # noqa: BLE001 - the folder is marked incomplete with the reason
-        error = f"{type(exc).__name__}: {exc}"
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    (run_dir / "chaos.md").write_text(fault_table(results))
-    manifest.finish(error)
+
+    error = session.run(measure)
+    (session.run_dir / "chaos.md").write_text(fault_table(results))
     say("\n" + fault_table(results))
     if error:
         say(f"chaos run INCOMPLETE: {error}")
-    return ChaosOutcome(run_dir=run_dir, complete=error is None, kept=bool(results) and all(r["ok"] for r in results))
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise Interrupted(signal.Signals(signum).name)
+    return ChaosOutcome(run_dir=session.run_dir, complete=error is None,
+                        kept=bool(results) and all(r["ok"] for r in results))

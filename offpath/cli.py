@@ -6,16 +6,17 @@ import argparse
 import logging
 import os
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from offpath.designs import DESIGNS, design
 from offpath.errors import EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK, exit_code, known_errors
 from offpath.redis_server import RedisUnavailable, redis_for_run
-from offpath.supervisor import NotReady, ProcessDied, Supervisor, start_service, start_workers
+from offpath.session import Interrupted, stop_signals
+from offpath.supervisor import Restart, Supervisor, start_service, start_workers
 from services.campaign.profile import ProfileError, load_profile
 from services.campaign.settings import Settings
 
@@ -33,45 +34,31 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-class _Stop(Exception):
-    pass
-
-
-def _raise_stop(signum: int, frame: object) -> None:
-    raise _Stop(signal.Signals(signum).name)
-
-
 def cmd_up(args: argparse.Namespace) -> int:
-    from offpath.supervisor import Restart
-
+    serving = design(args.design)
     load_profile(args.profile)  # a wrong profile name fails here, with the list of valid ones
-    signal.signal(signal.SIGTERM, _raise_stop)
-    signal.signal(signal.SIGINT, _raise_stop)
     try:
-        with redis_for_run(aof=args.aof) as redis, Supervisor() as supervisor:
+        with stop_signals(), redis_for_run(aof=args.aof) as redis, Supervisor() as supervisor:
             origin = "embedded redis-server" if redis.embedded else "REDIS_URL"
             log.info("redis %s (%s, version %s)", redis.url, origin, redis.version())
             _, url = start_service(
-                supervisor, args.design, redis.url, args.profile, port=args.port,
+                supervisor, serving.name, redis.url, args.profile, port=args.port,
                 processes=args.processes, log_level="info",
             )
-            if args.design == "queued":
+            if serving.has_workers:
                 # A crashed worker is replaced and the service keeps serving; RQ retries its job.
                 start_workers(supervisor, args.workers, redis.url, args.profile, restart=Restart())
                 log.info("%d RQ workers running", args.workers)
             log.info("%s service serving on %s (profile %s); docs at %s/docs; Ctrl-C stops everything",
-                     args.design, url, args.profile, url)
+                     serving.name, url, args.profile, url)
             while True:
                 supervisor.check()  # the service's death stops everything; a worker's is repaired
                 if redis.process is not None and redis.process.poll() is not None:
                     raise RedisUnavailable(f"redis-server ({redis.url}) died with code {redis.process.returncode}")
                 time.sleep(0.5)
-    except _Stop as stop:
+    except Interrupted as stop:
         log.info("%s: stopped everything offpath started", stop)
-        return 0
-    except (ProcessDied, NotReady, RedisUnavailable, ProfileError) as exc:
-        log.error("%s", exc)
-        return 2
+        return EXIT_OK
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -238,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="serve one design on 127.0.0.1 (with Redis and, for queued, RQ workers)")
-    up.add_argument("design", choices=["inline", "queued"])
+    up.add_argument("design", choices=list(DESIGNS))
     up.add_argument("--port", type=whole_number(1, 65535), default=8000)
     up.add_argument("--workers", type=whole_number(1), default=4, help="RQ worker processes (queued design)")
     up.add_argument("--processes", type=whole_number(1), default=1, help="uvicorn worker processes")

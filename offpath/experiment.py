@@ -7,14 +7,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from offpath.designs import DESIGNS
+from offpath.errors import ConfigurationError
 from services.campaign.profile import ProfileError, load_profile
 
 EXPERIMENTS_DIR = Path(__file__).parent / "experiments"
-DESIGNS = ("inline", "queued")
 PHASE_KINDS = ("warmup", "steady")
 
 
-class ExperimentError(ValueError):
+class ExperimentError(ConfigurationError):
     pass
 
 

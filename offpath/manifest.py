@@ -85,7 +85,12 @@ class Manifest:
         write_json_atomic(self.path, self.data)
 
     def mark_incomplete(self, reason: str) -> None:
-        (self.run_dir / INCOMPLETE_MARKER).write_text(reason.rstrip() + "\n")
+        Manifest.mark(self.run_dir, reason)
+
+    @staticmethod
+    def mark(run_dir: Path, reason: str) -> None:
+        """Mark a run folder incomplete, with the reason (a run that failed before its manifest gets only this)."""
+        (run_dir / INCOMPLETE_MARKER).write_text(reason.rstrip() + "\n")
 
     def finish(self, error: str | None) -> None:
         self.data["finished_at"] = now_iso()

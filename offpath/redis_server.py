@@ -17,13 +17,14 @@ from pathlib import Path
 
 import redis
 
+from offpath.errors import HarnessError
 from offpath.ports import free_port
 from offpath.process import die_with_parent
 
 AOF_MODES = ("off", "everysec", "always")
 
 
-class RedisUnavailable(RuntimeError):
+class RedisUnavailable(HarnessError):
     pass
 
 

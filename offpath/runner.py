@@ -8,8 +8,6 @@ the load generator are pinned to different CPUs where the machine has more than 
 
 from __future__ import annotations
 
-import secrets
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,26 +17,21 @@ from typing import Any
 import redis as redis_py
 
 from analysis.summary import format_table, summarize_cell
+from offpath.designs import design
+from offpath.errors import HarnessError
 from offpath.experiment import Experiment, Phase
-from offpath.manifest import PROJECT_ROOT, Manifest, git_facts, machine, now_iso, versions, write_json_atomic
+from offpath.manifest import PROJECT_ROOT, Manifest, write_json_atomic
 from offpath.probe import QueueProbe
-from offpath.process import available_cpus, pin
+from offpath.process import pin
 from offpath.redis_server import RedisServer, redis_for_run
-from offpath.supervisor import Managed, ProcessDied, Supervisor, python, start_service, start_workers
+from offpath.session import RunSession
+from offpath.supervisor import Managed, Supervisor, python, start_service, start_workers
 from services.campaign.profile import load_profile
 from services.campaign.settings import Settings
 
 LOCUSTFILE = PROJECT_ROOT / "loadtests" / "locustfile.py"
 # The queued design's backlog past which a capacity search stops: the workers are long since lost.
 BACKLOG_LIMIT = 50_000
-
-
-class Interrupted(Exception):
-    pass
-
-
-class HarnessError(RuntimeError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -61,10 +54,6 @@ def plan(experiment: Experiment) -> list[Block]:
     if experiment.capacity is not None:
         blocks += [Block(design, 1, (), capacity=True) for design in experiment.designs]
     return blocks
-
-
-def new_run_id(experiment: Experiment) -> str:
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{experiment.name}-{secrets.token_hex(3)}"
 
 
 def locust_argv(
@@ -92,68 +81,48 @@ class Runner:
     def __init__(self, experiment: Experiment, out_root: Path, say: Callable[[str], None] = print):
         self.experiment = experiment
         self.say = say
-        self.run_dir = out_root / new_run_id(experiment)
-        self.run_dir.mkdir(parents=True)
-        cpus = available_cpus()
-        # Load generator on the last CPU, everything measured (service, workers, Redis) on the rest.
-        self.load_cpus = cpus[-1:] if len(cpus) > 1 else []
-        self.sut_cpus = cpus[:-1] if len(cpus) > 1 else []
+        self.session = RunSession(out_root, experiment.name, say)
+        self.run_dir = self.session.run_dir
+        self.load_cpus = self.session.cpus.load
+        self.sut_cpus = self.session.cpus.system_under_test
         self.summaries: list[dict[str, Any]] = []
         self._db = 0
         self._cells_total = sum(len(b.phases) for b in plan(experiment)) + (
             len(experiment.designs) * len(experiment.capacity.rates()) if experiment.capacity else 0)
         self._cells_done = 0
         self._started = time.monotonic()
+        self._redis: RedisServer | None = None
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.session.manifest
 
     def run(self) -> bool:
         """Run everything; True for a complete run. The folder is marked incomplete otherwise."""
-        previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
-        manifest = None
-        error: str | None = None
-        try:
-            with redis_for_run(aof=self.experiment.layout.redis_aof) as redis:
-                self.redis = redis
-                if redis.process is not None:
-                    pin(redis.process.pid, self.sut_cpus)
-                profile = load_profile(self.experiment.profile)
-                manifest = Manifest(self.run_dir, {
-                    "run_id": self.run_dir.name,
-                    "started_at": now_iso(),
-                    "finished_at": None,
-                    "git": git_facts(),
-                    "versions": versions(redis.version()),
-                    "machine": machine(),
-                    "experiment": self.experiment.resolved(),
-                    "profile": {"name": profile.name, "description": profile.description, "seed": profile.seed,
-                                "generation": vars(profile.generation), "automation": vars(profile.automation)},
-                    "seeds": {"profile": profile.seed, "payload": self.experiment.payload_seed},
-                    "cpus": {"load": self.load_cpus, "system_under_test": self.sut_cpus},
-                    "redis": {"embedded": redis.embedded, "aof": self.experiment.layout.redis_aof},
-                })
-                self.manifest = manifest
-                self.say(f"run {self.run_dir.name}: {self._cells_total} cells, experiment "
-                         f"{self.experiment.name!r}, profile {profile.name!r}")
-                for block in plan(self.experiment):
-                    self._run_block(block, redis)
-        except Interrupted as exc:
-            error = f"interrupted by {exc}"
-        except (HarnessError, ProcessDied) as exc:
-            error = str(exc)
-        except Exception as exc:  # noqa: BLE001 - any other fault still leaves a marked, partial folder
-            error = f"{type(exc).__name__}: {exc}"
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        if manifest is None:
-            (self.run_dir / "INCOMPLETE").write_text(f"{error}\n")
-            self.say(f"run failed before it started: {error}")
-            return False
-        manifest.finish(error)
+        error = self.session.run(self._measure)
         if self.summaries:
             self.say("\n" + format_table(self.summaries))
         if error:
             self.say(f"run INCOMPLETE: {error}")
         return error is None
+
+    def _measure(self) -> None:
+        with redis_for_run(aof=self.experiment.layout.redis_aof) as redis:
+            self._redis = redis
+            if redis.process is not None:
+                pin(redis.process.pid, self.sut_cpus)
+            profile = load_profile(self.experiment.profile)
+            self.session.start_manifest(redis.version(), {
+                "experiment": self.experiment.resolved(),
+                "profile": {"name": profile.name, "description": profile.description, "seed": profile.seed,
+                            "generation": vars(profile.generation), "automation": vars(profile.automation)},
+                "seeds": {"profile": profile.seed, "payload": self.experiment.payload_seed},
+                "redis": {"embedded": redis.embedded, "aof": self.experiment.layout.redis_aof},
+            })
+            self.say(f"run {self.run_dir.name}: {self._cells_total} cells, experiment "
+                     f"{self.experiment.name!r}, profile {profile.name!r}")
+            for block in plan(self.experiment):
+                self._run_block(block, redis)
 
     def _fresh_db(self, redis: RedisServer) -> str:
         self._db += 1
@@ -169,7 +138,7 @@ class Runner:
         with Supervisor(log_dir=log_dir, env={"OFFPATH_LOG_LEVEL": "WARNING"}) as supervisor:
             _, url = start_service(supervisor, block.design, redis_url, experiment.profile,
                                    processes=experiment.layout.service_processes, cpus=self.sut_cpus)
-            if block.design == "queued":
+            if design(block.design).has_workers:
                 start_workers(supervisor, experiment.layout.workers, redis_url, experiment.profile, cpus=self.sut_cpus)
             self.manifest.data["layout"][block.label] = supervisor.layout()
             self.manifest.save()
@@ -217,13 +186,14 @@ class Runner:
         load = f"{phase.rate_per_s:g}/s" if phase.rate_per_s is not None else f"{phase.users} users"
         self.say(f"[{self._cells_done}/{self._cells_total}] {cell_id}: {load} for {phase.duration_s:g} s "
                  f"(elapsed {time.monotonic() - self._started:.0f} s)")
-        probe = QueueProbe(redis_url, Settings().queue_name, cell_dir) if block.design == "queued" else None
+        serving = design(block.design)
+        probe = QueueProbe(redis_url, Settings.from_env().queue_name, cell_dir) if serving.has_workers else None
         try:
             if probe is not None:
                 probe.__enter__()
             layout = self.experiment.layout
             argv = locust_argv(url, cell_dir, phase, self.experiment.payload_seed,
-                               layout.poll_interval_s if block.design == "queued" else 0, layout.locust_processes)
+                               layout.poll_interval_s if serving.polls_for_outcome else 0, layout.locust_processes)
             locust = supervisor.start(
                 f"locust-{cell_id}", argv,
                 role="load", cpus=self.load_cpus, expect_exit=True,
@@ -246,9 +216,9 @@ class Runner:
 
     def _check(self, supervisor: Supervisor) -> None:
         supervisor.check()
-        process = self.redis.process
-        if process is not None and process.poll() is not None:
-            raise HarnessError(f"redis-server ({self.redis.url}) died with code {process.returncode} mid-run")
+        redis = self._redis
+        if redis is not None and redis.process is not None and redis.process.poll() is not None:
+            raise HarnessError(f"redis-server ({redis.url}) died with code {redis.process.returncode} mid-run")
 
     def _watch(self, supervisor: Supervisor, locust: Managed, duration_s: float) -> None:
         deadline = time.monotonic() + duration_s + 60
@@ -290,7 +260,3 @@ def _one_line(summary: dict[str, Any]) -> str:
         text += (f" | completion P99 {(completion.get('p99_us') or 0) / 1000:.0f} ms{counted}, backlog end "
                  f"{queue.get('depth_end')}, {verdict}")
     return text
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise Interrupted(signal.Signals(signum).name)

@@ -18,18 +18,19 @@ from functools import partial
 from pathlib import Path
 from typing import IO
 
+from offpath.errors import HarnessError
 from offpath.ports import free_port
 from offpath.process import new_group_dying_with_parent, pin, signal_group
 
 log = logging.getLogger("offpath.supervisor")
 
 
-class ProcessDied(RuntimeError):
-    pass
+class ProcessDied(HarnessError):
+    """A process the harness started exited when it should be running."""
 
 
-class NotReady(RuntimeError):
-    pass
+class NotReady(HarnessError):
+    """A process the harness started did not become ready in time."""
 
 
 @dataclass(frozen=True)

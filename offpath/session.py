@@ -1,0 +1,110 @@
+"""A run session: what every command that measures shares — the run id and folder, the manifest with
+the machine's facts, the CPU split between the load generator and the system under test, stop signals,
+and the incomplete marker. `bench`, `gate` (through the runner) and `chaos` run in one; `up` shares its
+signal handling.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from offpath.errors import HarnessError, OffpathError
+from offpath.manifest import Manifest, git_facts, machine, now_iso, versions
+from offpath.process import available_cpus
+
+__all__ = ["CpuSplit", "Interrupted", "RunSession", "new_run_id", "stop_signals"]
+
+
+class Interrupted(HarnessError):
+    """SIGINT or SIGTERM arrived: the run stops where it is and keeps what it measured."""
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
+
+
+@contextmanager
+def stop_signals() -> Iterator[None]:
+    """Inside, SIGINT and SIGTERM raise Interrupted in the main thread; the previous handlers come back after."""
+    previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclass(frozen=True)
+class CpuSplit:
+    """Load generator on the last CPU, everything measured (services, workers, Redis) on the rest, so the
+    driver never competes with what it measures; one CPU: no pinning at all (empty lists)."""
+
+    load: list[int] = field(default_factory=list)
+    system_under_test: list[int] = field(default_factory=list)
+
+    @classmethod
+    def of_this_machine(cls) -> CpuSplit:
+        cpus = available_cpus()
+        return cls(load=cpus[-1:], system_under_test=cpus[:-1]) if len(cpus) > 1 else cls()
+
+    def as_dict(self) -> dict[str, list[int]]:
+        return {"load": self.load, "system_under_test": self.system_under_test}
+
+
+def new_run_id(name: str) -> str:
+    """`YYYYmmdd-HHMMSS-<name>-<6 hex>` (results/README.md): sortable by time, unique across parallel runs."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-{secrets.token_hex(3)}"
+
+
+class RunSession:
+    """One run's folder and manifest. `run(body)` executes the measurement with stop signals caught and
+    marks the folder complete, or incomplete with the reason, whatever happened inside."""
+
+    def __init__(self, out_root: Path, name: str, say: Callable[[str], None] = print):
+        self.run_dir = Path(out_root) / new_run_id(name)
+        self.run_dir.mkdir(parents=True)
+        self.cpus = CpuSplit.of_this_machine()
+        self.say = say
+        self._manifest: Manifest | None = None
+
+    @property
+    def id(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def manifest(self) -> Manifest:
+        if self._manifest is None:
+            raise HarnessError("the run's manifest was used before it was started")
+        return self._manifest
+
+    def start_manifest(self, redis_version: str, facts: dict[str, Any]) -> Manifest:
+        """The manifest with the facts every run records, plus the caller's (experiment, profile, ...)."""
+        self._manifest = Manifest(self.run_dir, {
+            "run_id": self.id, "started_at": now_iso(), "finished_at": None, "git": git_facts(),
+            "versions": versions(redis_version), "machine": machine(), "cpus": self.cpus.as_dict(), **facts,
+        })
+        return self._manifest
+
+    def run(self, body: Callable[[], None]) -> str | None:
+        """Run the measurement; returns None for a complete run, else why it is incomplete."""
+        error: str | None = None
+        try:
+            with stop_signals():
+                body()
+        except OffpathError as exc:
+            error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - any other fault still leaves a marked, partial folder
+            error = f"{type(exc).__name__}: {exc}"
+        if self._manifest is None:
+            Manifest.mark(self.run_dir, error or "the run ended before its manifest was written")
+            self.say(f"run failed before it started: {error}")
+            return error or "the run ended before its manifest was written"
+        self._manifest.finish(error)
+        return error
