@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO
 
+from offpath.designs import design as design_named
 from offpath.errors import HarnessError
 from offpath.ports import free_port
 from offpath.process import new_group_dying_with_parent, pin, signal_group
@@ -246,13 +247,15 @@ def start_service(
     env: dict[str, str] | None = None,
     log_level: str = "warning",
 ) -> tuple[Managed, str]:
-    """Start the inline or queued service under uvicorn on 127.0.0.1 and wait for /healthz."""
-    if design not in ("inline", "queued"):
-        raise ValueError(f"design must be 'inline' or 'queued', not {design!r}")
+    """Start a design's service under uvicorn on 127.0.0.1 and wait for /healthz.
+
+    uvicorn calls the design's application factory in the service process, which reads its settings from
+    the environment given here (REDIS_URL, OFFPATH_PROFILE, then `env`)."""
+    factory = design_named(design).app_factory  # ConfigurationError naming the designs, for an unknown one
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
     argv = [
-        python(), "-m", "uvicorn", f"services.{design}.app:app",
+        python(), "-m", "uvicorn", "--factory", factory,
         "--host", "127.0.0.1", "--port", str(port),
         "--log-level", log_level, "--no-access-log",
         "--workers", str(processes),

@@ -53,11 +53,18 @@ def redis_client(settings: Settings) -> Redis:
     )
 
 
+# What a design adds to the shared lifespan, with the settings the app was created with.
+StartHook = Callable[[FastAPI, Redis, Settings], Awaitable[None]]
+StopHook = Callable[[FastAPI], Awaitable[None]]
+
+
 def lifespan_for(
     settings: Settings,
-    on_start: Callable[[FastAPI, Redis], Awaitable[None]] | None = None,
-    on_stop: Callable[[FastAPI], Awaitable[None]] | None = None,
+    on_start: StartHook | None = None,
+    on_stop: StopHook | None = None,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The lifespan that owns the service's Redis pool for the app's life, built around the app's settings."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = redis_client(settings)
@@ -66,7 +73,7 @@ def lifespan_for(
         app.state.store = CampaignStore(redis, settings.idempotency_ttl_s)
         await app.state.store.prepare()
         if on_start is not None:
-            await on_start(app, redis)
+            await on_start(app, redis, settings)
         log.info("profile %s; redis %s", app.state.profile.name, settings.redis_url)
         try:
             yield
@@ -178,10 +185,19 @@ async def _idempotency_conflict(request: Request, exc: Exception) -> JSONRespons
     )
 
 
-def create_app(title: str, description: str, settings: Settings, lifespan: Callable, post_router: APIRouter) -> FastAPI:
+def campaign_app(
+    title: str,
+    description: str,
+    settings: Settings,
+    post_router: APIRouter,
+    on_start: StartHook | None = None,
+    on_stop: StopHook | None = None,
+) -> FastAPI:
+    """A service with the shared routes and error mapping, plus a design's POST /campaigns and lifespan hooks.
+    Nothing is read or connected here: the lifespan does that when the server starts the app."""
     # FastAPI's own body limit answers 413 before an oversized body is read into memory.
-    app = FastAPI(title=title, description=description, lifespan=lifespan, version="1",
-                  max_body_size=settings.max_body_bytes)
+    app = FastAPI(title=title, description=description, lifespan=lifespan_for(settings, on_start, on_stop),
+                  version="1", max_body_size=settings.max_body_bytes)
     app.include_router(post_router)
     app.include_router(router)
     app.add_exception_handler(RequestValidationError, _invalid_request)

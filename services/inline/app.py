@@ -24,8 +24,7 @@ from services.campaign.api import (
     ProfileDep,
     SettingsDep,
     StoreDep,
-    create_app,
-    lifespan_for,
+    campaign_app,
 )
 from services.campaign.profile import Profile
 from services.campaign.schema import (
@@ -180,15 +179,17 @@ async def _create(
     )
 
 
-async def _start_limits(app: FastAPI, redis: Redis) -> None:
+async def _start_limits(app: FastAPI, redis: Redis, settings: Settings) -> None:
     app.state.in_flight = InFlight(settings.max_in_flight)
 
 
-settings = Settings.from_env()
-app = create_app(
-    title="offpath inline campaigns",
-    description="POST /campaigns does the slow work in the request and answers 201 with the finished campaign.",
-    settings=settings,
-    lifespan=lifespan_for(settings, on_start=_start_limits),
-    post_router=router,
-)
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The inline service (`uvicorn --factory services.inline.app:create_app`); without settings, from the
+    environment at the time of the call."""
+    return campaign_app(
+        title="offpath inline campaigns",
+        description="POST /campaigns does the slow work in the request and answers 201 with the finished campaign.",
+        settings=settings if settings is not None else Settings.from_env(),
+        post_router=router,
+        on_start=_start_limits,
+    )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, FastAPI, Header, Request, Response
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
-from services.campaign.api import BODY_TOO_LARGE, INVALID_CAMPAIGN, RETRY_AFTER, StoreDep, create_app, lifespan_for
+from services.campaign.api import BODY_TOO_LARGE, INVALID_CAMPAIGN, RETRY_AFTER, StoreDep, campaign_app
 from services.campaign.schema import CampaignAccepted, CampaignRequest, ErrorBody, Status
 from services.campaign.settings import Settings
 from services.queued.backpressure import BacklogGauge
@@ -54,7 +54,7 @@ async def create_campaign(
     return CampaignAccepted(id=admission.campaign_id, status=earlier.status if earlier else Status.accepted)
 
 
-async def _start_queue_side(app: FastAPI, redis: Redis) -> None:
+async def _start_queue_side(app: FastAPI, redis: Redis, settings: Settings) -> None:
     info = await redis.info("server")
     queue = campaign_queue(settings)
     app.state.planner = JobPlanner(queue, settings, parse_redis_version(info["redis_version"]))
@@ -66,11 +66,14 @@ async def _stop_queue_side(app: FastAPI) -> None:
     await app.state.gauge.stop()
 
 
-settings = Settings.from_env()
-app = create_app(
-    title="offpath queued campaigns",
-    description="POST /campaigns persists the campaign and enqueues its slow work on RQ, answering 202.",
-    settings=settings,
-    lifespan=lifespan_for(settings, on_start=_start_queue_side, on_stop=_stop_queue_side),
-    post_router=router,
-)
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The queued service (`uvicorn --factory services.queued.app:create_app`); without settings, from the
+    environment at the time of the call."""
+    return campaign_app(
+        title="offpath queued campaigns",
+        description="POST /campaigns persists the campaign and enqueues its slow work on RQ, answering 202.",
+        settings=settings if settings is not None else Settings.from_env(),
+        post_router=router,
+        on_start=_start_queue_side,
+        on_stop=_stop_queue_side,
+    )

@@ -1,12 +1,15 @@
 """The RQ job functions: one attempt of a step each, with the state transitions around it. RQ retries
-them; the last failed attempt marks the campaign `failed` (and RQ keeps the job in its failed registry)."""
+them; the last failed attempt marks the campaign `failed` (and RQ keeps the job in its failed registry).
+They run with the context of the worker performing them (WorkerContext, installed by OffpathWorker)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from rq import get_current_job
 
@@ -63,29 +66,54 @@ async def mark_failed(store: CampaignStore, campaign_id: str, error: BaseExcepti
     )
 
 
-class _WorkerContext:
-    """One event loop, Redis pool, store and profile per worker process, reused by every job."""
+class WorkerContext:
+    """What every job of one worker process shares, owned by the worker: its settings and profile, one event
+    loop, and one Redis pool and store (a loop and a pool per job would add a connection handshake to each).
+    The worker entry point builds it at start and closes it at exit; nothing here reads the environment."""
 
-    def __init__(self) -> None:
-        self.settings = Settings.from_env()
-        self.profile = self.settings.profile()
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.profile = settings.profile()
         self.runner = asyncio.Runner()
-        self._store: CampaignStore | None = None
+        # No connection yet: redis-py connects on the first command, inside the runner's loop.
+        self.store = CampaignStore(redis_client(settings), settings.idempotency_ttl_s)
 
-    def store(self) -> CampaignStore:
-        if self._store is None:
-            self._store = CampaignStore(redis_client(self.settings), self.settings.idempotency_ttl_s)
-        return self._store
+    def close(self) -> None:
+        try:
+            self.runner.run(self.store.redis.aclose())  # each disconnect bounded by redis_timeout_s
+        finally:
+            self.runner.close()
 
 
-_context: _WorkerContext | None = None
+# RQ calls a job's function by its dotted path with only the arguments it was enqueued with: `Job.func`
+# imports it by name (rq/job.py:528-537) and `Job._execute` calls `self.func(*self.args, **self.kwargs)`
+# (rq/job.py:1528-1542); the worker reaches that through `perform_job` -> `job.perform()`
+# (rq/worker/base.py:1651-1679, from SimpleWorker.execute_job, rq/worker/worker_classes.py:287-291). So a
+# worker cannot hand its context to a job as an argument (short of overriding the private _execute).
+# RQ's own answer to "which job is running" is a ContextVar set around that call (`_current_job`,
+# rq/job.py:1476-1481 and 1913, read by get_current_job); the worker does the same with its context around
+# each job it performs (OffpathWorker.perform_job). Outside a job there is none: this holds no state itself.
+_worker_context: ContextVar[WorkerContext | None] = ContextVar("offpath_worker_context", default=None)
 
 
-def _ctx() -> _WorkerContext:
-    global _context
-    if _context is None:
-        _context = _WorkerContext()
-    return _context
+@contextmanager
+def performing_with(context: WorkerContext) -> Iterator[None]:
+    """Make `context` the one the job functions run with, for the job being performed inside this block."""
+    token = _worker_context.set(context)
+    try:
+        yield
+    finally:
+        _worker_context.reset(token)
+
+
+def current_context() -> WorkerContext:
+    context = _worker_context.get()
+    if context is None:
+        raise RuntimeError(
+            "no worker context: the campaign jobs run inside an offpath RQ worker (python -m services.queued.worker), "
+            "which gives each job its settings, event loop and Redis pool; run that worker, not `rq worker`"
+        )
+    return context
 
 
 def _is_last_attempt() -> bool:
@@ -93,8 +121,8 @@ def _is_last_attempt() -> bool:
     return job is None or not job.retries_left
 
 
-async def _attempt(step: Step, campaign_id: str, ctx: _WorkerContext, last: bool) -> None:
-    store = ctx.store()
+async def _attempt(step: Step, campaign_id: str, ctx: WorkerContext, last: bool) -> None:
+    store = ctx.store
     try:
         await step(store, campaign_id, ctx.profile)
     except IllegalTransition:
@@ -107,7 +135,7 @@ async def _attempt(step: Step, campaign_id: str, ctx: _WorkerContext, last: bool
 
 
 def _run(step: Step, campaign_id: str) -> None:
-    ctx = _ctx()
+    ctx = current_context()
     ctx.runner.run(_attempt(step, campaign_id, ctx, _is_last_attempt()))
 
 

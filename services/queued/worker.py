@@ -3,6 +3,10 @@
 A SimpleWorker runs jobs in its own process instead of forking a work horse per job: the jobs are
 short and mostly wait on providers, and a fork per job costs more than the work (measured in the
 foundation issue's note). Isolation comes from running several worker processes instead.
+
+The process owns what its jobs share (a WorkerContext: settings, profile, event loop, Redis pool), built
+once at start from the settings main() reads and closed at exit; each OffpathWorker hands it to the jobs
+it performs.
 """
 
 from __future__ import annotations
@@ -12,18 +16,22 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from types import FrameType
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import SimpleWorker
+from rq import Queue, SimpleWorker
 from rq.exceptions import StopRequested
+from rq.executions import Execution
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from services.campaign.settings import Settings
 from services.queued.enqueue import campaign_queue
+from services.queued.jobs import WorkerContext, performing_with
 
 log = logging.getLogger("offpath.worker")
 
@@ -34,13 +42,26 @@ REDIS_PATIENCE_S = 60.0
 
 
 class OffpathWorker(SimpleWorker):
-    """RQ's SimpleWorker, plus: a stop request outlives the worker that received it, and a warm
-    shutdown does not wait on a Redis that is gone."""
+    """RQ's SimpleWorker, plus: the jobs it performs run with the process's WorkerContext, a stop request
+    outlives the worker that received it, and a warm shutdown does not wait on a Redis that is gone."""
 
-    stop_requested = False  # on the class: main() must not start a fresh worker after a stop
+    def __init__(self, *args, context: WorkerContext | None = None, stopping: threading.Event | None = None,
+                 **kwargs) -> None:
+        # Keyword arguments with defaults keep RQ's constructor contract (rq/worker/base.py:314 builds
+        # workers by class to describe them); such a worker performs no job, so needs no context.
+        super().__init__(*args, **kwargs)
+        self.context = context
+        # Shared by every worker main() starts in this process: main() must not start a fresh one after a stop.
+        self.stopping = stopping if stopping is not None else threading.Event()
+
+    def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
+        if self.context is None:
+            return super().perform_job(job, queue, execution)  # the job itself says it has no context
+        with performing_with(self.context):
+            return super().perform_job(job, queue, execution)
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
-        OffpathWorker.stop_requested = True
+        self.stopping.set()
         try:
             super().request_stop(signum, frame)
         except RedisError as exc:
@@ -59,13 +80,22 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s worker %(process)d %(levelname)s %(message)s")
 
     settings = Settings.from_env()
-    settings.profile()  # fail at start, not on the first job, when the profile is wrong
+    context = WorkerContext(settings)  # loads the profile: a wrong one fails at start, not on the first job
+    try:
+        return _serve(settings, context, args.name, args.burst, args.log_level)
+    finally:
+        context.close()
+
+
+def _serve(settings: Settings, context: WorkerContext, name: str | None, burst: bool, log_level: str) -> int:
+    """Run workers one after another, a fresh one after each loss of Redis, until one stops."""
     parent = os.getppid()
-    names = _names(args.name)
+    stopping = threading.Event()
+    names = _names(name)
     pause_s = 0.5
     while True:
         try:
-            return _work(settings, next(names), args.burst, args.log_level)
+            return _work(settings, context, stopping, next(names), burst, log_level)
         except RedisError as exc:
             # RQ quits when Redis goes away in the middle of a job (measured: every worker of a
             # chaos run died on a Redis crash and nothing drained after the restart). Like a
@@ -74,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             # that kept a worker alive, orphaned, after its harness was killed (it took the
             # kernel's parent-death SIGTERM as a warm shutdown, then Redis went down with the
             # harness and the worker's teardown failed).
-            if OffpathWorker.stop_requested:
+            if stopping.is_set():
                 log.warning("Redis connection lost (%s) while stopping; stopped", exc)
                 return 0
             signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a stop while waiting ends the process
@@ -119,7 +149,8 @@ def _wait_for_redis(url: str, parent: int, pause_s: float, patience_s: float) ->
         client.close()
 
 
-def _work(settings: Settings, name: str | None, burst: bool, log_level: str) -> int:
+def _work(settings: Settings, context: WorkerContext, stopping: threading.Event, name: str | None, burst: bool,
+          log_level: str) -> int:
     connection = Redis.from_url(settings.redis_url)
     queue = campaign_queue(settings, connection)
     # RQ's registry maintenance is what recovers (a) the job of a crashed worker, once its
@@ -131,6 +162,7 @@ def _work(settings: Settings, name: str | None, burst: bool, log_level: str) -> 
     worker = OffpathWorker(
         [queue], connection=connection, serializer=JSONSerializer, name=name,
         job_monitoring_interval=5, maintenance_interval=5, worker_ttl=20,
+        context=context, stopping=stopping,
     )
     worked = worker.work(burst=burst, with_scheduler=True, logging_level=log_level)
     return 0 if worked or burst else 1
