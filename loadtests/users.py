@@ -25,6 +25,10 @@ DONE = ("completed", "failed")
 
 # How campaigns ended, per process, for the log at stop: created (201), completed, failed, accepted
 # (202, not polled), timeout (still running after --poll-timeout), error (a failed request), stopped.
+# Process state because Locust leaves no other place for it: it is written by every CampaignUser and by the
+# open-model sender (scheduler.py) and read, and cleared at each test start, by the locustfile's Coordinator;
+# Locust builds a user from its class with nothing but the Environment (locust/runners.py:227), and the
+# Environment has no slot for a plugin's own objects (locust/env.py:Environment.__init__).
 OUTCOMES: Counter[str] = Counter()
 
 # (method, path, Locust name, body, intended monotonic send time) -> the response
@@ -94,7 +98,10 @@ class CampaignUser(FastHttpUser):
     long wait, which Locust cuts short at stop. -u then changes nothing about the offered load.
     """
 
-    _payloads: PayloadFactory | None = None  # one cycle through the bodies per process
+    # One cycle through the bodies shared by this process's users, so they do not all send the same bodies in
+    # lockstep. On the class for the reason OUTCOMES is module state: users get only the Environment, and
+    # the class is what Locust builds each of them from. Made by the first user to start in the closed model.
+    _payloads: PayloadFactory | None = None
 
     def on_start(self) -> None:
         self.options = DriverOptions.from_parsed(self.environment.parsed_options)
