@@ -7,13 +7,15 @@ import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from offpath.errors import ConfigurationError
+
 PROFILES_DIR = Path(__file__).parent / "profiles"
 
 # z-score of the 99th percentile of a standard normal: a lognormal's P99 is median * exp(Z99 * sigma).
 Z99 = 2.3263478740408408
 
 
-class ProfileError(ValueError):
+class ProfileError(ConfigurationError):
     pass
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from offpath.errors import ConfigurationError
 from services.campaign.profile import Profile, load_profile
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -14,7 +15,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 T = TypeVar("T")
 
 
-class SettingError(ValueError):
+class SettingError(ConfigurationError):
     """An environment variable holds a value the service cannot use; the message names both."""
 
 
