@@ -43,7 +43,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             log.info("redis %s (%s, version %s)", redis.url, origin, redis.version())
             _, url = start_service(
                 supervisor, serving.name, redis.url, args.profile, port=args.port,
-                processes=args.processes, log_level="info",
+                processes=args.processes, log_level="info", concurrency=args.concurrency,
             )
             if serving.has_workers:
                 # A crashed worker is replaced and the service keeps serving; RQ retries its job.
@@ -229,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=whole_number(1, 65535), default=8000)
     up.add_argument("--workers", type=whole_number(1), default=4, help="RQ worker processes (queued design)")
     up.add_argument("--processes", type=whole_number(1), default=1, help="uvicorn worker processes")
+    up.add_argument("--concurrency", type=whole_number(0), default=0,
+                    help="requests in progress per service process: 0 unbounded asyncio (default), N the model of a "
+                    "sync server with N workers or threads; more wait for a slot")
     up.add_argument("--profile", default="default", help="workload profile name or .toml path")
     up.add_argument("--aof", choices=["off", "everysec", "always"], default="everysec",
                     help="append-only file mode of the embedded Redis")

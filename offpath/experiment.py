@@ -60,6 +60,14 @@ class Layout:
     poll_interval_s: float = 1.0  # queued: how often the simulated client polls its campaign (0: never)
     drain_timeout_s: float = 20.0  # queued: after a cell, wait this long at most for the queue to empty
     redis_aof: str = "everysec"
+    # Requests in progress per service process, the same for both designs: 0 unbounded asyncio, N a sync
+    # server's N workers or threads (services/campaign/concurrency.py).
+    concurrency: int = 0
+
+
+# Each layout number's lowest allowed value.
+LAYOUT_MINIMUM = {"service_processes": 1, "workers": 1, "locust_processes": 1, "poll_interval_s": 0,
+                  "drain_timeout_s": 0, "concurrency": 0}
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,14 @@ def parse_experiment(data: dict[str, Any], source: str) -> Experiment:
     layout_table = reader.get(data, "layout", dict, "", default={})
     layout_fields = {f for f in Layout.__dataclass_fields__}
     reader.no_unknown(layout_table, layout_fields, "layout.")
+    for key, lowest in LAYOUT_MINIMUM.items():
+        if key not in layout_table:
+            continue
+        value = layout_table[key]
+        whole = isinstance(getattr(Layout, key), int)
+        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) or value < lowest:
+            kind = "a whole number" if whole else "a number"
+            raise ExperimentError(f"{source}: key 'layout.{key}' is {value!r}; allowed: {kind} >= {lowest}")
     layout = Layout(**layout_table)
     if layout.redis_aof not in ("off", "everysec", "always"):
         raise ExperimentError(f"{source}: key 'layout.redis_aof' must be one of off, everysec, always")

@@ -16,7 +16,7 @@ from typing import Any
 
 import redis as redis_py
 
-from analysis.summary import format_table, summarize_cell
+from analysis.summary import cell_summary, format_table
 from offpath.designs import design
 from offpath.errors import HarnessError
 from offpath.experiment import Experiment, Phase
@@ -26,6 +26,7 @@ from offpath.process import pin
 from offpath.redis_server import RedisServer, redis_for_run
 from offpath.session import RunSession
 from offpath.supervisor import Managed, Supervisor, python, start_service, start_workers
+from results.format import CREATE, SUMMARY_FILE, CellSummary, label
 from services.campaign.profile import load_profile
 from services.campaign.settings import Settings
 
@@ -137,7 +138,8 @@ class Runner:
         log_dir = self.run_dir / "logs" / block.label
         with Supervisor(log_dir=log_dir, env={"OFFPATH_LOG_LEVEL": "WARNING"}) as supervisor:
             _, url = start_service(supervisor, block.design, redis_url, experiment.profile,
-                                   processes=experiment.layout.service_processes, cpus=self.sut_cpus)
+                                   processes=experiment.layout.service_processes, cpus=self.sut_cpus,
+                                   concurrency=experiment.layout.concurrency)
             if design(block.design).has_workers:
                 start_workers(supervisor, experiment.layout.workers, redis_url, experiment.profile, cpus=self.sut_cpus)
             self.manifest.data["layout"][block.label] = supervisor.layout()
@@ -154,23 +156,21 @@ class Runner:
             phase = Phase(name=f"capacity-{rate:06.1f}".replace(".", "_"), kind="capacity", rate_per_s=rate,
                           duration_s=search.step_duration_s)
             summary = self._run_cell(supervisor, block, phase, url, redis_url, kind="capacity")
-            post = summary["endpoints"].get("POST_campaigns", {})
-            count, errors = post.get("count", 0), post.get("errors", 0)
-            error_rate = errors / max(count + errors, 1)
-            p99_ms = (post.get("p99_us") or 0) / 1000
-            queue = summary.get("queue") or {}
-            if p99_ms > slo.p99_ms or error_rate > slo.error_rate or count == 0:
+            create = summary.endpoint(CREATE)
+            error_rate = create.errors / max(create.count + create.errors, 1)
+            p99_ms = (create.p99_us or 0) / 1000
+            if p99_ms > slo.p99_ms or error_rate > slo.error_rate or create.count == 0:
                 self.say(f"  {block.design} breaks the SLO at {rate:g}/s (P99 {p99_ms:.0f} ms, errors "
                          f"{error_rate:.1%}); capacity search for {block.design} ends")
                 return
-            if (queue.get("depth_end") or 0) > BACKLOG_LIMIT:
+            if summary.queue is not None and (summary.queue.depth_end or 0) > BACKLOG_LIMIT:
                 self.say(f"  {block.design}: backlog over {BACKLOG_LIMIT} jobs; capacity search ends")
                 return
         self.say(f"  {block.design} held at every rate up to {search.max_per_s:g}/s: its limit was not found "
                  "(raise [capacity] max_per_s to find it)")
 
     def _run_cell(self, supervisor: Supervisor, block: Block, phase: Phase, url: str, redis_url: str,
-                  kind: str) -> dict[str, Any]:
+                  kind: str) -> CellSummary:
         cell_id = f"{block.design}.{phase.name}.r{block.repetition}"
         cell_dir = self.run_dir / "cells" / cell_id
         cell_dir.mkdir(parents=True)
@@ -207,10 +207,11 @@ class Runner:
                 probe.__exit__(None, None, None)
             meta["ended_at"] = time.time()
         meta["status"] = "complete"
-        summary = summarize_cell(cell_dir, meta)
-        write_json_atomic(cell_dir / "summary.json", summary)
+        summary = cell_summary(cell_dir, meta)
+        written = summary.to_dict()
+        write_json_atomic(cell_dir / SUMMARY_FILE, written)
         self.manifest.save()
-        self.summaries.append(summary)
+        self.summaries.append(written)
         self.say(_one_line(summary))
         return summary
 
@@ -242,21 +243,17 @@ class Runner:
                 return
 
 
-def _one_line(summary: dict[str, Any]) -> str:
-    post = summary["endpoints"].get("POST_campaigns") or {}
-    text = (f"    POST /campaigns n={post.get('count', 0)} errors={post.get('errors', 0)} "
-            f"{post.get('throughput_per_s', 0):.1f}/s P50 {(post.get('p50_us') or 0) / 1000:.1f} ms "
-            f"P99 {(post.get('p99_us') or 0) / 1000:.1f} ms")
-    queue = summary.get("queue")
-    if queue:
-        completion = queue.get("completion") or {}
-        sustainable = queue.get("sustainable")
-        verdict = "too short to judge the backlog" if sustainable is None else (
-            "sustainable" if sustainable else "backlog GROWING: not sustainable")
-        counted = "" if queue.get("accepted") is None else (
-            f" ({completion.get('count', 0)} of {queue['accepted']} completed, {queue.get('failed') or 0} failed, "
-            f"{queue.get('pending') or 0} PENDING)" if queue.get("pending") else
-            f" ({completion.get('count', 0)} of {queue['accepted']} completed, {queue.get('failed') or 0} failed)")
-        text += (f" | completion P99 {(completion.get('p99_us') or 0) / 1000:.0f} ms{counted}, backlog end "
-                 f"{queue.get('depth_end')}, {verdict}")
+def _one_line(summary: CellSummary) -> str:
+    create = summary.endpoint(CREATE)
+    text = (f"    {label(CREATE)} n={create.count} errors={create.errors} {create.throughput_per_s:.1f}/s "
+            f"P50 {(create.p50_us or 0) / 1000:.1f} ms P99 {(create.p99_us or 0) / 1000:.1f} ms")
+    queue = summary.queue
+    if queue is not None:
+        verdict = "too short to judge the backlog" if queue.sustainable is None else (
+            "sustainable" if queue.sustainable else "backlog GROWING: not sustainable")
+        counted = "" if queue.accepted is None else (
+            f" ({queue.completion.count} of {queue.accepted} completed, {queue.failed or 0} failed"
+            + (f", {queue.pending} PENDING)" if queue.pending else ")"))
+        text += (f" | completion P99 {(queue.completion.p99_us or 0) / 1000:.0f} ms{counted}, backlog end "
+                 f"{queue.depth_end}, {verdict}")
     return text

@@ -246,6 +246,7 @@ def start_service(
     cpus: list[int] | None = None,
     env: dict[str, str] | None = None,
     log_level: str = "warning",
+    concurrency: int = 0,
 ) -> tuple[Managed, str]:
     """Start a design's service under uvicorn on 127.0.0.1 and wait for /healthz.
 
@@ -264,7 +265,8 @@ def start_service(
         f"{design}-service",
         argv,
         role="service",
-        env={"REDIS_URL": redis_url, "OFFPATH_PROFILE": profile, **(env or {})},
+        env={"REDIS_URL": redis_url, "OFFPATH_PROFILE": profile, "OFFPATH_CONCURRENCY": str(concurrency),
+             **(env or {})},
         cpus=cpus,
         ready=lambda: http_ok(f"{base_url}/healthz"),
     )

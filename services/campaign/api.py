@@ -22,6 +22,7 @@ from redis.exceptions import ResponseError as RedisResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.campaign.concurrency import ConcurrencyLimit
 from services.campaign.profile import Profile
 from services.campaign.schema import Campaign, ErrorBody, InvalidRequest
 from services.campaign.settings import Settings
@@ -200,6 +201,9 @@ def campaign_app(
                   version="1", max_body_size=settings.max_body_bytes)
     app.include_router(post_router)
     app.include_router(router)
+    if settings.concurrency > 0:
+        # Waiting for a slot is bounded by the same limit that sheds work in progress: the overload guard.
+        app.add_middleware(ConcurrencyLimit, slots=settings.concurrency, max_waiting=settings.max_in_flight)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RedisConnectionError, _redis_unavailable)

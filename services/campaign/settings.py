@@ -70,6 +70,9 @@ class Settings:
     # after which a request gives up with 504 (its campaign marked failed), instead of piling up.
     max_in_flight: int = 512
     request_deadline_s: float = 30.0
+    # Requests in progress per service process: 0 is unbounded asyncio; N models a sync server with N
+    # workers or threads (services/campaign/concurrency.py). Both designs take the same bound.
+    concurrency: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -88,6 +91,8 @@ class Settings:
             max_in_flight=_read(env, "OFFPATH_MAX_IN_FLIGHT", "512", _positive_int, "a whole number > 0"),
             request_deadline_s=_read(env, "OFFPATH_REQUEST_DEADLINE_S", "30", _positive_float,
                                      "seconds > 0, e.g. 30"),
+            concurrency=_read(env, "OFFPATH_CONCURRENCY", "0", _non_negative_int,
+                              "a whole number of requests in progress per process >= 0 (0: unbounded)"),
         )
 
     def profile(self) -> Profile:
