@@ -28,11 +28,12 @@ from hdrh.histogram import HdrHistogram
 
 from analysis.histogram import COUNTS_LEN, Intervals, from_hdr, stats, to_hdr
 from analysis.load import Run
+from results.format import COMPLETION, CREATE
 
 FORMAT = "offpath-gate-baseline"
 FORMAT_VERSION = 1
 BASELINES_DIR = Path("results") / "baselines"
-ENDPOINTS = ("POST_campaigns", "completion")  # the logs a baseline keeps, per design and steady phase
+ENDPOINTS = (CREATE, COMPLETION)  # the logs a baseline keeps, per design and steady phase
 MACHINE_FACTS = ("cpu_count", "cpus_available", "cpu_model")
 EXPERIMENT_FACTS = ("name", "designs", "repetitions", "payload_seed", "phases", "capacity", "layout")
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from analysis.compare import Comparison, DeltaRow, compare_designs
 from analysis.load import Cell, Run, load_run
-from analysis.summary import merged_figures, queue_summary
+from analysis.summary import backlog_health, merged_figures
+from results.format import CREATE
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class RatePoint:
     p99_us: int | None
     completion_p99_us: int | None
     within_slo: bool  # POST P99 <= SLO and error rate <= budget: the acknowledgement holds
-    sustainable: bool | None  # queued: the backlog did not grow; None for inline or too few samples
+    sustainable: bool | None  # the backlog did not grow; None for a design without a queue, or too few samples
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,13 @@ class DesignCapacity:
     design: str
     points: tuple[RatePoint, ...]
     ack_capacity_per_s: float | None  # highest rate with every rate up to it within the SLO (None: not even the first)
-    drain_capacity_per_s: float | None  # queued: highest rate up to which the backlog stayed flat
+    drain_capacity_per_s: float | None  # a design with a queue: highest rate up to which the backlog stayed flat
     tested_up_to_per_s: float
 
     @property
     def capacity_per_s(self) -> float | None:
-        """What the design sustains: acknowledged within the SLO and, for queued, drained too."""
-        if self.drain_capacity_per_s is None or self.design != "queued":
+        """What the design sustains: acknowledged within the SLO and, for a design with a queue, drained too."""
+        if self.drain_capacity_per_s is None:
             return self.ack_capacity_per_s
         if self.ack_capacity_per_s is None:
             return None
@@ -50,8 +51,8 @@ class DesignCapacity:
 
     @property
     def moved_the_pain(self) -> bool:
-        """Queued acknowledged rates within the SLO that its workers could not keep up with."""
-        return (self.design == "queued" and self.drain_capacity_per_s is not None and self.ack_capacity_per_s is not None
+        """Rates acknowledged within the SLO that the design's workers could not keep up with."""
+        return (self.drain_capacity_per_s is not None and self.ack_capacity_per_s is not None
                 and self.drain_capacity_per_s < self.ack_capacity_per_s)
 
 
@@ -61,6 +62,8 @@ class Capacity:
     error_budget: float
     designs: dict[str, DesignCapacity] = field(default_factory=dict)
     missing: tuple[str, ...] = ()
+    baseline: str | None = None  # the run's design A (Run.baseline): the headline compares the candidate to it
+    candidate: str | None = None  # the run's design B (Run.candidate)
 
 
 def rate_point(cells: list[Cell], slo_p99_ms: float, error_budget: float) -> RatePoint:
@@ -70,9 +73,8 @@ def rate_point(cells: list[Cell], slo_p99_ms: float, error_budget: float) -> Rat
               and figures["error_rate"] <= error_budget)
     sustainable = None
     if any(c.queue is not None for c in cells):
-        verdicts = [queue_summary(c.queue, c.log("completion"), float(c.meta.get("duration_s") or 0),
-                                  figures["throughput_per_s"]) for c in cells]
-        flags = [v.get("sustainable") for v in verdicts if v is not None]
+        health = [backlog_health(c, figures["throughput_per_s"]) for c in cells]
+        flags = [queue.sustainable for queue in health if queue is not None]
         sustainable = False if False in flags else (None if None in flags or not flags else True)
     return RatePoint(offered_rate_per_s=float(cells[0].offered_rate_per_s or 0.0),
                      throughput_per_s=round(figures["throughput_per_s"], 3), count=figures["count"],
@@ -100,8 +102,8 @@ def design_capacity(run: Run, design: str, slo_p99_ms: float, error_budget: floa
         by_rate.setdefault(float(cell.offered_rate_per_s or 0), []).append(cell)
     points = tuple(rate_point(by_rate[r], slo_p99_ms, error_budget) for r in sorted(by_rate))
     ack = highest_passing(points, [p.within_slo for p in points])
-    drain = None
-    if design == "queued" and any(p.sustainable is not None for p in points):
+    drain = None  # only a design with a queue has a backlog to judge
+    if any(p.sustainable is not None for p in points):
         drain = highest_passing(points, [p.sustainable is not False for p in points])
     return DesignCapacity(design=design, points=points, ack_capacity_per_s=ack, drain_capacity_per_s=drain,
                           tested_up_to_per_s=points[-1].offered_rate_per_s)
@@ -117,7 +119,7 @@ def capacity(run: Run | Path | str) -> Capacity:
     missing = []
     if not slo:
         missing.append("the manifest's experiment has no slo: capacity cannot be judged")
-    for design in dict.fromkeys(["inline", "queued", *run.designs]):
+    for design in run.designs:
         found = design_capacity(run, design, slo_p99_ms, budget) if slo else None
         if found is None:
             if slo:
@@ -125,7 +127,8 @@ def capacity(run: Run | Path | str) -> Capacity:
                 missing.append(f"no capacity cells for {design}" if ran else f"{design} did not run")
             continue
         designs[design] = found
-    return Capacity(slo_p99_ms=slo_p99_ms, error_budget=budget, designs=designs, missing=tuple(missing))
+    return Capacity(slo_p99_ms=slo_p99_ms, error_budget=budget, designs=designs, missing=tuple(missing),
+                    baseline=run.baseline, candidate=run.candidate)
 
 
 def _rate(value: float | None, censored: bool = False) -> str:
@@ -134,8 +137,12 @@ def _rate(value: float | None, censored: bool = False) -> str:
     return f"{'at least ' if censored else ''}{value:g}/s"
 
 
-def capacity_sentence(cap: Capacity, baseline: str = "inline", candidate: str = "queued") -> str:
-    a, b = cap.designs.get(baseline), cap.designs.get(candidate)
+def capacity_sentence(cap: Capacity, baseline: str | None = None, candidate: str | None = None) -> str:
+    """The candidate's capacity against the baseline's (by default the run's design B against its design A)."""
+    baseline = baseline if baseline is not None else cap.baseline
+    candidate = candidate if candidate is not None else cap.candidate
+    a = cap.designs.get(baseline) if baseline is not None else None
+    b = cap.designs.get(candidate) if candidate is not None else None
     slo = f"P99 ≤ {cap.slo_p99_ms:g} ms"
     if a is None or b is None:
         have = ", ".join(f"{d.design} sustains {_rate(d.capacity_per_s, d.censored)}" for d in cap.designs.values())
@@ -168,7 +175,7 @@ def capacity_sentence(cap: Capacity, baseline: str = "inline", candidate: str = 
 
 def headline_row(comparison: Comparison, run: Run | None) -> DeltaRow | None:
     """The P99 row of the most loaded phase compared (the one closest to where capacity matters)."""
-    rows = [r for r in comparison.rows if r.metric == "p99_us" and r.endpoint == "POST_campaigns"]
+    rows = [r for r in comparison.rows if r.metric == "p99_us" and r.endpoint == CREATE]
     if not rows:
         return None
     return max(rows, key=lambda r: _phase_rate(run, r.group) or 0.0)
@@ -195,26 +202,31 @@ def equal_load_sentence(comparison: Comparison, run: Run | None = None) -> str:
     return f"at equal load{where} P99 is {abs(row.delta_pct):.0f}% {word} ({ci})"
 
 
-def pain_sentence(cap: Capacity, run: Run | None = None, candidate: str = "queued") -> str:
-    """Say so when the queue's backlog is not sustainable: a fast 202 next to a growing backlog is both."""
+def pain_sentence(cap: Capacity, run: Run | None = None) -> str:
+    """Say so when a design's backlog is not sustainable: a fast acknowledgement next to a growing backlog is both."""
     notes = []
-    queued = cap.designs.get(candidate)
-    if queued is not None and queued.moved_the_pain:
-        notes.append(f"{candidate} acknowledges up to {queued.ack_capacity_per_s:g}/s within the SLO, but its "
-                     f"workers keep up only to {queued.drain_capacity_per_s:g}/s: above that the backlog grows "
-                     "without bound — the queue only moved the pain")
+    for design, found in cap.designs.items():
+        if found.moved_the_pain:
+            notes.append(f"{design} acknowledges up to {found.ack_capacity_per_s:g}/s within the SLO, but its "
+                         f"workers keep up only to {found.drain_capacity_per_s:g}/s: above that the backlog grows "
+                         "without bound — the queue only moved the pain")
     if run is not None:
-        growing = sorted({c.phase for c in run.select(design=candidate) if c.kind == "steady" and
-                          (queue_summary(c.queue, c.log("completion"), float(c.meta.get("duration_s") or 0),
-                                         float(c.offered_rate_per_s or 0)) or {}).get("sustainable") is False})
-        if growing:
-            notes.append(f"{candidate}'s backlog grew through steady phase {', '.join(growing)}: not sustainable — "
-                         "the queue only moved the pain")
+        for design in run.designs:
+            growing = sorted({c.phase for c in run.select(kind="steady", design=design) if _backlog_grew(c)})
+            if growing:
+                notes.append(f"{design}'s backlog grew through steady phase {', '.join(growing)}: not sustainable — "
+                             "the queue only moved the pain")
     return ". ".join(n[0].upper() + n[1:] for n in notes) + ("." if notes else "")
 
 
+def _backlog_grew(cell: Cell) -> bool:
+    health = backlog_health(cell, float(cell.offered_rate_per_s or 0))
+    return health is not None and health.sustainable is False
+
+
 def headline(cap: Capacity, comparison: Comparison, run: Run | None = None) -> str:
-    """'queued sustains X% more throughput at P99 <= SLO; at equal load P99 is Y% lower' — or the honest opposite."""
+    """'<candidate> sustains X% more throughput at P99 <= SLO; at equal load P99 is Y% lower' — or the honest
+    opposite."""
     text = f"{capacity_sentence(cap).rstrip('.')}; {equal_load_sentence(comparison, run)}."
     pain = pain_sentence(cap, run)
     return f"{text} {pain}" if pain else text
@@ -226,7 +238,8 @@ def equal_load_comparison(run: Run, cap: Capacity | None = None) -> Comparison:
     if steady.rows or not run.select(kind="capacity"):
         return steady
     cap = cap or capacity(run)
-    a, b = cap.designs.get("inline"), cap.designs.get("queued")
+    a = cap.designs.get(run.baseline) if run.baseline is not None else None
+    b = cap.designs.get(run.candidate) if run.candidate is not None else None
     if a is None or b is None:
         return steady
     common = sorted({p.offered_rate_per_s for p in a.points if p.within_slo}

@@ -7,8 +7,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from analysis.load import INCOMPLETE_MARKER, ResultsFolderError
+from analysis.load import ResultsFolderError
 from analysis.page import CSS, table
+from results.format import CHAOS_FILE, INCOMPLETE_MARKER, REPORT_HTML_FILE, REPORT_MD_FILE
 
 EXPLANATION = (
     "Each fault ran on fresh processes and a fresh Redis under a steady open-model load; afterwards every campaign "
@@ -22,7 +23,7 @@ COLUMNS = ("fault", "load held", "acknowledged", "completed", "failed", "lost", 
 
 
 def read_faults(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "chaos.json"
+    path = run_dir / CHAOS_FILE
     if not path.exists():
         raise ResultsFolderError(f"{run_dir} has no chaos.json: not a chaos run, or it ended before its first fault")
     try:
@@ -71,8 +72,8 @@ def render_chaos(run_dir: Path | str) -> Path:
     incomplete = marker.read_text().strip() or "incomplete" if marker.exists() else None
     title = f"offpath chaos — run {run_dir.name}"
     said = headline(rows, incomplete)
-    (run_dir / "report.md").write_text(f"# {title}\n\n**{said}**\n\n{fault_table(rows)}\n{EXPLANATION}\n")
-    html_path = run_dir / "report.html"
+    (run_dir / REPORT_MD_FILE).write_text(f"# {title}\n\n**{said}**\n\n{fault_table(rows)}\n{EXPLANATION}\n")
+    html_path = run_dir / REPORT_HTML_FILE
     html_path.write_text(
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
         f"<style>{CSS}</style></head><body><main><h1>{escape(title)}</h1>"

@@ -1,4 +1,5 @@
-"""A/B comparison (inline vs queued in one run, or any run vs any run): deltas with bootstrap CIs and verdicts."""
+"""A/B comparison (a run's candidate design against its baseline, or any run against any run): deltas with
+bootstrap CIs and verdicts."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from rich.table import Table
 from analysis.bootstrap import METHOD, Replicates, interval_of, new_rng, resample
 from analysis.histogram import Intervals, value_at_percentiles
 from analysis.load import Cell, Run, load_run
+from results.format import COMPLETION, CREATE, label
 
 # (metric, percentile or None for throughput); latency: lower is better, throughput: higher is better.
 METRICS: tuple[tuple[str, float | None], ...] = (
@@ -31,7 +33,7 @@ LABELS = {"throughput_per_s": "throughput", "p50_us": "P50", "p90_us": "P90", "p
 
 @dataclass(frozen=True)
 class DeltaRow:
-    group: str  # what is compared: a phase ("steady"), or design and phase across runs ("queued steady")
+    group: str  # what is compared: a phase ("steady"), or design and phase across runs ("<design> steady")
     endpoint: str
     metric: str
     a: float | None
@@ -54,7 +56,7 @@ class Comparison:
     method: str = METHOD
     missing: tuple[str, ...] = field(default_factory=tuple)
 
-    def row(self, metric: str, group: str | None = None, endpoint: str = "POST_campaigns") -> DeltaRow | None:
+    def row(self, metric: str, group: str | None = None, endpoint: str = CREATE) -> DeltaRow | None:
         for row in self.rows:
             if row.metric == metric and row.endpoint == endpoint and (group is None or row.group == group):
                 return row
@@ -79,7 +81,7 @@ def verdict(ci_low: float, ci_high: float, higher_is_better: bool) -> str:
     return "better" if improved else "worse"
 
 
-def compare_cells(a_cells: Sequence[Cell], b_cells: Sequence[Cell], group: str, endpoint: str = "POST_campaigns",
+def compare_cells(a_cells: Sequence[Cell], b_cells: Sequence[Cell], group: str, endpoint: str = CREATE,
                   rng: np.random.Generator | None = None) -> list[DeltaRow]:
     """Rows for one endpoint: B (candidate) against A (baseline), repetitions pooled as bootstrap strata."""
     rng = rng if rng is not None else new_rng()
@@ -128,11 +130,17 @@ def _replicate(replicates: Replicates, metric: str) -> np.ndarray:
     return replicates.values_us[:, column].astype(float)
 
 
-def compare_designs(run: Run | Path | str, *, baseline: str = "inline", candidate: str = "queued",
+def compare_designs(run: Run | Path | str, *, baseline: str | None = None, candidate: str | None = None,
                     kinds: Sequence[str] = ("steady",), phases: Sequence[str] | None = None) -> Comparison:
-    """Candidate vs baseline design inside one run, per phase of the given kinds present for both designs
-    (or only the named phases)."""
+    """Candidate vs baseline design inside one run (by default the run's designs B and A, Run.candidate and
+    Run.baseline), per phase of the given kinds present for both designs (or only the named phases)."""
     run = run if isinstance(run, Run) else load_run(run)
+    baseline = baseline if baseline is not None else run.baseline
+    candidate = candidate if candidate is not None else run.candidate
+    if baseline is None or candidate is None:
+        ran = baseline or "no design"
+        return Comparison(title=f"run {run.id}: {ran} alone", a_label=baseline or "A", b_label=candidate or "B",
+                          rows=(), missing=(f"this run has one design ({ran}): nothing to compare it with",))
     rows: list[DeltaRow] = []
     missing: list[str] = []
     for design in (baseline, candidate):
@@ -148,9 +156,9 @@ def compare_designs(run: Run | Path | str, *, baseline: str = "inline", candidat
             if not missing:
                 missing.append(f"phase {phase}: only {(a_cells or b_cells)[0].design} ran it")
             continue
-        found = compare_cells(a_cells, b_cells, phase, "POST_campaigns", rng)
+        found = compare_cells(a_cells, b_cells, phase, CREATE, rng)
         if not found:
-            missing.append(f"phase {phase}: no successful POST /campaigns recorded on one side")
+            missing.append(f"phase {phase}: no successful {label(CREATE)} recorded on one side")
         rows += found
     if not phases:
         missing.append(f"no cells of kind {', '.join(kinds)} in this run")
@@ -159,7 +167,8 @@ def compare_designs(run: Run | Path | str, *, baseline: str = "inline", candidat
 
 
 def compare_runs(a: Run | Path | str, b: Run | Path | str) -> Comparison:
-    """Run B against run A, per design and steady phase present in both (POST latency; completion for queued)."""
+    """Run B against run A, per design and steady phase present in both: POST latency, and completion latency
+    where the design recorded it."""
     run_a = a if isinstance(a, Run) else load_run(a)
     run_b = b if isinstance(b, Run) else load_run(b)
     keys_a = list(dict.fromkeys((c.design, c.phase) for c in run_a.cells if c.kind == "steady"))
@@ -171,7 +180,7 @@ def compare_runs(a: Run | Path | str, b: Run | Path | str) -> Comparison:
     for design, phase in [k for k in keys_a if k in keys_b]:
         a_cells = run_a.select(design=design, phase=phase)
         b_cells = run_b.select(design=design, phase=phase)
-        for endpoint in ("POST_campaigns", "completion"):
+        for endpoint in (CREATE, COMPLETION):
             rows += compare_cells(a_cells, b_cells, f"{design} {phase}", endpoint, rng)
     return Comparison(title=f"{run_b.id} vs {run_a.id}", a_label=run_a.id, b_label=run_b.id, rows=tuple(rows),
                       missing=tuple(missing))
@@ -200,10 +209,6 @@ def format_delta(row: DeltaRow) -> tuple[str, str]:
     return f"{row.delta_pct:+.1f}%", ci
 
 
-def _endpoint_label(endpoint: str) -> str:
-    return {"POST_campaigns": "POST /campaigns", "completion": "completion"}.get(endpoint, endpoint)
-
-
 def format_comparison(comparison: Comparison, *, width: int = 120, color: bool = False) -> str:
     """The delta table as terminal text (rich), the method under it; `color` adds ANSI colours."""
     table = Table(title=comparison.title, box=box.SIMPLE_HEAD, title_justify="left")
@@ -215,7 +220,7 @@ def format_comparison(comparison: Comparison, *, width: int = 120, color: bool =
     for row in comparison.rows:
         delta, ci = format_delta(row)
         verdict_text = row.verdict + (f" ({row.note})" if row.note else "")
-        table.add_row(row.group, _endpoint_label(row.endpoint), LABELS[row.metric], format_value(row.metric, row.a),
+        table.add_row(row.group, label(row.endpoint), LABELS[row.metric], format_value(row.metric, row.a),
                       format_value(row.metric, row.b), delta, ci, verdict_text, f"{row.n_a:,} / {row.n_b:,}",
                       style=styles.get(row.verdict))
     buffer = io.StringIO()
@@ -246,7 +251,7 @@ def comparison_markdown(comparison: Comparison) -> str:
         delta, ci = format_delta(row)
         mark = {"better": "**better**", "worse": "**worse**"}.get(row.verdict, "~")
         note = f" ({row.note})" if row.note else ""
-        lines.append(f"| {row.group} | {_endpoint_label(row.endpoint)} | {LABELS[row.metric]} | "
+        lines.append(f"| {row.group} | {label(row.endpoint)} | {LABELS[row.metric]} | "
                      f"{format_value(row.metric, row.a)} | {format_value(row.metric, row.b)} | {delta} | {ci} | "
                      f"{mark}{note} | {row.n_a:,} / {row.n_b:,} |")
     return "\n".join(lines) if comparison.rows else "_Nothing to compare._"

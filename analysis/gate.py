@@ -21,8 +21,9 @@ Decisions, rule by rule (status pass | fail | error | skipped):
   tails have all their values; fails when the measured advantage is below the minimum (its CI is shown). Not "only
   when the whole CI lies below": a run whose P99s overlap must not pass as keeping an advantage. Side by side in one
   run, so immune to drift between runs.
-- error_rate, throughput (held vs offered): absolute, inside the run, repetitions pooled. sustainable (queued
-  backlog): fails when the backlog grew in every repetition (one that grew alone is shown, not failed).
+- error_rate, throughput (held vs offered): absolute, inside the run, repetitions pooled. sustainable (the backlog
+  of a design that queues its work): fails when the backlog grew in every repetition (one that grew alone is shown,
+  not failed).
 - error: the rule could not be judged (no data, too few values beyond a percentile). skipped: no baseline given.
 Verdict: regression if any rule fails; else harness error if anything could not be judged; else pass.
 """
@@ -39,10 +40,11 @@ import numpy as np
 from analysis.baseline import Baseline, mismatches, run_context, run_facts
 from analysis.bootstrap import interval_of, new_rng, resample
 from analysis.compare import MIN_TAIL_SAMPLES, compare_logs, format_value
-from analysis.histogram import Intervals, percentile_key, stats, value_at_percentiles
+from analysis.histogram import Intervals, percentile_key, value_at_percentiles
 from analysis.load import Cell, Run
 from analysis.rules import Rule, RuleSet
-from analysis.summary import driver_bottleneck, merged_figures, queue_summary
+from analysis.summary import backlog_health, driver_bottleneck, latency_figures, merged_figures
+from results.format import COMPLETION, CREATE, SEND_LAG, label
 
 EXIT_CODES = {"pass": 0, "regression": 1, "error": 2}
 
@@ -106,6 +108,7 @@ def harness_error(errors: str | Sequence[str], rules: RuleSet | None = None, *, 
 
 def judge(run: Run, rules: RuleSet, baseline: Baseline | None) -> Verdict:
     name = baseline.name if baseline is not None else None
+    rules = rules.against(run.baseline)
     problems = harness_problems(run, rules, baseline)
     if problems:
         return harness_error(problems, rules, run_id=run.id, run_dir=str(run.dir), baseline=name)
@@ -126,6 +129,8 @@ def harness_problems(run: Run, rules: RuleSet, baseline: Baseline | None) -> lis
         return [f"run {run.id} is incomplete ({run.incomplete_reason}); an incomplete run is never judged"]
     problems = []
     judged = [r for r in rules.rules if baseline is not None or not r.needs_baseline]
+    problems += [f"rule {r.name!r} names no reference design and run {run.id} declares none to judge it against; "
+                 "give the rule a `reference`" for r in judged if r.kind == "advantage" and not r.reference]
     for design in dict.fromkeys(d for r in judged for d in r.designs):
         cells = run.select(kind="steady", design=design, phase=rules.phase)
         if not cells:
@@ -160,7 +165,7 @@ def notes(run: Run, phase: str, baseline: Baseline | None) -> list[str]:
                        f"; this run at {str(sha)[:10]}" + (" with uncommitted changes"
                                                            if (now.get("git") or {}).get("dirty") else ""))
     lagged = [c.id for c in run.select(kind="steady", phase=phase)
-              if c.log("send_lag").n_intervals and driver_bottleneck(stats(c.log("send_lag").merged()))]
+              if c.log(SEND_LAG).n_intervals and driver_bottleneck(latency_figures(c.log(SEND_LAG).merged()))]
     if lagged:
         out.append(f"the load generator lagged in {', '.join(lagged)} (send lag P99 over the limit); latencies "
                    "still count from intended send times, so nothing is hidden, but the offered rate was lower")
@@ -188,7 +193,7 @@ def _judge_regression(rule: Rule, context: _Context) -> Outcome:
         empty = [number for number, log in enumerate(logs, start=1) if not log.total_count]
         if empty:
             return Outcome(rule, "error", f"repetition {empty[0]} of {rule.design} recorded no successful "
-                           f"{_label(rule.endpoint)} values in {side}")
+                           f"{label(rule.endpoint)} values in {side}")
         thinnest = min(log.total_count for log in logs)
         if thinnest * (1 - rule.percentile / 100) < MIN_TAIL_SAMPLES:
             return Outcome(rule, "error", f"few samples: a repetition of {thinnest:,} values in {side} leaves fewer "
@@ -216,7 +221,7 @@ def _judge_advantage(rule: Rule, context: _Context) -> Outcome:
     row = next((r for r in rows if r.metric == percentile_key(rule.percentile)), None)
     if row is None:
         side = rule.design if not Intervals.concat(b).total_count else rule.reference
-        return Outcome(rule, "error", f"no successful {_label(rule.endpoint)} values recorded for {side}")
+        return Outcome(rule, "error", f"no successful {label(rule.endpoint)} values recorded for {side}")
     if row.note:
         return Outcome(rule, "error", f"{row.note}: {min(row.n_a, row.n_b):,} values leave fewer than "
                        f"{MIN_TAIL_SAMPLES} beyond {rule.metric.upper()}; lengthen the gate experiment or judge a "
@@ -235,15 +240,15 @@ def _judge_advantage(rule: Rule, context: _Context) -> Outcome:
 
 def _judge_error_rate(rule: Rule, context: _Context) -> Outcome:
     cells = context.cells(rule.design)
-    post = merged_figures(cells, "POST_campaigns")
-    if rule.endpoint == "completion":
+    post = merged_figures(cells, CREATE)
+    if rule.endpoint == COMPLETION:
         failed = sum(int(c.queue["campaigns_failed_total"].iloc[-1]) for c in cells
                      if c.queue is not None and not c.queue.empty)
         errors, total, what = failed, int(post["count"]), "accepted campaigns ended failed"
     else:
         errors, total, what = int(post["errors"]), int(post["count"]) + int(post["errors"]), "requests failed"
     if total == 0:
-        return Outcome(rule, "error", f"no {_label(rule.endpoint)} requests recorded for {rule.design}")
+        return Outcome(rule, "error", f"no {label(rule.endpoint)} requests recorded for {rule.design}")
     rate = errors / total
     figures = {"errors": errors, "n": total, "error_rate": rate}
     return Outcome(rule, "fail" if rate > rule.limit else "pass", f"{errors:,} of {total:,} {what} ({rate:.2%})",
@@ -255,7 +260,7 @@ def _judge_throughput(rule: Rule, context: _Context) -> Outcome:
     offered = cells[0].offered_rate_per_s
     if not offered:
         return Outcome(rule, "error", f"phase {context.phase!r} is closed-model: no offered rate to hold")
-    held = float(merged_figures(cells, "POST_campaigns")["throughput_per_s"])
+    held = float(merged_figures(cells, CREATE)["throughput_per_s"])
     held_pct = held / offered * 100
     figures = {"throughput_per_s": round(held, 3), "offered_rate_per_s": offered, "held_pct": round(held_pct, 2)}
     return Outcome(rule, "fail" if held_pct < rule.limit else "pass",
@@ -265,10 +270,9 @@ def _judge_throughput(rule: Rule, context: _Context) -> Outcome:
 def _judge_sustainable(rule: Rule, context: _Context) -> Outcome:
     verdicts, slopes = [], []
     for cell in context.cells(rule.design):
-        queue = queue_summary(cell.queue, Intervals.empty(), float(cell.meta.get("duration_s") or 0.0),
-                              float(cell.offered_rate_per_s or 0.0))
-        verdicts.append(None if queue is None else queue.get("sustainable"))
-        slopes.append(None if queue is None else queue.get("backlog_slope_per_s"))
+        queue = backlog_health(cell, float(cell.offered_rate_per_s or 0.0))
+        verdicts.append(None if queue is None else queue.sustainable)
+        slopes.append(None if queue is None else queue.backlog_slope_per_s)
     slope_text = ", ".join("?" if s is None else f"{s:+.2f}" for s in slopes)
     figures = {"backlog_slope_per_s": slopes, "sustainable": verdicts}
     if None in verdicts:
@@ -288,10 +292,6 @@ _JUDGES: dict[str, Callable[[Rule, _Context], Outcome]] = {
     "regression": _judge_regression, "advantage": _judge_advantage, "error_rate": _judge_error_rate,
     "throughput": _judge_throughput, "sustainable": _judge_sustainable,
 }
-
-
-def _label(endpoint: str) -> str:
-    return {"POST_campaigns": "POST /campaigns", "completion": "completion"}.get(endpoint, endpoint)
 
 
 def _pct(value: float | None, sign: bool = True) -> str:

@@ -8,10 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-LOWEST_US = 1
-HIGHEST_US = 3_600_000_000  # 1 h
-SIGNIFICANT_DIGITS = 3
-SUMMARY_PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+from results.format import HIGHEST_US, LOWEST_US, SCHEMA_VERSION, SIGNIFICANT_DIGITS, SUMMARY_PERCENTILES
 
 _REFERENCE = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
 COUNTS_LEN: int = _REFERENCE.counts_len
@@ -161,7 +158,7 @@ def from_hdr(histograms: Sequence[HdrHistogram], start_s: Sequence[float], lengt
         if histogram.counts_len != COUNTS_LEN or histogram.unit_magnitude != _UNIT_MAG:
             raise ValueError(
                 f"interval {number}: histogram range {histogram.lowest_trackable_value}..{histogram.highest_trackable_value}"
-                f" µs with {histogram.significant_figures} digits; results schema 1 requires "
+                f" µs with {histogram.significant_figures} digits; results schema {SCHEMA_VERSION} requires "
                 f"{LOWEST_US}..{HIGHEST_US} µs with {SIGNIFICANT_DIGITS}"
             )
         array = np.ctypeslib.as_array(histogram.counts)

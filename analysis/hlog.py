@@ -15,7 +15,8 @@ import numpy as np
 from hdrh.codec import HdrHistogramEncoder, payload_header_size
 from pyhdrh import decode  # hdrh's C extension, installed with the hdrhistogram package
 
-from analysis.histogram import COUNTS_LEN, HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS, Intervals
+from analysis.histogram import COUNTS_LEN, Intervals
+from results.format import HIGHEST_US, LOWEST_US, SCHEMA_VERSION, SIGNIFICANT_DIGITS
 
 _START_TIME = re.compile(r"#\[StartTime: *([\d.]*) ")
 _BASE_TIME = re.compile(r"#\[BaseTime: *([\d.]*) ")
@@ -40,8 +41,8 @@ class _Decoder:
                 (LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS) or header.normalizing_index_offset:
             raise IntervalLogError(
                 f"histogram range {header.lowest_trackable_value}..{header.highest_trackable_value} µs with "
-                f"{header.significant_figures} digits; results schema 1 requires {LOWEST_US}..{HIGHEST_US} µs with "
-                f"{SIGNIFICANT_DIGITS}")
+                f"{header.significant_figures} digits; results schema {SCHEMA_VERSION} requires "
+                f"{LOWEST_US}..{HIGHEST_US} µs with {SIGNIFICANT_DIGITS}")
         found = decode(decoded._data, payload_header_size, self.buffer.ctypes.data, COUNTS_LEN, 8)
         low, high = found["min_nonzero_index"], found["max_nonzero_index"]
         if found["total"] == 0 or low < 0:

@@ -1,4 +1,5 @@
-"""Reading a results folder (schema_version 1): the manifest, its cells, their interval logs and CSVs."""
+"""Reading a results folder (results/format.py, results/README.md): the manifest, its cells, their interval logs
+and CSVs."""
 
 from __future__ import annotations
 
@@ -12,12 +13,27 @@ import pandas as pd
 
 from analysis import hlog
 from analysis.histogram import Intervals
-
-SCHEMA_VERSION = 1
-INCOMPLETE_MARKER = "INCOMPLETE"
-QUEUE_COLUMNS = ["t_s", "depth", "deferred", "scheduled", "started", "finished_total", "failed_total",
-                 "completed_total", "campaigns_failed_total", "workers"]
-ERROR_COLUMNS = ["t_s", "endpoint", "status", "count"]
+from results.format import (
+    CELLS_DIR,
+    COMPLETION,
+    COMPLETION_FILE,
+    CREATE,
+    ERROR_COLUMNS,
+    ERRORS_FILE,
+    INCOMPLETE_MARKER,
+    LOG_SUFFIX,
+    MANIFEST_FILE,
+    NON_ENDPOINT_LOGS,
+    QUEUE_COLUMNS,
+    QUEUE_FILE,
+    RAW_SUFFIX,
+    SCHEMA_VERSION,
+    CellFacts,
+    CompletionCensus,
+    RunFacts,
+    endpoint_key,
+    log_file,
+)
 
 
 class ResultsFolderError(Exception):
@@ -36,11 +52,6 @@ class IncompleteRunError(ResultsFolderError):
     pass
 
 
-def endpoint_key(name: str) -> str:
-    """'POST /campaigns' and 'POST_campaigns' both -> 'POST_campaigns'; 'GET /campaigns/{id}' -> 'GET_campaigns_id'."""
-    return "_".join(part for part in "".join(c if c.isalnum() else " " for c in str(name)).split())
-
-
 def read_interval_log(path: Path) -> Intervals:
     """An `.hlog` as Intervals; an absent file reads as empty (a partial cell), a damaged one is an error."""
     if not path.is_file():
@@ -52,24 +63,26 @@ def read_interval_log(path: Path) -> Intervals:
 
 
 def read_queue_csv(path: Path) -> pd.DataFrame | None:
-    """queue.csv as a frame (None when the cell has none, i.e. the inline design)."""
+    """queue.csv as a frame (None when the cell has none: its design does not queue its work)."""
     if not path.is_file():
         return None
     frame = pd.read_csv(path)
     missing = [c for c in QUEUE_COLUMNS if c not in frame.columns]
     if missing:
-        raise ResultsFolderError(f"{path}: missing column(s) {', '.join(missing)}; schema 1 has {', '.join(QUEUE_COLUMNS)}")
+        raise ResultsFolderError(f"{path}: missing column(s) {', '.join(missing)}; schema {SCHEMA_VERSION} has "
+                                 f"{', '.join(QUEUE_COLUMNS)}")
     return frame
 
 
 def read_errors_csv(path: Path) -> pd.DataFrame:
     """errors.csv as a frame with normalised endpoint keys; empty when absent (no failures recorded)."""
     if not path.is_file() or path.stat().st_size == 0:
-        return pd.DataFrame({"t_s": [], "endpoint": [], "status": [], "count": []})
+        return pd.DataFrame({column: [] for column in ERROR_COLUMNS})
     frame = pd.read_csv(path)
     missing = [c for c in ERROR_COLUMNS if c not in frame.columns]
     if missing:
-        raise ResultsFolderError(f"{path}: missing column(s) {', '.join(missing)}; schema 1 has {', '.join(ERROR_COLUMNS)}")
+        raise ResultsFolderError(f"{path}: missing column(s) {', '.join(missing)}; schema {SCHEMA_VERSION} has "
+                                 f"{', '.join(ERROR_COLUMNS)}")
     frame["endpoint"] = frame["endpoint"].map(endpoint_key)
     frame["status"] = frame["status"].astype(int)
     frame["count"] = frame["count"].astype(int)
@@ -84,51 +97,80 @@ class Cell:
     dir: Path
     _logs: dict[str, Intervals] = field(default_factory=dict, repr=False)
 
+    @cached_property
+    def facts(self) -> CellFacts:
+        return CellFacts.from_dict(self.meta)
+
     @property
     def id(self) -> str:
-        return str(self.meta["id"])
+        return self.facts.id
 
     @property
     def design(self) -> str:
-        return str(self.meta.get("design", ""))
+        return self.facts.design
 
     @property
     def phase(self) -> str:
-        return str(self.meta.get("phase", ""))
+        return self.facts.phase
 
     @property
     def kind(self) -> str:
-        return str(self.meta.get("kind", ""))
+        return self.facts.kind
 
     @property
     def repetition(self) -> int:
-        return int(self.meta.get("repetition") or 1)
+        return self.facts.repetition
 
     @property
     def offered_rate_per_s(self) -> float | None:
-        rate = self.meta.get("offered_rate_per_s")
-        return float(rate) if rate is not None else None
+        return self.facts.offered_rate_per_s
+
+    @property
+    def duration_s(self) -> float:
+        """How long load was offered (the phase's duration; queue.csv goes on through the drain after it)."""
+        return self.facts.duration_s
 
     def log(self, name: str) -> Intervals:
-        """The interval log `<name>.hlog` (e.g. 'POST_campaigns', 'POST_campaigns.raw', 'completion')."""
+        """The interval log `<name>.hlog` (e.g. CREATE, raw_log(CREATE), COMPLETION)."""
         if name not in self._logs:
-            self._logs[name] = read_interval_log(self.dir / f"{name}.hlog")
+            self._logs[name] = read_interval_log(self.dir / log_file(name))
         return self._logs[name]
 
     def endpoints(self) -> list[str]:
-        """Endpoints with a latency log or an error row, POST /campaigns first."""
-        names = {p.name[: -len(".hlog")] for p in self.dir.glob("*.hlog")} if self.dir.is_dir() else set()
-        found = {n for n in names if not n.endswith(".raw") and n not in ("send_lag", "completion")}
+        """Endpoints with a latency log or an error row, CREATE first."""
+        suffix = len(LOG_SUFFIX)
+        names = {p.name[:-suffix] for p in self.dir.glob(f"*{LOG_SUFFIX}")} if self.dir.is_dir() else set()
+        found = {n for n in names if not n.endswith(RAW_SUFFIX) and n not in NON_ENDPOINT_LOGS}
         found |= set(self.errors["endpoint"].unique())
-        return sorted(found, key=lambda n: (n != "POST_campaigns", n))
+        return sorted(found, key=lambda n: (n != CREATE, n))
 
     @cached_property
     def queue(self) -> pd.DataFrame | None:
-        return read_queue_csv(self.dir / "queue.csv")
+        """queue.csv; None for a cell whose design does not queue its work."""
+        return read_queue_csv(self.dir / QUEUE_FILE)
 
     @cached_property
     def errors(self) -> pd.DataFrame:
-        return read_errors_csv(self.dir / "errors.csv")
+        return read_errors_csv(self.dir / ERRORS_FILE)
+
+    @property
+    def completion(self) -> Intervals:
+        return self.log(COMPLETION)
+
+    def census(self) -> CompletionCensus | None:
+        """The probe's census of the cell's campaigns (completion.json), read afresh; None for a cell without one
+        (its design does not queue, or it was written before the census existed); `error` says why when the file
+        cannot be read."""
+        path = self.dir / COMPLETION_FILE
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return CompletionCensus(error=f"{path.name} is not valid JSON")
+        if not isinstance(data, dict):
+            return CompletionCensus(error=f"{path.name} holds no object")
+        return CompletionCensus.from_dict(data)
 
 
 @dataclass
@@ -140,19 +182,35 @@ class Run:
     cells: list[Cell]
     incomplete_reason: str | None = None
 
+    @cached_property
+    def facts(self) -> RunFacts:
+        return RunFacts.from_dict(self.manifest)
+
     @property
     def id(self) -> str:
-        return str(self.manifest.get("run_id") or self.dir.name)
+        return self.facts.run_id or self.dir.name
 
     @property
     def designs(self) -> list[str]:
-        declared = list((self.manifest.get("experiment") or {}).get("designs") or [])
+        """The designs the experiment declares, in its order, then any other that has cells, in the order they ran."""
+        declared = list(self.facts.experiment.designs)
         seen = [c.design for c in self.cells if c.design not in declared]
         return list(dict.fromkeys(declared + seen))
 
     @property
+    def baseline(self) -> str | None:
+        """Design A of a comparison inside the run: the first design (None in a run without any)."""
+        return self.designs[0] if self.designs else None
+
+    @property
+    def candidate(self) -> str | None:
+        """Design B, compared against the baseline: the second design (None in a run of one design)."""
+        return self.designs[1] if len(self.designs) > 1 else None
+
+    @property
     def slo(self) -> dict[str, float]:
-        return dict((self.manifest.get("experiment") or {}).get("slo") or {})
+        slo = self.facts.experiment.slo
+        return slo.to_dict() if slo is not None else {}
 
     def select(self, *, kind: str | None = None, design: str | None = None, phase: str | None = None) -> list[Cell]:
         return [c for c in self.cells if (kind is None or c.kind == kind) and (design is None or c.design == design)
@@ -164,7 +222,7 @@ def load_run(run_dir: Path | str, *, allow_incomplete: bool = False) -> Run:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ForeignFolderError(f"{run_dir}: no such folder; pass a run folder such as results/<run-id>")
-    manifest_path = run_dir / "manifest.json"
+    manifest_path = run_dir / MANIFEST_FILE
     if not manifest_path.is_file():
         raise ForeignFolderError(f"{run_dir} is not an offpath results folder (no manifest.json); "
                                  "pass a folder written by `offpath bench`, such as results/<run-id>")
@@ -184,7 +242,7 @@ def load_run(run_dir: Path | str, *, allow_incomplete: bool = False) -> Run:
         raise IncompleteRunError(f"run {run_dir.name} is incomplete: {reason}. The cells it finished are on disk; "
                                  "re-run `offpath bench`, or report what it measured with allow_incomplete "
                                  "(`offpath report --partial`)")
-    cells = [Cell(meta=dict(meta), dir=run_dir / "cells" / str(meta["id"]))
+    cells = [Cell(meta=dict(meta), dir=run_dir / CELLS_DIR / str(meta["id"]))
              for meta in manifest.get("cells") or [] if isinstance(meta, dict) and "id" in meta]
     return Run(dir=run_dir, manifest=manifest, cells=cells, incomplete_reason=reason)
 

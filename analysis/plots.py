@@ -15,8 +15,11 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullForma
 from analysis.capacity import Capacity
 from analysis.histogram import HIGHEST_EQUIVALENT, Intervals
 from analysis.load import Cell, Run
+from results.format import CREATE
 
-COLORS = {"inline": "#1f77b4", "queued": "#e6550d"}
+# A design's colour is its position in the run (Run.designs): the baseline blue, the candidate orange, then others.
+PALETTE = ("#1f77b4", "#e6550d", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
+OTHER_COLOR = "#555555"
 REP_STYLES = ["-", "--", ":", "-."]
 MAX_POINTS = 60  # time series are merged into windows so that a plot has at most this many points
 
@@ -30,8 +33,9 @@ class Plot:
     svg: Path
 
 
-def color(design: str) -> str:
-    return COLORS.get(design, "#555555")
+def colors_for(designs: Sequence[str]) -> dict[str, str]:
+    """Each design's colour by its position; designs past the palette share a grey."""
+    return {design: PALETTE[number] if number < len(PALETTE) else OTHER_COLOR for number, design in enumerate(designs)}
 
 
 def save(figure: Figure, out_dir: Path, name: str) -> tuple[Path, Path]:
@@ -71,15 +75,15 @@ def spectrum_points(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def spectrum_figure(series: Mapping[str, tuple[str, np.ndarray]], title: str) -> Figure:
-    """HDR percentile spectrum: latency against percentile on a log 1/(1-p) axis; series: label -> (design, counts)."""
+    """HDR percentile spectrum: latency against percentile on a log 1/(1-p) axis; series: label -> (colour, counts)."""
     figure = _figure()
     axes = figure.add_subplot()
     longest = 10.0
-    for label, (design, counts) in series.items():
+    for label, (color, counts) in series.items():
         if not counts.sum():
             continue
         x, values = spectrum_points(counts)
-        axes.step(x, _ms(values), where="post", color=color(design), label=f"{label} (n={int(counts.sum()):,})")
+        axes.step(x, _ms(values), where="post", color=color, label=f"{label} (n={int(counts.sum()):,})")
         longest = max(longest, float(x[-1]))
     ticks = [p for p in (1, 2, 10, 100, 1_000, 10_000, 100_000, 1_000_000) if p <= longest * 10]
     names = {1: "0%", 2: "50%", 10: "90%", 100: "99%", 1_000: "99.9%", 10_000: "99.99%", 100_000: "99.999%",
@@ -101,11 +105,11 @@ def window_size(n_intervals: int) -> int:
 
 
 def latency_time_figure(series: Sequence[tuple[str, str, int, Intervals]], title: str) -> Figure:
-    """P50 (thin) and P99 (bold) per time window; series: (label, design, repetition, intervals)."""
+    """P50 (thin) and P99 (bold) per time window; series: (label, colour, repetition, intervals)."""
     figure = _figure()
     axes = figure.add_subplot()
     widths = []
-    for label, design, repetition, intervals in series:
+    for label, color, repetition, intervals in series:
         size = window_size(intervals.n_intervals)
         widths.append(size)
         windows = intervals.windows(size)
@@ -114,8 +118,8 @@ def latency_time_figure(series: Sequence[tuple[str, str, int, Intervals]], title
         seen = counts > 0
         t = windows.start_s - (windows.start_s[0] if windows.n_intervals else 0)
         style = REP_STYLES[(repetition - 1) % len(REP_STYLES)]
-        axes.plot(t[seen], _ms(values[seen, 1]), style, color=color(design), lw=2, label=f"{label} P99")
-        axes.plot(t[seen], _ms(values[seen, 0]), style, color=color(design), lw=0.8, alpha=0.7, label=f"{label} P50")
+        axes.plot(t[seen], _ms(values[seen, 1]), style, color=color, lw=2, label=f"{label} P99")
+        axes.plot(t[seen], _ms(values[seen, 0]), style, color=color, lw=0.8, alpha=0.7, label=f"{label} P50")
     _plain_log_axis(axes)
     axes.set_xlabel(f"seconds since the cell started (windows of {max(widths or [1])} s)")
     axes.set_ylabel("latency (ms)")
@@ -128,12 +132,12 @@ def throughput_time_figure(series: Sequence[tuple[str, str, int, Intervals]], ti
                            offered: float | None = None) -> Figure:
     figure = _figure(3.6)
     axes = figure.add_subplot()
-    for label, design, repetition, intervals in series:
+    for label, color, repetition, intervals in series:
         windows = intervals.windows(window_size(intervals.n_intervals))
         rate = np.divide(windows.interval_counts(), windows.length_s, out=np.zeros(windows.n_intervals),
                          where=windows.length_s > 0)
         t = windows.start_s - (windows.start_s[0] if windows.n_intervals else 0)
-        axes.plot(t, rate, REP_STYLES[(repetition - 1) % len(REP_STYLES)], color=color(design), label=label)
+        axes.plot(t, rate, REP_STYLES[(repetition - 1) % len(REP_STYLES)], color=color, label=label)
     if offered:
         axes.axhline(offered, color="#777777", lw=0.8, ls=":", label=f"offered {offered:g}/s")
     axes.set_ylim(bottom=0)
@@ -145,21 +149,21 @@ def throughput_time_figure(series: Sequence[tuple[str, str, int, Intervals]], ti
     return figure
 
 
-def queue_time_figure(series: Sequence[tuple[str, int, pd.DataFrame, Intervals, float]], title: str) -> Figure:
-    """Backlog (jobs waiting) and completion latency P99 over time; series: (label, repetition, queue.csv,
+def queue_time_figure(series: Sequence[tuple[str, str, int, pd.DataFrame, Intervals, float]], title: str) -> Figure:
+    """Backlog (jobs waiting) and completion latency P99 over time; series: (label, colour, repetition, queue.csv,
     completion intervals, load duration in s)."""
     figure = _figure(5.2)
     backlog_axes, completion_axes = figure.subplots(2, 1, sharex=True)
-    for label, repetition, queue, completion, duration_s in series:
+    for label, color, repetition, queue, completion, duration_s in series:
         style = REP_STYLES[(repetition - 1) % len(REP_STYLES)]
         backlog = queue["depth"] + queue["deferred"] + queue["scheduled"]
-        backlog_axes.plot(queue["t_s"], backlog, style, color=color("queued"), label=f"{label} backlog")
+        backlog_axes.plot(queue["t_s"], backlog, style, color=color, label=f"{label} backlog")
         backlog_axes.plot(queue["t_s"], queue["depth"], style, color="#999999", lw=0.8, label=f"{label} queue depth")
         windows = completion.windows(window_size(completion.n_intervals))
         values = windows.interval_percentiles([99.0])[:, 0]
         seen = windows.interval_counts() > 0
         completion_axes.plot(windows.start_s[seen] - (windows.start_s[0] if windows.n_intervals else 0),
-                             _ms(values[seen]), style, color=color("queued"), label=f"{label} completion P99")
+                             _ms(values[seen]), style, color=color, label=f"{label} completion P99")
         for axes in (backlog_axes, completion_axes):
             axes.axvline(duration_s, color="#777777", lw=0.8, ls=":")
     backlog_axes.set_ylabel("jobs waiting")
@@ -176,25 +180,26 @@ def _ms_or_nan(values_us: Sequence[int | None]) -> np.ndarray:
     return np.array([np.nan if v is None else v / 1000.0 for v in values_us], dtype=float)
 
 
-def capacity_figure(cap: Capacity) -> Figure:
-    """P99 (and P50) of POST /campaigns against offered rate, SLO line; queued's completion P99 dashed."""
+def capacity_figure(cap: Capacity, colors: Mapping[str, str]) -> Figure:
+    """P99 (and P50) of POST /campaigns against offered rate, SLO line; completion P99 dashed where recorded."""
     figure = _figure()
     axes = figure.add_subplot()
     for design, found in cap.designs.items():
+        color = colors.get(design, OTHER_COLOR)
         rates = [p.offered_rate_per_s for p in found.points]
         p99 = _ms_or_nan([p.p99_us for p in found.points])
         p50 = _ms_or_nan([p.p50_us for p in found.points])
-        axes.plot(rates, p99, "o-", color=color(design), lw=2, label=f"{design} P99")
-        axes.plot(rates, p50, ".-", color=color(design), lw=0.8, alpha=0.7, label=f"{design} P50")
+        axes.plot(rates, p99, "o-", color=color, lw=2, label=f"{design} P99")
+        axes.plot(rates, p50, ".-", color=color, lw=0.8, alpha=0.7, label=f"{design} P50")
         completion = _ms_or_nan([p.completion_p99_us for p in found.points])
         if not np.isnan(completion).all():
-            axes.plot(rates, completion, "s--", color=color(design), lw=1, alpha=0.8, label=f"{design} completion P99")
+            axes.plot(rates, completion, "s--", color=color, lw=1, alpha=0.8, label=f"{design} completion P99")
         for point in found.points:
             if point.sustainable is False:
                 axes.annotate("backlog grows", (point.offered_rate_per_s, _ms(point.p99_us or 1)), fontsize="x-small",
-                              color=color(design), textcoords="offset points", xytext=(0, 8), ha="center")
+                              color=color, textcoords="offset points", xytext=(0, 8), ha="center")
         if found.capacity_per_s is not None:
-            axes.axvline(found.capacity_per_s, color=color(design), lw=0.8, ls=":")
+            axes.axvline(found.capacity_per_s, color=color, lw=0.8, ls=":")
     axes.axhline(cap.slo_p99_ms, color="#c00000", lw=1, ls="--", label=f"SLO P99 ≤ {cap.slo_p99_ms:g} ms")
     _plain_log_axis(axes)
     axes.set_xlabel("offered rate (requests / s); dotted: each design's capacity")
@@ -213,6 +218,7 @@ def plots_for_run(run: Run, cap: Capacity, out_dir: Path) -> list[Plot]:
     """Every plot the run's data allows, written to out_dir as PNG + SVG."""
     plots: list[Plot] = []
     cells = _compared_cells(run)
+    colors = colors_for(run.designs)
 
     def add(figure: Figure, name: str, title: str, caption: str) -> None:
         png, svg = save(figure, out_dir, name)
@@ -222,29 +228,31 @@ def plots_for_run(run: Run, cap: Capacity, out_dir: Path) -> list[Plot]:
     if phases:
         spectrum = {}
         for design in run.designs:
-            parts = [c.log("POST_campaigns") for c in cells if c.design == design and c.kind == "steady"]
+            parts = [c.log(CREATE) for c in cells if c.design == design and c.kind == "steady"]
             if parts:
-                spectrum[design] = (design, Intervals.concat(parts).merged())
+                spectrum[design] = (colors[design], Intervals.concat(parts).merged())
         add(spectrum_figure(spectrum, "POST /campaigns percentile spectrum, steady phases, repetitions merged"),
             "spectrum", "Percentile spectrum", "Latency at every percentile of the merged steady histograms; the "
             "x axis stretches the tail (1/(1−p)), so P99.9 is as visible as P50.")
     for phase in phases:
         group = [c for c in cells if c.phase == phase]
-        series = [(f"{c.design} r{c.repetition}", c.design, c.repetition, c.log("POST_campaigns")) for c in group]
+        series = [(f"{c.design} r{c.repetition}", colors[c.design], c.repetition, c.log(CREATE)) for c in group]
         suffix = "" if len(phases) == 1 else f"-{phase}"
         add(latency_time_figure(series, f"POST /campaigns P50 / P99 over time — {phase}"), f"latency-over-time{suffix}",
             f"Latency over time ({phase})", "P99 (bold) and P50 (thin) per time window, each repetition its own line.")
         add(throughput_time_figure(series, f"Throughput over time — {phase}", group[0].offered_rate_per_s),
             f"throughput-over-time{suffix}", f"Throughput over time ({phase})",
             "Successful POST /campaigns per second; the dotted line is the offered rate.")
-        queued = [(f"r{c.repetition}", c.repetition, c.queue, c.log("completion"), float(c.meta.get("duration_s") or 0))
-                  for c in group if c.design == "queued" and c.queue is not None]
-        if queued:
-            add(queue_time_figure(queued, f"Queue backlog and completion latency — {phase}"), f"queue-over-time{suffix}",
+        queued = [(c, queue) for c in group if (queue := c.queue) is not None]
+        one_design = len({c.design for c, _ in queued}) == 1
+        queues = [(f"r{c.repetition}" if one_design else f"{c.design} r{c.repetition}", colors[c.design], c.repetition,
+                   queue, c.completion, c.duration_s) for c, queue in queued]
+        if queues:
+            add(queue_time_figure(queues, f"Queue backlog and completion latency — {phase}"), f"queue-over-time{suffix}",
                 f"Queue over time ({phase})", "Jobs waiting (depth + deferred + scheduled) and accepted → completed "
                 "P99: a backlog that climbs while load is steady is not sustainable.")
     if cap.designs:
-        add(capacity_figure(cap), "capacity", "Latency against offered rate",
+        add(capacity_figure(cap, colors), "capacity", "Latency against offered rate",
             "Each capacity step's P99 and P50; a design's capacity is the highest rate with P99 within the SLO and "
-            "errors within budget (queued: and a backlog that does not grow).")
+            "errors within budget (and, for a design with a queue, a backlog that does not grow).")
     return plots

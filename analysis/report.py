@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from analysis.bootstrap import METHOD
 from analysis.capacity import Capacity, capacity, equal_load_comparison, headline
 from analysis.compare import Comparison, comparison_markdown, write_comparison
-from analysis.histogram import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
 from analysis.load import Run, load_run
 from analysis.page import to_html
 from analysis.plots import Plot, plots_for_run
@@ -24,6 +22,16 @@ from analysis.summary import (
     summarize_run,
 )
 from analysis.tables import capacity_rows, phase_rows, step_rows
+from results.format import (
+    COMPARISON_FILE,
+    HIGHEST_US,
+    LOWEST_US,
+    PLOTS_DIR,
+    REPORT_HTML_FILE,
+    REPORT_MD_FILE,
+    SIGNIFICANT_DIGITS,
+    CellSummary,
+)
 
 RECORDING = (f"Every latency in microseconds into HDR histograms ({LOWEST_US} µs .. {HIGHEST_US // 3_600_000_000} h, "
              f"{SIGNIFICANT_DIGITS} significant digits), one histogram per second per endpoint. Open model: latency "
@@ -31,8 +39,8 @@ RECORDING = (f"Every latency in microseconds into HDR histograms ({LOWEST_US} µ
              "omission). Every percentile is read from merged histograms — never an average of percentiles — and "
              "shown with the count behind it.")
 RULES = (f"Capacity: the highest offered rate at which it and every lower rate kept POST /campaigns P99 within the "
-         f"SLO and errors within the budget; for queued also the drain capacity, up to which the backlog did not "
-         f"grow. Backlog (depth + deferred + scheduled jobs) is not sustainable when its least-squares slope over "
+         f"SLO and errors within the budget; for a design with a queue also the drain capacity, up to which the backlog "
+         f"did not grow. Backlog (depth + deferred + scheduled jobs) is not sustainable when its least-squares slope over "
          f"the second half of the load exceeds {BACKLOG_GROWTH_FRACTION:.0%} of the accepted rate (at least "
          f"{BACKLOG_GROWTH_FLOOR_PER_S:g} jobs/s) and {BACKLOG_SIGNIFICANCE_SE:g} standard errors. The load "
          f"generator is flagged as the bottleneck when its send lag P99 exceeds {DRIVER_LAG_P99_LIMIT_US / 1000:g} ms.")
@@ -45,7 +53,7 @@ class Report:
     comparison: Comparison
     capacity: Capacity
     phases: pd.DataFrame
-    summaries: list[dict[str, Any]]
+    summaries: list[CellSummary]
     plots: list[Plot]
     notes: list[str]
     facts: list[tuple[str, str]]
@@ -59,12 +67,12 @@ def build(run: Run, plots_dir: Path) -> Report:
     notes = []
     if run.incomplete_reason:
         notes.append(f"This run is INCOMPLETE ({run.incomplete_reason}): the figures cover only the cells it finished.")
-    missing_designs = [d for d in ("inline", "queued") if d not in run.designs or not run.select(design=d)]
+    missing_designs = [d for d in run.designs if not run.select(design=d)]
     for design in missing_designs:
         notes.append(f"No {design} cells in this run: the {design} side of every comparison is missing.")
     notes += [f"Not compared: {m}" for m in comparison.missing if not missing_designs]
     notes += [f"Capacity: {m}" for m in cap.missing if not missing_designs]
-    lagged = [s["cell"] for s in summaries if s.get("driver_bottleneck")]
+    lagged = [s.cell for s in summaries if s.driver_bottleneck]
     if lagged:
         notes.append(f"The load generator fell behind (send lag P99 > {DRIVER_LAG_P99_LIMIT_US / 1000:g} ms) in "
                      f"{', '.join(lagged)}: those latencies include the generator's own delay.")
@@ -140,8 +148,8 @@ def to_markdown(report: Report) -> str:
                   markdown_table(step_rows(report.capacity)), ""]
     parts += ["## Per design and phase (repetitions merged)", "", markdown_table(phase_rows(report.phases)), ""]
     if report.plots:
-        parts += ["## Plots", ""] + [f"- [{p.title}](plots/{p.png.name}) ([SVG](plots/{p.svg.name})) — {p.caption}"
-                                     for p in report.plots] + [""]
+        parts += ["## Plots", ""] + [f"- [{p.title}]({PLOTS_DIR}/{p.png.name}) ([SVG]({PLOTS_DIR}/{p.svg.name})) — "
+                                     f"{p.caption}" for p in report.plots] + [""]
     parts += ["## How it was measured", ""] + [f"- **{k}**: {v}" for k, v in report.facts] + [""]
     return "\n".join(parts)
 
@@ -150,15 +158,15 @@ def render(run_dir: Path | str, *, allow_incomplete: bool = False) -> Path:
     """Write run_dir/report.html (self-contained), run_dir/report.md, run_dir/comparison.json and run_dir/plots/;
     returns the HTML path."""
     run = load_run(run_dir, allow_incomplete=allow_incomplete)
-    report = build(run, run.dir / "plots")
-    write_comparison(report.comparison, run.dir / "comparison.json", extra={
+    report = build(run, run.dir / PLOTS_DIR)
+    write_comparison(report.comparison, run.dir / COMPARISON_FILE, extra={
         "headline": report.headline,
         "capacity": {"slo_p99_ms": report.capacity.slo_p99_ms, "error_budget": report.capacity.error_budget,
                      "designs": {d: asdict(c) | {"capacity_per_s": c.capacity_per_s} for d, c in
                                  report.capacity.designs.items()}, "missing": list(report.capacity.missing)},
         "notes": report.notes,
     })
-    (run.dir / "report.md").write_text(to_markdown(report))
-    html_path = run.dir / "report.html"
+    (run.dir / REPORT_MD_FILE).write_text(to_markdown(report))
+    html_path = run.dir / REPORT_HTML_FILE
     html_path.write_text(to_html(report))
     return html_path

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from results.format import COMPLETION, CREATE
+
 RULES_PATH = Path(__file__).parent / "gate_rules.toml"
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99.9": 99.9}  # a rule's `metric`
-ENDPOINTS = ("POST_campaigns", "completion")
+ENDPOINTS = (CREATE, COMPLETION)
 # kind -> (its limit key, the keys it accepts besides name, kind, why)
 KINDS: dict[str, tuple[str, frozenset[str]]] = {
     "regression": ("max_regression_pct", frozenset({"design", "endpoint", "metric"})),
@@ -29,10 +31,10 @@ class Rule:
     name: str
     kind: str
     design: str
-    endpoint: str = "POST_campaigns"
+    endpoint: str = CREATE
     metric: str = "p50"
     limit: float = 0.0  # percent, except max_error_rate (a fraction)
-    reference: str = ""
+    reference: str = ""  # advantage: the design it is judged against; empty: the run's baseline (its first design)
     why: str = ""
 
     @property
@@ -47,6 +49,12 @@ class Rule:
     def designs(self) -> list[str]:
         return [d for d in (self.design, self.reference) if d]
 
+    def against(self, baseline: str | None) -> Rule:
+        """An advantage rule without a reference judged against `baseline` (the run's); any other rule as it is."""
+        if self.kind != "advantage" or self.reference or not baseline:
+            return self
+        return replace(self, reference=baseline)
+
     def limit_text(self) -> str:
         return {"regression": f"≤ +{self.limit:g}% vs baseline", "advantage": f"≥ {self.limit:g}% below {self.reference}",
                 "error_rate": f"≤ {self.limit:.2%}", "throughput": f"≥ {self.limit:g}% of offered",
@@ -58,6 +66,10 @@ class RuleSet:
     phase: str
     rules: tuple[Rule, ...]
     source: str = ""
+
+    def against(self, baseline: str | None) -> RuleSet:
+        """The rules with the run's baseline design as the reference of every advantage rule that names none."""
+        return replace(self, rules=tuple(rule.against(baseline) for rule in self.rules))
 
 
 def load_rules(path: Path = RULES_PATH) -> RuleSet:
@@ -97,7 +109,7 @@ def _rule(table: Any, where: str) -> Rule:
     if unknown:
         raise RulesError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} for kind {kind}; allowed: "
                          f"{', '.join(sorted(allowed))}")
-    endpoint = _text(table, "endpoint", where, "POST_campaigns")
+    endpoint = _text(table, "endpoint", where, CREATE)
     if endpoint not in ENDPOINTS:
         raise RulesError(f"{where}: endpoint {endpoint!r} is not one of {', '.join(ENDPOINTS)}")
     metric = _text(table, "metric", where, "p50")
@@ -109,7 +121,7 @@ def _rule(table: Any, where: str) -> Rule:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise RulesError(f"{where}: {limit_key} must be a number >= 0")
         limit = float(value)
-    reference = _text(table, "reference", where, "inline" if kind == "advantage" else "")
+    reference = _text(table, "reference", where, "")
     return Rule(name=_text(table, "name", where), kind=kind, design=_text(table, "design", where), endpoint=endpoint,
                 metric=metric, limit=limit, reference=reference, why=_text(table, "why", where, ""))
 

@@ -30,22 +30,41 @@ from analysis.load import load_run  # noqa: E402
 from analysis.summary import summarize_run  # noqa: E402
 from benchmarks.figure import NO_FIGURE, SideErrors, refused  # noqa: E402
 from loadtests.hlog import IntervalLog  # noqa: E402
+from results.format import (  # noqa: E402
+    CELLS_DIR,
+    COMPLETION,
+    CREATE,
+    ERROR_COLUMNS,
+    ERRORS_FILE,
+    MANIFEST_FILE,
+    QUEUE_COLUMNS,
+    QUEUE_FILE,
+    SCHEMA_VERSION,
+    SEND_LAG,
+    cell_id,
+    log_file,
+    raw_log,
+)
 
 EPOCH_S = 1_795_917_800.0
 STEADY_RATE_PER_S, STEADY_S = 3_700, 600
 WARMUP_RATE_PER_S, WARMUP_S = 1_000, 30
 CAPACITY_RATES, CAPACITY_STEP_S = [500 * k for k in range(1, 9)], 30
+# The two designs as the generator draws them: POST /campaigns median (µs) within capacity, the rate past which
+# it overloads, and whether its cells have a queue (completion log and queue.csv, as the probe writes them).
+DESIGNS = {"inline": {"median_us": 30_000, "overload_above_per_s": 2000, "queue": False},
+           "queued": {"median_us": 6_000, "overload_above_per_s": 3000, "queue": True}}
 
 
 def plan() -> list[dict]:
     cells = []
     for rep in (1, 2):
-        for design in ("inline", "queued"):
+        for design in DESIGNS:
             cells.append({"design": design, "phase": "warmup", "kind": "warmup", "repetition": rep,
                           "rate": WARMUP_RATE_PER_S, "duration": WARMUP_S})
             cells.append({"design": design, "phase": "steady", "kind": "steady", "repetition": rep,
                           "rate": STEADY_RATE_PER_S, "duration": STEADY_S})
-    for design in ("inline", "queued"):
+    for design in DESIGNS:
         for rate in CAPACITY_RATES:
             cells.append({"design": design, "phase": f"capacity-{rate:04d}", "kind": "capacity", "repetition": 1,
                           "rate": rate, "duration": CAPACITY_STEP_S})
@@ -66,37 +85,36 @@ def generate(root: Path) -> tuple[Path, int]:
     run_dir = root / "20261129-101500-speed-000000"
     metas, requests = [], 0
     for number, cell in enumerate(plan()):
-        cell_id = f"{cell['design']}.{cell['phase']}.r{cell['repetition']}"
-        cell_dir = run_dir / "cells" / cell_id
+        name = cell_id(cell["design"], cell["phase"], cell["repetition"])
+        cell_dir = run_dir / CELLS_DIR / name
         cell_dir.mkdir(parents=True)
         start = EPOCH_S + number * 1000
-        queued = cell["design"] == "queued"
+        design = DESIGNS[cell["design"]]
         rate, duration = cell["rate"], cell["duration"]
-        overloaded = cell["kind"] == "capacity" and rate > (3000 if queued else 2000)
-        median = (900_000 if overloaded else 6_000) if queued else (900_000 if overloaded else 30_000)
-        write_log(cell_dir / "POST_campaigns.hlog", start, rng, rate, duration, median, 0.6)
-        write_log(cell_dir / "POST_campaigns.raw.hlog", start, rng, rate, duration, median * 0.9, 0.6)
-        write_log(cell_dir / "send_lag.hlog", start, rng, rate, duration, 300, 0.6)
-        (cell_dir / "errors.csv").write_text("t_s,endpoint,status,count\n")
-        if queued:
-            write_log(cell_dir / "completion.hlog", start, rng, rate, duration, 200_000, 0.5)
-            with open(cell_dir / "queue.csv", "w", newline="") as f:
+        overloaded = cell["kind"] == "capacity" and rate > design["overload_above_per_s"]
+        median = 900_000 if overloaded else design["median_us"]
+        write_log(cell_dir / log_file(CREATE), start, rng, rate, duration, median, 0.6)
+        write_log(cell_dir / log_file(raw_log(CREATE)), start, rng, rate, duration, median * 0.9, 0.6)
+        write_log(cell_dir / log_file(SEND_LAG), start, rng, rate, duration, 300, 0.6)
+        (cell_dir / ERRORS_FILE).write_text(",".join(ERROR_COLUMNS) + "\n")
+        if design["queue"]:
+            write_log(cell_dir / log_file(COMPLETION), start, rng, rate, duration, 200_000, 0.5)
+            with open(cell_dir / QUEUE_FILE, "w", newline="") as f:
                 writer = csv.writer(f)
-                writer.writerow(["t_s", "depth", "deferred", "scheduled", "started", "finished_total", "failed_total",
-                                 "completed_total", "campaigns_failed_total", "workers"])
+                writer.writerow(QUEUE_COLUMNS)
                 for second in range(1, duration + 1):
                     depth = int(rng.integers(0, 40))
                     writer.writerow([second, depth, depth // 2, 0, 12, 2 * rate * second, 0, rate * second, 0, 12])
         requests += rate * duration
-        metas.append({"id": cell_id, "design": cell["design"], "phase": cell["phase"], "kind": cell["kind"],
+        metas.append({"id": name, "design": cell["design"], "phase": cell["phase"], "kind": cell["kind"],
                       "repetition": cell["repetition"], "model": "open", "offered_rate_per_s": float(rate),
                       "users": None, "duration_s": float(duration), "started_at": start,
                       "ended_at": start + duration, "status": "complete"})
-    manifest = {"schema_version": 1, "run_id": run_dir.name, "status": "complete", "error": None,
-                "experiment": {"name": "speed", "designs": ["inline", "queued"], "repetitions": 2,
+    manifest = {"schema_version": SCHEMA_VERSION, "run_id": run_dir.name, "status": "complete", "error": None,
+                "experiment": {"name": "speed", "designs": list(DESIGNS), "repetitions": 2,
                                "slo": {"p99_ms": 500.0, "error_rate": 0.01}},
                 "cells": metas}
-    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    (run_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     return run_dir, requests
 
 
@@ -114,10 +132,10 @@ def analyse(run_dir: Path, requests: int) -> tuple[dict[str, float], SideErrors]
     cap = capacity(run)
     timings["capacity_s"] = time.perf_counter() - mark
     timings["total_s"] = time.perf_counter() - started
-    counted = [s["endpoints"].get("POST_campaigns", {}) for s in summaries]
+    counted = [s.endpoint(CREATE) for s in summaries]
     missed = Counter({
-        "requests not summarised, or summarised twice": abs(requests - sum(e.get("count", 0) for e in counted)),
-        "requests read as errors": sum(e.get("errors", 0) for e in counted),
+        "requests not summarised, or summarised twice": abs(requests - sum(e.count for e in counted)),
+        "requests read as errors": sum(e.errors for e in counted),
         "cells not summarised": len(plan()) - len(summaries),
         "designs not compared": 0 if comparison.rows else 2,
         "designs without a capacity": 2 - len(cap.designs),

@@ -1,4 +1,5 @@
-"""Writing HdrHistogram interval logs (`.hlog`) the standard way, one 1-second interval per line."""
+"""Writing HdrHistogram interval logs (`.hlog`) the standard way, one 1-second interval per line, over the results
+format's range (results/format.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,7 @@ from typing import TextIO
 
 from hdrh.histogram import HdrHistogram
 
-LOWEST_US = 1
-HIGHEST_US = 3_600_000_000  # 1 h
-SIGNIFICANT_DIGITS = 3
+from results.format import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
 
 
 def new_histogram() -> HdrHistogram:

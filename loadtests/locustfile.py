@@ -34,9 +34,10 @@ from loadtests.loopback import RemoteTargetRefused, require_loopback
 from loadtests.merger import IntervalMerger, MergeSummary
 from loadtests.options import DriverOptions, add_arguments
 from loadtests.payloads import body_pool
-from loadtests.recorder import RAW_SUFFIX, SEND_LAG_LOG, Recorder, Ship
+from loadtests.recorder import Recorder, Ship
 from loadtests.scheduler import LATE_US, OpenModelSender
 from loadtests.users import OUTCOMES, CampaignUser
+from results.format import CREATE, SEND_LAG, raw_log
 
 __all__ = ["CampaignUser"]  # the one user class Locust runs
 
@@ -51,7 +52,6 @@ FINAL_WAIT_S = 30.0  # beyond --stop-timeout: how long the master waits for work
 # option while handling "spawn"); an open-model schedule starting at the master's test_start would open
 # every run with a burst of late sends. Its clock starts this much later, when every worker is ready.
 WORKER_LEAD_S = 0.4
-CREATE_LOG = "POST_campaigns"
 
 
 class Coordinator:
@@ -105,7 +105,7 @@ class Coordinator:
         else:
             sources = {"local"}
         if options.hdr_dir:
-            always = (CREATE_LOG, CREATE_LOG + RAW_SUFFIX) + ((SEND_LAG_LOG,) if options.open_model else ())
+            always = (CREATE, raw_log(CREATE)) + ((SEND_LAG,) if options.open_model else ())
             self.merger = IntervalMerger(Path(options.hdr_dir), epoch_s, sources, always)
         if self.role == "local":
             self._begin(options, epoch_s, end_s, Shard(0, 1), "local", self.merger.add if self.merger else None)

@@ -13,11 +13,9 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from loadtests.hlog import IntervalLog, new_histogram
-from loadtests.recorder import SEND_LAG_LOG
+from results.format import ERROR_COLUMNS, ERRORS_FILE, SEND_LAG, log_file
 
 log = logging.getLogger("offpath.merger")
-
-ERRORS_FILE = "errors.csv"
 
 
 @dataclass
@@ -118,7 +116,7 @@ class IntervalMerger:
     def _log(self, name: str, first_start_s: float) -> IntervalLog:
         interval_log = self._logs.get(name)
         if interval_log is None:
-            interval_log = self._logs[name] = IntervalLog(self.out_dir / f"{name}.hlog", self.epoch_s)
+            interval_log = self._logs[name] = IntervalLog(self.out_dir / log_file(name), self.epoch_s)
             # A log that first appears now (the first poll, the first success) still starts at second 0.
             empty = new_histogram()
             for k in range(self._written):
@@ -143,7 +141,7 @@ class IntervalMerger:
             interval_log.close()
         self._write_errors(last)
         self._closed = True
-        lag = self._totals.get(SEND_LAG_LOG)
+        lag = self._totals.get(SEND_LAG)
         return MergeSummary(
             intervals=last + 1,
             counts={name: int(h.get_total_count()) for name, h in self._totals.items()},
@@ -159,6 +157,6 @@ class IntervalMerger:
         path = self.out_dir / ERRORS_FILE
         with open(path, "w", newline="") as file:
             writer = csv.writer(file)
-            writer.writerow(["t_s", "endpoint", "status", "count"])
+            writer.writerow(ERROR_COLUMNS)
             for (index, endpoint, status), count in sorted(rows.items()):
                 writer.writerow([index, endpoint, status, count])

@@ -25,14 +25,13 @@ from gevent.event import Event
 from hdrh.histogram import HdrHistogram
 
 from loadtests.hlog import clamp_us, new_histogram
+from results.format import RAW_SUFFIX, SEND_LAG, endpoint_key
 
 log = logging.getLogger("offpath.recorder")
 
 # Keys users put in a request's Locust `context` to tell the recorder how to time it.
 SEND_LAG_KEY = "offpath_send_lag_us"  # open model: this request left send_lag µs after its intended time
 THINK_KEY = "offpath_think_us"  # closed model: the user pauses think µs before issuing this request again
-SEND_LAG_LOG = "send_lag"
-RAW_SUFFIX = ".raw"
 
 # The CO correction's expected interval is how often a closed-model user issues this request when the
 # service is healthy: its think time plus the endpoint's usual latency. "Usual" is the median raw latency
@@ -41,12 +40,6 @@ RAW_SUFFIX = ".raw"
 MIN_EXPECTED_INTERVAL_US = 1_000
 
 Ship = Callable[[dict[str, Any]], None]
-
-
-def endpoint_key(method: str, name: str) -> str:
-    """'POST' + '/campaigns' -> 'POST_campaigns'; 'GET' + '/campaigns/{id}' -> 'GET_campaigns_id' (file names)."""
-    words = "".join(c if c.isalnum() else " " for c in f"{method} {name}").split()
-    return "_".join(words)
 
 
 def status_of(response: Any) -> int:
@@ -80,7 +73,7 @@ class Recorder:
         context = context or {}
         lag_us = context.get(SEND_LAG_KEY)
         if lag_us is not None:
-            self._histogram(SEND_LAG_LOG).record_value(clamp_us(lag_us))
+            self._histogram(SEND_LAG).record_value(clamp_us(lag_us))
         if exception is not None:
             self._errors[(key, status_of(response))] += 1
             return

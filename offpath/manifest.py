@@ -12,9 +12,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+from results.format import INCOMPLETE_MARKER, SCHEMA_VERSION
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-INCOMPLETE_MARKER = "INCOMPLETE"
 
 _PACKAGES = {"offpath": "offpath", "locust": "locust", "rq": "rq", "redis_py": "redis", "fastapi": "fastapi",
              "uvicorn": "uvicorn", "hdrhistogram": "hdrhistogram", "pydantic": "pydantic", "gevent": "gevent"}

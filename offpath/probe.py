@@ -18,7 +18,7 @@ import json
 import math
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +28,9 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from loadtests.hlog import IntervalLog, clamp_us, new_histogram
+from results.format import COMPLETION, COMPLETION_FILE, QUEUE_COLUMNS, QUEUE_FILE, CompletionCensus, log_file
 from services.campaign.store import campaign_key
 from services.queued.enqueue import FAILURE_TTL_S, RESULT_TTL_S
-
-QUEUE_COLUMNS = ["t_s", "depth", "deferred", "scheduled", "started", "finished_total", "failed_total",
-                 "completed_total", "campaigns_failed_total", "workers"]
 
 # RQ scores its registries in whole seconds (rq.utils.current_timestamp) and a worker's registry write can
 # land after a later-finishing job's: the live counts re-read this many seconds behind the newest score
@@ -72,8 +70,13 @@ class Census:
     # (completed_at, accepted → completed in µs) of every completed campaign
     completions: list[tuple[float, int]] = field(default_factory=list, repr=False)
 
+    def record(self) -> CompletionCensus:
+        """What completion.json holds of it."""
+        return CompletionCensus(started_at=self.started_at, stopped_at=self.stopped_at, accepted=self.accepted,
+                                completed=self.completed, failed=self.failed, pending=self.pending)
+
     def counts(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "completions"}
+        return self.record().to_dict()
 
 
 def take_census(connection: redis.Redis, started_at: float, stopped_at: float) -> Census:
@@ -123,7 +126,7 @@ def write_completion_log(path: Path, census: Census, interval_s: float) -> HdrHi
 
 class QueueProbe:
     """Run as a context manager around a cell: a background thread samples once a second; leaving it takes
-    the census and writes completion.hlog and completion.json."""
+    the census and writes completion.hlog and completion.json (results/format.py names every file)."""
 
     def __init__(self, redis_url: str, queue_name: str, cell_dir: Path, interval_s: float = 1.0):
         self.connection = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
@@ -172,7 +175,7 @@ class QueueProbe:
                        "failed": math.floor(self.start_time_s) + FAILURE_TTL_S - LOOKBACK_S}
         self._new_ids("finished", finished)
         self._new_ids("failed", failed)
-        self._csv_file = open(self.cell_dir / "queue.csv", "w", newline="")
+        self._csv_file = open(self.cell_dir / QUEUE_FILE, "w", newline="")
         self._csv = csv.writer(self._csv_file)
         self._csv.writerow(QUEUE_COLUMNS)
         self._thread.start()
@@ -187,13 +190,13 @@ class QueueProbe:
         stopped_at = time.time()
         try:
             self.census = take_census(self.connection, self.start_time_s, stopped_at)
-            self.completion_total = write_completion_log(self.cell_dir / "completion.hlog", self.census,
+            self.completion_total = write_completion_log(self.cell_dir / log_file(COMPLETION), self.census,
                                                          self.interval_s)
-            outcome: dict[str, Any] = self.census.counts()
+            outcome = self.census.record()
         except redis.RedisError as exc:
             self.errors.append(f"census: {exc}")
-            outcome = {"started_at": self.start_time_s, "stopped_at": stopped_at, "error": str(exc)}
-        (self.cell_dir / "completion.json").write_text(json.dumps(outcome, indent=2) + "\n")
+            outcome = CompletionCensus(started_at=self.start_time_s, stopped_at=stopped_at, error=str(exc))
+        (self.cell_dir / COMPLETION_FILE).write_text(json.dumps(outcome.to_dict(), indent=2) + "\n")
         try:
             self._sample(stopped_at, self.census)
         except redis.RedisError as exc:

@@ -1,4 +1,4 @@
-"""Results folders (schema_version 1) generated from known distributions, for analysis tests and benchmarks."""
+"""Results folders (results/format.py) generated from known distributions, for analysis tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -12,8 +12,29 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from loadtests.hlog import IntervalLog, new_histogram
+from offpath.designs import DESIGNS
+from results.format import (
+    CELLS_DIR,
+    COMPLETION,
+    CREATE,
+    ERROR_COLUMNS,
+    ERRORS_FILE,
+    INCOMPLETE_MARKER,
+    MANIFEST_FILE,
+    QUEUE_COLUMNS,
+    QUEUE_FILE,
+    SCHEMA_VERSION,
+    SEND_LAG,
+    SUMMARY_FILE,
+    cell_id,
+    log_file,
+    raw_log,
+)
 
 EPOCH_S = 1_795_917_800.0  # fixed, so generated folders are byte-for-byte reproducible
+# The designs a run declares unless told otherwise: what `offpath bench` resolves for an experiment file that names
+# none (every design, in the registry's order), however few of them have cells here.
+EXPERIMENT_DESIGNS = tuple(DESIGNS)
 
 
 @dataclass
@@ -57,7 +78,7 @@ class CellSpec:
 
     @property
     def id(self) -> str:
-        return f"{self.design}.{self.phase}.r{self.repetition}"
+        return cell_id(self.design, self.phase, self.repetition)
 
 
 def hdr_of(values: np.ndarray) -> HdrHistogram:
@@ -80,23 +101,23 @@ def write_cell(cell_dir: Path, spec: CellSpec, start_s: float, rng: np.random.Ge
     cell_dir.mkdir(parents=True)
     seconds = range(spec.duration_s)
     post = [spec.latency.draw(rng, spec.rate_per_s) for _ in seconds]
-    write_log(cell_dir / "POST_campaigns.hlog", start_s, post)
+    write_log(cell_dir / log_file(CREATE), start_s, post)
     raw_spec = spec.raw_latency or spec.latency
-    write_log(cell_dir / "POST_campaigns.raw.hlog", start_s, [raw_spec.draw(rng, spec.rate_per_s) for _ in seconds])
-    truth = {"POST_campaigns": np.concatenate(post)}
+    write_log(cell_dir / log_file(raw_log(CREATE)), start_s, [raw_spec.draw(rng, spec.rate_per_s) for _ in seconds])
+    truth = {CREATE: np.concatenate(post)}
     if spec.send_lag is not None:
         lag = [spec.send_lag.draw(rng, spec.rate_per_s) for _ in seconds]
-        write_log(cell_dir / "send_lag.hlog", start_s, lag)
-        truth["send_lag"] = np.concatenate(lag)
-    with open(cell_dir / "errors.csv", "w", newline="") as f:
+        write_log(cell_dir / log_file(SEND_LAG), start_s, lag)
+        truth[SEND_LAG] = np.concatenate(lag)
+    with open(cell_dir / ERRORS_FILE, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["t_s", "endpoint", "status", "count"])
+        writer.writerow(ERROR_COLUMNS)
         for second in seconds:
             for status, count in spec.errors_per_s.items():
                 writer.writerow([second + 1, "POST /campaigns", status, count])
     if spec.queue is not None:
         truth.update(_write_queue(cell_dir, spec, start_s, rng))
-    (cell_dir / "summary.json").write_text("{}\n")
+    (cell_dir / SUMMARY_FILE).write_text("{}\n")
     return truth
 
 
@@ -105,11 +126,10 @@ def _write_queue(cell_dir: Path, spec: CellSpec, start_s: float, rng: np.random.
     assert queue is not None
     total_s = spec.duration_s + queue.drain_s
     completions = [queue.completion.draw(rng, spec.rate_per_s if s < spec.duration_s else 0) for s in range(total_s)]
-    write_log(cell_dir / "completion.hlog", start_s, completions)
-    with open(cell_dir / "queue.csv", "w", newline="") as f:
+    write_log(cell_dir / log_file(COMPLETION), start_s, completions)
+    with open(cell_dir / QUEUE_FILE, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["t_s", "depth", "deferred", "scheduled", "started", "finished_total", "failed_total",
-                         "completed_total", "campaigns_failed_total", "workers"])
+        writer.writerow(QUEUE_COLUMNS)
         completed = 0
         for second in range(1, total_s + 1):
             t = min(second, spec.duration_s)
@@ -121,11 +141,13 @@ def _write_queue(cell_dir: Path, spec: CellSpec, start_s: float, rng: np.random.
             completed += len(completions[second - 1])
             writer.writerow([f"{second:.3f}", depth, deferred, 0, min(queue.workers, depth), 2 * completed, 0, completed,
                              0, queue.workers])
-    return {"completion": np.concatenate(completions)}
+    return {COMPLETION: np.concatenate(completions)}
 
 
-def manifest_for(run_id: str, specs: list[CellSpec], slo: dict[str, float], complete: bool) -> dict[str, Any]:
-    designs = list(dict.fromkeys(s.design for s in specs))
+def manifest_for(run_id: str, specs: list[CellSpec], slo: dict[str, float], complete: bool,
+                 designs: tuple[str, ...] = EXPERIMENT_DESIGNS) -> dict[str, Any]:
+    """The manifest of a run of `specs` whose experiment declares `designs` (then any other design of the specs)."""
+    declared = list(dict.fromkeys([*designs, *(s.design for s in specs)]))
     cells = []
     for number, spec in enumerate(specs):
         started = EPOCH_S + number * 100
@@ -136,7 +158,7 @@ def manifest_for(run_id: str, specs: list[CellSpec], slo: dict[str, float], comp
     phases = [{"name": s.phase, "kind": s.kind, "rate_per_s": float(s.rate_per_s), "duration_s": float(s.duration_s),
                "users": None, "wait_s": 1.0} for s in {s.phase: s for s in specs if s.kind != "capacity"}.values()]
     return {
-        "schema_version": 1, "run_id": run_id, "status": "complete" if complete else "incomplete",
+        "schema_version": SCHEMA_VERSION, "run_id": run_id, "status": "complete" if complete else "incomplete",
         "error": None if complete else "interrupted by SIGINT",
         "started_at": "2026-11-29T10:15:00+00:00", "finished_at": "2026-11-29T10:25:00+00:00",
         "git": {"sha": "0123456789abcdef0123456789abcdef01234567", "dirty": False},
@@ -145,7 +167,7 @@ def manifest_for(run_id: str, specs: list[CellSpec], slo: dict[str, float], comp
         "machine": {"cpu_count": 2, "cpus_available": 2, "cpu_model": "Test CPU @ 2.0GHz", "platform": "Linux-test",
                     "hostname": "fixture", "memory_gib": 24.0},
         "experiment": {"name": "fixture", "description": "generated from known distributions", "profile": "default",
-                       "designs": designs, "repetitions": max(s.repetition for s in specs), "payload_seed": 1,
+                       "designs": declared, "repetitions": max(s.repetition for s in specs), "payload_seed": 1,
                        "slo": slo, "layout": {"service_processes": 1, "workers": 4, "locust_processes": 1,
                                               "poll_interval_s": 1.0, "drain_timeout_s": 5.0, "redis_aof": "everysec"},
                        "phases": phases, "capacity": _search(specs)},
@@ -168,20 +190,22 @@ def _search(specs: list[CellSpec]) -> dict[str, float] | None:
 
 
 def write_run(root: Path, specs: list[CellSpec], *, run_id: str = "20261129-101500-fixture-abcdef", seed: int = 1,
-              slo: dict[str, float] | None = None, complete: bool = True) -> tuple[Path, dict[str, dict[str, np.ndarray]]]:
-    """A results folder of the given cells; returns its path and every cell's raw values by log name."""
+              slo: dict[str, float] | None = None, complete: bool = True,
+              designs: tuple[str, ...] = EXPERIMENT_DESIGNS) -> tuple[Path, dict[str, dict[str, np.ndarray]]]:
+    """A results folder of the given cells, its experiment declaring `designs`; returns its path and every cell's
+    raw values by log name."""
     run_dir = root / run_id
     run_dir.mkdir(parents=True)
     rng = np.random.default_rng(seed)
     slo = slo or {"p99_ms": 500.0, "error_rate": 0.01}
-    manifest = manifest_for(run_id, specs, slo, complete)
+    manifest = manifest_for(run_id, specs, slo, complete, designs)
     truth = {}
     for spec, meta in zip(specs, manifest["cells"], strict=True):
         if spec.written:
-            truth[spec.id] = write_cell(run_dir / "cells" / spec.id, spec, meta["started_at"], rng)
-    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+            truth[spec.id] = write_cell(run_dir / CELLS_DIR / spec.id, spec, meta["started_at"], rng)
+    (run_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     if not complete:
-        (run_dir / "INCOMPLETE").write_text("interrupted by SIGINT\n")
+        (run_dir / INCOMPLETE_MARKER).write_text("interrupted by SIGINT\n")
     return run_dir, truth
 
 

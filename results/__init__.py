@@ -1,0 +1,1 @@
+"""What was measured: results/<run-id>/ folders, and the format they are written in (results/format.py)."""
