@@ -28,6 +28,7 @@ from hdrh.histogram import HdrHistogram
 
 from analysis.histogram import COUNTS_LEN, Intervals, from_hdr, stats, to_hdr
 from analysis.load import Run
+from offpath.errors import ConfigurationError
 from results.format import COMPLETION, CREATE
 
 FORMAT = "offpath-gate-baseline"
@@ -38,7 +39,7 @@ MACHINE_FACTS = ("cpu_count", "cpus_available", "cpu_model")
 EXPERIMENT_FACTS = ("name", "designs", "repetitions", "payload_seed", "phases", "capacity", "layout")
 
 
-class BaselineError(Exception):
+class BaselineError(ConfigurationError):
     """A baseline that cannot be used as it is; the message says what to do."""
 
 

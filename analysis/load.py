@@ -13,6 +13,7 @@ import pandas as pd
 
 from analysis import hlog
 from analysis.histogram import Intervals
+from offpath.errors import ConfigurationError
 from results.format import (
     CELLS_DIR,
     COMPLETION,
@@ -36,7 +37,7 @@ from results.format import (
 )
 
 
-class ResultsFolderError(Exception):
+class ResultsFolderError(ConfigurationError):
     """A folder analysis cannot read as it is; the message says what to do."""
 
 

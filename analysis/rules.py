@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from offpath.errors import ConfigurationError
 from results.format import COMPLETION, CREATE
 
 RULES_PATH = Path(__file__).parent / "gate_rules.toml"
@@ -22,7 +23,7 @@ KINDS: dict[str, tuple[str, frozenset[str]]] = {
 }
 
 
-class RulesError(ValueError):
+class RulesError(ConfigurationError):
     """A rules file that cannot be used; the message names the file, the rule and the key."""
 
 

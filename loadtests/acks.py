@@ -12,6 +12,8 @@ from typing import IO, Any
 from locust import events
 from locust.env import Environment
 
+from results.format import acks_file
+
 _ACKED = (201, 202)
 
 
@@ -57,4 +59,4 @@ class AckLog:
 def _open(environment: Environment, **_: Any) -> None:
     hdr_dir = getattr(environment.parsed_options, "hdr_dir", None) if environment.parsed_options else None
     if hdr_dir:
-        AckLog(Path(hdr_dir) / f"acks-{os.getpid()}.txt").install(environment)
+        AckLog(Path(hdr_dir) / acks_file(os.getpid())).install(environment)

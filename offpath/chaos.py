@@ -21,6 +21,7 @@ from offpath.redis_server import RedisServer, start_redis
 from offpath.runner import locust_argv
 from offpath.session import CpuSplit, RunSession
 from offpath.supervisor import Supervisor, start_service, start_workers
+from results.format import ACKS_GLOB, CELLS_DIR, CHAOS_FILE, CHAOS_TABLE_FILE, cell_id
 from services.campaign.settings import Settings
 
 
@@ -41,7 +42,7 @@ class Fault:
 class ChaosOutcome:
     run_dir: Path
     complete: bool  # every fault ran (not interrupted, no harness fault)
-    kept: bool  # every fault that ran kept the promise: nothing lost, nothing duplicated, nothing pending
+    broken: tuple[str, ...]  # faults after which acknowledged work was lost, duplicated, stuck or pending
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def load_chaos(spec: str) -> Chaos:
 
 def read_acknowledged(cell_dir: Path) -> list[str]:
     ids: list[str] = []
-    for path in sorted(cell_dir.glob("acks*.txt")):
+    for path in sorted(cell_dir.glob(ACKS_GLOB)):
         ids += [line.strip() for line in path.read_text().splitlines() if line.strip()]
     return ids
 
@@ -92,7 +93,7 @@ def read_acknowledged(cell_dir: Path) -> list[str]:
 def run_fault(chaos: Chaos, fault: Fault, run_dir: Path, cpus: CpuSplit) -> dict[str, Any]:
     load_cpus, sut_cpus = cpus.load, cpus.system_under_test
     serving = design(fault.design)
-    cell_dir = run_dir / "cells" / f"{fault.design}.{fault.name}.r1"
+    cell_dir = run_dir / CELLS_DIR / cell_id(fault.design, fault.name, 1)
     cell_dir.mkdir(parents=True)
     profile = fault.profile or chaos.profile
     server = start_redis(aof=fault.aof)
@@ -167,15 +168,15 @@ def run_chaos(chaos: Chaos, out_root: Path, only: list[str] | None = None, say=p
             say(f"fault {fault.name}: {fault.kind} under {chaos.rate_per_s:g}/s for {chaos.duration_s:g} s")
             row = run_fault(chaos, fault, session.run_dir, session.cpus)
             results.append(row)
-            write_json_atomic(session.run_dir / "chaos.json", results)
+            write_json_atomic(session.run_dir / CHAOS_FILE, results)
             say(f"  acknowledged {row['acknowledged']}, completed {row['completed']}, failed {row['failed']}, "
                 f"lost {row['lost']}, duplicated {row['duplicated']}, pending {row['pending']}; "
                 f"recovered after {row['recovered_after_fault_s']} s")
 
     error = session.run(measure)
-    (session.run_dir / "chaos.md").write_text(fault_table(results))
+    (session.run_dir / CHAOS_TABLE_FILE).write_text(fault_table(results))
     say("\n" + fault_table(results))
     if error:
         say(f"chaos run INCOMPLETE: {error}")
-    return ChaosOutcome(run_dir=session.run_dir, complete=error is None,
-                        kept=bool(results) and all(r["ok"] for r in results))
+    return ChaosOutcome(run_dir=session.run_dir, complete=error is None and bool(results),
+                        broken=tuple(r["fault"] for r in results if not r["ok"]))

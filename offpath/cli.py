@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from offpath.designs import DESIGNS, design
-from offpath.errors import EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK, exit_code, known_errors
+from offpath.errors import EXIT_ERROR, EXIT_OK, CheckFailed, ConfigurationError, OffpathError, exit_code
 from offpath.redis_server import RedisUnavailable, redis_for_run
 from offpath.session import Interrupted, stop_signals
 from offpath.supervisor import Restart, Supervisor, start_service, start_workers
@@ -82,12 +82,18 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     if os.environ.get("REDIS_URL"):
         log.warning("chaos starts its own redis-server per fault (it crashes and restarts it); REDIS_URL is ignored")
     chaos = load_chaos(args.experiment)
+    unknown = sorted(set(args.fault or ()) - {f.name for f in chaos.faults})
+    if unknown:
+        raise ConfigurationError(f"--fault {', '.join(unknown)}: not a fault of experiment {chaos.name!r}; allowed: "
+                                 f"{', '.join(f.name for f in chaos.faults)}")
     outcome = run_chaos(chaos, Path(args.out), only=args.fault or None, say=_say)
     rendered = _print_report(lambda: render_chaos(outcome.run_dir))
     print(outcome.run_dir)
     if not outcome.complete or not rendered:
         return EXIT_ERROR
-    return EXIT_OK if outcome.kept else EXIT_CHECK_FAILED
+    if outcome.broken:
+        raise CheckFailed(f"acknowledged work was not kept in {', '.join(outcome.broken)} (see the report)")
+    return EXIT_OK
 
 
 def _print_report(render: Callable[[], Path]) -> bool:
@@ -291,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in STARTS_SERVICES:
             Settings.from_env()  # a service would fail on the same variable later, inside a child process
         return int(args.func(args))
-    except known_errors() as exc:
+    except OffpathError as exc:
         print(f"offpath {args.command}: {exc}", file=sys.stderr)
         return exit_code(exc)
     except Exception as exc:  # noqa: BLE001 - a crash is no answer: exit 2, one line, the traceback on request

@@ -14,8 +14,9 @@ The tree:
     ├── HarnessError         the measurement could not be finished or trusted                  → 2
     └── CheckFailed          the system under test failed the command's check                   → 1
 
-Errors raised below the harness (the services' settings and profiles, the analysis' results reader)
-cannot derive from this tree without importing upward; `exit_code` maps them by kind in this one place.
+This module is the foundation of the house: it imports nothing of the project, and every layer may import
+it (tests/test_architecture.py), so the services' settings and profiles, the analysis' results reader and
+the harness all raise errors of this one tree, and the CLI maps them to exit codes in one place.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ __all__ = [
     "HarnessError",
     "OffpathError",
     "exit_code",
-    "known_errors",
 ]
 
 EXIT_OK = 0
@@ -57,24 +57,8 @@ class CheckFailed(OffpathError):
     exit_code = EXIT_CHECK_FAILED
 
 
-def known_errors() -> tuple[type[BaseException], ...]:
-    """Errors whose message is meant for the user as it is (one line, no traceback): offpath's own, and the
-    bad-input and harness errors of the layers below, which cannot import this module."""
-    from analysis.baseline import BaselineError
-    from analysis.load import ResultsFolderError
-    from analysis.rules import RulesError
-    from offpath.experiment import ExperimentError
-    from offpath.redis_server import RedisUnavailable
-    from offpath.supervisor import NotReady, ProcessDied
-    from services.campaign.profile import ProfileError
-    from services.campaign.settings import SettingError
-
-    return (OffpathError, ProfileError, SettingError, ResultsFolderError, RulesError, BaselineError, ExperimentError,
-            RedisUnavailable, ProcessDied, NotReady)
-
-
 def exit_code(exc: BaseException) -> int:
     """The exit code an error means under the policy above."""
     if isinstance(exc, OffpathError):
         return exc.exit_code
-    return EXIT_ERROR  # bad input from a lower layer, a harness fault or a crash: either way no answer was given
+    return EXIT_ERROR  # a crash is no answer either

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from results.format import INCOMPLETE_MARKER, SCHEMA_VERSION
+from results.format import INCOMPLETE_MARKER, MANIFEST_FILE, SCHEMA_VERSION
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,7 +79,7 @@ class Manifest:
 
     @property
     def path(self) -> Path:
-        return self.run_dir / "manifest.json"
+        return self.run_dir / MANIFEST_FILE
 
     def save(self) -> None:
         write_json_atomic(self.path, self.data)

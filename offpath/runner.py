@@ -26,7 +26,7 @@ from offpath.process import pin
 from offpath.redis_server import RedisServer, redis_for_run
 from offpath.session import RunSession
 from offpath.supervisor import Managed, Supervisor, python, start_service, start_workers
-from results.format import CREATE, SUMMARY_FILE, CellSummary, label
+from results.format import CELLS_DIR, CREATE, SUMMARY_FILE, CellSummary, label
 from services.campaign.profile import load_profile
 from services.campaign.settings import Settings
 
@@ -172,7 +172,7 @@ class Runner:
     def _run_cell(self, supervisor: Supervisor, block: Block, phase: Phase, url: str, redis_url: str,
                   kind: str) -> CellSummary:
         cell_id = f"{block.design}.{phase.name}.r{block.repetition}"
-        cell_dir = self.run_dir / "cells" / cell_id
+        cell_dir = self.run_dir / CELLS_DIR / cell_id
         cell_dir.mkdir(parents=True)
         meta: dict[str, Any] = {
             "id": cell_id, "design": block.design, "phase": phase.name, "kind": kind,

@@ -27,12 +27,13 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 __all__ = [
-    "CELLS_DIR", "CHAOS_FILE", "COMPARISON_FILE", "COMPLETION", "COMPLETION_FILE", "CREATE", "ENDPOINT_LABELS",
-    "ERRORS_FILE", "ERROR_COLUMNS", "HIGHEST_US", "INCOMPLETE_MARKER", "LOGS_DIR", "LOG_SUFFIX", "LOWEST_US",
-    "MANIFEST_FILE", "NON_ENDPOINT_LOGS", "PLOTS_DIR", "POLL", "QUEUE_COLUMNS", "QUEUE_FILE", "RAW_SUFFIX",
-    "REPORT_HTML_FILE", "REPORT_MD_FILE", "SCHEMA_VERSION", "SEND_LAG", "SIGNIFICANT_DIGITS", "SUMMARY_FILE",
-    "SUMMARY_PERCENTILES", "CellFacts", "CellSummary", "CompletionCensus", "EndpointFigures", "ExperimentFacts",
-    "LatencyFigures", "QueueFigures", "RunFacts", "Slo", "cell_id", "endpoint_key", "label", "log_file", "raw_log",
+    "ACKS_GLOB", "CELLS_DIR", "CHAOS_FILE", "CHAOS_TABLE_FILE", "COMPARISON_FILE", "COMPLETION", "COMPLETION_FILE",
+    "CREATE", "ENDPOINT_LABELS", "ERRORS_FILE", "ERROR_COLUMNS", "HIGHEST_US", "INCOMPLETE_MARKER", "LOGS_DIR",
+    "LOG_SUFFIX", "LOWEST_US", "MANIFEST_FILE", "NON_ENDPOINT_LOGS", "PLOTS_DIR", "POLL", "QUEUE_COLUMNS",
+    "QUEUE_FILE", "RAW_SUFFIX", "REPORT_HTML_FILE", "REPORT_MD_FILE", "SCHEMA_VERSION", "SEND_LAG",
+    "SIGNIFICANT_DIGITS", "SUMMARY_FILE", "SUMMARY_PERCENTILES", "CellFacts", "CellSummary", "CompletionCensus",
+    "EndpointFigures", "ExperimentFacts", "LatencyFigures", "QueueFigures", "RunFacts", "Slo", "acks_file", "cell_id",
+    "endpoint_key", "label", "log_file", "raw_log",
 ]
 
 SCHEMA_VERSION = 1
@@ -44,6 +45,7 @@ INCOMPLETE_MARKER = "INCOMPLETE"
 CELLS_DIR = "cells"  # cells/<cell-id>/, cell-id "<design>.<phase>.r<repetition>"
 LOGS_DIR = "logs"  # logs/<block>/: stdout and stderr of every process
 CHAOS_FILE = "chaos.json"  # `offpath chaos` runs: the audit of each fault
+CHAOS_TABLE_FILE = "chaos.md"  # `offpath chaos` runs: the fault table as Markdown
 # Written by analysis (`offpath report`) beside what was measured.
 COMPARISON_FILE = "comparison.json"
 REPORT_HTML_FILE = "report.html"
@@ -55,6 +57,11 @@ SUMMARY_FILE = "summary.json"  # CellSummary
 COMPLETION_FILE = "completion.json"  # CompletionCensus
 QUEUE_FILE = "queue.csv"  # QUEUE_COLUMNS, one row a second
 ERRORS_FILE = "errors.csv"  # ERROR_COLUMNS
+ACKS_GLOB = "acks-*.txt"  # acks-<pid>.txt: ids of the campaigns each Locust process saw acknowledged
+
+
+def acks_file(pid: int) -> str:
+    return f"acks-{pid}.txt"
 LOG_SUFFIX = ".hlog"  # HdrHistogram interval logs, one 1-second interval a line
 RAW_SUFFIX = ".raw"  # `<endpoint>.raw.hlog`: timed from the actual send (no coordinated-omission correction)
 

@@ -21,6 +21,7 @@ BAD_INPUT = [
     (["up", "sideways"], {}, "invalid choice: 'sideways'"),
     (["bench", "nonexistent"], {}, "experiment 'nonexistent' not found; use one of"),
     (["chaos", "nonexistent"], {}, "nonexistent"),
+    (["chaos", "--fault", "meteor"], {}, "--fault meteor: not a fault of experiment 'chaos'; allowed: kill-worker"),
     (["report", "/nonexistent/run"], {}, "no such folder"),
     (["compare", "/nonexistent/a", "/nonexistent/b"], {}, "no such folder"),
     (["report", "results"], {"OFFPATH_LOG_LEVEL": "loud"}, "OFFPATH_LOG_LEVEL has value 'LOUD'; allowed: DEBUG"),
