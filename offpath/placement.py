@@ -374,7 +374,8 @@ class Placer:
     def add(self, tier: str, pid: int) -> None:
         """Place a running process (and the children it already has) in `tier`; later children inherit."""
         placement, tree = self.placements[tier], process_tree(pid)
-        self._pids[tier].append(pid)
+        if pid not in self._pids[tier]:  # placing again (e.g. after a preexec placement) is harmless
+            self._pids[tier].append(pid)
         for member in tree:
             if placement.cpus:
                 _pin(member, placement.cpus)
@@ -418,7 +419,7 @@ class Placer:
 
     def _granted(self, tier: str) -> dict[str, Any]:
         placement = self.placements[tier]
-        alive = [p for root in self._pids[tier] for p in process_tree(root)]
+        alive = list(dict.fromkeys(p for root in self._pids[tier] for p in process_tree(root)))
         # The union over the tier's living processes; a process that changed its own affinity would show here.
         allowed = sorted({cpu for p in alive for cpu in cpus_allowed(p)})
         got: dict[str, Any] = {"declared": placement.as_dict(), "processes": len(alive),

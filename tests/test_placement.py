@@ -139,6 +139,9 @@ def test_a_child_placed_by_its_preexec_runs_nothing_outside_its_tier(spawn):
         assert f"cpu:/offpath/{placer.run_group}/workers" in cgroups
         assert f"cpuacct:/offpath/{placer.run_group}/workers" in cgroups
         assert placer.granted()["workers"]["processes"] == 0  # placed, but not add()ed: the caller tracks pids
+        placer.add("workers", child.pid)
+        placer.add("workers", child.pid)
+        assert placer.pids("workers") == [child.pid] and placer.granted()["workers"]["processes"] == 1
         child.kill()
         child.wait()
 
