@@ -22,6 +22,7 @@ from typing import Any
 
 from offpath.errors import ConfigurationError
 from offpath.process import available_cpus
+from results.format import SYSTEM_TIERS, TIERS
 
 __all__ = [
     "PERIOD_US",
@@ -35,8 +36,6 @@ __all__ = [
     "process_tree",
 ]
 
-TIERS = ("web", "redis", "workers", "load")
-SYSTEM_TIERS = ("web", "redis", "workers")  # what is measured; `load` drives it
 PERIOD_US = 100_000  # the quota period: 100 ms, the kernel's default, short enough that a budget shows within a cell
 _KEYS = ("cpus", "cpu_budget")
 _BUDGET_HELP = ("run as root, or use `cpus = [...]` placements instead")

@@ -28,12 +28,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACKS_GLOB", "CELLS_DIR", "CHAOS_FILE", "CHAOS_TABLE_FILE", "COMPARISON_FILE", "COMPLETION", "COMPLETION_FILE",
-    "CREATE", "ENDPOINT_LABELS", "ERRORS_FILE", "ERROR_COLUMNS", "HIGHEST_US", "INCOMPLETE_MARKER", "LOGS_DIR",
-    "LOG_SUFFIX", "LOWEST_US", "MANIFEST_FILE", "NON_ENDPOINT_LOGS", "PLOTS_DIR", "POLL", "QUEUE_COLUMNS",
-    "QUEUE_FILE", "RAW_SUFFIX", "REPORT_HTML_FILE", "REPORT_MD_FILE", "SCHEMA_VERSION", "SEND_LAG",
-    "SIGNIFICANT_DIGITS", "SUMMARY_FILE", "SUMMARY_PERCENTILES", "CellFacts", "CellSummary", "CompletionCensus",
-    "EndpointFigures", "ExperimentFacts", "LatencyFigures", "QueueFigures", "RunFacts", "Slo", "acks_file", "cell_id",
-    "endpoint_key", "label", "log_file", "raw_log",
+    "CPU_COLUMNS", "CPU_FILE", "CREATE", "ENDPOINT_LABELS", "ERRORS_FILE", "ERROR_COLUMNS", "HIGHEST_US",
+    "INCOMPLETE_MARKER", "LOGS_DIR", "LOG_SUFFIX", "LOWEST_US", "MANIFEST_FILE", "NON_ENDPOINT_LOGS", "PLOTS_DIR",
+    "POLL", "QUEUE_COLUMNS", "QUEUE_FILE", "RAW_SUFFIX", "REPORT_HTML_FILE", "REPORT_MD_FILE", "SCHEMA_VERSION",
+    "SEND_LAG", "SIGNIFICANT_DIGITS", "SUMMARY_FILE", "SUMMARY_PERCENTILES", "SYSTEM_TIERS", "TIERS", "CellFacts",
+    "CellSummary", "CompletionCensus", "EndpointFigures", "ExperimentFacts", "LatencyFigures", "QueueFigures",
+    "RunFacts", "Slo", "acks_file", "cell_id", "endpoint_key", "label", "log_file", "raw_log",
 ]
 
 SCHEMA_VERSION = 1
@@ -57,6 +57,7 @@ SUMMARY_FILE = "summary.json"  # CellSummary
 COMPLETION_FILE = "completion.json"  # CompletionCensus
 QUEUE_FILE = "queue.csv"  # QUEUE_COLUMNS, one row a second
 ERRORS_FILE = "errors.csv"  # ERROR_COLUMNS
+CPU_FILE = "cpu.csv"  # CPU_COLUMNS, one row a second: CPU seconds used since the cell's start, by tier
 ACKS_GLOB = "acks-*.txt"  # acks-<pid>.txt: ids of the campaigns each Locust process saw acknowledged
 
 
@@ -259,6 +260,16 @@ class CellSummary:
         out["send_lag"] = self.send_lag.to_dict() if self.send_lag is not None else None
         out["queue"] = self.queue.to_dict() if self.queue is not None else None
         return out
+
+
+# -- cpu.csv ----------------------------------------------------------------------------------------------------
+# Where each tier's CPU goes (offpath/placement.py names the tiers): services ("web"), Redis, the RQ workers and the
+# load generator, then the whole machine (/proc/stat) and every process outside the tiers ("others"). Values are
+# cumulative CPU seconds since the cell's start (the first row, t_s = 0, is all zeros), sampled once a second
+# while load is offered and, for a queued design, through the drain; the last row is the cell's end.
+TIERS = ("web", "redis", "workers", "load")
+SYSTEM_TIERS = ("web", "redis", "workers")  # what serving a campaign costs; the load generator is the client's
+CPU_COLUMNS = ["t_s", *TIERS, "machine", "others"]
 
 
 # -- completion.json -----------------------------------------------------------------------------------------------
