@@ -13,7 +13,9 @@ Two ways to count a tier, the first one the machine allows:
 
 from __future__ import annotations
 
+import csv
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,11 +23,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from offpath.placement import SYSTEM_TIERS, TIERS, Placer, process_tree
+from offpath.placement import Placer, process_tree
+from results.format import CPU_COLUMNS, SYSTEM_TIERS, TIERS
 
 __all__ = [
     "CampaignCost",
     "CgroupCounter",
+    "CpuLog",
     "CpuMeter",
     "CpuSnapshot",
     "CpuUsage",
@@ -233,3 +237,48 @@ def per_campaign(cpu_s: Mapping[str, float], campaigns: int,
         campaigns_per_cpu_s=campaigns / total_s if total_s > 0 else None,
         served_by=tuple(served),
     )
+
+
+class CpuLog:
+    """cpu.csv of one cell (results/format.py): once a second, the CPU seconds each tier, the machine and
+    every other process have spent since the cell started — a background thread around the cell."""
+
+    def __init__(self, meter: CpuMeter, path: Path, interval_s: float = 1.0):
+        self.meter = meter
+        self.path = path
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-log", daemon=True)
+        self._rows: list[list[float]] = []
+
+    def __enter__(self) -> CpuLog:
+        self._first = self.meter.snapshot()
+        self._file = open(self.path, "w", newline="")
+        self._csv = csv.writer(self._file)
+        self._csv.writerow(CPU_COLUMNS)
+        self._write(self._first)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._write(self.meter.snapshot())
+        self._file.close()
+
+    def total(self) -> CpuUsage:
+        """What the cell spent, first row to last."""
+        return CpuMeter.usage(self._first, self._last)
+
+    def _run(self) -> None:
+        next_tick = self._first.at_s + self.interval_s
+        while not self._stop.wait(max(0.0, next_tick - time.monotonic())):
+            self._write(self.meter.snapshot())
+            next_tick += self.interval_s
+
+    def _write(self, snapshot: CpuSnapshot) -> None:
+        used = CpuMeter.usage(self._first, snapshot)
+        self._last = snapshot
+        self._csv.writerow([round(used.wall_s, 3), *(round(used.tiers.get(t, 0.0), 4) for t in TIERS),
+                            round(used.machine_s, 4), round(used.others_s, 4)])
+        self._file.flush()

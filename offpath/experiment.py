@@ -9,6 +9,7 @@ from typing import Any
 
 from offpath.designs import DESIGNS
 from offpath.errors import ConfigurationError
+from offpath.placement import Placements
 from services.campaign.profile import ProfileError, load_profile
 
 EXPERIMENTS_DIR = Path(__file__).parent / "experiments"
@@ -63,6 +64,9 @@ class Layout:
     # Requests in progress per service process, the same for both designs: 0 unbounded asyncio, N a sync
     # server's N workers or threads (services/campaign/concurrency.py).
     concurrency: int = 0
+    # Where each tier runs (offpath/placement.py): CPU sets, CPU budgets, or "shared" (the default: the load
+    # generator on the last CPU, everything measured on the others).
+    placement: Placements = field(default_factory=Placements.shared)
 
 
 # Each layout number's lowest allowed value.
@@ -88,6 +92,7 @@ class Experiment:
         data = asdict(self)
         data["designs"] = list(self.designs)
         data["phases"] = [asdict(p) for p in self.phases]
+        data["layout"]["placement"] = self.layout.placement.as_dict()
         return data
 
 
@@ -135,7 +140,11 @@ def parse_experiment(data: dict[str, Any], source: str) -> Experiment:
         if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) or value < lowest:
             kind = "a whole number" if whole else "a number"
             raise ExperimentError(f"{source}: key 'layout.{key}' is {value!r}; allowed: {kind} >= {lowest}")
-    layout = Layout(**layout_table)
+    try:
+        placement = Placements.from_table(layout_table.pop("placement", None))
+    except ConfigurationError as exc:
+        raise ExperimentError(f"{source}: {exc}") from None
+    layout = Layout(**layout_table, placement=placement)
     if layout.redis_aof not in ("off", "everysec", "always"):
         raise ExperimentError(f"{source}: key 'layout.redis_aof' must be one of off, everysec, always")
     phases = []

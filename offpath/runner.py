@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,16 +18,17 @@ from typing import Any
 import redis as redis_py
 
 from analysis.summary import cell_summary, format_table
+from offpath.cost import CpuLog, CpuMeter
 from offpath.designs import design
 from offpath.errors import HarnessError
 from offpath.experiment import Experiment, Phase
 from offpath.manifest import PROJECT_ROOT, Manifest, write_json_atomic
+from offpath.placement import Placer
 from offpath.probe import QueueProbe
-from offpath.process import pin
 from offpath.redis_server import RedisServer, redis_for_run
 from offpath.session import RunSession
 from offpath.supervisor import Managed, Supervisor, python, start_service, start_workers
-from results.format import CELLS_DIR, CREATE, SUMMARY_FILE, CellSummary, label
+from results.format import CELLS_DIR, CPU_FILE, CREATE, SUMMARY_FILE, CellSummary, label
 from services.campaign.profile import load_profile
 from services.campaign.settings import Settings
 
@@ -84,8 +86,8 @@ class Runner:
         self.say = say
         self.session = RunSession(out_root, experiment.name, say)
         self.run_dir = self.session.run_dir
-        self.load_cpus = self.session.cpus.load
-        self.sut_cpus = self.session.cpus.system_under_test
+        self._placer: Placer | None = None
+        self._meter: CpuMeter | None = None
         self.summaries: list[dict[str, Any]] = []
         self._db = 0
         self._cells_total = sum(len(b.phases) for b in plan(experiment)) + (
@@ -108,10 +110,11 @@ class Runner:
         return error is None
 
     def _measure(self) -> None:
-        with redis_for_run(aof=self.experiment.layout.redis_aof) as redis:
-            self._redis = redis
+        layout = self.experiment.layout
+        with Placer(layout.placement, self.session.id) as placer, redis_for_run(aof=layout.redis_aof) as redis:
+            self._placer, self._meter, self._redis = placer, CpuMeter.of(placer), redis
             if redis.process is not None:
-                pin(redis.process.pid, self.sut_cpus)
+                placer.add("redis", redis.process.pid)
             profile = load_profile(self.experiment.profile)
             self.session.start_manifest(redis.version(), {
                 "experiment": self.experiment.resolved(),
@@ -119,6 +122,7 @@ class Runner:
                             "generation": vars(profile.generation), "automation": vars(profile.automation)},
                 "seeds": {"profile": profile.seed, "payload": self.experiment.payload_seed},
                 "redis": {"embedded": redis.embedded, "aof": self.experiment.layout.redis_aof},
+                "cpu_accounting": self._meter.methods(),
             })
             self.say(f"run {self.run_dir.name}: {self._cells_total} cells, experiment "
                      f"{self.experiment.name!r}, profile {profile.name!r}")
@@ -136,13 +140,15 @@ class Runner:
         experiment = self.experiment
         redis_url = self._fresh_db(redis)
         log_dir = self.run_dir / "logs" / block.label
-        with Supervisor(log_dir=log_dir, env={"OFFPATH_LOG_LEVEL": "WARNING"}) as supervisor:
+        with Supervisor(log_dir=log_dir, env={"OFFPATH_LOG_LEVEL": "WARNING"}, placer=self._placer) as supervisor:
             _, url = start_service(supervisor, block.design, redis_url, experiment.profile,
-                                   processes=experiment.layout.service_processes, cpus=self.sut_cpus,
+                                   processes=experiment.layout.service_processes,
                                    concurrency=experiment.layout.concurrency)
             if design(block.design).has_workers:
-                start_workers(supervisor, experiment.layout.workers, redis_url, experiment.profile, cpus=self.sut_cpus)
+                start_workers(supervisor, experiment.layout.workers, redis_url, experiment.profile)
             self.manifest.data["layout"][block.label] = supervisor.layout()
+            if self._placer is not None:  # what each tier got, read back from the kernel once all are running
+                self.manifest.data.setdefault("placement", {})[block.label] = self._placer.granted()
             self.manifest.save()
             for phase in block.phases:
                 self._run_cell(supervisor, block, phase, url, redis_url, kind=phase.kind)
@@ -187,24 +193,22 @@ class Runner:
         self.say(f"[{self._cells_done}/{self._cells_total}] {cell_id}: {load} for {phase.duration_s:g} s "
                  f"(elapsed {time.monotonic() - self._started:.0f} s)")
         serving = design(block.design)
-        probe = QueueProbe(redis_url, Settings.from_env().queue_name, cell_dir) if serving.has_workers else None
         try:
-            if probe is not None:
-                probe.__enter__()
-            layout = self.experiment.layout
-            argv = locust_argv(url, cell_dir, phase, self.experiment.payload_seed,
-                               layout.poll_interval_s if serving.polls_for_outcome else 0, layout.locust_processes)
-            locust = supervisor.start(
-                f"locust-{cell_id}", argv,
-                role="load", cpus=self.load_cpus, expect_exit=True,
-            )
-            locust.log_path = supervisor.log_dir / f"locust-{cell_id}.log" if supervisor.log_dir else None
-            self._watch(supervisor, locust, phase.duration_s)
-            if probe is not None:
-                self._drain(supervisor, probe)
+            with ExitStack() as cell:
+                # The CPU log spans the cell and, for a queued design, its drain: the work it accepted is its cost.
+                if self._meter is not None:
+                    cell.enter_context(CpuLog(self._meter, cell_dir / CPU_FILE))
+                probe = cell.enter_context(QueueProbe(redis_url, Settings.from_env().queue_name, cell_dir)) \
+                    if serving.has_workers else None
+                layout = self.experiment.layout
+                argv = locust_argv(url, cell_dir, phase, self.experiment.payload_seed,
+                                   layout.poll_interval_s if serving.polls_for_outcome else 0, layout.locust_processes)
+                locust = supervisor.start(f"locust-{cell_id}", argv, role="load", expect_exit=True)
+                locust.log_path = supervisor.log_dir / f"locust-{cell_id}.log" if supervisor.log_dir else None
+                self._watch(supervisor, locust, phase.duration_s)
+                if probe is not None:
+                    self._drain(supervisor, probe)
         finally:
-            if probe is not None:
-                probe.__exit__(None, None, None)
             meta["ended_at"] = time.time()
         meta["status"] = "complete"
         summary = cell_summary(cell_dir, meta)

@@ -20,6 +20,7 @@ from typing import IO
 
 from offpath.designs import design as design_named
 from offpath.errors import HarnessError
+from offpath.placement import Placer
 from offpath.ports import free_port
 from offpath.process import new_group_dying_with_parent, pin, signal_group
 
@@ -49,6 +50,10 @@ class Restart:
         if previous_s is None or ran_s >= self.stable_after_s:
             return self.first_delay_s
         return min(previous_s * 2, self.max_delay_s)
+
+
+# The placement tier each supervised role runs in (offpath/placement.py); Redis is placed by whoever starts it.
+ROLE_TIERS = {"service": "web", "worker": "workers", "load": "load"}
 
 
 @dataclass
@@ -94,11 +99,14 @@ class Supervisor:
     """Owns child processes. Each child leads its own process group (so stopping it stops what it
     forked) and gets SIGTERM from the kernel if this process dies."""
 
-    def __init__(self, log_dir: Path | None = None, env: dict[str, str] | None = None):
+    def __init__(self, log_dir: Path | None = None, env: dict[str, str] | None = None, placer: Placer | None = None):
         self.log_dir = log_dir
         self.env = {**os.environ, **(env or {})}
         self.children: list[Managed] = []
         self._logs: dict[Path, IO[bytes]] = {}
+        # With a placer, every child runs in its role's tier (CPU set, budget, CPU accounting) from its first
+        # instruction: it is placed between fork and exec, and a replacement is placed again.
+        self.placer = placer
 
     def __enter__(self) -> Supervisor:
         return self
@@ -120,7 +128,7 @@ class Supervisor:
         fresh_argv: Callable[[], list[str]] | None = None,
     ) -> Managed:
         log_path = self.log_dir / f"{name}.log" if self.log_dir is not None else None
-        process = self._spawn(argv, env or {}, log_path)
+        process = self._spawn(argv, env or {}, log_path, role or name)
         managed = Managed(name, role or name, argv, process, log_path=log_path, expect_exit=expect_exit,
                           restart=restart, fresh_argv=fresh_argv, env=dict(env or {}))
         self.children.append(managed)
@@ -130,21 +138,27 @@ class Supervisor:
             self.wait_ready(managed, ready, ready_timeout_s)
         return managed
 
-    def _spawn(self, argv: list[str], env: dict[str, str], log_path: Path | None) -> subprocess.Popen:
+    def _spawn(self, argv: list[str], env: dict[str, str], log_path: Path | None, role: str) -> subprocess.Popen:
         out: IO[bytes] | None = None  # inherit: `offpath up` shows the children's logs in the foreground
         if log_path is not None:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             if log_path not in self._logs:
                 self._logs[log_path] = open(log_path, "ab")
             out = self._logs[log_path]
-        return subprocess.Popen(
+        tier = ROLE_TIERS.get(role) if self.placer is not None else None
+        setup = self.placer.preexec(tier, then=new_group_dying_with_parent) if self.placer and tier \
+            else new_group_dying_with_parent
+        process = subprocess.Popen(
             argv,
             env={**self.env, **env},
             stdout=out,
             stderr=subprocess.STDOUT if out else None,
             stdin=subprocess.DEVNULL,
-            preexec_fn=new_group_dying_with_parent,
+            preexec_fn=setup,
         )
+        if self.placer is not None and tier is not None:
+            self.placer.add(tier, process.pid)  # tracked for the manifest and the /proc CPU fallback
+        return process
 
     def wait_ready(self, managed: Managed, ready: Callable[[], bool], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -188,7 +202,7 @@ class Supervisor:
             return
         if managed.fresh_argv is not None:
             managed.argv = managed.fresh_argv()
-        managed.process = self._spawn(managed.argv, managed.env, managed.log_path)
+        managed.process = self._spawn(managed.argv, managed.env, managed.log_path, managed.role)
         if managed.cpus:
             pin(managed.pid, managed.cpus)
         managed.started_at, managed.restart_at = time.monotonic(), None
