@@ -75,6 +75,16 @@ LAYOUT_MINIMUM = {"service_processes": 1, "workers": 1, "locust_processes": 1, "
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A result measured elsewhere that this experiment is compared with (the report sets it beside what
+    offpath measured): changes of the candidate design against the baseline, in percent."""
+
+    source: str
+    throughput_at_slo_change_pct: float
+    p99_at_equal_load_change_pct: float
+
+
+@dataclass(frozen=True)
 class Experiment:
     name: str
     description: str
@@ -87,6 +97,7 @@ class Experiment:
     phases: tuple[Phase, ...]
     capacity: CapacitySearch | None
     source: str = field(default="", compare=False)
+    claim: Claim | None = None
 
     def resolved(self) -> dict[str, Any]:
         data = asdict(self)
@@ -116,7 +127,7 @@ def load_experiment(spec: str) -> Experiment:
 def parse_experiment(data: dict[str, Any], source: str) -> Experiment:
     reader = _Reader(data, source)
     allowed_top = {"name", "description", "profile", "designs", "repetitions", "payload_seed", "slo", "layout",
-                   "phases", "capacity"}
+                   "phases", "capacity", "claim"}
     reader.no_unknown(data, allowed_top, "")
     profile = reader.get(data, "profile", str, "", default="default")
     try:
@@ -176,6 +187,13 @@ def parse_experiment(data: dict[str, Any], source: str) -> Experiment:
             raise ExperimentError(f"{source}: capacity.start_per_s and capacity.step_per_s must be > 0")
     if not phases and capacity is None:
         raise ExperimentError(f"{source}: an experiment needs [[phases]] or a [capacity] search")
+    claim = None
+    if "claim" in data:
+        table = reader.get(data, "claim", dict, "")
+        fields_ = ("throughput_at_slo_change_pct", "p99_at_equal_load_change_pct")
+        reader.no_unknown(table, {"source", *fields_}, "claim.")
+        claim = Claim(source=reader.get(table, "source", str, "claim."),
+                      **{k: float(reader.get(table, k, (int, float), "claim.")) for k in fields_})
     names = [p.name for p in phases]
     if len(set(names)) != len(names):
         raise ExperimentError(f"{source}: phase names must be unique, got {names}")
@@ -192,6 +210,7 @@ def parse_experiment(data: dict[str, Any], source: str) -> Experiment:
         phases=tuple(phases),
         capacity=capacity,
         source=source,
+        claim=claim,
     )
 
 
