@@ -22,7 +22,9 @@ METHOD = (
     "merged histogram; throughput is resampled count over resampled time. The interval is the 2.5th..97.5th "
     "percentile of the replicate ratios B/A − 1. Verdict: better or worse when the interval excludes 0, '~' "
     "(no significant change) when it includes 0, and '~ (few samples)' when fewer than 10 values lie beyond the "
-    "percentile on a side (its tail is too thin to judge). Percentiles come from merged HDR histograms, never averages."
+    "percentile on a side (its tail is too thin to judge). Percentiles come from merged HDR histograms, never averages. "
+    "CPU per campaign (web + redis + workers): the same block bootstrap of each repetition's seconds, the statistic "
+    "the CPU the seconds drawn spent (cpu.csv) over the campaigns served in them; lower is better."
 )
 
 

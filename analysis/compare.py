@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from analysis.bootstrap import METHOD, Replicates, interval_of, new_rng, resample
+from analysis.cost import COST_SCOPE, cell_series, cost_replicates, merged_cost
 from analysis.histogram import Intervals, value_at_percentiles
 from analysis.load import Cell, Run, load_run
 from results.format import COMPLETION, CREATE, label
@@ -28,7 +29,10 @@ METRICS: tuple[tuple[str, float | None], ...] = (
 )
 PERCENTILES = [p for _, p in METRICS if p is not None]
 MIN_TAIL_SAMPLES = 10
-LABELS = {"throughput_per_s": "throughput", "p50_us": "P50", "p90_us": "P90", "p99_us": "P99", "p999_us": "P99.9"}
+# The cost row: the system tiers' CPU ms per campaign served (analysis/cost.py); lower is better.
+COST_METRIC = "cpu_ms_per_campaign"
+LABELS = {"throughput_per_s": "throughput", "p50_us": "P50", "p90_us": "P90", "p99_us": "P99", "p999_us": "P99.9",
+          COST_METRIC: "CPU per campaign"}
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,26 @@ def compare_logs(a_logs: Sequence[Intervals], b_logs: Sequence[Intervals], group
     return rows
 
 
+def cost_row(a_cells: Sequence[Cell], b_cells: Sequence[Cell], group: str) -> DeltaRow | None:
+    """B's CPU per campaign (system tiers) against A's, with the block bootstrap of the latency rows over the cells'
+    seconds (sum of CPU over sum of campaigns of the seconds drawn); None unless both sides have cpu.csv."""
+    a, b = merged_cost(a_cells), merged_cost(b_cells)
+    if a is None or b is None or a.total_cpu_ms_per_campaign is None or b.total_cpu_ms_per_campaign is None:
+        return None
+    a_value, b_value = a.total_cpu_ms_per_campaign, b.total_cpu_ms_per_campaign
+    a_series, b_series = cell_series(a_cells), cell_series(b_cells)
+    low = high = float("nan")
+    if a_series is not None and b_series is not None:
+        rng = new_rng()  # its own stream: adding cost data leaves the latency rows' intervals as they were
+        low, high = interval_of(cost_replicates(b_series, rng) / cost_replicates(a_series, rng) - 1)
+    return DeltaRow(group=group, endpoint=COST_SCOPE, metric=COST_METRIC, a=a_value, b=b_value, n_a=a.campaigns,
+                    n_b=b.campaigns, delta_pct=round((b_value / a_value - 1) * 100, 2) if a_value else None,
+                    ci_low_pct=round(low * 100, 2) if math.isfinite(low) else None,
+                    ci_high_pct=round(high * 100, 2) if math.isfinite(high) else None,
+                    verdict=verdict(low, high, higher_is_better=False),
+                    note="" if math.isfinite(low) else "no per-second data")
+
+
 def _point(logs: Sequence[Intervals], merged: Intervals) -> dict[str, float]:
     seconds = sum(log.length_s.sum() for log in logs)
     values = value_at_percentiles(merged.merged(), PERCENTILES)
@@ -160,6 +184,7 @@ def compare_designs(run: Run | Path | str, *, baseline: str | None = None, candi
         if not found:
             missing.append(f"phase {phase}: no successful {label(CREATE)} recorded on one side")
         rows += found
+        rows += [row for row in [cost_row(a_cells, b_cells, phase)] if row is not None]
     if not phases:
         missing.append(f"no cells of kind {', '.join(kinds)} in this run")
     return Comparison(title=f"{candidate} vs {baseline} (run {run.id})", a_label=baseline, b_label=candidate,
@@ -182,6 +207,7 @@ def compare_runs(a: Run | Path | str, b: Run | Path | str) -> Comparison:
         b_cells = run_b.select(design=design, phase=phase)
         for endpoint in (CREATE, COMPLETION):
             rows += compare_cells(a_cells, b_cells, f"{design} {phase}", endpoint, rng)
+        rows += [row for row in [cost_row(a_cells, b_cells, f"{design} {phase}")] if row is not None]
     return Comparison(title=f"{run_b.id} vs {run_a.id}", a_label=run_a.id, b_label=run_b.id, rows=tuple(rows),
                       missing=tuple(missing))
 
@@ -199,6 +225,8 @@ def format_value(metric: str, value: float | None) -> str:
         return "-"
     if metric == "throughput_per_s":
         return f"{value:,.1f}/s"
+    if metric == COST_METRIC:
+        return f"{value:,.2f} ms CPU" if value < 100 else f"{value:,.0f} ms CPU"
     return f"{value / 1000:,.1f} ms" if value >= 1000 else f"{value:,.0f} µs"
 
 

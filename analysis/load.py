@@ -18,6 +18,8 @@ from results.format import (
     CELLS_DIR,
     COMPLETION,
     COMPLETION_FILE,
+    CPU_COLUMNS,
+    CPU_FILE,
     CREATE,
     ERROR_COLUMNS,
     ERRORS_FILE,
@@ -73,6 +75,18 @@ def read_queue_csv(path: Path) -> pd.DataFrame | None:
         raise ResultsFolderError(f"{path}: missing column(s) {', '.join(missing)}; schema {SCHEMA_VERSION} has "
                                  f"{', '.join(QUEUE_COLUMNS)}")
     return frame
+
+
+def read_cpu_csv(path: Path) -> pd.DataFrame | None:
+    """cpu.csv as a frame of cumulative CPU seconds (None when the cell has none: written before cost accounting)."""
+    if not path.is_file():
+        return None
+    frame = pd.read_csv(path)
+    missing = [c for c in CPU_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ResultsFolderError(f"{path}: missing column(s) {', '.join(missing)}; schema {SCHEMA_VERSION} has "
+                                 f"{', '.join(CPU_COLUMNS)}")
+    return frame.astype({column: float for column in CPU_COLUMNS})
 
 
 def read_errors_csv(path: Path) -> pd.DataFrame:
@@ -149,6 +163,11 @@ class Cell:
     def queue(self) -> pd.DataFrame | None:
         """queue.csv; None for a cell whose design does not queue its work."""
         return read_queue_csv(self.dir / QUEUE_FILE)
+
+    @cached_property
+    def cpu(self) -> pd.DataFrame | None:
+        """cpu.csv: CPU seconds per tier since the cell's start, one row a second; None for a cell without one."""
+        return read_cpu_csv(self.dir / CPU_FILE)
 
     @cached_property
     def errors(self) -> pd.DataFrame:

@@ -7,9 +7,11 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from analysis.compare import LABELS, format_delta, format_value
-from analysis.tables import capacity_rows, phase_rows, step_rows
+from analysis.cost import COST_SCOPE
+from analysis.tables import capacity_rows, cost_rows, phase_rows, step_rows
 
 if TYPE_CHECKING:
+    from analysis.plots import Plot
     from analysis.report import Report
 
 CSS = """
@@ -42,7 +44,7 @@ dd { margin: 0; }
 """
 
 
-TEXT_COLUMNS = {"phase", "design", "metric", "verdict", "endpoint", "backlog", "within SLO"}
+TEXT_COLUMNS = {"phase", "design", "metric", "verdict", "endpoint", "backlog", "within SLO", "machine check"}
 
 
 def table(rows: list[dict[str, str]], classes: list[dict[str, str]] | None = None) -> str:
@@ -80,13 +82,30 @@ def image(plot_png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(plot_png).decode("ascii")
 
 
+def figure(plot: Plot) -> str:
+    return (f"<figure><img src='{image(plot.png.read_bytes())}' alt='{escape(plot.title)}'>"
+            f"<figcaption><strong>{escape(plot.title)}.</strong> {escape(plot.caption)} "
+            f"(<a href='plots/{escape(plot.svg.name)}'>SVG</a>)</figcaption></figure>")
+
+
+def cost_section(report: Report) -> str:
+    """CPU per campaign per tier: the steady phases' table and stacked bars, the capacity steps folded away."""
+    steady, steps = cost_rows(report.costs), cost_rows(report.costs, kinds=("capacity",))
+    if not steady and not steps:
+        return ""
+    html = (f"<h2>Cost per campaign <span class='sub'>(CPU ms per campaign served; {escape(COST_SCOPE)} charged, "
+            "repetitions summed)</span></h2>")
+    html += table(steady) if steady else ""
+    html += "".join(figure(p) for p in report.cost_plots)
+    if steps:
+        html += "<details><summary class='sub'>every capacity step</summary>" + table(steps) + "</details>"
+    return html
+
+
 def to_html(report: Report) -> str:
     run = report.run
     notes = "".join(f"<div class='note'>{escape(n)}</div>" for n in report.notes)
-    figures = "".join(
-        f"<figure><img src='{image(p.png.read_bytes())}' alt='{escape(p.title)}'>"
-        f"<figcaption><strong>{escape(p.title)}.</strong> {escape(p.caption)} "
-        f"(<a href='plots/{escape(p.svg.name)}'>SVG</a>)</figcaption></figure>" for p in report.plots)
+    figures = "".join(figure(p) for p in report.plots)
     capacity_section = ""
     if report.capacity.designs:
         capacity_section = ("<h2>Capacity</h2>" + table(capacity_rows(report.capacity)) +
@@ -112,6 +131,7 @@ status {escape(str(run.manifest.get("status")))}</div>
 {delta_table(report)}
 <p class="method">{escape(report.comparison.method)}</p>
 {capacity_section}
+{cost_section(report)}
 <h2>Plots</h2>
 {figures or "<p class='sub'>No plottable data in this run.</p>"}
 <h2>Per design and phase <span class="sub">(repetitions merged; counts next to every percentile)</span></h2>

@@ -1,10 +1,12 @@
-"""The report's plots (matplotlib, PNG + SVG): percentile spectrum, latency, throughput and queue over time, capacity."""
+"""The report's plots (matplotlib, PNG + SVG): percentile spectrum, latency, throughput and queue over time, capacity,
+and the CPU each tier spends per campaign."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,13 +15,16 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
 from analysis.capacity import Capacity
+from analysis.cost import COST_SCOPE
 from analysis.histogram import HIGHEST_EQUIVALENT, Intervals
 from analysis.load import Cell, Run
-from results.format import CREATE
+from results.format import CREATE, SYSTEM_TIERS
 
 # A design's colour is its position in the run (Run.designs): the baseline blue, the candidate orange, then others.
 PALETTE = ("#1f77b4", "#e6550d", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
 OTHER_COLOR = "#555555"
+# A tier's colour in the cost bars, by its position in SYSTEM_TIERS: distinct from the designs' colours.
+TIER_PALETTE = ("#4e79a7", "#b07aa1", "#59a14f", "#9c755f")
 REP_STYLES = ["-", "--", ":", "-."]
 MAX_POINTS = 60  # time series are merged into windows so that a plot has at most this many points
 
@@ -256,3 +261,44 @@ def plots_for_run(run: Run, cap: Capacity, out_dir: Path) -> list[Plot]:
             "Each capacity step's P99 and P50; a design's capacity is the highest rate with P99 within the SLO and "
             "errors within budget (and, for a design with a queue, a backlog that does not grow).")
     return plots
+
+
+def cost_figure(bars: Sequence[tuple[str, Mapping[str, float], float | None]]) -> Figure:
+    """One bar per design (and steady phase): SYSTEM_TIERS' CPU ms per campaign stacked, campaigns per CPU-second
+    above it; bars: (label, CPU ms per campaign by tier, campaigns per CPU-second)."""
+    figure = _figure(3.8)
+    axes = figure.add_subplot()
+    x = np.arange(len(bars))
+    bottom = np.zeros(len(bars))
+    for number, tier in enumerate(SYSTEM_TIERS):
+        heights = np.array([float(per_tier.get(tier) or 0.0) for _, per_tier, _ in bars])
+        axes.bar(x, heights, 0.55, bottom=bottom, color=TIER_PALETTE[number % len(TIER_PALETTE)], label=tier)
+        bottom += heights
+    for position, total, (_, _, per_cpu_s) in zip(x, bottom, bars, strict=True):
+        text = f"{total:,.2f} ms" + (f"\n{per_cpu_s:,.1f} campaigns/CPU-s" if per_cpu_s is not None else "")
+        axes.annotate(text, (position, total), textcoords="offset points", xytext=(0, 3), ha="center",
+                      va="bottom", fontsize="small")
+    axes.set_xticks(x, [name for name, _, _ in bars])
+    axes.set_ylim(0, max(float(bottom.max()) if len(bottom) else 0.0, 1e-9) * 1.3)
+    axes.set_ylabel("CPU ms per campaign")
+    axes.set_title(f"CPU per campaign served ({COST_SCOPE}), steady phases, repetitions summed", loc="left")
+    axes.grid(True, axis="y", alpha=0.3)
+    handles, labels = axes.get_legend_handles_labels()
+    axes.legend(handles[::-1], labels[::-1], fontsize="small", loc="upper left")  # top to bottom, as stacked
+    return figure
+
+
+def cost_plots(costs: Sequence[Mapping[str, Any]], out_dir: Path) -> list[Plot]:
+    """The stacked cost bars of the steady phases (analysis/cost.py's phase_costs); none without cost data."""
+    steady = [r for r in costs if r["kind"] == "steady"]
+    if not steady:
+        return []
+    several = len({r["phase"] for r in steady}) > 1
+    bars = [(f"{r['design']}\n{r['phase']}" if several else str(r["design"]), r["cpu_ms_per_campaign"],
+             r["campaigns_per_cpu_s"]) for r in steady]
+    png, svg = save(cost_figure(bars), out_dir, "cost")
+    return [Plot("cost", "CPU per campaign", f"CPU milliseconds each serving tier ({COST_SCOPE}) spent per campaign "
+                 "it served, stacked, with campaigns per CPU-second above each bar. CPU and campaigns are summed over "
+                 "repetitions before dividing. Campaigns served are successful creates for a design without a queue "
+                 "and campaigns completed for one with a queue, whose CPU is counted through its drain; the load "
+                 "generator is the client's and not charged (see the table).", png, svg)]

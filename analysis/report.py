@@ -1,18 +1,22 @@
-"""The run report: headline, deltas, plots, how it was measured — as report.html, report.md and comparison.json."""
+"""The run report: headline, deltas, capacity, cost, plots, how it was measured — as report.html, report.md and
+comparison.json."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from analysis.bootstrap import METHOD
 from analysis.capacity import Capacity, capacity, equal_load_comparison, headline
 from analysis.compare import Comparison, comparison_markdown, write_comparison
+from analysis.cost import ACCOUNTING_TOLERANCE, COST_SCOPE, OTHERS_NOTICE_SHARE, phase_costs
 from analysis.load import Run, load_run
 from analysis.page import to_html
-from analysis.plots import Plot, plots_for_run
+from analysis.plots import Plot, cost_plots, plots_for_run
 from analysis.summary import (
     BACKLOG_GROWTH_FLOOR_PER_S,
     BACKLOG_GROWTH_FRACTION,
@@ -21,7 +25,7 @@ from analysis.summary import (
     phase_table,
     summarize_run,
 )
-from analysis.tables import capacity_rows, phase_rows, step_rows
+from analysis.tables import capacity_rows, cost_rows, phase_rows, step_rows
 from results.format import (
     COMPARISON_FILE,
     HIGHEST_US,
@@ -30,6 +34,7 @@ from results.format import (
     REPORT_HTML_FILE,
     REPORT_MD_FILE,
     SIGNIFICANT_DIGITS,
+    TIERS,
     CellSummary,
 )
 
@@ -44,6 +49,12 @@ RULES = (f"Capacity: the highest offered rate at which it and every lower rate k
          f"the second half of the load exceeds {BACKLOG_GROWTH_FRACTION:.0%} of the accepted rate (at least "
          f"{BACKLOG_GROWTH_FLOOR_PER_S:g} jobs/s) and {BACKLOG_SIGNIFICANCE_SE:g} standard errors. The load "
          f"generator is flagged as the bottleneck when its send lag P99 exceeds {DRIVER_LAG_P99_LIMIT_US / 1000:g} ms.")
+COSTING = (f"Each tier's CPU seconds through each cell, read from its own processes (cpu.csv, once a second; a design "
+           f"with a queue is counted through its drain). CPU per campaign charges the serving tiers ({COST_SCOPE}) "
+           "to the campaigns served to their outcome: successful creates for a design without a queue, campaigns "
+           "completed (not accepted) for one with a queue. Repetitions are summed before dividing, never ratios "
+           "averaged. The load generator's CPU is shown, not charged. Machine check: the machine's CPU against the "
+           f"tiers' plus every other process's, flagged GAP when they differ by more than {ACCOUNTING_TOLERANCE:.0%}.")
 
 
 @dataclass
@@ -57,6 +68,8 @@ class Report:
     plots: list[Plot]
     notes: list[str]
     facts: list[tuple[str, str]]
+    costs: list[dict[str, Any]] = field(default_factory=list)  # analysis/cost.py's phase_costs
+    cost_plots: list[Plot] = field(default_factory=list)
 
 
 def build(run: Run, plots_dir: Path) -> Report:
@@ -79,9 +92,58 @@ def build(run: Run, plots_dir: Path) -> Report:
     empty = [c.id for c in run.cells if not c.dir.is_dir()]
     if empty:
         notes.append(f"Cells in the manifest without files (never written): {', '.join(empty)}.")
+    notes += cost_notes(summaries)
+    costs = phase_costs(run)
     return Report(run=run, headline=headline(cap, comparison, run), comparison=comparison, capacity=cap,
                   phases=phase_table(run), summaries=summaries, plots=plots_for_run(run, cap, plots_dir), notes=notes,
-                  facts=facts(run))
+                  facts=facts(run), costs=costs, cost_plots=cost_plots(costs, plots_dir))
+
+
+def cost_notes(summaries: list[CellSummary]) -> list[str]:
+    """Say so when the CPU accounting does not add up, or when something beside the tiers loaded the machine."""
+    notes = []
+    gaps = [f"{s.cell} ({s.cost.unaccounted_share:+.0%})" for s in summaries
+            if s.cost is not None and s.cost.accounting_gap and s.cost.unaccounted_share is not None]
+    if gaps:
+        notes.append(f"CPU accounting: the machine's CPU and the tiers' plus other processes' differ by more than "
+                     f"{ACCOUNTING_TOLERANCE:.0%} (share of the machine's CPU unaccounted) in {', '.join(gaps)}: "
+                     "some work went uncounted or was counted twice; read those cells' per-tier costs with care.")
+    busy = [f"{s.cell} ({s.cost.others_share:.0%})" for s in summaries
+            if s.cost is not None and s.cost.others_share is not None and s.cost.others_share > OTHERS_NOTICE_SHARE]
+    if busy:
+        notes.append(f"Processes outside the tiers used more than {OTHERS_NOTICE_SHARE:.0%} of the machine's CPU in "
+                     f"{', '.join(busy)}: another load competed for the CPUs and may have slowed what was measured.")
+    without = [s.cell for s in summaries if s.cost is None]
+    if without and len(without) < len(summaries):
+        notes.append(f"No CPU accounting (cpu.csv) in {', '.join(without)}: those cells have no cost figures.")
+    return notes
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(", ", ": "), default=str)
+
+
+def placement_text(placement: Any) -> str:
+    """What each tier got, per block (manifest["placement"]): the CPUs its processes may use and its budget."""
+    if not isinstance(placement, dict) or not placement:
+        return "-"
+    parts = []
+    for block, tiers in placement.items():
+        if not isinstance(tiers, dict):
+            parts.append(f"{block}: {_compact(tiers)}")
+            continue
+        got = []
+        for tier in [t for t in TIERS if t in tiers] + [t for t in tiers if t not in TIERS]:
+            granted = tiers[tier]
+            if not isinstance(granted, dict):
+                got.append(f"{tier} {_compact(granted)}")
+                continue
+            cpus = granted.get("cpus_allowed")
+            budget = granted.get("cpu_budget")
+            got.append(f"{tier} CPUs {_compact(cpus) if cpus is not None else 'any'}"
+                       + (f", budget {budget:g} CPU" if isinstance(budget, int | float) else ""))
+        parts.append(f"{block}: " + "; ".join(got))
+    return " · ".join(parts)
 
 
 def facts(run: Run) -> list[tuple[str, str]]:
@@ -117,6 +179,10 @@ def facts(run: Run) -> list[tuple[str, str]]:
                     f"{machine.get('platform')}"),
         ("CPU pinning", f"load generator {cpus.get('load')}, system under test {cpus.get('system_under_test')}"
          if cpus else "-"),
+        ("Placement", placement_text(m.get("placement"))),
+        ("CPU accounting", ", ".join(f"{tier} by {how}" for tier, how in (m.get("cpu_accounting") or {}).items())
+         or "-"),
+        ("Cost", COSTING),
         ("Redis", f"{versions.get('redis_server', '?')}, " + ("embedded" if redis.get("embedded") else "external")
          + f", AOF {redis.get('aof', '?')}"),
         ("Versions", ", ".join(f"{k} {v}" for k, v in versions.items())),
@@ -146,12 +212,28 @@ def to_markdown(report: Report) -> str:
     if report.capacity.designs:
         parts += ["## Capacity", "", markdown_table(capacity_rows(report.capacity)), "",
                   markdown_table(step_rows(report.capacity)), ""]
+    parts += cost_markdown(report)
     parts += ["## Per design and phase (repetitions merged)", "", markdown_table(phase_rows(report.phases)), ""]
     if report.plots:
         parts += ["## Plots", ""] + [f"- [{p.title}]({PLOTS_DIR}/{p.png.name}) ([SVG]({PLOTS_DIR}/{p.svg.name})) — "
                                      f"{p.caption}" for p in report.plots] + [""]
     parts += ["## How it was measured", ""] + [f"- **{k}**: {v}" for k, v in report.facts] + [""]
     return "\n".join(parts)
+
+
+def cost_markdown(report: Report) -> list[str]:
+    """The cost section: the steady phases' table, the bar, and the capacity steps' table when there are any."""
+    steady, steps = cost_rows(report.costs), cost_rows(report.costs, kinds=("capacity",))
+    if not steady and not steps:
+        return []
+    parts = [f"## Cost per campaign (CPU ms per campaign served; {COST_SCOPE} charged)", ""]
+    if steady:
+        parts += [markdown_table(steady), ""]
+    parts += [f"[{p.title}]({PLOTS_DIR}/{p.png.name}) — {p.caption}" for p in report.cost_plots]
+    parts += [""] if report.cost_plots else []
+    if steps:
+        parts += ["Capacity steps:", "", markdown_table(steps), ""]
+    return parts
 
 
 def render(run_dir: Path | str, *, allow_incomplete: bool = False) -> Path:
@@ -165,6 +247,7 @@ def render(run_dir: Path | str, *, allow_incomplete: bool = False) -> Path:
                      "designs": {d: asdict(c) | {"capacity_per_s": c.capacity_per_s} for d, c in
                                  report.capacity.designs.items()}, "missing": list(report.capacity.missing)},
         "notes": report.notes,
+        "cost": report.costs,
     })
     (run.dir / REPORT_MD_FILE).write_text(to_markdown(report))
     html_path = run.dir / REPORT_HTML_FILE

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.cost import cell_cost
 from analysis.histogram import Intervals, stats
 from analysis.load import Cell, Run
 from results.format import (
@@ -68,6 +69,7 @@ def figures(cell: Cell) -> CellSummary:
         send_lag=lag,
         driver_bottleneck=driver_bottleneck(lag),
         queue=queue_summary(cell.queue, cell.log(COMPLETION), cell.duration_s, float(accepted_rate), cell.census()),
+        cost=cell_cost(cell),
     )
 
 
@@ -243,8 +245,9 @@ def _completed_of_accepted(queue: QueueFigures) -> str:
 
 def format_table(summaries: Sequence[CellSummary | Mapping[str, Any]]) -> str:
     """A compact plain-text table of cell summaries (records, or summary.json as read): POST /campaigns
-    P50/P99/throughput, and queue health."""
-    header = ("cell", "n", "err", "rate/s", "P50 ms", "P99 ms", "P99.9 ms", "compl. P99 ms", "completed", "backlog")
+    P50/P99/throughput, queue health, and the system tiers' CPU ms per campaign."""
+    header = ("cell", "n", "err", "rate/s", "P50 ms", "P99 ms", "P99.9 ms", "compl. P99 ms", "completed", "backlog",
+              "CPU ms/campaign")
     lines = [header]
     for summary in (s if isinstance(s, CellSummary) else CellSummary.from_dict(s) for s in summaries):
         create = summary.endpoint(CREATE)
@@ -257,9 +260,10 @@ def format_table(summaries: Sequence[CellSummary | Mapping[str, Any]]) -> str:
             completed = _completed_of_accepted(queue)
             backlog = {True: "ok", False: "GROWING", None: "?"}[queue.sustainable]
         flag = " (driver lagged)" if summary.driver_bottleneck else ""
+        cost = summary.cost.total_cpu_ms_per_campaign if summary.cost is not None else None
         lines.append(((summary.cell or "?") + flag, str(create.count), str(create.errors),
                       f"{create.throughput_per_s:.1f}", _ms(create.p50_us), _ms(create.p99_us), _ms(create.p999_us),
-                      _ms(completion), completed, backlog))
+                      _ms(completion), completed, backlog, "-" if cost is None else f"{cost:.2f}"))
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     text = []
     for number, row in enumerate(lines):

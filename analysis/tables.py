@@ -8,6 +8,8 @@ import pandas as pd
 
 from analysis.capacity import Capacity
 from analysis.compare import format_value
+from analysis.cost import SOURCE_LABELS
+from results.format import SYSTEM_TIERS, TIERS
 
 
 def capacity_rows(cap: Capacity) -> list[dict[str, str]]:
@@ -74,4 +76,37 @@ def phase_rows(phases: pd.DataFrame) -> list[dict[str, str]]:
                                                r.get("completion_failed"), r.get("completion_pending")),
             "backlog": {True: "flat", False: "GROWS"}.get(sustainable, "-") if isinstance(sustainable, bool) else "-",
         })
+    return rows
+
+
+def _cpu_ms(value: Any) -> str:
+    return "-" if not _known(value) else f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+
+
+def machine_check(cost: dict[str, Any]) -> str:
+    """'others 3%, 1% unaccounted' — and GAP when the machine's CPU and the tiers' + others' are > 10% apart."""
+    others, unaccounted = cost.get("others_share"), cost.get("unaccounted_share")
+    if not _known(others) or not _known(unaccounted):
+        return "-"
+    text = f"others {others:.0%}, {unaccounted:+.0%} unaccounted"
+    return f"GAP: {text}" if cost.get("accounting_gap") else text
+
+
+def cost_rows(costs: list[dict[str, Any]], kinds: tuple[str, ...] = ("steady",)) -> list[dict[str, str]]:
+    """CPU ms per campaign per tier (analysis/cost.py's phase_costs), for the phases of the given kinds."""
+    rows = []
+    for r in costs:
+        if r["kind"] not in kinds:
+            continue
+        per_campaign = r["cpu_ms_per_campaign"]
+        counted = " + ".join(SOURCE_LABELS.get(s, s) for s in dict.fromkeys(str(r["campaigns_source"]).split("+")))
+        row = {"phase": r["phase"] if r["kind"] == r["phase"] else f"{r['phase']} ({r['kind']})",
+               "design": r["design"], "reps": str(r["repetitions"]),
+               "campaigns": f"{r['campaigns']:,} {counted}"}
+        row |= {tier: _cpu_ms(per_campaign.get(tier)) for tier in SYSTEM_TIERS}
+        row["total"] = _cpu_ms(r["total_cpu_ms_per_campaign"])
+        row["campaigns / CPU-s"] = "-" if not _known(r["campaigns_per_cpu_s"]) else f"{r['campaigns_per_cpu_s']:,.1f}"
+        row |= {f"{tier} (not charged)": _cpu_ms(per_campaign.get(tier)) for tier in TIERS if tier not in SYSTEM_TIERS}
+        row["machine check"] = machine_check(r)
+        rows.append(row)
     return rows

@@ -32,8 +32,8 @@ __all__ = [
     "INCOMPLETE_MARKER", "LOGS_DIR", "LOG_SUFFIX", "LOWEST_US", "MANIFEST_FILE", "NON_ENDPOINT_LOGS", "PLOTS_DIR",
     "POLL", "QUEUE_COLUMNS", "QUEUE_FILE", "RAW_SUFFIX", "REPORT_HTML_FILE", "REPORT_MD_FILE", "SCHEMA_VERSION",
     "SEND_LAG", "SIGNIFICANT_DIGITS", "SUMMARY_FILE", "SUMMARY_PERCENTILES", "SYSTEM_TIERS", "TIERS", "CellFacts",
-    "CellSummary", "CompletionCensus", "EndpointFigures", "ExperimentFacts", "LatencyFigures", "QueueFigures",
-    "RunFacts", "Slo", "acks_file", "cell_id", "endpoint_key", "label", "log_file", "raw_log",
+    "CellSummary", "CompletionCensus", "CostFigures", "EndpointFigures", "ExperimentFacts", "LatencyFigures",
+    "QueueFigures", "RunFacts", "Slo", "acks_file", "cell_id", "endpoint_key", "label", "log_file", "raw_log",
 ]
 
 SCHEMA_VERSION = 1
@@ -225,6 +225,47 @@ class QueueFigures:
 
 
 @dataclass(frozen=True)
+class CostFigures:
+    """What serving a cell's campaigns cost in CPU, from its cpu.csv (analysis/cost.py computes it).
+
+    `campaigns`: those the cell served to their outcome, never mere acceptances — for a design without queue data
+    its successful creates (`campaigns_source` "create"), for one with queue data the campaigns completed
+    ("census": completion.json's `completed`; "completion_log": completion.hlog's count, for a cell without a
+    census). `cpu_s` per tier (TIERS) over the whole of cpu.csv (a queued design's drain included);
+    `cpu_ms_per_campaign` per tier (the load generator's shown, never charged), `total_cpu_ms_per_campaign` and
+    `campaigns_per_cpu_s` over SYSTEM_TIERS (None without campaigns, resp. without CPU). The machine check:
+    `unaccounted_share` = (machine − tiers − others) / machine, `accounting_gap` when it exceeds analysis'
+    tolerance (10%) either way; `others_share` = others / machine, CPU spent beside the tiers (the harness,
+    anything else running).
+    """
+
+    campaigns: int = 0
+    campaigns_source: str = ""  # "create" | "census" | "completion_log"
+    wall_s: float = 0.0  # the last row's t_s: how long the CPU was counted
+    samples: int = 0  # rows of cpu.csv
+    cpu_s: Mapping[str, float] = field(default_factory=dict)  # by tier, TIERS order
+    system_cpu_s: float = 0.0  # sum over SYSTEM_TIERS
+    cpu_ms_per_campaign: Mapping[str, float | None] = field(default_factory=dict)  # by tier
+    total_cpu_ms_per_campaign: float | None = None  # SYSTEM_TIERS
+    campaigns_per_cpu_s: float | None = None  # SYSTEM_TIERS
+    machine_cpu_s: float = 0.0
+    others_cpu_s: float = 0.0
+    others_share: float | None = None
+    unaccounted_share: float | None = None
+    accounting_gap: bool = False
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CostFigures:
+        return _from(cls, data, cpu_s=dict(data.get("cpu_s") or {}),
+                     cpu_ms_per_campaign=dict(data.get("cpu_ms_per_campaign") or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["cpu_s"], out["cpu_ms_per_campaign"] = dict(self.cpu_s), dict(self.cpu_ms_per_campaign)
+        return out
+
+
+@dataclass(frozen=True)
 class CellSummary:
     """summary.json: one cell's figures, computed from the files beside it (analysis/summary.py)."""
 
@@ -241,6 +282,7 @@ class CellSummary:
     send_lag: LatencyFigures | None = None  # None in the closed model: requests have no intended send time
     driver_bottleneck: bool = False
     queue: QueueFigures | None = None  # None for a design that does not queue its work
+    cost: CostFigures | None = None  # None for a cell without a cpu.csv (written before cost accounting)
 
     def endpoint(self, key: str) -> EndpointFigures:
         """The figures of `key` (e.g. CREATE); an endpoint the cell recorded nothing for reads as no requests."""
@@ -248,17 +290,19 @@ class CellSummary:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CellSummary:
-        lag, queue = data.get("send_lag"), data.get("queue")
+        lag, queue, cost = data.get("send_lag"), data.get("queue"), data.get("cost")
         return _from(cls, data,
                      endpoints={k: EndpointFigures.from_dict(v) for k, v in (data.get("endpoints") or {}).items()},
                      send_lag=LatencyFigures.from_dict(lag) if lag is not None else None,
-                     queue=QueueFigures.from_dict(queue) if queue is not None else None)
+                     queue=QueueFigures.from_dict(queue) if queue is not None else None,
+                     cost=CostFigures.from_dict(cost) if cost is not None else None)
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["endpoints"] = {k: v.to_dict() for k, v in self.endpoints.items()}
         out["send_lag"] = self.send_lag.to_dict() if self.send_lag is not None else None
         out["queue"] = self.queue.to_dict() if self.queue is not None else None
+        out["cost"] = self.cost.to_dict() if self.cost is not None else None
         return out
 
 

@@ -16,6 +16,8 @@ from offpath.designs import DESIGNS
 from results.format import (
     CELLS_DIR,
     COMPLETION,
+    CPU_COLUMNS,
+    CPU_FILE,
     CREATE,
     ERROR_COLUMNS,
     ERRORS_FILE,
@@ -26,6 +28,7 @@ from results.format import (
     SCHEMA_VERSION,
     SEND_LAG,
     SUMMARY_FILE,
+    TIERS,
     cell_id,
     log_file,
     raw_log,
@@ -62,6 +65,24 @@ class Queue:
 
 
 @dataclass
+class Cpu:
+    """What each tier spends, in CPU seconds per second of the cell (cpu.csv), every second alike unless `noise`
+    (the relative standard deviation of each second's figure) is given; `unseen_per_s` is machine time no process
+    accounts for."""
+
+    web_per_s: float = 0.4
+    redis_per_s: float = 0.1
+    workers_per_s: float = 0.0
+    load_per_s: float = 0.2
+    others_per_s: float = 0.02
+    unseen_per_s: float = 0.0
+    noise: float = 0.0
+
+    def per_s(self, tier: str) -> float:
+        return float(getattr(self, f"{tier}_per_s"))
+
+
+@dataclass
 class CellSpec:
     design: str
     phase: str
@@ -74,6 +95,7 @@ class CellSpec:
     send_lag: Latency | None = field(default_factory=lambda: Latency(300, 0.6))
     errors_per_s: dict[int, int] = field(default_factory=dict)
     queue: Queue | None = None
+    cpu: Cpu | None = None  # None: no cpu.csv, as written before cost accounting
     written: bool = True  # False: in the manifest, but its folder never got written (a crashed cell)
 
     @property
@@ -117,8 +139,31 @@ def write_cell(cell_dir: Path, spec: CellSpec, start_s: float, rng: np.random.Ge
                 writer.writerow([second + 1, "POST /campaigns", status, count])
     if spec.queue is not None:
         truth.update(_write_queue(cell_dir, spec, start_s, rng))
+    if spec.cpu is not None:  # drawn last, so a spec without it draws everything else as before
+        truth.update(_write_cpu(cell_dir, spec, rng))
     (cell_dir / SUMMARY_FILE).write_text("{}\n")
     return truth
+
+
+def _write_cpu(cell_dir: Path, spec: CellSpec, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """cpu.csv: cumulative CPU seconds per tier from 0 at the cell's start, one row a second, through the drain of a
+    cell with a queue; returns each column's per-second CPU as drawn (`cpu.<column>`)."""
+    cpu = spec.cpu
+    assert cpu is not None
+    seconds = spec.duration_s + (spec.queue.drain_s if spec.queue is not None else 0)
+    drawn = {}
+    for tier in (*TIERS, "others", "unseen"):
+        per_s = cpu.per_s(tier) * (1 + cpu.noise * rng.standard_normal(seconds)) if cpu.noise else \
+            np.full(seconds, cpu.per_s(tier))
+        drawn[tier] = np.clip(per_s, 0, None)
+    drawn["machine"] = sum(drawn[tier] for tier in (*TIERS, "others", "unseen"))
+    cumulative = {column: np.concatenate(([0.0], np.cumsum(drawn[column]))) for column in CPU_COLUMNS[1:]}
+    with open(cell_dir / CPU_FILE, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CPU_COLUMNS)
+        for second in range(seconds + 1):
+            writer.writerow([f"{second:.3f}", *(repr(float(cumulative[c][second])) for c in CPU_COLUMNS[1:])])
+    return {f"cpu.{column}": drawn[column] for column in CPU_COLUMNS[1:]}
 
 
 def _write_queue(cell_dir: Path, spec: CellSpec, start_s: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
