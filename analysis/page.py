@@ -102,6 +102,13 @@ def cost_section(report: Report) -> str:
     return html
 
 
+def claim_section(report: Report) -> str:
+    if report.claim is None:
+        return ""
+    source, rows = report.claim
+    return f"<h2>Against {escape(source)}</h2>" + table([r.as_dict() for r in rows])
+
+
 def to_html(report: Report) -> str:
     run = report.run
     notes = "".join(f"<div class='note'>{escape(n)}</div>" for n in report.notes)
@@ -127,6 +134,7 @@ def to_html(report: Report) -> str:
 status {escape(str(run.manifest.get("status")))}</div>
 <p class="headline">{escape(report.headline)}</p>
 {notes}
+{claim_section(report)}
 <h2>{escape(report.comparison.title)}</h2>
 {delta_table(report)}
 <p class="method">{escape(report.comparison.method)}</p>

@@ -12,6 +12,7 @@ import pandas as pd
 
 from analysis.bootstrap import METHOD
 from analysis.capacity import Capacity, capacity, equal_load_comparison, headline
+from analysis.claim import ClaimRow, claim_rows
 from analysis.compare import Comparison, comparison_markdown, write_comparison
 from analysis.cost import ACCOUNTING_TOLERANCE, COST_SCOPE, OTHERS_NOTICE_SHARE, phase_costs
 from analysis.load import Run, load_run
@@ -70,6 +71,7 @@ class Report:
     facts: list[tuple[str, str]]
     costs: list[dict[str, Any]] = field(default_factory=list)  # analysis/cost.py's phase_costs
     cost_plots: list[Plot] = field(default_factory=list)
+    claim: tuple[str, list[ClaimRow]] | None = None  # the experiment's [claim] beside this run's figures
 
 
 def build(run: Run, plots_dir: Path) -> Report:
@@ -96,7 +98,8 @@ def build(run: Run, plots_dir: Path) -> Report:
     costs = phase_costs(run)
     return Report(run=run, headline=headline(cap, comparison, run), comparison=comparison, capacity=cap,
                   phases=phase_table(run), summaries=summaries, plots=plots_for_run(run, cap, plots_dir), notes=notes,
-                  facts=facts(run), costs=costs, cost_plots=cost_plots(costs, plots_dir))
+                  facts=facts(run), costs=costs, cost_plots=cost_plots(costs, plots_dir),
+                  claim=claim_rows(run, cap, comparison))
 
 
 def cost_notes(summaries: list[CellSummary]) -> list[str]:
@@ -207,6 +210,9 @@ def to_markdown(report: Report) -> str:
     """report.md: small enough for a CI job summary (plots are linked, not embedded)."""
     parts = [f"# offpath — run {report.run.id}", "", f"**{report.headline}**", ""]
     parts += [f"> {note}" for note in report.notes] + ([""] if report.notes else [])
+    if report.claim is not None:
+        source, rows = report.claim
+        parts += [f"## Against {source}", "", markdown_table([r.as_dict() for r in rows]), ""]
     parts += [f"## {report.comparison.title}", "", comparison_markdown(report.comparison), "",
               f"<sub>{report.comparison.method}</sub>", ""]
     if report.capacity.designs:

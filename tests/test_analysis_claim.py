@@ -49,3 +49,14 @@ def test_a_claim_outside_the_interval_does_not_agree(tmp_path):
 def test_no_claim_no_rows(tmp_path):
     run_dir, _ = write_run(tmp_path, reference_specs(repetitions=1, duration_s=10))
     assert _rows(run_dir) is None
+
+
+def test_the_report_sets_the_claim_beside_the_run(tmp_path):
+    from analysis.report import render
+
+    run_dir, _ = write_run(tmp_path, reference_specs(repetitions=1, duration_s=10))
+    _with_claim(run_dir, 40.0, -25.0)
+    html = render(run_dir).read_text()
+    markdown = (run_dir / "report.md").read_text()
+    assert "## Against a team elsewhere" in markdown and "| throughput at the SLO | +40% | +33%" in markdown
+    assert "Against a team elsewhere" in html and "P99 at equal load" in html
