@@ -44,20 +44,19 @@ def test_post_returns_202_with_location_and_workers_complete_it(queued):
     assert campaign["follow_ups_scheduled"] == 4
 
 
-def test_state_and_both_jobs_are_written_together(launch, profiles):
-    # No workers: look at exactly what one admission wrote.
+def test_state_and_the_generation_job_are_written_together(launch, profiles):
+    # No workers: look at exactly what one admission wrote. The automation job does not exist yet: generation
+    # enqueues it with its own outcome (tests/test_chaining.py).
     idle = launch("queued", profiles["quick"])
     with idle.client() as client:
         campaign_id = client.post("/campaigns", json=valid_body()).json()["id"]
     connection = idle.redis()
     queue = Queue("campaigns", connection=connection, serializer=JSONSerializer)
     generation = Job.fetch(f"{campaign_id}-generation", connection=connection, serializer=JSONSerializer)
-    automation = Job.fetch(f"{campaign_id}-automation", connection=connection, serializer=JSONSerializer)
     assert queue.job_ids == [generation.id]
     assert generation.get_status() == JobStatus.QUEUED
-    assert automation.get_status() == JobStatus.DEFERRED
-    assert automation.dependency_ids == [generation.id]
-    assert automation.id in queue.deferred_job_registry.get_job_ids()
+    assert not connection.exists(f"rq:job:{campaign_id}-automation")
+    assert queue.deferred_job_registry.get_job_ids() == []
     assert generation.args == [campaign_id] and generation.retries_left == 2
     assert connection.hget(f"offpath:campaign:{campaign_id}", "status") == b"accepted"
     payload = zlib.decompress(connection.hget(f"rq:job:{generation.id}", "data"))  # RQ compresses job data

@@ -1,10 +1,27 @@
-"""Composes RQ's own writes for a campaign's two jobs onto the caller's transaction.
+"""Composes RQ's own writes for a campaign's jobs onto the caller's transaction: the generation job onto the
+admission's, the automation job onto the transaction in which generation records its outcome.
 
-The queued service admits a campaign in one MULTI/EXEC: its state plus both jobs. RQ builds the
-jobs (ids, JSON payloads, registries, the dependency of automation on generation) and buffers its
-writes on the pipeline we hand it; nothing here talks to Redis. Handing RQ the service's asyncio
-pipeline works because, inside MULTI, a pipeline only buffers commands: RQ's calls return at once
-and the single `await pipe.execute()` in the store ships them with the state write.
+RQ builds the jobs (ids, JSON payloads, registries) with `Queue.prepare_data` / `enqueue_many` and buffers its writes
+on the pipeline we hand it; nothing here talks to Redis. Handing RQ an asyncio pipeline works because, inside MULTI,
+a pipeline only buffers commands: RQ's calls return at once and the single `await pipe.execute()` in the store ships
+them with the campaign's own writes.
+
+Why generation enqueues automation itself instead of RQ's dependencies (`depends_on`): RQ 3 enqueues a dependent in
+two steps. The worker that finished the dependency moves it to the queue's ready registry (rq/worker/base.py:1506-1538,
+`Queue.move_dependents_to_ready`, rq/queue.py:1510), then `ReadyJobRegistry.enqueue_jobs` moves it onto the queue under
+a WATCH of the whole registry key (rq/registry.py:594-618). Any other worker adding or removing any ready job between
+that WATCH and its EXEC aborts it, and the loser *skips* the job (rq/registry.py:617-619: "skipping for now") until
+registry maintenance runs `ReadyJobRegistry.cleanup` (rq/registry.py:535-538), every maintenance interval. With 12
+workers under the `none` profile that left a share of campaigns waiting 0-5 s, and up to 9 s when arrivals come a few at
+a time (issue #17). Enqueueing automation in the transaction that records generation's outcome has no such race and
+keeps every guarantee the dependency gave:
+- automation never runs before generation succeeded: its job does not exist until generation's outcome is recorded,
+  and it is created in that same MULTI/EXEC, so it exists exactly when the outcome does;
+- a failed generation never creates it: the campaign is marked `failed` by the last attempt (jobs.py) and no
+  automation job, deferred or otherwise, is left behind;
+- a generation delivered again (a worker crash after the EXEC, before RQ recorded the job's success) finds its outcome
+  recorded and returns before doing anything (CampaignStore.begin with `done`), so it cannot chain a second automation;
+  the automation job's id is deterministic besides, so even a second enqueue would rewrite the one job, not add one.
 """
 
 from __future__ import annotations
@@ -12,7 +29,7 @@ from __future__ import annotations
 from redis import Redis as SyncRedis
 from redis.asyncio.client import Pipeline
 from rq import Queue, Retry
-from rq.job import JobStatus
+from rq.queue import EnqueueData
 from rq.serializers import JSONSerializer
 
 from services.campaign.settings import Settings
@@ -20,8 +37,13 @@ from services.campaign.settings import Settings
 GENERATE = "services.queued.jobs.generate"
 AUTOMATE = "services.queued.jobs.automate"
 
+# A job running longer than this is killed (RQ's death penalty) and counts as a failed attempt. With a SimpleWorker it
+# also bounds how long RQ takes to notice a worker that died mid-job: the job's started-registry entry expires
+# min(timeout, job_monitoring_interval) + 60 s after it started (rq/worker/base.py:1112-1126).
 JOB_TIMEOUT_S = 60
+# Finished jobs stay in RQ's finished registry this long: the queue probe counts completions from it (offpath/probe.py).
 RESULT_TTL_S = 3600
+# Failed jobs, with their tracebacks, stay in RQ's failed registry for a week: the visible record of a failure.
 FAILURE_TTL_S = 7 * 24 * 3600
 
 
@@ -39,44 +61,38 @@ def campaign_queue(settings: Settings, connection: SyncRedis | None = None) -> Q
 
 
 class JobPlanner:
+    """Buffers a campaign's jobs onto a transaction the caller opened and will execute."""
+
     def __init__(self, queue: Queue, settings: Settings, redis_version: tuple[int, int, int]):
-        # RQ would otherwise ask the server for its version on first enqueue, over the sync
-        # connection, inside our request; we read it once at startup with the async client.
+        # RQ would otherwise ask the server for its version on first enqueue, over the queue's sync connection, in
+        # the middle of our async transaction (rq/queue.py:243-251); callers read it once with their async client.
         queue.redis_server_version = redis_version
         self.queue = queue
         self.retry = Retry(max=settings.retries, interval=settings.retry_backoff_s) if settings.retries else None
 
     def buffer(self, pipe: Pipeline, campaign_id: str) -> None:
-        generation = self.queue.create_job(
-            GENERATE,
-            args=[campaign_id],
-            job_id=generation_job_id(campaign_id),
-            retry=self.retry,
-            timeout=JOB_TIMEOUT_S,
-            result_ttl=RESULT_TTL_S,
-            failure_ttl=FAILURE_TTL_S,
-            description=f"generate campaign {campaign_id}",
-        )
-        self.queue.enqueue_job(generation, pipeline=pipe)  # type: ignore[arg-type]
+        """Admission: the generation job, queued."""
+        self._enqueue(pipe, GENERATE, campaign_id, generation_job_id(campaign_id), "generate")
 
-        # The automation job waits, deferred, until generation finishes; RQ's worker enqueues it
-        # then. These are the writes Queue.setup_dependencies makes, minus its WATCH/read of the
-        # dependency, which we know is unfinished: it is being created in this same transaction.
-        automation = self.queue.create_job(
-            AUTOMATE,
+    def buffer_automation(self, pipe: Pipeline, campaign_id: str) -> None:
+        """Generation's outcome: the automation job, queued (see the module docstring for why not `depends_on`)."""
+        self._enqueue(pipe, AUTOMATE, campaign_id, automation_job_id(campaign_id), "automate")
+
+    def _enqueue(self, pipe: Pipeline, func: str, campaign_id: str, job_id: str, verb: str) -> None:
+        job = self._data(func, campaign_id, job_id, f"{verb} campaign {campaign_id}")
+        self.queue.enqueue_many([job], pipeline=pipe)  # type: ignore[arg-type]
+
+    def _data(self, func: str, campaign_id: str, job_id: str, description: str) -> EnqueueData:
+        return Queue.prepare_data(
+            func,
             args=[campaign_id],
-            job_id=automation_job_id(campaign_id),
-            depends_on=generation.id,
-            status=JobStatus.DEFERRED,
+            job_id=job_id,
             retry=self.retry,
             timeout=JOB_TIMEOUT_S,
             result_ttl=RESULT_TTL_S,
             failure_ttl=FAILURE_TTL_S,
-            description=f"automate campaign {campaign_id}",
+            description=description,
         )
-        automation.set_status(JobStatus.DEFERRED, pipeline=pipe)  # type: ignore[arg-type]
-        automation.register_dependency(pipeline=pipe)  # type: ignore[arg-type]
-        automation.save(pipeline=pipe)  # type: ignore[arg-type]
 
 
 def parse_redis_version(text: str) -> tuple[int, int, int]:

@@ -1,6 +1,7 @@
 """The RQ job functions: one attempt of a step each, with the state transitions around it. RQ retries
 them; the last failed attempt marks the campaign `failed` (and RQ keeps the job in its failed registry).
-They run with the context of the worker performing them (WorkerContext, installed by OffpathWorker)."""
+Generation, once it succeeded, enqueues automation itself, in the transaction that records its outcome (enqueue.py
+says why). They run with the context of the worker performing them (WorkerContext, installed by OffpathWorker)."""
 
 from __future__ import annotations
 
@@ -14,45 +15,41 @@ from contextvars import ContextVar
 from rq import get_current_job
 
 from services.campaign.api import redis_client
-from services.campaign.profile import Profile
-from services.campaign.schema import Campaign, Status
+from services.campaign.schema import Status
 from services.campaign.settings import Settings
-from services.campaign.store import CampaignStore, IllegalTransition, UnknownCampaign
+from services.campaign.store import CampaignStore, IllegalTransition
 from services.campaign.work import generate_campaign_content, trigger_follow_up_automation
+from services.queued.enqueue import JobPlanner, campaign_queue, parse_redis_version
 
 log = logging.getLogger("offpath.jobs")
 
-Step = Callable[[CampaignStore, str, Profile], Awaitable[None]]
+Step = Callable[["WorkerContext", str], Awaitable[None]]
 
 
-async def _load(store: CampaignStore, campaign_id: str) -> Campaign:
-    campaign = await store.get(campaign_id)
-    if campaign is None:
-        raise UnknownCampaign(campaign_id)
-    return campaign
+# Each step records its side effect atomically with its outcome (one MULTI), and begins by checking that record in
+# the same round trip as its status transition (CampaignStore.begin): a job delivered again after a worker crash does
+# not repeat a finished step. A step costs two round trips: begin, then the outcome.
 
 
-# Each step records its side effect atomically with its outcome (one MULTI), and checks that record
-# before doing the work: a job delivered again after a worker crash does not repeat a finished step.
-
-
-async def generation_attempt(store: CampaignStore, campaign_id: str, profile: Profile) -> None:
-    campaign = await _load(store, campaign_id)
-    if campaign.content_digest is not None:
-        log.info("campaign %s: content already generated; not generating again", campaign_id)
+async def generation_attempt(ctx: WorkerContext, campaign_id: str) -> None:
+    start = await ctx.store.begin(campaign_id, Status.generating, done="content_digest",
+                                  first_only={"started_at": time.time()})
+    if start is None:
+        log.info("campaign %s: content already generated (and automation enqueued with it); not again", campaign_id)
         return
-    await store.transition(campaign_id, Status.generating, first_only={"started_at": time.time()})
-    content = await generate_campaign_content(campaign_id, campaign.request, profile, attempt=campaign.attempts + 1)
-    await store.record_outcome(campaign_id, "content", {"content_digest": content.digest})
+    content = await generate_campaign_content(campaign_id, start.request, ctx.profile, attempt=start.attempt)
+    planner = await ctx.planner()
+    await ctx.store.record_outcome(campaign_id, "content", {"content_digest": content.digest},
+                                   also=planner.buffer_automation)
 
 
-async def automation_attempt(store: CampaignStore, campaign_id: str, profile: Profile) -> None:
-    campaign = await _load(store, campaign_id)
-    await store.transition(campaign_id, Status.automating)
-    automation = await trigger_follow_up_automation(
-        campaign_id, campaign.request, profile, attempt=campaign.attempts + 1
-    )
-    await store.finish(
+async def automation_attempt(ctx: WorkerContext, campaign_id: str) -> None:
+    start = await ctx.store.begin(campaign_id, Status.automating, done="follow_ups_scheduled")
+    if start is None:
+        log.info("campaign %s: follow-ups already scheduled; not again", campaign_id)
+        return
+    automation = await trigger_follow_up_automation(campaign_id, start.request, ctx.profile, attempt=start.attempt)
+    await ctx.store.finish(
         campaign_id,
         Status.completed,
         {"completed_at": time.time(), "follow_ups_scheduled": automation.follow_ups_scheduled},
@@ -77,12 +74,24 @@ class WorkerContext:
         self.runner = asyncio.Runner()
         # No connection yet: redis-py connects on the first command, inside the runner's loop.
         self.store = CampaignStore(redis_client(settings), settings.idempotency_ttl_s)
+        self._planner: JobPlanner | None = None
+
+    async def planner(self) -> JobPlanner:
+        """What generation chains automation with; built on first use, when the Redis version can be read without
+        a connection of its own (the process's first generation job pays that one INFO)."""
+        if self._planner is None:
+            info = await self.store.redis.info("server")
+            self._planner = JobPlanner(campaign_queue(self.settings), self.settings,
+                                       parse_redis_version(info["redis_version"]))
+        return self._planner
 
     def close(self) -> None:
         try:
             self.runner.run(self.store.redis.aclose())  # each disconnect bounded by redis_timeout_s
         finally:
             self.runner.close()
+            if self._planner is not None:
+                self._planner.queue.connection.close()  # never connected: the planner only buffers on pipelines
 
 
 # RQ calls a job's function by its dotted path with only the arguments it was enqueued with: `Job.func`
@@ -122,15 +131,14 @@ def _is_last_attempt() -> bool:
 
 
 async def _attempt(step: Step, campaign_id: str, ctx: WorkerContext, last: bool) -> None:
-    store = ctx.store
     try:
-        await step(store, campaign_id, ctx.profile)
+        await step(ctx, campaign_id)
     except IllegalTransition:
         # Already completed or failed (e.g. a duplicate delivery after a worker crash): nothing to do.
         log.warning("campaign %s is past this step; skipping", campaign_id)
     except Exception as error:
         if last:
-            await mark_failed(store, campaign_id, error)
+            await mark_failed(ctx.store, campaign_id, error)
         raise
 
 

@@ -153,12 +153,12 @@ def _work(settings: Settings, context: WorkerContext, stopping: threading.Event,
           log_level: str) -> int:
     connection = Redis.from_url(settings.redis_url)
     queue = campaign_queue(settings, connection)
-    # RQ's registry maintenance is what recovers (a) the job of a crashed worker, once its
-    # started-registry entry expires (job monitoring interval + 60 s), and (b) dependents that RQ 3
-    # moved to its ready registry but skipped enqueueing after losing a WATCH race with another
-    # worker (measured: 5 of 60 automation jobs with 4 workers). Maintenance runs only between jobs
-    # or when the blocking dequeue times out (worker_ttl - 15 s); with RQ's defaults (10 min, 405 s)
-    # such campaigns sat for minutes. Here: maintenance every 5 s, dequeue timeout 5 s.
+    # RQ's registry maintenance is what recovers the job of a crashed worker, once its started-registry
+    # entry expires (job monitoring interval + 60 s), and moves due retries from the scheduled registry
+    # (with_scheduler). Maintenance runs only between jobs or when the blocking dequeue times out
+    # (worker_ttl - 15 s); with RQ's defaults (10 min, 405 s) such campaigns sat for minutes. Here:
+    # maintenance every 5 s, dequeue timeout 5 s. (No campaign waits for maintenance on the way from
+    # generation to automation any more: generation enqueues automation itself, see enqueue.py.)
     worker = OffpathWorker(
         [queue], connection=connection, serializer=JSONSerializer, name=name,
         job_monitoring_interval=5, maintenance_interval=5, worker_ttl=20,
