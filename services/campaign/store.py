@@ -1,4 +1,7 @@
-"""The campaign state store in Redis: admission (with idempotency), explicit status transitions, reads."""
+"""The campaign state store in Redis: admission (with idempotency), explicit status transitions, reads.
+
+What a status transition is (the allowed moves, the compare-and-set script and its arguments) is declared here once;
+the queued design's workers make the same transitions over redis-py's sync client (services/campaign/steps.py)."""
 
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
 
 # Compare-and-set on the status field, so two workers (or a worker and a late retry) can never
 # move a campaign backwards or out of a final state. Returns the previous status, or an error.
-_TRANSITION_LUA = """
+TRANSITION_LUA = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return redis.error_reply('unknown campaign') end
 local allowed = false
@@ -53,28 +56,6 @@ return current
 """
 
 
-# The start of a step, in one round trip: the transition above (same checks, same writes), unless `done` (ARGV[1]),
-# a field the step writes with its outcome, is set already: then nothing changes and the script returns false, so a
-# step delivered again after its outcome was recorded neither runs nor counts another attempt. Otherwise it returns
-# what the step works on: the request and the attempt number this is.
-_BEGIN_LUA = """
-local current = redis.call('HGET', KEYS[1], 'status')
-if not current then return redis.error_reply('unknown campaign') end
-if ARGV[1] ~= '' and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return false end
-local allowed = false
-for i = 4, 3 + tonumber(ARGV[3]) do
-  if ARGV[i] == current then allowed = true end
-end
-if not allowed then return redis.error_reply('illegal transition from ' .. current .. ' to ' .. ARGV[2]) end
-redis.call('HSET', KEYS[1], 'status', ARGV[2])
-for i = 4 + tonumber(ARGV[3]), #ARGV, 2 do
-  redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
-end
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-return {redis.call('HGET', KEYS[1], 'request'), attempts}
-"""
-
-
 class IdempotencyConflict(Exception):
     """The Idempotency-Key was used before with a different body."""
 
@@ -85,14 +66,6 @@ class UnknownCampaign(KeyError):
 
 class IllegalTransition(RuntimeError):
     pass
-
-
-@dataclass(frozen=True)
-class StepStart:
-    """What a step works on, read as it began: the campaign's request and the number of this attempt (1-based)."""
-
-    request: CampaignRequest
-    attempt: int
 
 
 @dataclass(frozen=True)
@@ -122,12 +95,11 @@ class CampaignStore:
     def __init__(self, redis: Redis, idempotency_ttl_s: int = 24 * 3600):
         self.redis = redis
         self.idempotency_ttl_s = idempotency_ttl_s
-        self._transition = redis.register_script(_TRANSITION_LUA)
-        self._begin = redis.register_script(_BEGIN_LUA)
+        self._transition = redis.register_script(TRANSITION_LUA)
 
     async def prepare(self) -> None:
         """Load the Lua scripts once, so pipelines can call them by SHA."""
-        await self.redis.script_load(_TRANSITION_LUA)
+        await self.redis.script_load(TRANSITION_LUA)
 
     async def admit(
         self,
@@ -202,42 +174,13 @@ class CampaignStore:
     ) -> Status:
         """Move a campaign to `to` if its current status allows it, setting `fields` alongside and
         `first_only` fields only where not set yet (started_at survives retries)."""
-        allowed_from = [s.value for s, targets in TRANSITIONS.items() if to in targets]
-        flat: list[str] = []
-        for name, value in (fields or {}).items():
-            flat += [name, _encode(value)]
-        for name, value in (first_only or {}).items():
-            flat += ["?" + name, _encode(value)]
         try:
             previous = await self._transition(
-                keys=[campaign_key(campaign_id)],
-                args=[to.value, len(allowed_from), *allowed_from, *flat],
+                keys=[campaign_key(campaign_id)], args=transition_args(to, fields, first_only)
             )
         except ResponseError as exc:
-            _raise_transition_error(campaign_id, exc)
+            raise_transition_error(campaign_id, exc)
         return Status(previous.decode() if isinstance(previous, bytes) else previous)
-
-    async def begin(
-        self, campaign_id: str, to: Status, done: str = "", first_only: dict[str, Any] | None = None
-    ) -> StepStart | None:
-        """Start an attempt of a step: move the campaign to `to` (a working status) as transition() does, counting the
-        attempt and setting `first_only` fields where not set yet, and return what the step works on; or None, with
-        nothing changed, when the field `done` is set: the step's outcome was recorded by an earlier delivery. One
-        round trip (a Lua script; redis-py reloads it if Redis lost its script cache)."""
-        allowed_from = [s.value for s, targets in TRANSITIONS.items() if to in targets]
-        flat: list[str] = []
-        for name, value in (first_only or {}).items():
-            flat += [name, _encode(value)]
-        try:
-            started = await self._begin(
-                keys=[campaign_key(campaign_id)], args=[done, to.value, len(allowed_from), *allowed_from, *flat]
-            )
-        except ResponseError as exc:
-            _raise_transition_error(campaign_id, exc)
-        if started is None:
-            return None
-        request, attempt = started
-        return StepStart(CampaignRequest.model_validate_json(request), int(attempt))
 
     async def finish(
         self,
@@ -247,11 +190,7 @@ class CampaignStore:
         executions: dict[str, int] | None = None,
     ) -> None:
         """Write a campaign's final status and its side-effect counts in one round trip."""
-        allowed_from = [s.value for s, targets in TRANSITIONS.items() if to in targets]
-        flat: list[str] = []
-        for name, value in fields.items():
-            flat += [name, _encode(value)]
-        args = [to.value, len(allowed_from), *allowed_from, *flat]
+        args = transition_args(to, fields)
         async with self.redis.pipeline(transaction=True) as pipe:
             # EVALSHA, not the Script object: inside a pipeline redis-py would first ask SCRIPT EXISTS,
             # an extra round trip per campaign. prepare() loaded the script at startup.
@@ -263,25 +202,7 @@ class CampaignStore:
             # Redis lost its script cache (a restart): the counts above were applied, the status was not.
             await self._transition(keys=[campaign_key(campaign_id)], args=args)
         elif isinstance(results[0], Exception):
-            _raise_transition_error(campaign_id, results[0])
-
-    async def record_outcome(
-        self,
-        campaign_id: str,
-        effect: str,
-        fields: dict[str, Any],
-        also: Callable[[Pipeline, str], None] | None = None,
-    ) -> None:
-        """Count one execution of a side effect and store what it produced, plus whatever `also` buffers on the same
-        transaction (the queued design's next job), atomically, without a status change: the record, the outcome
-        and what follows from them exist together or not at all."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.multi()  # explicit, so RQ (buffering onto this pipeline) sees a transaction already open
-            pipe.hincrby(executions_key(campaign_id), effect, 1)
-            pipe.hset(campaign_key(campaign_id), mapping={k: _encode(v) for k, v in fields.items()})
-            if also is not None:
-                also(pipe, campaign_id)
-            await pipe.execute()
+            raise_transition_error(campaign_id, results[0])
 
     async def get(self, campaign_id: str) -> Campaign | None:
         raw = await self.redis.hgetall(campaign_key(campaign_id))
@@ -294,7 +215,21 @@ class CampaignStore:
         return bool(await self.redis.ping())
 
 
-def _raise_transition_error(campaign_id: str, exc: Exception) -> None:
+def transition_args(
+    to: Status, fields: dict[str, Any] | None = None, first_only: dict[str, Any] | None = None
+) -> list[str | int]:
+    """TRANSITION_LUA's arguments: the target, the statuses it may come from, then the fields to set (a `?` before a
+    name: only where not set yet)."""
+    allowed_from = [s.value for s, targets in TRANSITIONS.items() if to in targets]
+    flat: list[str] = []
+    for name, value in (fields or {}).items():
+        flat += [name, encode(value)]
+    for name, value in (first_only or {}).items():
+        flat += ["?" + name, encode(value)]
+    return [to.value, len(allowed_from), *allowed_from, *flat]
+
+
+def raise_transition_error(campaign_id: str, exc: Exception) -> None:
     message = str(exc)
     if "unknown campaign" in message:
         raise UnknownCampaign(campaign_id) from exc
@@ -303,7 +238,7 @@ def _raise_transition_error(campaign_id: str, exc: Exception) -> None:
     raise exc
 
 
-def _encode(value: Any) -> str:
+def encode(value: Any) -> str:
     return value if isinstance(value, str) else repr(value)
 
 

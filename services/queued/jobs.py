@@ -8,48 +8,53 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rq import get_current_job
 
-from services.campaign.api import redis_client
 from services.campaign.schema import Status
 from services.campaign.settings import Settings
-from services.campaign.store import CampaignStore, IllegalTransition
+from services.campaign.steps import StepStore
+from services.campaign.store import IllegalTransition
 from services.campaign.work import generate_campaign_content, trigger_follow_up_automation
-from services.queued.enqueue import JobPlanner, campaign_queue, parse_redis_version
+from services.queued.enqueue import JobPlanner, campaign_queue
 
 log = logging.getLogger("offpath.jobs")
 
-Step = Callable[["WorkerContext", str], Awaitable[None]]
+Step = Callable[["WorkerContext", str], None]
 
 
 # Each step records its side effect atomically with its outcome (one MULTI), and begins by checking that record in
-# the same round trip as its status transition (CampaignStore.begin): a job delivered again after a worker crash does
-# not repeat a finished step. A step costs two round trips: begin, then the outcome.
+# the same round trip as its status transition (StepStore.begin): a job delivered again after a worker crash does not
+# repeat a finished step. A step costs two round trips, begin and outcome, and one turn of the event loop for the
+# work between them.
 
 
-async def generation_attempt(ctx: WorkerContext, campaign_id: str) -> None:
-    start = await ctx.store.begin(campaign_id, Status.generating, done="content_digest",
-                                  first_only={"started_at": time.time()})
+def generation_attempt(ctx: WorkerContext, campaign_id: str) -> None:
+    start = ctx.steps.begin(campaign_id, Status.generating, done="content_digest",
+                            first_only={"started_at": time.time()})
     if start is None:
         log.info("campaign %s: content already generated (and automation enqueued with it); not again", campaign_id)
         return
-    content = await generate_campaign_content(campaign_id, start.request, ctx.profile, attempt=start.attempt)
-    planner = await ctx.planner()
-    await ctx.store.record_outcome(campaign_id, "content", {"content_digest": content.digest},
-                                   also=planner.buffer_automation)
+    content = ctx.runner.run(generate_campaign_content(campaign_id, start.request, ctx.profile, attempt=start.attempt))
+    ctx.steps.record_outcome(campaign_id, "content", {"content_digest": content.digest},
+                             also=ctx.planner.buffer_automation)
 
 
-async def automation_attempt(ctx: WorkerContext, campaign_id: str) -> None:
-    start = await ctx.store.begin(campaign_id, Status.automating, done="follow_ups_scheduled")
+def automation_attempt(ctx: WorkerContext, campaign_id: str) -> None:
+    start = ctx.steps.begin(campaign_id, Status.automating, done="follow_ups_scheduled")
     if start is None:
         log.info("campaign %s: follow-ups already scheduled; not again", campaign_id)
         return
-    automation = await trigger_follow_up_automation(campaign_id, start.request, ctx.profile, attempt=start.attempt)
-    await ctx.store.finish(
+    automation = ctx.runner.run(
+        trigger_follow_up_automation(campaign_id, start.request, ctx.profile, attempt=start.attempt)
+    )
+    ctx.steps.finish(
         campaign_id,
         Status.completed,
         {"completed_at": time.time(), "follow_ups_scheduled": automation.follow_ups_scheduled},
@@ -57,41 +62,37 @@ async def automation_attempt(ctx: WorkerContext, campaign_id: str) -> None:
     )
 
 
-async def mark_failed(store: CampaignStore, campaign_id: str, error: BaseException) -> None:
-    await store.transition(
-        campaign_id, Status.failed, fields={"failed_at": time.time(), "last_error": f"{type(error).__name__}: {error}"}
+def worker_redis(settings: Settings) -> Redis:
+    # As the services' client (services/campaign/api.py redis_client): bounded timeouts and no client-side retries, so
+    # a job whose Redis is gone fails within about redis_timeout_s, and RQ retries it, instead of hanging.
+    return Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+        retry=Retry(NoBackoff(), 0),
     )
 
 
 class WorkerContext:
-    """What every job of one worker process shares, owned by the worker: its settings and profile, one event
-    loop, and one Redis pool and store (a loop and a pool per job would add a connection handshake to each).
-    The worker entry point builds it at start and closes it at exit; nothing here reads the environment."""
+    """What every job of one worker process shares, owned by the worker: its settings and profile, one event loop
+    for the slow work, one Redis connection for the steps' writes, and what chains automation to generation (a loop or
+    a connection per job would add their setup, a handshake, to each). The worker entry point builds it at start and
+    closes it at exit; nothing here reads the environment, and nothing connects before the first job."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.profile = settings.profile()
         self.runner = asyncio.Runner()
-        # No connection yet: redis-py connects on the first command, inside the runner's loop.
-        self.store = CampaignStore(redis_client(settings), settings.idempotency_ttl_s)
-        self._planner: JobPlanner | None = None
-
-    async def planner(self) -> JobPlanner:
-        """What generation chains automation with; built on first use, when the Redis version can be read without
-        a connection of its own (the process's first generation job pays that one INFO)."""
-        if self._planner is None:
-            info = await self.store.redis.info("server")
-            self._planner = JobPlanner(campaign_queue(self.settings), self.settings,
-                                       parse_redis_version(info["redis_version"]))
-        return self._planner
+        self.redis = worker_redis(settings)
+        self.steps = StepStore(self.redis)
+        # A sync pipeline: RQ reads the server's version over this connection on the first chain, once per process.
+        self.planner = JobPlanner(campaign_queue(settings, self.redis), settings)
 
     def close(self) -> None:
         try:
-            self.runner.run(self.store.redis.aclose())  # each disconnect bounded by redis_timeout_s
+            self.redis.close()
         finally:
             self.runner.close()
-            if self._planner is not None:
-                self._planner.queue.connection.close()  # never connected: the planner only buffers on pipelines
 
 
 # RQ calls a job's function by its dotted path with only the arguments it was enqueued with: `Job.func`
@@ -120,7 +121,7 @@ def current_context() -> WorkerContext:
     if context is None:
         raise RuntimeError(
             "no worker context: the campaign jobs run inside an offpath RQ worker (python -m services.queued.worker), "
-            "which gives each job its settings, event loop and Redis pool; run that worker, not `rq worker`"
+            "which gives each job its settings, event loop and Redis connection; run that worker, not `rq worker`"
         )
     return context
 
@@ -130,26 +131,22 @@ def _is_last_attempt() -> bool:
     return job is None or not job.retries_left
 
 
-async def _attempt(step: Step, campaign_id: str, ctx: WorkerContext, last: bool) -> None:
+def _attempt(step: Step, campaign_id: str) -> None:
+    ctx = current_context()
     try:
-        await step(ctx, campaign_id)
+        step(ctx, campaign_id)
     except IllegalTransition:
         # Already completed or failed (e.g. a duplicate delivery after a worker crash): nothing to do.
         log.warning("campaign %s is past this step; skipping", campaign_id)
     except Exception as error:
-        if last:
-            await mark_failed(ctx.store, campaign_id, error)
+        if _is_last_attempt():
+            ctx.steps.fail(campaign_id, error)
         raise
 
 
-def _run(step: Step, campaign_id: str) -> None:
-    ctx = current_context()
-    ctx.runner.run(_attempt(step, campaign_id, ctx, _is_last_attempt()))
-
-
 def generate(campaign_id: str) -> None:
-    _run(generation_attempt, campaign_id)
+    _attempt(generation_attempt, campaign_id)
 
 
 def automate(campaign_id: str) -> None:
-    _run(automation_attempt, campaign_id)
+    _attempt(automation_attempt, campaign_id)

@@ -4,7 +4,7 @@ A SimpleWorker runs jobs in its own process instead of forking a work horse per 
 short and mostly wait on providers, and a fork per job costs more than the work (measured in the
 foundation issue's note). Isolation comes from running several worker processes instead.
 
-The process owns what its jobs share (a WorkerContext: settings, profile, event loop, Redis pool), built
+The process owns what its jobs share (a WorkerContext: settings, profile, event loop, Redis connection), built
 once at start from the settings main() reads and closed at exit; each OffpathWorker hands it to the jobs
 it performs.
 """
