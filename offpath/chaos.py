@@ -16,12 +16,13 @@ from offpath.designs import design
 from offpath.experiment import EXPERIMENTS_DIR, ExperimentError, Phase
 from offpath.faults import FAULT_KINDS, FaultLog, kill_worker_mid_job, restart_redis, slow_redis
 from offpath.manifest import write_json_atomic
+from offpath.placement import Placements, Placer
 from offpath.probe import QueueProbe
 from offpath.redis_server import RedisServer, start_redis
 from offpath.runner import locust_argv
-from offpath.session import CpuSplit, RunSession
+from offpath.session import RunSession
 from offpath.supervisor import Supervisor, start_service, start_workers
-from results.format import ACKS_GLOB, CELLS_DIR, CHAOS_FILE, CHAOS_TABLE_FILE, cell_id
+from results.format import ACKS_GLOB, CELLS_DIR, CHAOS_FILE, CHAOS_TABLE_FILE, LOGS_DIR, cell_id
 from services.campaign.settings import Settings
 
 
@@ -90,29 +91,30 @@ def read_acknowledged(cell_dir: Path) -> list[str]:
     return ids
 
 
-def run_fault(chaos: Chaos, fault: Fault, run_dir: Path, cpus: CpuSplit) -> dict[str, Any]:
-    load_cpus, sut_cpus = cpus.load, cpus.system_under_test
+def run_fault(chaos: Chaos, fault: Fault, run_dir: Path, placer: Placer) -> dict[str, Any]:
     serving = design(fault.design)
     cell_dir = run_dir / CELLS_DIR / cell_id(fault.design, fault.name, 1)
     cell_dir.mkdir(parents=True)
     profile = fault.profile or chaos.profile
     server = start_redis(aof=fault.aof)
+    if server.process is not None:
+        placer.add("redis", server.process.pid)
     log = FaultLog()
     errors: list[str] = []
     try:
-        with Supervisor(log_dir=cell_dir / "logs") as supervisor:
-            _, url = start_service(supervisor, fault.design, server.url, profile, cpus=sut_cpus)
-            workers = start_workers(supervisor, chaos.workers, server.url, profile, cpus=sut_cpus) \
+        with Supervisor(log_dir=cell_dir / LOGS_DIR, placer=placer) as supervisor:
+            _, url = start_service(supervisor, fault.design, server.url, profile)
+            workers = start_workers(supervisor, chaos.workers, server.url, profile) \
                 if serving.has_workers else []
             phase = Phase(name=fault.name, kind="steady", rate_per_s=chaos.rate_per_s, duration_s=chaos.duration_s)
             argv = locust_argv(url, cell_dir, phase, 1, 1.0 if serving.polls_for_outcome else 0, 1)
             with QueueProbe(server.url, Settings.from_env().queue_name, cell_dir) as probe:
                 t0 = time.time()
-                locust = supervisor.start(f"locust-{fault.name}", argv, role="load", cpus=load_cpus, expect_exit=True)
+                locust = supervisor.start(f"locust-{fault.name}", argv, role="load", expect_exit=True)
                 # Faults run on this (main) thread: children get PR_SET_PDEATHSIG, which fires when the
                 # *thread* that started them exits, so a Redis or worker restarted from a short-lived
                 # thread would be killed again the moment that thread ended.
-                action = _fault_action(fault, supervisor, workers, server, profile, sut_cpus, log, t0)
+                action = _fault_action(fault, supervisor, workers, server, profile, log, t0)
                 if action is not None:
                     time.sleep(max(0.0, t0 + fault.at_s - time.time()))
                     try:
@@ -141,11 +143,11 @@ def run_fault(chaos: Chaos, fault: Fault, run_dir: Path, cpus: CpuSplit) -> dict
 
 
 def _fault_action(fault: Fault, supervisor: Supervisor, workers: list, server: RedisServer, profile: str,
-                  sut_cpus: list[int], log: FaultLog, t0: float) -> Callable[[], None] | None:
+                  log: FaultLog, t0: float) -> Callable[[], None] | None:
     if fault.kind == "kill-worker":
         return lambda: kill_worker_mid_job(
             supervisor, workers, server.url, log, t0,
-            replace=lambda: start_workers(supervisor, 1, server.url, profile, cpus=sut_cpus)[0])
+            replace=lambda: start_workers(supervisor, 1, server.url, profile)[0])
     if fault.kind == "restart-redis":
         return lambda: restart_redis(server, fault.down_s, log, t0)
     if fault.kind == "slow-redis":
@@ -158,15 +160,21 @@ def run_chaos(chaos: Chaos, out_root: Path, only: list[str] | None = None, say=p
     results: list[dict[str, Any]] = []
 
     def measure() -> None:
+        placements = Placements.shared()
         # Each fault starts its own redis-server (it crashes and restarts it): no one version for the run.
         session.start_manifest("per fault: bundled or PATH redis-server", {
             "kind": "chaos", "experiment": {**asdict(chaos), "faults": [asdict(f) for f in chaos.faults]},
+            "cpus": placements.split(),
         })
+        with Placer(placements, session.id) as placer:
+            run_faults(placer)
+
+    def run_faults(placer: Placer) -> None:
         for fault in chaos.faults:
             if only and fault.name not in only:
                 continue
             say(f"fault {fault.name}: {fault.kind} under {chaos.rate_per_s:g}/s for {chaos.duration_s:g} s")
-            row = run_fault(chaos, fault, session.run_dir, session.cpus)
+            row = run_fault(chaos, fault, session.run_dir, placer)
             results.append(row)
             write_json_atomic(session.run_dir / CHAOS_FILE, results)
             say(f"  acknowledged {row['acknowledged']}, completed {row['completed']}, failed {row['failed']}, "

@@ -96,6 +96,11 @@ class Placements:
     def as_dict(self) -> dict[str, dict[str, Any]]:
         return {t: p.as_dict() for t, p in self.by_tier.items()}
 
+    def split(self) -> dict[str, list[int]]:
+        """The CPUs of the load generator and of everything measured (the manifest's "cpus")."""
+        measured = sorted({c for t in SYSTEM_TIERS for c in self.by_tier[t].cpus})
+        return {"load": list(self.by_tier["load"].cpus), "system_under_test": measured}
+
 
 def _parse_tier(tier: str, value: object, where: str, available: list[int]) -> Placement:
     if value == "shared":

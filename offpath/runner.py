@@ -17,6 +17,7 @@ from typing import Any
 
 import redis as redis_py
 
+from analysis.capacity import StepFigures, broken_limits
 from analysis.summary import cell_summary, format_table
 from offpath.cost import CpuLog, CpuMeter
 from offpath.designs import design
@@ -60,15 +61,17 @@ def plan(experiment: Experiment) -> list[Block]:
 
 
 def locust_argv(
-    url: str, cell_dir: Path, phase: Phase, payload_seed: int, poll_interval_s: float, processes: int
+    url: str, cell_dir: Path, phase: Phase, payload_seed: int, poll_interval_s: float, processes: int,
+    poll: str = "interval",
 ) -> list[str]:
+    """Locust's command line for one cell; `poll` is how the client of a 202 learns the outcome (POLL_MODES)."""
     argv = [
         python(), "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", url,
         "-t", f"{phase.duration_s:g}s", "--stop-timeout", "10",
         "--hdr-dir", str(cell_dir), "--csv", str(cell_dir / "locust"), "--csv-full-history",
         "--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0",
         "--payload-seed", str(payload_seed),
-        "--poll-interval", f"{poll_interval_s:g}",
+        "--poll-interval", f"{poll_interval_s:g}", "--poll", poll,
     ]
     if phase.rate_per_s is not None:
         # -r as high as -u: Locust would otherwise send a spawn message every second, each freezing workers.
@@ -122,6 +125,7 @@ class Runner:
                             "generation": vars(profile.generation), "automation": vars(profile.automation)},
                 "seeds": {"profile": profile.seed, "payload": self.experiment.payload_seed},
                 "redis": {"embedded": redis.embedded, "aof": self.experiment.layout.redis_aof},
+                "cpus": layout.placement.split(),
                 "cpu_accounting": self._meter.methods(),
             })
             self.say(f"run {self.run_dir.name}: {self._cells_total} cells, experiment "
@@ -162,12 +166,18 @@ class Runner:
             phase = Phase(name=f"capacity-{rate:06.1f}".replace(".", "_"), kind="capacity", rate_per_s=rate,
                           duration_s=search.step_duration_s)
             summary = self._run_cell(supervisor, block, phase, url, redis_url, kind="capacity")
-            create = summary.endpoint(CREATE)
-            error_rate = create.errors / max(create.count + create.errors, 1)
-            p99_ms = (create.p99_us or 0) / 1000
-            if p99_ms > slo.p99_ms or error_rate > slo.error_rate or create.count == 0:
-                self.say(f"  {block.design} breaks the SLO at {rate:g}/s (P99 {p99_ms:.0f} ms, errors "
-                         f"{error_rate:.1%}); capacity search for {block.design} ends")
+            step = StepFigures.of_summary(summary)
+            # The rule analysis judges capacity by: a step of a design with queue data must keep its acknowledgement,
+            # a flat backlog and its completion P99 within the completion SLO.
+            broken = broken_limits(step, slo)
+            if broken:
+                completion = "" if not step.queued else (
+                    f", completion P99 {(step.completion_p99_us or 0) / 1000:.0f} ms"
+                    + (f", {step.pending} of {step.accepted} not final" if step.pending else "")
+                    + (", backlog growing" if step.sustainable is False else ""))
+                self.say(f"  {block.design} breaks the SLO at {rate:g}/s ({', '.join(broken)}: P99 "
+                         f"{(step.p99_us or 0) / 1000:.0f} ms, errors {step.error_rate:.1%}{completion}); capacity "
+                         f"search for {block.design} ends")
                 return
             if summary.queue is not None and (summary.queue.depth_end or 0) > BACKLOG_LIMIT:
                 self.say(f"  {block.design}: backlog over {BACKLOG_LIMIT} jobs; capacity search ends")
@@ -202,7 +212,8 @@ class Runner:
                     if serving.has_workers else None
                 layout = self.experiment.layout
                 argv = locust_argv(url, cell_dir, phase, self.experiment.payload_seed,
-                                   layout.poll_interval_s if serving.polls_for_outcome else 0, layout.locust_processes)
+                                   layout.poll_interval_s if serving.polls_for_outcome else 0, layout.locust_processes,
+                                   layout.poll)
                 locust = supervisor.start(f"locust-{cell_id}", argv, role="load", expect_exit=True)
                 locust.log_path = supervisor.log_dir / f"locust-{cell_id}.log" if supervisor.log_dir else None
                 self._watch(supervisor, locust, phase.duration_s)

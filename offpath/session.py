@@ -1,6 +1,6 @@
 """A run session: what every command that measures shares — the run id and folder, the manifest with
-the machine's facts, the CPU split between the load generator and the system under test, stop signals,
-and the incomplete marker. `bench`, `gate` (through the runner) and `chaos` run in one; `up` shares its
+the machine's facts, stop signals, and the incomplete marker (where each tier runs is
+offpath/placement.py). `bench`, `gate` (through the runner) and `chaos` run in one; `up` shares its
 signal handling.
 """
 
@@ -11,15 +11,13 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from offpath.errors import HarnessError, OffpathError
 from offpath.manifest import Manifest, git_facts, machine, now_iso, versions
-from offpath.process import available_cpus
 
-__all__ = ["CpuSplit", "Interrupted", "RunSession", "new_run_id", "stop_signals"]
+__all__ = ["Interrupted", "RunSession", "new_run_id", "stop_signals"]
 
 
 class Interrupted(HarnessError):
@@ -41,23 +39,6 @@ def stop_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-@dataclass(frozen=True)
-class CpuSplit:
-    """Load generator on the last CPU, everything measured (services, workers, Redis) on the rest, so the
-    driver never competes with what it measures; one CPU: no pinning at all (empty lists)."""
-
-    load: list[int] = field(default_factory=list)
-    system_under_test: list[int] = field(default_factory=list)
-
-    @classmethod
-    def of_this_machine(cls) -> CpuSplit:
-        cpus = available_cpus()
-        return cls(load=cpus[-1:], system_under_test=cpus[:-1]) if len(cpus) > 1 else cls()
-
-    def as_dict(self) -> dict[str, list[int]]:
-        return {"load": self.load, "system_under_test": self.system_under_test}
-
-
 def new_run_id(name: str) -> str:
     """`YYYYmmdd-HHMMSS-<name>-<6 hex>` (results/README.md): sortable by time, unique across parallel runs."""
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-{secrets.token_hex(3)}"
@@ -70,7 +51,6 @@ class RunSession:
     def __init__(self, out_root: Path, name: str, say: Callable[[str], None] = print):
         self.run_dir = Path(out_root) / new_run_id(name)
         self.run_dir.mkdir(parents=True)
-        self.cpus = CpuSplit.of_this_machine()
         self.say = say
         self._manifest: Manifest | None = None
 
@@ -88,7 +68,7 @@ class RunSession:
         """The manifest with the facts every run records, plus the caller's (experiment, profile, ...)."""
         self._manifest = Manifest(self.run_dir, {
             "run_id": self.id, "started_at": now_iso(), "finished_at": None, "git": git_facts(),
-            "versions": versions(redis_version), "machine": machine(), "cpus": self.cpus.as_dict(), **facts,
+            "versions": versions(redis_version), "machine": machine(), **facts,
         })
         return self._manifest
 
