@@ -48,6 +48,9 @@ AUTOMATE = "services.queued.jobs.automate"
 # min(timeout, job_monitoring_interval) + 60 s after it started (rq/worker/base.py:1112-1126).
 JOB_TIMEOUT_S = 60
 # Finished jobs stay in RQ's finished registry this long: the queue probe counts completions from it (offpath/probe.py).
+# Not 0, RQ's "keep no result": RQ 3 then deletes each finished job and its keys at once (rq/job.py:1595-1596) instead
+# of letting them expire, which costs more, not less (benchmarks/drain_cost.py: +12 Redis commands per campaign, more
+# CPU on both sides), and leaves the finished registry empty (rq/worker/base.py:1522-1532).
 RESULT_TTL_S = 3600
 # Failed jobs, with their tracebacks, stay in RQ's failed registry for a week: the visible record of a failure.
 FAILURE_TTL_S = 7 * 24 * 3600
