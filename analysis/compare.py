@@ -7,7 +7,7 @@ import io
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from analysis.bootstrap import METHOD, Replicates, interval_of, new_rng, resampl
 from analysis.cost import COST_SCOPE, cell_series, cost_replicates, merged_cost
 from analysis.histogram import Intervals, value_at_percentiles
 from analysis.load import Cell, Run, load_run
-from results.format import COMPLETION, CREATE, label
+from results.format import COMPLETION, CREATE, OUTCOME, label
 
 # (metric, percentile or None for throughput); latency: lower is better, throughput: higher is better.
 METRICS: tuple[tuple[str, float | None], ...] = (
@@ -49,6 +49,9 @@ class DeltaRow:
     ci_high_pct: float | None
     verdict: str  # "better" | "worse" | "~"
     note: str = ""
+    # Rows of endpoint OUTCOME set different logs side by side: which log A's figure comes from, and B's.
+    a_endpoint: str = ""
+    b_endpoint: str = ""
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,32 @@ def compare_logs(a_logs: Sequence[Intervals], b_logs: Sequence[Intervals], group
     return rows
 
 
+def outcome_log(cells: Sequence[Cell]) -> str:
+    """The log of what a campaign's owner waits for on this side: the completion, when the cells have queue data
+    (the POST only acknowledged the campaign); otherwise the POST's own answer, which is the outcome."""
+    return COMPLETION if any(c.queue is not None for c in cells) else CREATE
+
+
+def outcome_rows(a_cells: Sequence[Cell], b_cells: Sequence[Cell], group: str) -> list[DeltaRow]:
+    """Latency of the outcome, side against side (endpoint OUTCOME): e.g. a queueing design's completion against the
+    answer of one that does not queue, with the same bootstrap as every latency row. None when neither side has
+    queue data (the rows would repeat POST /campaigns'); no throughput row (completions are binned by when they
+    happen, through the drain after the load: their rate is not comparable with the POSTs')."""
+    a_log, b_log = outcome_log(a_cells), outcome_log(b_cells)
+    if a_log == CREATE and b_log == CREATE:
+        return []
+    rng = new_rng()  # its own stream: adding these rows leaves the other rows' intervals as they were
+    rows = compare_logs([c.log(a_log) for c in a_cells], [c.log(b_log) for c in b_cells], group, OUTCOME, rng)
+    return [replace(r, a_endpoint=a_log, b_endpoint=b_log) for r in rows if r.metric != "throughput_per_s"]
+
+
+def row_label(row: DeltaRow) -> str:
+    """How tables name a row's endpoint: 'POST /campaigns', or 'outcome: POST /campaigns vs completion'."""
+    if row.a_endpoint or row.b_endpoint:
+        return f"{label(row.endpoint)}: {label(row.a_endpoint)} vs {label(row.b_endpoint)}"
+    return label(row.endpoint)
+
+
 def cost_row(a_cells: Sequence[Cell], b_cells: Sequence[Cell], group: str) -> DeltaRow | None:
     """B's CPU per campaign (system tiers) against A's, with the block bootstrap of the latency rows over the cells'
     seconds (sum of CPU over sum of campaigns of the seconds drawn); None unless both sides have cpu.csv."""
@@ -184,6 +213,7 @@ def compare_designs(run: Run | Path | str, *, baseline: str | None = None, candi
         if not found:
             missing.append(f"phase {phase}: no successful {label(CREATE)} recorded on one side")
         rows += found
+        rows += outcome_rows(a_cells, b_cells, phase)
         rows += [row for row in [cost_row(a_cells, b_cells, phase)] if row is not None]
     if not phases:
         missing.append(f"no cells of kind {', '.join(kinds)} in this run")
@@ -248,7 +278,7 @@ def format_comparison(comparison: Comparison, *, width: int = 120, color: bool =
     for row in comparison.rows:
         delta, ci = format_delta(row)
         verdict_text = row.verdict + (f" ({row.note})" if row.note else "")
-        table.add_row(row.group, label(row.endpoint), LABELS[row.metric], format_value(row.metric, row.a),
+        table.add_row(row.group, row_label(row), LABELS[row.metric], format_value(row.metric, row.a),
                       format_value(row.metric, row.b), delta, ci, verdict_text, f"{row.n_a:,} / {row.n_b:,}",
                       style=styles.get(row.verdict))
     buffer = io.StringIO()
@@ -279,7 +309,7 @@ def comparison_markdown(comparison: Comparison) -> str:
         delta, ci = format_delta(row)
         mark = {"better": "**better**", "worse": "**worse**"}.get(row.verdict, "~")
         note = f" ({row.note})" if row.note else ""
-        lines.append(f"| {row.group} | {label(row.endpoint)} | {LABELS[row.metric]} | "
+        lines.append(f"| {row.group} | {row_label(row)} | {LABELS[row.metric]} | "
                      f"{format_value(row.metric, row.a)} | {format_value(row.metric, row.b)} | {delta} | {ci} | "
                      f"{mark}{note} | {row.n_a:,} / {row.n_b:,} |")
     return "\n".join(lines) if comparison.rows else "_Nothing to compare._"

@@ -229,8 +229,9 @@ class Run:
 
     @property
     def slo(self) -> dict[str, float]:
+        """The SLO as the manifest declares it (a manifest older than the completion SLO has no completion_p99_ms)."""
         slo = self.facts.experiment.slo
-        return slo.to_dict() if slo is not None else {}
+        return {k: v for k, v in slo.to_dict().items() if v is not None} if slo is not None else {}
 
     def select(self, *, kind: str | None = None, design: str | None = None, phase: str | None = None) -> list[Cell]:
         return [c for c in self.cells if (kind is None or c.kind == kind) and (design is None or c.design == design)

@@ -6,7 +6,7 @@ import base64
 from html import escape
 from typing import TYPE_CHECKING
 
-from analysis.compare import LABELS, format_delta, format_value
+from analysis.compare import LABELS, format_delta, format_value, row_label
 from analysis.cost import COST_SCOPE
 from analysis.tables import capacity_rows, cost_rows, phase_rows, step_rows
 
@@ -44,7 +44,7 @@ dd { margin: 0; }
 """
 
 
-TEXT_COLUMNS = {"phase", "design", "metric", "verdict", "endpoint", "backlog", "within SLO", "machine check"}
+TEXT_COLUMNS = {"phase", "design", "metric", "verdict", "endpoint", "backlog", "within SLO", "machine check", "bound by"}
 
 
 def table(rows: list[dict[str, str]], classes: list[dict[str, str]] | None = None) -> str:
@@ -66,7 +66,7 @@ def delta_table(report: Report) -> str:
     rows, classes = [], []
     for row in comparison.rows:
         delta, ci = format_delta(row)
-        rows.append({"phase": row.group, "metric": LABELS[row.metric],
+        rows.append({"phase": row.group, "endpoint": row_label(row), "metric": LABELS[row.metric],
                      comparison.a_label: format_value(row.metric, row.a),
                      comparison.b_label: format_value(row.metric, row.b), "delta": delta, "95% CI": ci,
                      "verdict": row.verdict + (f" ({row.note})" if row.note else ""),

@@ -206,6 +206,9 @@ def capacity_figure(cap: Capacity, colors: Mapping[str, str]) -> Figure:
         if found.capacity_per_s is not None:
             axes.axvline(found.capacity_per_s, color=color, lw=0.8, ls=":")
     axes.axhline(cap.slo_p99_ms, color="#c00000", lw=1, ls="--", label=f"SLO P99 ≤ {cap.slo_p99_ms:g} ms")
+    if any(found.queued for found in cap.designs.values()) and cap.slo.completion_ms != cap.slo_p99_ms:
+        axes.axhline(cap.slo.completion_ms, color="#c00000", lw=1, ls=":",
+                     label=f"completion SLO P99 ≤ {cap.slo.completion_ms:g} ms")
     _plain_log_axis(axes)
     axes.set_xlabel("offered rate (requests / s); dotted: each design's capacity")
     axes.set_ylabel("latency (ms)")
@@ -259,7 +262,8 @@ def plots_for_run(run: Run, cap: Capacity, out_dir: Path) -> list[Plot]:
     if cap.designs:
         add(capacity_figure(cap, colors), "capacity", "Latency against offered rate",
             "Each capacity step's P99 and P50; a design's capacity is the highest rate with P99 within the SLO and "
-            "errors within budget (and, for a design with a queue, a backlog that does not grow).")
+            "errors within budget (and, for a design with a queue, a backlog that does not grow and completion P99 "
+            "within the completion SLO).")
     return plots
 
 

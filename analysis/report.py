@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.bootstrap import METHOD
-from analysis.capacity import Capacity, capacity, equal_load_comparison, headline
+from analysis.capacity import PENDING_LIMIT, Capacity, capacity, equal_load_comparison, headline
 from analysis.claim import ClaimRow, claim_rows
 from analysis.compare import Comparison, comparison_markdown, write_comparison
 from analysis.cost import ACCOUNTING_TOLERANCE, COST_SCOPE, OTHERS_NOTICE_SHARE, phase_costs
@@ -45,11 +45,16 @@ RECORDING = (f"Every latency in microseconds into HDR histograms ({LOWEST_US} µ
              "omission). Every percentile is read from merged histograms — never an average of percentiles — and "
              "shown with the count behind it.")
 RULES = (f"Capacity: the highest offered rate at which it and every lower rate kept POST /campaigns P99 within the "
-         f"SLO and errors within the budget; for a design with a queue also the drain capacity, up to which the backlog "
-         f"did not grow. Backlog (depth + deferred + scheduled jobs) is not sustainable when its least-squares slope over "
+         f"SLO and errors within the budget (acknowledgement); for a design with queue data also its backlog flat "
+         f"(drain) and its completion P99 within the completion SLO, with at most {PENDING_LIMIT:.0%} of the accepted "
+         f"campaigns not final after the drain (completion). The capacity table names the limit that bound each design; "
+         f"a search stops at the first step that breaks any, so a limit not reached by then reads '≥'. Backlog (depth + "
+         f"deferred + scheduled jobs) is not sustainable when its least-squares slope over "
          f"the second half of the load exceeds {BACKLOG_GROWTH_FRACTION:.0%} of the accepted rate (at least "
          f"{BACKLOG_GROWTH_FLOOR_PER_S:g} jobs/s) and {BACKLOG_SIGNIFICANCE_SE:g} standard errors. The load "
-         f"generator is flagged as the bottleneck when its send lag P99 exceeds {DRIVER_LAG_P99_LIMIT_US / 1000:g} ms.")
+         f"generator is flagged as the bottleneck when its send lag P99 exceeds {DRIVER_LAG_P99_LIMIT_US / 1000:g} ms. "
+         "Outcome rows set what each side's campaign owner waits for against the other's: the completion where the "
+         "cells have queue data, the POST's answer where they have none.")
 COSTING = (f"Each tier's CPU seconds through each cell, read from its own processes (cpu.csv, once a second; a design "
            f"with a queue is counted through its drain). CPU per campaign charges the serving tiers ({COST_SCOPE}) "
            "to the campaigns served to their outcome: successful creates for a design without a queue, campaigns "
@@ -149,6 +154,22 @@ def placement_text(placement: Any) -> str:
     return " · ".join(parts)
 
 
+def polling_text(layout: dict[str, Any]) -> str:
+    """How the simulated client of a 202 learned its campaign's outcome (experiment layout `poll`)."""
+    interval = layout.get("poll_interval_s", 1.0)
+    mode = layout.get("poll") or "interval"
+    if not interval:
+        return "none: the client of a 202 did not follow its Location"
+    described = {
+        "interval": f"GET /campaigns/{{id}} every {interval:g} s until the campaign was final",
+        "retry-after": "GET /campaigns/{id} when the service's Retry-After (on the 202 and on every answer about an "
+                       f"unfinished campaign) said to, every {interval:g} s without one",
+        "wait": "GET /campaigns/{id}?wait=N, which the service holds until the campaign is final (asked again at once "
+                "when N seconds run out)",
+    }
+    return f"{mode}: the client of a 202 sent " + described.get(mode, "(a mode this analysis does not know)")
+
+
 def facts(run: Run) -> list[tuple[str, str]]:
     """How it was measured, from the manifest."""
     m = run.manifest
@@ -175,7 +196,9 @@ def facts(run: Run) -> list[tuple[str, str]]:
         ("Phases", phases or "none"),
         ("Capacity search", f"{search['start_per_s']:g}/s to {search['max_per_s']:g}/s in steps of "
                             f"{search['step_per_s']:g}/s, {search['step_duration_s']:g} s each" if search else "none"),
-        ("SLO", f"P99 ≤ {slo.get('p99_ms', '?')} ms, error rate ≤ {slo.get('error_rate', '?')}"),
+        ("SLO", f"P99 ≤ {slo.get('p99_ms', '?')} ms, error rate ≤ {slo.get('error_rate', '?')}, completion P99 ≤ "
+                f"{slo.get('completion_p99_ms') or slo.get('p99_ms', '?')} ms (designs with queue data)"),
+        ("Client polling", polling_text(layout)),
         ("Workload profile", f"{profile.get('name')} — {profile.get('description', '')} (seed {profile.get('seed')})"),
         ("Layout", ", ".join(f"{k}={v}" for k, v in layout.items()) or "-"),
         ("Machine", f"{machine.get('cpu_model')}, {machine.get('cpu_count')} CPUs, {machine.get('memory_gib')} GiB, "
@@ -250,8 +273,10 @@ def render(run_dir: Path | str, *, allow_incomplete: bool = False) -> Path:
     write_comparison(report.comparison, run.dir / COMPARISON_FILE, extra={
         "headline": report.headline,
         "capacity": {"slo_p99_ms": report.capacity.slo_p99_ms, "error_budget": report.capacity.error_budget,
-                     "designs": {d: asdict(c) | {"capacity_per_s": c.capacity_per_s} for d, c in
-                                 report.capacity.designs.items()}, "missing": list(report.capacity.missing)},
+                     "completion_slo_p99_ms": report.capacity.slo.completion_ms,
+                     "designs": {d: asdict(c) | {"capacity_per_s": c.capacity_per_s, "bound_by": list(c.bound_by)}
+                                 for d, c in report.capacity.designs.items()},
+                     "missing": list(report.capacity.missing)},
         "notes": report.notes,
         "cost": report.costs,
     })

@@ -6,13 +6,24 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.capacity import Capacity
+from analysis.capacity import Capacity, DesignCapacity
 from analysis.compare import format_value
 from analysis.cost import SOURCE_LABELS
 from results.format import SYSTEM_TIERS, TIERS
 
 
+def _limit(found: DesignCapacity, value: float | None, applies: bool = True) -> str:
+    """One limit's highest passing rate: '-' where it does not apply, '≥' where it was never reached."""
+    if not applies:
+        return "-"
+    if value is None:
+        return "below the lowest rate tested"
+    return f"{'≥ ' if found.limit_censored(value) else ''}{value:g}/s"
+
+
 def capacity_rows(cap: Capacity) -> list[dict[str, str]]:
+    """Per design: its capacity, the limit that bound it, and how far each limit held (a design with queue data is
+    also judged on its drain and its completions)."""
     rows = []
     for design, found in cap.designs.items():
         value = found.capacity_per_s
@@ -20,8 +31,10 @@ def capacity_rows(cap: Capacity) -> list[dict[str, str]]:
             "design": design,
             "capacity": "below the lowest rate tested" if value is None else
                         f"{'≥ ' if found.censored else ''}{value:g}/s",
-            "acknowledged within SLO up to": "-" if found.ack_capacity_per_s is None else f"{found.ack_capacity_per_s:g}/s",
-            "drained up to": "-" if found.drain_capacity_per_s is None else f"{found.drain_capacity_per_s:g}/s",
+            "bound by": ", ".join(found.bound_by) or "no limit reached",
+            "acknowledged within SLO up to": _limit(found, found.ack_capacity_per_s),
+            "drained up to": _limit(found, found.drain_capacity_per_s, found.queued),
+            "completed within SLO up to": _limit(found, found.completion_capacity_per_s, found.queued),
             "tested up to": f"{found.tested_up_to_per_s:g}/s",
         })
     return rows
@@ -37,7 +50,7 @@ def step_rows(cap: Capacity) -> list[dict[str, str]]:
                 "P50": format_value("p50_us", p.p50_us), "P99": format_value("p99_us", p.p99_us),
                 "completion P99": format_value("p99_us", p.completion_p99_us),
                 "backlog": {True: "flat", False: "GROWS", None: "-"}[p.sustainable],
-                "within SLO": "yes" if p.within_slo else "no",
+                "within SLO": "yes" if p.within_slo else f"no: {', '.join(p.broken)}",
             })
     return rows
 

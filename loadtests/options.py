@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from loadtests.arrivals import SHAPE_HELP, parse_shape
+from loadtests.client import POLL_MODES
 
 
 def _shape(value: str) -> str:
@@ -51,7 +52,13 @@ def add_arguments(parser: Any) -> None:
                             "previous second (polls: every --poll-interval plus that median).")
     group.add_argument("--poll-interval", type=_non_negative, default=1.0, metavar="S", include_in_web_ui=True,
                        help="Queued design (a 202 answer): poll the Location every S seconds until the campaign "
-                            "is completed or failed (default 1; 0: never poll). Inline (201): nothing to poll.")
+                            "is completed or failed (default 1; 0: never poll, whatever --poll). Inline (201): "
+                            "nothing to poll.")
+    group.add_argument("--poll", choices=POLL_MODES, default="interval", include_in_web_ui=True,
+                       help="Queued design: how the client learns the outcome: interval (GET every --poll-interval), "
+                            "retry-after (GET when the service's Retry-After says; --poll-interval when it says "
+                            "nothing), wait (GET ?wait=N, held by the service until the campaign is final). "
+                            "Default interval.")
     group.add_argument("--poll-timeout", type=_positive, default=60.0, metavar="S", include_in_web_ui=True,
                        help="Stop polling one campaign after S seconds (default 60).")
     group.add_argument("--payload-seed", type=int, default=1, metavar="N", include_in_web_ui=True,
@@ -73,6 +80,7 @@ class DriverOptions:
     hdr_dir: str | None = None
     wait_s: float = 1.0
     poll_interval: float = 1.0
+    poll: str = "interval"
     poll_timeout: float = 60.0
     payload_seed: int = 1
     max_in_flight: int = 1000
@@ -96,6 +104,7 @@ class DriverOptions:
             hdr_dir=str(values["hdr_dir"]) if values["hdr_dir"] is not None else None,
             wait_s=float(values["wait_s"]),
             poll_interval=float(values["poll_interval"]),
+            poll=str(values["poll"] or "interval"),
             poll_timeout=float(values["poll_timeout"]),
             payload_seed=int(values["payload_seed"]),
             max_in_flight=int(values["max_in_flight"]),

@@ -16,10 +16,11 @@ from gevent.pool import Pool
 from locust.contrib.fasthttp import FastHttpSession
 
 from loadtests.arrivals import Shard, intended_times, parse_shape
+from loadtests.client import JSON_HEADERS, run_campaign
 from loadtests.options import DriverOptions
 from loadtests.payloads import PayloadFactory
 from loadtests.recorder import SEND_LAG_KEY
-from loadtests.users import JSON_HEADERS, OUTCOMES, run_campaign
+from loadtests.users import OUTCOMES
 
 log = logging.getLogger("offpath.scheduler")
 
@@ -104,10 +105,13 @@ class OpenModelSender:
         self.shard = shard
         self._request_event = environment.events.request
         # One connection per request in flight: a smaller pool would queue requests inside the client,
-        # where the wait would pass for service latency instead of showing up as send lag.
+        # where the wait would pass for service latency instead of showing up as send lag. Held GETs (--poll wait)
+        # have slots and connections of their own: a client waiting for outcomes must not take the places of the
+        # POSTs whose latency is measured, nor delay their sends.
+        self._holds = options.poll == "wait"
         self._session = FastHttpSession(environment.host, request_event=environment.events.request, user=None,
-                                        concurrency=options.max_in_flight, network_timeout=TIMEOUT_S,
-                                        connection_timeout=TIMEOUT_S)
+                                        concurrency=options.max_in_flight * (2 if self._holds else 1),
+                                        network_timeout=TIMEOUT_S, connection_timeout=TIMEOUT_S)
         self._times = intended_times(parse_shape(options.rate_shape), options.arrival_rate, shard)
         self._epoch_mono = time.monotonic() - (time.time() - epoch_s)
         # With a known run time the schedule ends exactly there (R x T arrivals), before Locust's own
@@ -115,6 +119,7 @@ class OpenModelSender:
         self._end_t_s = end_s - epoch_s if end_s is not None else float("inf")
         self._payloads = PayloadFactory(options.payload_seed, shard.index)
         self._slots = BoundedSemaphore(options.max_in_flight)
+        self._held_slots = BoundedSemaphore(options.max_in_flight)
         self._campaigns = Pool(options.max_in_flight * CAMPAIGNS_PER_SLOT)
         self._stopping = Event()
         self._in_flight = 0
@@ -139,13 +144,16 @@ class OpenModelSender:
 
     def _campaign(self, intended: float) -> None:
         outcome = run_campaign(self._request, self._pause, self._payloads.next_body(), intended,
-                               self.options.poll_interval, self.options.poll_timeout)
+                               self.options.poll_interval, self.options.poll_timeout, self.options.poll)
         OUTCOMES[outcome] += 1
 
     def _pause(self, seconds: float) -> bool:
         return not self._stopping.wait(seconds) if seconds > 0 else not self._stopping.is_set()
 
-    def _request(self, method: str, path: str, name: str, body: bytes | None, intended: float) -> Any:
+    def _request(self, method: str, path: str, name: str, body: bytes | None, intended: float,
+                 pause_s: float | None = None) -> Any:
+        if self._holds and method == "GET":
+            return self._held_request(path, name, intended)
         if self._slots.locked():
             self.watch.cap_reached("requests in flight")
         with self._slots:
@@ -166,6 +174,18 @@ class OpenModelSender:
                 raise
             finally:
                 self._in_flight -= 1
+
+    def _held_request(self, path: str, name: str, intended: float) -> Any:
+        """A GET the service holds until the campaign is final. The drain at stop does not wait for it (it is a client
+        waiting for an outcome, like one asleep between polls), and one cut off there is reported to nobody: Locust's
+        counts and ours both leave it out, as a poll that was never sent."""
+        if self._held_slots.locked():
+            self.watch.cap_reached("held GETs")
+        with self._held_slots:
+            sent = time.monotonic()
+            lag_us = max(sent - intended, 0.0) * 1_000_000
+            self.watch.observe(sent, lag_us, self._in_flight)
+            return self._session.request("GET", path, name=name, headers=JSON_HEADERS, context={SEND_LAG_KEY: lag_us})
 
     def stop_sending(self) -> None:
         """No new arrivals and no new polls from now on; requests in flight carry on."""

@@ -7,9 +7,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadtests.client import POLL_MODES
 from offpath.designs import DESIGNS
 from offpath.errors import ConfigurationError
 from offpath.placement import Placements
+from results.format import Slo
 from services.campaign.profile import ProfileError, load_profile
 
 EXPERIMENTS_DIR = Path(__file__).parent / "experiments"
@@ -48,17 +50,14 @@ class CapacitySearch:
 
 
 @dataclass(frozen=True)
-class Slo:
-    p99_ms: float
-    error_rate: float
-
-
-@dataclass(frozen=True)
 class Layout:
     service_processes: int = 1
     workers: int = 8
     locust_processes: int = 1
     poll_interval_s: float = 1.0  # queued: how often the simulated client polls its campaign (0: never)
+    # queued: how the simulated client learns the outcome (loadtests/client.py POLL_MODES): "interval" GETs every
+    # poll_interval_s, "retry-after" when the service's Retry-After says, "wait" one GET the service holds until final.
+    poll: str = "interval"
     drain_timeout_s: float = 20.0  # queued: after a cell, wait this long at most for the queue to empty
     redis_aof: str = "everysec"
     # Requests in progress per service process, the same for both designs: 0 unbounded asyncio, N a sync
@@ -139,7 +138,7 @@ def parse_experiment(data: dict[str, Any], source: str) -> Experiment:
         if design not in DESIGNS:
             raise ExperimentError(f"{source}: key 'designs': {design!r} is not one of {', '.join(DESIGNS)}")
     slo_table = reader.get(data, "slo", dict, "")
-    reader.no_unknown(slo_table, {"p99_ms", "error_rate"}, "slo.")
+    reader.no_unknown(slo_table, {"p99_ms", "error_rate", "completion_p99_ms"}, "slo.")
     layout_table = reader.get(data, "layout", dict, "", default={})
     layout_fields = {f for f in Layout.__dataclass_fields__}
     reader.no_unknown(layout_table, layout_fields, "layout.")
@@ -158,6 +157,7 @@ def parse_experiment(data: dict[str, Any], source: str) -> Experiment:
     layout = Layout(**layout_table, placement=placement)
     if layout.redis_aof not in ("off", "everysec", "always"):
         raise ExperimentError(f"{source}: key 'layout.redis_aof' must be one of off, everysec, always")
+    _check_poll(layout, source)
     phases = []
     for index, table in enumerate(reader.get(data, "phases", list, "", default=[])):
         where = f"phases[{index}]."
@@ -204,14 +204,34 @@ def parse_experiment(data: dict[str, Any], source: str) -> Experiment:
         designs=tuple(designs),
         repetitions=reader.get(data, "repetitions", int, "", default=1),
         payload_seed=reader.get(data, "payload_seed", int, "", default=1),
-        slo=Slo(p99_ms=float(reader.get(slo_table, "p99_ms", (int, float), "slo.")),
-                error_rate=float(reader.get(slo_table, "error_rate", (int, float), "slo."))),
+        slo=_slo(reader, slo_table, source),
         layout=layout,
         phases=tuple(phases),
         capacity=capacity,
         source=source,
         claim=claim,
     )
+
+
+def _slo(reader: _Reader, table: dict[str, Any], source: str) -> Slo:
+    p99_ms = float(reader.get(table, "p99_ms", (int, float), "slo."))
+    completion = float(reader.get(table, "completion_p99_ms", (int, float), "slo.", default=p99_ms))
+    if completion <= 0:
+        raise ExperimentError(f"{source}: key 'slo.completion_p99_ms' is {completion:g}; allowed: a number of "
+                              "milliseconds > 0 (leave it out to use slo.p99_ms)")
+    return Slo(p99_ms=p99_ms, error_rate=float(reader.get(table, "error_rate", (int, float), "slo.")),
+               completion_p99_ms=completion)
+
+
+def _check_poll(layout: Layout, source: str) -> None:
+    if layout.poll not in POLL_MODES:
+        raise ExperimentError(f"{source}: key 'layout.poll' is {layout.poll!r}; allowed: {', '.join(POLL_MODES)}")
+    if layout.poll == "wait" and layout.concurrency > 0:
+        # Decided, not left to a flag: a sync server's worker held by a GET serves nothing else while it is held.
+        raise ExperimentError(
+            f"{source}: key 'layout.poll' is 'wait' with layout.concurrency = {layout.concurrency}: each held GET "
+            f"would occupy one of the {layout.concurrency} request slots per process until its campaign is final, "
+            "starving the POSTs a sync server has to answer; allowed with a bounded server: interval, retry-after")
 
 
 _MISSING = object()

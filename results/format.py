@@ -12,6 +12,9 @@ History of the format (`SCHEMA_VERSION`, in manifest.json; a reader refuses any 
 - 1, 2026-11-30: completion.json added, the probe's census of the campaigns a cell accepted (accepted,
   completed, failed, pending); summary.json's `queue` takes accepted, failed and pending from it (null without
   one). No bump: readers of 1 ignore files they do not know, and cells written before it simply have none.
+- 1, 2026-11-30: manifest.json's experiment gains `slo.completion_p99_ms` (absent: the request's `p99_ms`) and
+  `layout.poll` (absent: "interval"); comparison.json gains rows of endpoint OUTCOME, whose `a_endpoint` and
+  `b_endpoint` say which log each side's figure comes from. No bump: keys added, none changed.
 
 Bump SCHEMA_VERSION (and add a line above) when a reader of the previous version would misread a folder: a file,
 key or column renamed or removed, a unit or the HDR range changed. Adding a file or a key is not a bump.
@@ -29,8 +32,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ACKS_GLOB", "CELLS_DIR", "CHAOS_FILE", "CHAOS_TABLE_FILE", "COMPARISON_FILE", "COMPLETION", "COMPLETION_FILE",
     "CPU_COLUMNS", "CPU_FILE", "CREATE", "ENDPOINT_LABELS", "ERRORS_FILE", "ERROR_COLUMNS", "HIGHEST_US",
-    "INCOMPLETE_MARKER", "LOGS_DIR", "LOG_SUFFIX", "LOWEST_US", "MANIFEST_FILE", "NON_ENDPOINT_LOGS", "PLOTS_DIR",
-    "POLL", "QUEUE_COLUMNS", "QUEUE_FILE", "RAW_SUFFIX", "REPORT_HTML_FILE", "REPORT_MD_FILE", "SCHEMA_VERSION",
+    "INCOMPLETE_MARKER", "LOGS_DIR", "LOG_SUFFIX", "LOWEST_US", "MANIFEST_FILE", "NON_ENDPOINT_LOGS", "OUTCOME",
+    "PLOTS_DIR", "POLL", "QUEUE_COLUMNS", "QUEUE_FILE", "RAW_SUFFIX", "REPORT_HTML_FILE", "REPORT_MD_FILE", "SCHEMA_VERSION",
     "SEND_LAG", "SIGNIFICANT_DIGITS", "SUMMARY_FILE", "SUMMARY_PERCENTILES", "SYSTEM_TIERS", "TIERS", "CellFacts",
     "CellSummary", "CompletionCensus", "CostFigures", "EndpointFigures", "ExperimentFacts", "LatencyFigures",
     "QueueFigures", "RunFacts", "Slo", "acks_file", "cell_id", "endpoint_key", "label", "log_file", "raw_log",
@@ -80,9 +83,12 @@ SUMMARY_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 99.0, 99.9)  # the p50_us 
 CREATE = "POST_campaigns"  # POST /campaigns, the request both designs answer
 POLL = "GET_campaigns_id"  # GET /campaigns/{id}, when the load polls for the outcome
 COMPLETION = "completion"  # accepted -> completed, from the probe's census
+# Not a log: comparison.json's rows that set what each side's campaign owner waits for against the other's, the
+# completion of a design with queue data (its POST only acknowledges), the POST's answer of one without.
+OUTCOME = "outcome"
 SEND_LAG = "send_lag"  # open model: actual minus intended send time of every request
 ENDPOINT_LABELS: Mapping[str, str] = {CREATE: "POST /campaigns", POLL: "GET /campaigns/{id}",
-                                      COMPLETION: "completion", SEND_LAG: "send lag"}
+                                      COMPLETION: "completion", SEND_LAG: "send lag", OUTCOME: "outcome"}
 # Logs that time something other than an endpoint's responses.
 NON_ENDPOINT_LOGS = frozenset({COMPLETION, SEND_LAG})
 
@@ -345,10 +351,17 @@ class CompletionCensus:
 
 @dataclass(frozen=True)
 class Slo:
-    p99_ms: float
+    p99_ms: float  # POST /campaigns P99
     error_rate: float  # a fraction
+    # A design with queue data: the P99 of accepted -> completed. None in manifests written before it existed, and
+    # then the request's, as an experiment that does not declare one gets.
+    completion_p99_ms: float | None = None
 
-    def to_dict(self) -> dict[str, float]:
+    @property
+    def completion_ms(self) -> float:
+        return self.p99_ms if self.completion_p99_ms is None else self.completion_p99_ms
+
+    def to_dict(self) -> dict[str, float | None]:
         return asdict(self)
 
 
@@ -366,7 +379,13 @@ class ExperimentFacts:
     def from_dict(cls, data: Mapping[str, Any]) -> ExperimentFacts:
         slo = data.get("slo")
         return _from(cls, data, designs=tuple(str(d) for d in data.get("designs") or ()),
-                     slo=Slo(float(slo.get("p99_ms") or 0.0), float(slo.get("error_rate") or 0.0)) if slo else None)
+                     slo=_slo(slo) if slo else None)
+
+
+def _slo(data: Mapping[str, Any]) -> Slo:
+    completion = data.get("completion_p99_ms")
+    return Slo(float(data.get("p99_ms") or 0.0), float(data.get("error_rate") or 0.0),
+               float(completion) if completion is not None else None)
 
 
 @dataclass(frozen=True)

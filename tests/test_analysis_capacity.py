@@ -32,9 +32,10 @@ def test_capacity_is_the_highest_rate_within_slo(reference):
 
 def test_headline_reports_more_throughput_and_lower_p99(reference):
     _, text = headline_of(reference)
-    assert text.startswith("queued sustains 33% more throughput at P99 ≤ 500 ms (160/s vs 120/s); at equal load "
-                           "(steady, 100/s) P99 is ")
-    assert "% lower (95% CI" in text
+    assert text.startswith("queued sustains 33% more throughput at P99 ≤ 500 ms and completion P99 ≤ 500 ms (160/s vs "
+                           "120/s); at equal load (steady, 100/s) queued's completion P99 is ")
+    assert "higher than inline's end-to-end P99 (95% CI" in text
+    assert "; queued's acknowledgement P99 is " in text and "% lower than inline's end-to-end P99 (95% CI" in text
     assert "moved the pain" not in text
 
 
@@ -46,7 +47,8 @@ def test_headline_tells_the_honest_opposite(tmp_path):
     specs += capacity_specs("queued", [40, 80, 120], p99_budget_rate=80, drain_limit_rate=None)
     run_dir, _ = write_run(tmp_path, specs)
     _, text = headline_of(run_dir)
-    assert text.startswith("queued sustains 33% less throughput at P99 ≤ 500 ms (80/s vs at least 120/s)")
+    assert text.startswith("queued sustains 33% less throughput at P99 ≤ 500 ms and completion P99 ≤ 500 ms (80/s vs "
+                           "at least 120/s)")
     assert "P99 is" in text and "% higher" in text
 
 
@@ -82,7 +84,7 @@ def test_without_steady_phases_equal_load_uses_the_highest_common_capacity_step(
         capacity_specs("queued", [40, 80, 120], p99_budget_rate=120, duration_s=20)
     run_dir, _ = write_run(tmp_path, specs)
     cap, text = headline_of(run_dir)
-    assert "at equal load (capacity-0080, 80/s) P99 is" in text
+    assert "at equal load (capacity-0080, 80/s) queued's completion P99 is" in text
     assert "queued sustains 50% more throughput" in text and "at least 120/s" in text
 
 
@@ -97,5 +99,5 @@ def test_one_design_only_says_what_is_missing(tmp_path):
     run_dir, _ = write_run(tmp_path, reference_specs(repetitions=1, duration_s=6, designs=("queued",)))
     cap, text = headline_of(run_dir)
     assert "inline" not in cap.designs
-    assert text == ("Capacity not compared (inline did not run): queued sustains 160/s at P99 ≤ 500 ms; P99 at equal "
-                    "load was not compared (no inline cells in this run).")
+    assert text == ("Capacity not compared (inline did not run): queued sustains 160/s at P99 ≤ 500 ms and completion "
+                    "P99 ≤ 500 ms; P99 at equal load was not compared (no inline cells in this run).")

@@ -33,7 +33,8 @@ def test_render_writes_html_markdown_comparison_and_plots(rendered):
         assert (run_dir / "plots" / f"{name}.svg").read_text().lstrip().startswith("<?xml")
     comparison = json.loads((run_dir / "comparison.json").read_text())
     assert comparison["headline"].startswith("queued sustains")
-    assert len(comparison["rows"]) == 5 and comparison["method"].startswith("95% confidence intervals")
+    # Per phase: POST /campaigns (throughput, P50, P90, P99, P99.9) and the outcome rows (P50, P90, P99, P99.9).
+    assert len(comparison["rows"]) == 9 and comparison["method"].startswith("95% confidence intervals")
     assert comparison["capacity"]["designs"]["queued"]["drain_capacity_per_s"] == 80
 
 

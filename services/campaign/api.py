@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -23,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.campaign.concurrency import ConcurrencyLimit
+from services.campaign.outcome import FINAL, MAX_RETRY_AFTER_S, MAX_WAIT_S, OutcomeWatch, retry_after_s
 from services.campaign.profile import Profile
 from services.campaign.schema import Campaign, ErrorBody, InvalidRequest
 from services.campaign.settings import Settings
@@ -105,15 +106,57 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 router = APIRouter()
 
 
+# The answer to a GET of a campaign that is not final yet says when to ask again (services/campaign/outcome.py).
+RETRY_AFTER_HINT = {"Retry-After": {
+    "description": "Present while the campaign is not final (accepted, generating, automating): whole seconds to "
+                   "wait before asking again, from the work still ahead of it and how long it has waited so far",
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RETRY_AFTER_S}}}
+
+
+def outcome_watch(request: Request, store: CampaignStore) -> OutcomeWatch:
+    """The process's OutcomeWatch, made with the first held GET (it costs nothing until a GET waits)."""
+    watch = getattr(request.app.state, "outcome_watch", None)
+    if watch is None:
+        watch = request.app.state.outcome_watch = OutcomeWatch(store.redis)
+    return watch
+
+
 @router.get(
     "/campaigns/{campaign_id}",
     response_model=Campaign,
-    responses={404: {"description": "Unknown id", "model": ErrorBody}, 503: REDIS_UNAVAILABLE},
+    responses={
+        200: {"description": "The campaign's state. With `wait`, answered as soon as the campaign is final, or when "
+                             "`wait` seconds have passed and it still is not (then with Retry-After)",
+              "headers": RETRY_AFTER_HINT},
+        404: {"description": "Unknown id", "model": ErrorBody},
+        422: {"description": f"`wait` is not a number of seconds from 0 to {MAX_WAIT_S:g}", "model": InvalidRequest},
+        503: REDIS_UNAVAILABLE,
+    },
 )
-async def get_campaign(campaign_id: str, store: StoreDep) -> Campaign:
+async def get_campaign(
+    campaign_id: str,
+    request: Request,
+    response: Response,
+    store: StoreDep,
+    wait: Annotated[float, Query(
+        ge=0, le=MAX_WAIT_S,
+        description="Hold the answer until the campaign is completed or failed, for at most this many seconds "
+                    "(0, the default: answer at once). A client that wants the outcome asks once and is told as soon "
+                    "as there is one, instead of polling.")] = 0,
+) -> Campaign:
     campaign = await store.get(campaign_id)
     if campaign is None:
         raise HTTPException(status_code=404, detail=f"no campaign with id {campaign_id!r}")
+    if wait > 0 and campaign.status not in FINAL:
+        if await outcome_watch(request, store).until_final(campaign_id, wait, request.receive):
+            campaign = await store.get(campaign_id)
+            if campaign is None:
+                raise HTTPException(status_code=404, detail=f"no campaign with id {campaign_id!r}")
+    if campaign.status not in FINAL:
+        # The app's profile, read here rather than as a dependency: every dependency costs each GET, the hot path of
+        # a polling client.
+        profile: Profile = request.app.state.profile
+        response.headers["Retry-After"] = str(retry_after_s(profile, campaign.status, campaign.accepted_at))
     return campaign
 
 

@@ -9,7 +9,15 @@ from fastapi import APIRouter, FastAPI, Header, Request, Response
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
-from services.campaign.api import BODY_TOO_LARGE, INVALID_CAMPAIGN, RETRY_AFTER, StoreDep, campaign_app
+from services.campaign.api import (
+    BODY_TOO_LARGE,
+    INVALID_CAMPAIGN,
+    RETRY_AFTER,
+    RETRY_AFTER_HINT,
+    StoreDep,
+    campaign_app,
+)
+from services.campaign.outcome import FINAL, retry_after_s
 from services.campaign.schema import CampaignAccepted, CampaignRequest, ErrorBody, Status
 from services.campaign.settings import Settings
 from services.queued.backpressure import BacklogGauge
@@ -23,6 +31,10 @@ router = APIRouter()
     status_code=202,
     response_model=CampaignAccepted,
     responses={
+        202: {"description": "Accepted: the work is queued. Follow the Location (GET, optionally with `wait`) for the "
+                             "outcome; Retry-After says when asking first is worth it",
+              "headers": {"Location": {"description": "The campaign's URL", "schema": {"type": "string"}},
+                          **RETRY_AFTER_HINT}},
         409: {"description": "Idempotency-Key reused with another body", "model": ErrorBody},
         413: BODY_TOO_LARGE,
         422: INVALID_CAMPAIGN,
@@ -48,9 +60,13 @@ async def create_campaign(
     planner: JobPlanner = request.app.state.planner
     admission = await store.admit(body, idempotency_key, also=planner.buffer)
     response.headers["Location"] = f"/campaigns/{admission.campaign_id}"
+    profile = request.app.state.profile
     if admission.created:
+        response.headers["Retry-After"] = str(retry_after_s(profile, Status.accepted, admission.accepted_at))
         return CampaignAccepted(id=admission.campaign_id, status=Status.accepted)
     earlier = await store.get(admission.campaign_id)
+    if earlier is not None and earlier.status not in FINAL:
+        response.headers["Retry-After"] = str(retry_after_s(profile, earlier.status, earlier.accepted_at))
     return CampaignAccepted(id=admission.campaign_id, status=earlier.status if earlier else Status.accepted)
 
 
