@@ -28,6 +28,7 @@ from rq.exceptions import StopRequested
 from rq.executions import Execution
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.worker import WorkerStatus
 
 from services.campaign.settings import Settings
 from services.queued.enqueue import campaign_queue
@@ -53,6 +54,17 @@ class OffpathWorker(SimpleWorker):
         self.context = context
         # Shared by every worker main() starts in this process: main() must not start a fresh one after a stop.
         self.stopping = stopping if stopping is not None else threading.Event()
+        self.parent_pid = os.getppid()
+
+    def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:  # type: ignore[no-untyped-def]
+        # RQ's dequeue loop retries a lost Redis forever, heartbeat first (rq/worker/base.py:1160-1162, the
+        # retry at :1199-1208), and never looks at a stop request there: a worker asked to stop mid-job (it
+        # finishes the job first) whose Redis then went away with its harness kept retrying, orphaned. While
+        # idle, a stop request or a vanished parent ends the loop instead; a busy worker's heartbeats (before
+        # its job runs) are left alone, so a dequeued job is never dropped on the floor.
+        if self.get_state() == WorkerStatus.IDLE and (self.stopping.is_set() or os.getppid() != self.parent_pid):
+            raise StopRequested()
+        super().heartbeat(timeout, pipeline)
 
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         if self.context is None:
