@@ -12,6 +12,7 @@ import pandas as pd
 
 from analysis.bootstrap import METHOD
 from analysis.capacity import PENDING_LIMIT, Capacity, capacity, equal_load_comparison, headline
+from analysis.chaos_report import render_chaos
 from analysis.claim import ClaimRow, claim_rows
 from analysis.compare import Comparison, comparison_markdown, write_comparison
 from analysis.cost import ACCOUNTING_TOLERANCE, COST_SCOPE, OTHERS_NOTICE_SHARE, phase_costs
@@ -28,6 +29,7 @@ from analysis.summary import (
 )
 from analysis.tables import capacity_rows, cost_rows, phase_rows, step_rows
 from results.format import (
+    CHAOS_FILE,
     COMPARISON_FILE,
     HIGHEST_US,
     LOWEST_US,
@@ -267,7 +269,9 @@ def cost_markdown(report: Report) -> list[str]:
 
 def render(run_dir: Path | str, *, allow_incomplete: bool = False) -> Path:
     """Write run_dir/report.html (self-contained), run_dir/report.md, run_dir/comparison.json and run_dir/plots/;
-    returns the HTML path."""
+    returns the HTML path. A chaos run's folder gets the chaos report: its figures are the fault table."""
+    if (Path(run_dir) / CHAOS_FILE).is_file():
+        return render_chaos(run_dir)
     run = load_run(run_dir, allow_incomplete=allow_incomplete)
     report = build(run, run.dir / PLOTS_DIR)
     write_comparison(report.comparison, run.dir / COMPARISON_FILE, extra={

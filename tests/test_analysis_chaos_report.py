@@ -46,3 +46,14 @@ def test_an_incomplete_run_says_so(tmp_path):
 def test_a_folder_without_chaos_results_is_a_clear_error(tmp_path):
     with pytest.raises(ResultsFolderError, match="no chaos.json"):
         render_chaos(tmp_path)
+
+
+def test_offpath_report_on_a_chaos_run_renders_the_chaos_report(tmp_path):
+    from analysis.report import render
+
+    (tmp_path / "chaos.json").write_text(json.dumps([fault("kill-worker")]))
+    (tmp_path / "manifest.json").write_text(json.dumps({"schema_version": 1, "kind": "chaos", "status": "complete",
+                                                        "cells": []}))
+    html = render(tmp_path)
+    assert "| kill-worker |" in (tmp_path / "report.md").read_text()
+    assert "kill-worker" in html.read_text() and not (tmp_path / "comparison.json").exists()
