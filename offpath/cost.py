@@ -1,6 +1,6 @@
 """What serving costs: the CPU seconds each tier spent between two instants, measured from the tiers' own
 processes, the machine's CPU over the same instants (to check the tiers add up), and what that makes per
-campaign — the other half of "what does moving the work off the request path buy, and what does it cost?".
+campaign (analysis/cost.py turns cpu.csv into that) — the other half of the question.
 
 Two ways to count a tier, the first one the machine allows:
 - its counting cgroup (`Placer.usage_group`): cpuacct.usage (v1) or cpu.stat usage_usec (v2) counts every
@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from offpath.placement import Placer, process_tree
-from results.format import CPU_COLUMNS, SYSTEM_TIERS, TIERS
+from results.format import CPU_COLUMNS, TIERS
 
 __all__ = [
-    "CampaignCost",
     "CgroupCounter",
     "CpuLog",
     "CpuMeter",
@@ -37,7 +36,6 @@ __all__ = [
     "TierCounter",
     "machine_cpu_s",
     "others_cpu_s",
-    "per_campaign",
     "process_cpu_s",
 ]
 
@@ -205,42 +203,6 @@ class CpuMeter:
         return CpuUsage(wall_s=after.at_s - before.at_s,
                         tiers={t: after.tiers[t] - before.tiers[t] for t in after.tiers},
                         others_s=after.others_s - before.others_s, machine_s=after.machine_s - before.machine_s)
-
-
-@dataclass(frozen=True)
-class CampaignCost:
-    """CPU per campaign: per tier (the load generator's shown, not charged), the total of the tiers that serve,
-    and its inverse. None where no campaign completed: a cost with nothing delivered is not a number."""
-
-    campaigns: int
-    cpu_ms_per_campaign: dict[str, float | None]
-    total_cpu_ms_per_campaign: float | None
-    campaigns_per_cpu_s: float | None
-    served_by: tuple[str, ...]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"campaigns": self.campaigns, "cpu_ms_per_campaign": self.cpu_ms_per_campaign,
-                "total_cpu_ms_per_campaign": self.total_cpu_ms_per_campaign,
-                "campaigns_per_cpu_s": self.campaigns_per_cpu_s, "served_by": list(self.served_by)}
-
-
-def per_campaign(cpu_s: Mapping[str, float], campaigns: int,
-                 served_by: tuple[str, ...] = SYSTEM_TIERS) -> CampaignCost:
-    """Turn the tiers' CPU seconds in a cell and the campaigns *completed* in it into cost per campaign.
-    Count completions, not acceptances: a queued design that accepts faster than it completes is not cheaper."""
-    if campaigns < 0:
-        raise ValueError(f"campaigns must be >= 0, got {campaigns}")
-    served = [t for t in served_by if t in cpu_s]
-    total_s = sum(cpu_s[t] for t in served)
-    if campaigns == 0:
-        return CampaignCost(0, {t: None for t in cpu_s}, None, None, tuple(served))
-    return CampaignCost(
-        campaigns=campaigns,
-        cpu_ms_per_campaign={t: 1000.0 * s / campaigns for t, s in cpu_s.items()},
-        total_cpu_ms_per_campaign=1000.0 * total_s / campaigns,
-        campaigns_per_cpu_s=campaigns / total_s if total_s > 0 else None,
-        served_by=tuple(served),
-    )
 
 
 class CpuLog:

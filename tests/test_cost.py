@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from offpath.cost import CpuMeter, CpuUsage, ProcessCounter, machine_cpu_s, per_campaign, process_cpu_s
+from offpath.cost import CpuMeter, CpuUsage, ProcessCounter, machine_cpu_s, process_cpu_s
 from offpath.placement import Cgroups, Placements, Placer
 
 BUSY = [sys.executable, "-c", "while True: pass"]
@@ -146,23 +146,6 @@ def test_the_machine_cpu_is_user_nice_system_irq_and_softirq(tmp_path):
     ticks = os.sysconf("SC_CLK_TCK")
     stat.write_text(f"cpu  {3 * ticks} {ticks} {2 * ticks} 999999 777 {ticks} {ticks} 555 0 0\ncpu0 1 2 3 4\n")
     assert machine_cpu_s(Path(stat)) == 8.0
-
-
-def test_the_cost_per_campaign_is_exact():
-    cost = per_campaign({"web": 1.5, "redis": 0.25, "workers": 2.25, "load": 1.0}, campaigns=500)
-    assert cost.cpu_ms_per_campaign == {"web": 3.0, "redis": 0.5, "workers": 4.5, "load": 2.0}
-    assert cost.total_cpu_ms_per_campaign == 8.0  # the load generator's 2.0 is shown, not charged
-    assert cost.campaigns_per_cpu_s == 125.0
-    assert cost.served_by == ("web", "redis", "workers")
-    assert cost.as_dict()["campaigns"] == 500
-
-
-def test_no_campaign_completed_has_no_cost_per_campaign():
-    cost = per_campaign({"web": 1.0, "workers": 2.0}, campaigns=0)
-    assert cost.cpu_ms_per_campaign == {"web": None, "workers": None}
-    assert cost.total_cpu_ms_per_campaign is None and cost.campaigns_per_cpu_s is None
-    with pytest.raises(ValueError, match="campaigns must be >= 0"):
-        per_campaign({"web": 1.0}, campaigns=-1)
 
 
 def test_usage_is_the_difference_of_two_snapshots():
