@@ -20,7 +20,7 @@ from typing import IO
 
 from offpath.designs import design as design_named
 from offpath.errors import HarnessError
-from offpath.placement import Placer
+from offpath.placement import Placer, cpus_allowed
 from offpath.ports import free_port
 from offpath.process import new_group_dying_with_parent, pin, signal_group
 
@@ -241,7 +241,9 @@ class Supervisor:
 
     def layout(self) -> list[dict]:
         return [
-            {"name": m.name, "role": m.role, "pid": m.pid, "cpus": m.cpus, "argv": m.argv}
+            # Placed children run where their tier was put: read back from the kernel, not what was asked for.
+            {"name": m.name, "role": m.role, "pid": m.pid,
+             "cpus": cpus_allowed(m.pid) if self.placer is not None and m.alive() else m.cpus, "argv": m.argv}
             for m in self.children
         ]
 
