@@ -35,12 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-import redis
 from hdrh.histogram import HdrHistogram
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.figure import NO_FIGURE, SideErrors, refused  # noqa: E402
+from benchmarks.scratch import empty_database  # noqa: E402
 from offpath.process import available_cpus, pin  # noqa: E402
 from offpath.redis_server import redis_for_run  # noqa: E402
 from offpath.supervisor import Supervisor, start_service  # noqa: E402
@@ -154,17 +154,6 @@ def conclude(windows: dict[str, list[Window]]) -> int:
     return 0
 
 
-def empty_database(url: str) -> redis.Redis:
-    """A client of a service's database, which must hold nothing: the benchmark empties it between rounds."""
-    client = redis.Redis.from_url(url)
-    keys = client.dbsize()
-    if keys:
-        raise SystemExit(f"Redis database {url} holds {keys:,} keys; ack_path empties its databases before every "
-                         "round, so it takes only empty ones: point REDIS_URL at an empty Redis, or unset it to let "
-                         "the benchmark start its own")
-    return client
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -183,7 +172,7 @@ def main() -> int:
         bases, databases = {}, {}
         for side in SIDES:
             db_url = f"{server.url.rsplit('/', 1)[0]}/{side.database}"
-            databases[side.name] = empty_database(db_url)
+            databases[side.name] = empty_database(db_url, "ack_path")
             _, bases[side.name] = start_service(supervisor, side.design, db_url, side.profile, cpus=service_cpus,
                                                 env=side.env)
         print(f"service on cpu {service_cpus}, client on cpu {client_cpus}, {args.connections} connections, "

@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.figure import NO_FIGURE, SideErrors, refused  # noqa: E402
+from benchmarks.scratch import empty_database  # noqa: E402
 from offpath.process import available_cpus, pin  # noqa: E402
 from offpath.redis_server import redis_for_run  # noqa: E402
 from services.campaign.api import redis_client  # noqa: E402
@@ -249,16 +250,6 @@ def conclude(drains: list[Drain]) -> int:
     return 0
 
 
-def empty_database(url: str) -> redis.Redis:
-    client = redis.Redis.from_url(url)
-    keys = client.dbsize()
-    if keys:
-        raise SystemExit(f"Redis database {url} holds {keys:,} keys; drain_cost empties its databases before every "
-                         "round, so it takes only empty ones: point REDIS_URL at an empty, idle Redis, or unset it to "
-                         "let the benchmark start its own")
-    return client
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--campaigns", type=int, default=800, help="campaigns (two jobs each) per drain")
@@ -282,7 +273,7 @@ def main() -> int:
         pin(os.getpid(), worker_cpus)
         base = server.url.rsplit("/", 1)[0]
         urls = {side: f"{base}/{DATABASES[side]}" for side in SIDES}
-        databases = {side: empty_database(url) for side, url in urls.items()}
+        databases = {side: empty_database(url, "drain_cost") for side, url in urls.items()}
         print(f"{args.campaigns:,} campaigns per drain, {args.rounds} rounds interleaved; offpath profile "
               f"{args.profile}; one burst-mode worker process per drain on cpu {worker_cpus}, "
               f"{'embedded Redis on cpu ' + str(redis_cpus) if server.process is not None else 'Redis at REDIS_URL'}",

@@ -71,7 +71,7 @@ def test_ack_path_refuses_databases_that_hold_data(redis_server):
     client.set("someone-elses", "data")
     try:
         with pytest.raises(SystemExit, match="holds 1 keys; ack_path empties its databases"):
-            ack_path.empty_database(url)
+            ack_path.empty_database(url, "ack_path")
     finally:
         client.flushdb()
 
