@@ -47,6 +47,11 @@ AUTOMATE = "services.queued.jobs.automate"
 # also bounds how long RQ takes to notice a worker that died mid-job: the job's started-registry entry expires
 # min(timeout, job_monitoring_interval) + 60 s after it started (rq/worker/base.py:1112-1126).
 JOB_TIMEOUT_S = 60
+# How many times RQ delivers a job again after a delivery that did not finish: its worker died (the abandonment watch,
+# services/queued/liveness.py, requeues it at once), or it failed outside its step's provider calls (Redis lost, a
+# timeout; retried after the settings' backoff, through RQ's scheduler). Provider failures are retried inside the job
+# (jobs.py) with the settings' own count, so this does not depend on it.
+DELIVERY_RETRIES = 3
 # Finished jobs stay in RQ's finished registry this long: the queue probe counts completions from it (offpath/probe.py).
 # Not 0, RQ's "keep no result": RQ 3 then deletes each finished job and its keys at once (rq/job.py:1595-1596) instead
 # of letting them expire, which costs more, not less (benchmarks/drain_cost.py: +12 Redis commands per campaign, more
@@ -79,7 +84,7 @@ class JobPlanner:
         if redis_version is not None:
             queue.redis_server_version = redis_version
         self.queue = queue
-        self.retry = Retry(max=settings.retries, interval=settings.retry_backoff_s) if settings.retries else None
+        self.retry = Retry(max=DELIVERY_RETRIES, interval=settings.retry_backoff_s or 0)
 
     def buffer(self, pipe: AsyncPipeline, campaign_id: str) -> None:
         """Admission (the service's transaction): the generation job, queued."""

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from types import FrameType
 
 from redis import Redis
@@ -33,6 +34,7 @@ from rq.worker import WorkerStatus
 from services.campaign.settings import Settings
 from services.queued.enqueue import campaign_queue
 from services.queued.jobs import WorkerContext, performing_with
+from services.queued.liveness import AbandonmentWatch, JobPulse, liveness_redis
 
 log = logging.getLogger("offpath.worker")
 
@@ -47,7 +49,7 @@ class OffpathWorker(SimpleWorker):
     outlives the worker that received it, and a warm shutdown does not wait on a Redis that is gone."""
 
     def __init__(self, *args, context: WorkerContext | None = None, stopping: threading.Event | None = None,
-                 **kwargs) -> None:
+                 liveness: Redis | None = None, **kwargs) -> None:
         # Keyword arguments with defaults keep RQ's constructor contract (rq/worker/base.py:314 builds
         # workers by class to describe them); such a worker performs no job, so needs no context.
         super().__init__(*args, **kwargs)
@@ -55,6 +57,8 @@ class OffpathWorker(SimpleWorker):
         # Shared by every worker main() starts in this process: main() must not start a fresh one after a stop.
         self.stopping = stopping if stopping is not None else threading.Event()
         self.parent_pid = os.getppid()
+        # The pulse's own connection (services/queued/liveness.py): beats must not queue behind the job's writes.
+        self.liveness = liveness
 
     def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:  # type: ignore[no-untyped-def]
         # RQ's dequeue loop retries a lost Redis forever, heartbeat first (rq/worker/base.py:1160-1162, the
@@ -69,8 +73,13 @@ class OffpathWorker(SimpleWorker):
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         if self.context is None:
             return super().perform_job(job, queue, execution)  # the job itself says it has no context
-        with performing_with(self.context):
+        with performing_with(self.context), self._pulse(queue, execution, job):
             return super().perform_job(job, queue, execution)
+
+    def _pulse(self, queue: Queue, execution: Execution, job: Job) -> JobPulse | nullcontext[None]:
+        if self.liveness is None:
+            return nullcontext()
+        return JobPulse(self.liveness, queue, execution, self.get_heartbeat_ttl(job))
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stopping.set()
@@ -105,9 +114,14 @@ def _serve(settings: Settings, context: WorkerContext, name: str | None, burst: 
     stopping = threading.Event()
     names = _names(name)
     pause_s = 0.5
+    # Every worker process runs a watch; one at a time holds the queue's lock and acts (liveness.py). It outlives the
+    # fresh workers started below, and stops with the process.
+    watch = AbandonmentWatch(settings.redis_url, settings.queue_name, stopping)
+    watch.start()
+    liveness = liveness_redis(settings.redis_url)
     while True:
         try:
-            return _work(settings, context, stopping, next(names), burst, log_level)
+            return _work(settings, context, stopping, liveness, next(names), burst, log_level)
         except RedisError as exc:
             # RQ quits when Redis goes away in the middle of a job (measured: every worker of a
             # chaos run died on a Redis crash and nothing drained after the restart). Like a
@@ -161,20 +175,21 @@ def _wait_for_redis(url: str, parent: int, pause_s: float, patience_s: float) ->
         client.close()
 
 
-def _work(settings: Settings, context: WorkerContext, stopping: threading.Event, name: str | None, burst: bool,
-          log_level: str) -> int:
+def _work(settings: Settings, context: WorkerContext, stopping: threading.Event, liveness: Redis, name: str | None,
+          burst: bool, log_level: str) -> int:
     connection = Redis.from_url(settings.redis_url)
     queue = campaign_queue(settings, connection)
-    # RQ's registry maintenance is what recovers the job of a crashed worker, once its started-registry
-    # entry expires (job monitoring interval + 60 s), and moves due retries from the scheduled registry
-    # (with_scheduler). Maintenance runs only between jobs or when the blocking dequeue times out
-    # (worker_ttl - 15 s); with RQ's defaults (10 min, 405 s) such campaigns sat for minutes. Here:
-    # maintenance every 5 s, dequeue timeout 5 s. (No campaign waits for maintenance on the way from
-    # generation to automation any more: generation enqueues automation itself, see enqueue.py.)
+    # The job of a crashed worker is recovered in seconds by the abandonment watch (liveness.py); RQ's own registry
+    # maintenance stays as the backstop, and moves the retries of jobs that failed outside their step (Redis lost,
+    # a timeout) from the scheduled registry (with_scheduler). Maintenance runs only between jobs or when the blocking
+    # dequeue times out (worker_ttl - 15 s); with RQ's defaults (10 min, 405 s) it waited minutes. Here: maintenance
+    # every 5 s, dequeue timeout 5 s. (No campaign waits for maintenance on the way from generation to automation:
+    # generation enqueues automation itself, see enqueue.py; nor for the scheduler between the attempts of a step,
+    # which retries provider failures in the worker, see jobs.py.)
     worker = OffpathWorker(
         [queue], connection=connection, serializer=JSONSerializer, name=name,
         job_monitoring_interval=5, maintenance_interval=5, worker_ttl=20,
-        context=context, stopping=stopping,
+        context=context, stopping=stopping, liveness=liveness,
     )
     worked = worker.work(burst=burst, with_scheduler=True, logging_level=log_level)
     return 0 if worked or burst else 1

@@ -1,0 +1,109 @@
+"""A dead worker's job runs again within seconds; a live one's is never taken from it, also when Redis pauses
+(services/queued/liveness.py). Real Redis, real workers, real SIGKILL and SIGSTOP."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+import redis
+from rq import Worker
+
+from offpath.redis_server import start_redis
+from services.queued.liveness import ABANDONED_AFTER_S, ABANDONED_KEY, FALSE_ABANDONMENTS_KEY
+from tests.conftest import QUICK_PROFILE, valid_body
+
+
+def _profile(tmp_path, name: str, generation_wait_ms: float) -> str:
+    text = QUICK_PROFILE.replace('name = "quick"', f'name = "{name}"').replace(
+        "wait_median_ms = 5.0\nwait_p99_ms = 20.0",
+        f"wait_median_ms = {generation_wait_ms}\nwait_p99_ms = {generation_wait_ms}")
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.fixture
+def own_redis():
+    """A Redis of the test's own: one test stops it with SIGSTOP."""
+    server = start_redis(aof="off")
+    yield server
+    if server.process is not None:
+        server.process.send_signal(signal.SIGCONT)
+    server.stop()
+
+
+def _campaign(connection: redis.Redis, campaign_id: str) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in connection.hgetall(f"offpath:campaign:{campaign_id}").items()}
+
+
+def _until(predicate, timeout_s: float, every_s: float = 0.02):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every_s)
+    raise AssertionError(f"not within {timeout_s} s")
+
+
+def _declarations(connection: redis.Redis, key: str) -> list[dict]:
+    return [json.loads(item) for item in connection.lrange(key.format(queue="campaigns"), 0, -1)]
+
+
+def test_a_killed_workers_job_runs_again_within_seconds(launch, own_redis, tmp_path):
+    running = launch("queued", _profile(tmp_path, "steady", 3000.0), workers=2, redis_url=own_redis.url)
+    connection = running.redis()
+    with running.client() as client:
+        campaign_id = client.post("/campaigns", json=valid_body()).json()["id"]
+    job_id = f"{campaign_id}-generation"
+
+    def holder():
+        for worker in Worker.all(connection=connection):
+            if worker.get_current_job_id() == job_id:
+                return next(m for m in running.workers if m.argv[m.argv.index("--name") + 1] == worker.name)
+        return None
+
+    victim = _until(holder, 10)
+    time.sleep(1.5)  # a few pulses in: the watch has seen it alive
+    victim.process.send_signal(signal.SIGKILL)
+    victim.process.wait()
+    victim.expect_exit = True
+    killed = time.monotonic()
+    _until(lambda: _campaign(connection, campaign_id).get("attempts") == "2", 15, every_s=0.05)
+    recovered_s = time.monotonic() - killed
+    assert ABANDONED_AFTER_S <= recovered_s <= 10.0, recovered_s
+
+    final = _until(lambda: _campaign(connection, campaign_id).get("status") in ("completed", "failed")
+                   and _campaign(connection, campaign_id), 20)
+    assert final["status"] == "completed"
+    executions = connection.hgetall(f"offpath:executions:{campaign_id}")
+    assert executions == {b"content": b"1", b"automation": b"1"}
+    declared = _declarations(connection, ABANDONED_KEY)
+    assert [d["job"] for d in declared] == [job_id] and declared[0]["what"] == "requeued"
+    assert _declarations(connection, FALSE_ABANDONMENTS_KEY) == []
+
+
+def test_no_job_is_taken_from_a_live_worker_when_redis_pauses(launch, own_redis, tmp_path):
+    # Jobs that run 3 x ABANDONED_AFTER_S, with Redis stopped (SIGSTOP) for longer than ABANDONED_AFTER_S in the
+    # middle: every heartbeat timestamp is stale the moment Redis answers again.
+    wait_ms = 3 * ABANDONED_AFTER_S * 1000
+    running = launch("queued", _profile(tmp_path, "long", wait_ms), workers=2, redis_url=own_redis.url)
+    connection = running.redis()
+    with running.client() as client:
+        ids = [client.post("/campaigns", json=valid_body()).json()["id"] for _ in range(2)]
+    _until(lambda: all(_campaign(connection, i).get("status") == "generating" for i in ids), 10)
+    time.sleep(2.0)
+    own_redis.process.send_signal(signal.SIGSTOP)
+    time.sleep(ABANDONED_AFTER_S + 3)
+    own_redis.process.send_signal(signal.SIGCONT)
+
+    finals = _until(lambda: all(_campaign(connection, i).get("status") in ("completed", "failed") for i in ids)
+                    and [_campaign(connection, i) for i in ids], 60, every_s=0.2)
+    assert [f["status"] for f in finals] == ["completed", "completed"]
+    assert [f["attempts"] for f in finals] == ["2", "2"], "generation ran once per campaign, not again"
+    assert _declarations(connection, ABANDONED_KEY) == []
+    assert _declarations(connection, FALSE_ABANDONMENTS_KEY) == []
+    assert all(w.alive() for w in running.workers), "every worker is working again after the pause"
