@@ -1,5 +1,6 @@
 """The audit after a fault: every campaign a client saw acknowledged (201/202) must end `completed` or
-visibly `failed`; none may be missing; no side effect may have run twice."""
+visibly `failed`; none may be missing; no side effect may have run twice; and once they are final, none of their jobs
+may be left in RQ's queue or its started, intermediate, deferred, ready or scheduled registries (stuck)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 import redis
+from rq import Queue
 
 from services.campaign.store import campaign_key, executions_key
+from services.queued.enqueue import automation_job_id, generation_job_id
 
 _BATCH = 500
 
@@ -24,22 +27,28 @@ class Audit:
     duplicated: int = 0  # campaigns where a recorded side effect ran more than once
     lost_ids: list[str] = field(default_factory=list)
     duplicated_ids: list[str] = field(default_factory=list)
+    stuck: int = 0  # jobs of final campaigns still in an RQ queue or registry that means "not done yet"
+    stuck_by_registry: dict[str, int] = field(default_factory=dict)
+    stuck_ids: list[str] = field(default_factory=list)
     settled_after_s: float | None = None  # from the audit's start until nothing was pending
 
     @property
     def ok(self) -> bool:
-        return self.lost == 0 and self.duplicated == 0 and self.pending == 0
+        return self.lost == 0 and self.duplicated == 0 and self.pending == 0 and self.stuck == 0
 
     def as_dict(self) -> dict:
         data = asdict(self)
         data["lost_ids"] = self.lost_ids[:20]
         data["duplicated_ids"] = self.duplicated_ids[:20]
+        data["stuck_ids"] = self.stuck_ids[:20]
         data["ok"] = self.ok
         return data
 
 
-def audit(redis_url: str, acknowledged_ids: Iterable[str], settle_timeout_s: float = 0.0) -> Audit:
-    """Check the acknowledged campaigns, waiting up to settle_timeout_s for pending ones to finish."""
+def audit(redis_url: str, acknowledged_ids: Iterable[str], settle_timeout_s: float = 0.0,
+          queue_name: str | None = None) -> Audit:
+    """Check the acknowledged campaigns, waiting up to settle_timeout_s for pending ones to finish; with queue_name
+    (the queued design), then look for their jobs left behind in RQ's queue and registries."""
     ids = list(dict.fromkeys(acknowledged_ids))
     connection = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
     started = time.monotonic()
@@ -48,6 +57,8 @@ def audit(redis_url: str, acknowledged_ids: Iterable[str], settle_timeout_s: flo
             result = _check(connection, ids)
             if result.pending == 0:
                 result.settled_after_s = round(time.monotonic() - started, 1)
+                if queue_name is not None:
+                    _find_stuck(connection, queue_name, ids, result)
                 return result
             if time.monotonic() - started >= settle_timeout_s:
                 return result
@@ -80,3 +91,25 @@ def _check(connection: redis.Redis, ids: list[str]) -> Audit:
                 result.duplicated += 1
                 result.duplicated_ids.append(campaign_id)
     return result
+
+
+def _find_stuck(connection: redis.Redis, queue_name: str, ids: list[str], result: Audit) -> None:
+    """Jobs of these campaigns (all final now) that RQ still holds as to-do or in progress, counted by where."""
+    queue = Queue(queue_name, connection=connection)
+    jobs = {job_id: campaign_id for campaign_id in ids
+            for job_id in (generation_job_id(campaign_id), automation_job_id(campaign_id))}
+    places = {
+        "queue": connection.lrange(queue.key, 0, -1),
+        "intermediate": connection.lrange(queue.intermediate_queue.key, 0, -1),
+        # started entries are "<job id>:<execution id>"
+        "started": [entry.rsplit(b":", 1)[0] for entry in connection.zrange(queue.started_job_registry.key, 0, -1)],
+        "deferred": connection.zrange(queue.deferred_job_registry.key, 0, -1),
+        "ready": connection.zrange(queue.ready_job_registry.key, 0, -1),
+        "scheduled": connection.zrange(queue.scheduled_job_registry.key, 0, -1),
+    }
+    for place, entries in places.items():
+        found = [entry.decode() for entry in entries if entry.decode() in jobs]
+        if found:
+            result.stuck_by_registry[place] = len(found)
+            result.stuck += len(found)
+            result.stuck_ids += found

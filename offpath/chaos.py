@@ -3,27 +3,45 @@ every acknowledged campaign (lost and duplicated must be 0) and measure the time
 
 from __future__ import annotations
 
+import csv
 import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from analysis.chaos_report import fault_table
+import redis as redis_py
+
+from analysis.chaos_report import fault_measures, fault_table
 from offpath.audit import audit
 from offpath.designs import design
+from offpath.disconnect import disconnect_mid_request
 from offpath.experiment import EXPERIMENTS_DIR, ExperimentError, Phase
-from offpath.faults import FAULT_KINDS, FaultLog, kill_worker_mid_job, restart_redis, slow_redis
+from offpath.faults import (
+    FAULT_KINDS,
+    FaultLog,
+    fill_memory,
+    kill_workers_mid_job,
+    partition,
+    pause_redis,
+    recovery_times,
+    restart_redis,
+    slow_redis,
+    stop_worker_mid_job,
+)
 from offpath.manifest import write_json_atomic
 from offpath.placement import Placements, Placer
 from offpath.probe import QueueProbe
 from offpath.redis_server import RedisServer, start_redis
+from offpath.relay import TcpRelay
 from offpath.runner import locust_argv
 from offpath.session import RunSession
 from offpath.supervisor import Supervisor, start_service, start_workers
-from results.format import ACKS_GLOB, CELLS_DIR, CHAOS_FILE, CHAOS_TABLE_FILE, LOGS_DIR, cell_id
+from results.format import ACKS_GLOB, CELLS_DIR, CHAOS_FILE, CHAOS_TABLE_FILE, ERRORS_FILE, LOGS_DIR, cell_id
 from services.campaign.settings import Settings
+from services.queued.liveness import ABANDONED_KEY, FALSE_ABANDONMENTS_KEY
 
 
 @dataclass(frozen=True)
@@ -32,11 +50,18 @@ class Fault:
     kind: str
     at_s: float = 5.0
     aof: str = "everysec"
-    down_s: float = 2.0
-    stall_ms: int = 300
-    for_s: float = 5.0
+    down_s: float = 2.0  # restart-redis: how long Redis stays down
+    stall_ms: int = 300  # slow-redis
+    for_s: float = 5.0  # slow-redis, pause-redis, partition, maxmemory: how long the fault lasts
+    kills: int = 1  # kill-worker: how many workers to SIGKILL mid-job, every_s apart
+    every_s: float = 1.5
+    grace_s: float = 70.0  # stop-worker: how long a worker asked to stop may take to finish its job (job timeout+)
+    count: int = 20  # client-disconnect: campaigns whose client goes away mid-request
+    abort_after_ms: tuple[float, float] = (5.0, 150.0)
     profile: str | None = None
     design: str = "queued"
+    rate_per_s: float | None = None  # the experiment's load, unless set here
+    duration_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +94,8 @@ def load_chaos(spec: str) -> Chaos:
         if unknown:
             raise ExperimentError(f"{path}: faults[{index}] has unknown keys {sorted(unknown)}; "
                                   f"allowed: {sorted(Fault.__dataclass_fields__)}")
+        if "abort_after_ms" in table:
+            table = {**table, "abort_after_ms": tuple(table["abort_after_ms"])}
         fault = Fault(**table)
         if fault.kind not in FAULT_KINDS:
             raise ExperimentError(f"{path}: faults[{index}].kind is {fault.kind!r}; allowed: {', '.join(FAULT_KINDS)}")
@@ -96,25 +123,33 @@ def run_fault(chaos: Chaos, fault: Fault, run_dir: Path, placer: Placer) -> dict
     cell_dir = run_dir / CELLS_DIR / cell_id(fault.design, fault.name, 1)
     cell_dir.mkdir(parents=True)
     profile = fault.profile or chaos.profile
+    rate_per_s = fault.rate_per_s if fault.rate_per_s is not None else chaos.rate_per_s
+    duration_s = fault.duration_s if fault.duration_s is not None else chaos.duration_s
+    queue_name = Settings.from_env().queue_name
     server = start_redis(aof=fault.aof)
     if server.process is not None:
         placer.add("redis", server.process.pid)
     log = FaultLog()
     errors: list[str] = []
+    extra: dict[str, Any] = {}
+    # The partition's workers reach Redis through a relay offpath controls; everything else connects directly.
+    relay = TcpRelay(*_host_port(server.url)).start() if fault.kind == "partition" else None
+    workers_url = relay.url(server.url) if relay is not None else server.url
     try:
         with Supervisor(log_dir=cell_dir / LOGS_DIR, placer=placer) as supervisor:
             _, url = start_service(supervisor, fault.design, server.url, profile)
-            workers = start_workers(supervisor, chaos.workers, server.url, profile) \
+            workers = start_workers(supervisor, chaos.workers, workers_url, profile) \
                 if serving.has_workers else []
-            phase = Phase(name=fault.name, kind="steady", rate_per_s=chaos.rate_per_s, duration_s=chaos.duration_s)
+            phase = Phase(name=fault.name, kind="steady", rate_per_s=rate_per_s, duration_s=duration_s)
             argv = locust_argv(url, cell_dir, phase, 1, 1.0 if serving.polls_for_outcome else 0, 1)
-            with QueueProbe(server.url, Settings.from_env().queue_name, cell_dir) as probe:
+            with QueueProbe(server.url, queue_name, cell_dir) as probe:
                 t0 = time.time()
                 locust = supervisor.start(f"locust-{fault.name}", argv, role="load", expect_exit=True)
                 # Faults run on this (main) thread: children get PR_SET_PDEATHSIG, which fires when the
                 # *thread* that started them exits, so a Redis or worker restarted from a short-lived
                 # thread would be killed again the moment that thread ended.
-                action = _fault_action(fault, supervisor, workers, server, profile, log, t0)
+                replace = lambda: start_workers(supervisor, 1, workers_url, profile)[0]  # noqa: E731
+                action = _fault_action(fault, workers, server, relay, url, log, t0, replace, extra)
                 if action is not None:
                     time.sleep(max(0.0, t0 + fault.at_s - time.time()))
                     try:
@@ -127,31 +162,91 @@ def run_fault(chaos: Chaos, fault: Fault, run_dir: Path, placer: Placer) -> dict
                 acknowledged = read_acknowledged(cell_dir)
                 if errors:
                     raise RuntimeError(f"fault {fault.name} could not be injected: {'; '.join(errors)}")
-                result = audit(server.url, acknowledged, settle_timeout_s=chaos.settle_timeout_s)
+                result = audit(server.url, acknowledged, settle_timeout_s=chaos.settle_timeout_s,
+                               queue_name=queue_name if serving.has_workers else None)
                 settled = time.time()
+            alive = sum(1 for w in workers if w.alive())
             fault_t = log.events[0]["t_s"] if log.events else None
-            return {
+            row = {
                 "fault": fault.name, "kind": fault.kind, "design": fault.design, "profile": profile, "aof": fault.aof,
-                "load": f"{chaos.rate_per_s:g}/s for {chaos.duration_s:g} s",
+                "load": f"{rate_per_s:g}/s for {duration_s:g} s",
                 **result.as_dict(),
                 "recovered_after_fault_s": round(settled - t0 - fault_t, 1) if fault_t is not None and result.ok else None,
                 "drained_after_load_s": round(settled - load_ended, 1),
+                "refused": _refused(cell_dir),
+                "workers_alive": f"{alive}/{chaos.workers}" if serving.has_workers else None,
+                **(_liveness(server.url, queue_name, log) if serving.has_workers else {}),
+                **extra,
                 "events": log.events, "errors": errors, "probe_errors": probe.errors[:5],
             }
+            row["ok"] = row["ok"] and not row.get("false_abandonments") and extra.get("ok", True) \
+                and all(t is not None for t in row.get("recovery_s", []))
+            return row
     finally:
+        if relay is not None:
+            relay.close()
         server.stop()
 
 
-def _fault_action(fault: Fault, supervisor: Supervisor, workers: list, server: RedisServer, profile: str,
-                  log: FaultLog, t0: float) -> Callable[[], None] | None:
+def _host_port(redis_url: str) -> tuple[str, int]:
+    parsed = urlsplit(redis_url)
+    return parsed.hostname or "127.0.0.1", parsed.port or 6379
+
+
+def _refused(cell_dir: Path) -> dict[str, int]:
+    """Requests the service did not accept during the cell, by status (0: no HTTP answer)."""
+    counts: dict[str, int] = {}
+    path = cell_dir / ERRORS_FILE
+    if path.exists():
+        with path.open() as handle:
+            for record in csv.DictReader(handle):
+                counts[record["status"]] = counts.get(record["status"], 0) + int(record["count"])
+    return counts
+
+
+def _liveness(redis_url: str, queue_name: str, log: FaultLog) -> dict[str, Any]:
+    """What the abandonment watch declared, which of its declarations were false (the worker was still running the
+    job: services/queued/liveness.py), and, per SIGKILL that hit a job, how long until the job ran again."""
+    connection = redis_py.Redis.from_url(redis_url)
+    try:
+        abandoned = connection.llen(ABANDONED_KEY.format(queue=queue_name))
+        false = connection.llen(FALSE_ABANDONMENTS_KEY.format(queue=queue_name))
+    finally:
+        connection.close()
+    figures: dict[str, Any] = {"abandoned": abandoned, "false_abandonments": false}
+    if any(e["what"] == "SIGKILL worker" for e in log.events):
+        figures["recovery_s"] = recovery_times(redis_url, log.events)
+    return figures
+
+
+def _fault_action(fault: Fault, workers: list, server: RedisServer, relay: TcpRelay | None, service_url: str,
+                  log: FaultLog, t0: float, replace: Callable[[], Any],
+                  extra: dict[str, Any]) -> Callable[[], None] | None:
     if fault.kind == "kill-worker":
-        return lambda: kill_worker_mid_job(
-            supervisor, workers, server.url, log, t0,
-            replace=lambda: start_workers(supervisor, 1, server.url, profile)[0])
+        return lambda: kill_workers_mid_job(workers, server.url, log, t0, replace, fault.kills, fault.every_s)
+    if fault.kind == "stop-worker":
+        return lambda: stop_worker_mid_job(workers, server.url, log, t0, replace, fault.grace_s)
     if fault.kind == "restart-redis":
         return lambda: restart_redis(server, fault.down_s, log, t0)
+    if fault.kind == "pause-redis":
+        return lambda: pause_redis(server, fault.for_s, log, t0)
     if fault.kind == "slow-redis":
         return lambda: slow_redis(server.url, fault.stall_ms, fault.for_s, log, t0)
+    if fault.kind == "partition":
+        assert relay is not None
+        return lambda: partition(relay, fault.for_s, log, t0)
+    if fault.kind == "maxmemory":
+        return lambda: fill_memory(server.url, fault.for_s, log, t0)
+    if fault.kind == "client-disconnect":
+        def disconnect() -> None:
+            log.add(time.time() - t0, "clients disconnect mid-request", count=fault.count)
+            outcome = disconnect_mid_request(
+                service_url, server.url, fault.count,
+                (fault.abort_after_ms[0] / 1000, fault.abort_after_ms[1] / 1000),
+                payload_seed=1, settle_timeout_s=60.0)
+            extra["disconnect"] = asdict(outcome)
+            extra["ok"] = outcome.ok
+        return disconnect
     return None
 
 
@@ -173,13 +268,15 @@ def run_chaos(chaos: Chaos, out_root: Path, only: list[str] | None = None, say=p
         for fault in chaos.faults:
             if only and fault.name not in only:
                 continue
-            say(f"fault {fault.name}: {fault.kind} under {chaos.rate_per_s:g}/s for {chaos.duration_s:g} s")
+            rate_per_s = fault.rate_per_s if fault.rate_per_s is not None else chaos.rate_per_s
+            duration_s = fault.duration_s if fault.duration_s is not None else chaos.duration_s
+            say(f"fault {fault.name}: {fault.kind} ({fault.design}) under {rate_per_s:g}/s for {duration_s:g} s")
             row = run_fault(chaos, fault, session.run_dir, placer)
             results.append(row)
             write_json_atomic(session.run_dir / CHAOS_FILE, results)
             say(f"  acknowledged {row['acknowledged']}, completed {row['completed']}, failed {row['failed']}, "
-                f"lost {row['lost']}, duplicated {row['duplicated']}, pending {row['pending']}; "
-                f"recovered after {row['recovered_after_fault_s']} s")
+                f"lost {row['lost']}, duplicated {row['duplicated']}, pending {row['pending']}, stuck {row['stuck']}; "
+                f"recovered after {row['recovered_after_fault_s']} s; {fault_measures(row) or 'no more measures'}")
 
     error = session.run(measure)
     (session.run_dir / CHAOS_TABLE_FILE).write_text(fault_table(results))

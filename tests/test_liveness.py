@@ -12,7 +12,7 @@ import redis
 from rq import Worker
 
 from offpath.redis_server import start_redis
-from services.queued.liveness import ABANDONED_AFTER_S, ABANDONED_KEY, FALSE_ABANDONMENTS_KEY
+from services.queued.liveness import ABANDONED_AFTER_S, ABANDONED_KEY, FALSE_ABANDONMENTS_KEY, PULSE_S, SWEEP_S
 from tests.conftest import QUICK_PROFILE, valid_body
 
 
@@ -74,7 +74,9 @@ def test_a_killed_workers_job_runs_again_within_seconds(launch, own_redis, tmp_p
     killed = time.monotonic()
     _until(lambda: _campaign(connection, campaign_id).get("attempts") == "2", 15, every_s=0.05)
     recovered_s = time.monotonic() - killed
-    assert ABANDONED_AFTER_S <= recovered_s <= 10.0, recovered_s
+    # Not before the watch saw its pulse silent for ABANDONED_AFTER_S: the last beat it saw came up to a pulse (and a
+    # sweep) before the kill.
+    assert ABANDONED_AFTER_S - PULSE_S - SWEEP_S <= recovered_s <= 10.0, recovered_s
 
     final = _until(lambda: _campaign(connection, campaign_id).get("status") in ("completed", "failed")
                    and _campaign(connection, campaign_id), 20)
@@ -107,3 +109,27 @@ def test_no_job_is_taken_from_a_live_worker_when_redis_pauses(launch, own_redis,
     assert _declarations(connection, ABANDONED_KEY) == []
     assert _declarations(connection, FALSE_ABANDONMENTS_KEY) == []
     assert all(w.alive() for w in running.workers), "every worker is working again after the pause"
+
+
+def test_a_frozen_worker_is_taken_for_dead_and_says_so(launch, own_redis, tmp_path):
+    # The limit of any liveness check: a worker process frozen (SIGSTOP here; a swap storm, a VM stall) for longer than
+    # ABANDONED_AFTER_S cannot be told from a dead one, so its job is requeued. When it thaws, its pulse finds its
+    # execution declared abandoned and records a false abandonment: the figure the chaos table shows, which would
+    # stay at 0 only by luck if this record could not be made.
+    running = launch("queued", _profile(tmp_path, "frozen", 2 * ABANDONED_AFTER_S * 1000), workers=2,
+                     redis_url=own_redis.url)
+    connection = running.redis()
+    with running.client() as client:
+        campaign_id = client.post("/campaigns", json=valid_body()).json()["id"]
+    job_id = f"{campaign_id}-generation"
+    by_name = {m.argv[m.argv.index("--name") + 1]: m for m in running.workers}
+    frozen = _until(lambda: next((by_name[w.name] for w in Worker.all(connection=connection)
+                                  if w.get_current_job_id() == job_id), None), 10)
+    time.sleep(1.5)
+    frozen.process.send_signal(signal.SIGSTOP)
+    try:
+        _until(lambda: _declarations(connection, ABANDONED_KEY), ABANDONED_AFTER_S + 5, every_s=0.1)
+    finally:
+        frozen.process.send_signal(signal.SIGCONT)
+    false = _until(lambda: _declarations(connection, FALSE_ABANDONMENTS_KEY), 5, every_s=0.1)
+    assert [f["job"] for f in false] == [job_id]

@@ -9,8 +9,9 @@ about two minutes as offpath ran it (issue #13). Two parts make it seconds:
 
 - JobPulse: while a worker performs a job, a thread renews the job's execution every PULSE_S with RQ's own
   Execution.heartbeat (rq/executions.py:131-141): it rewrites the execution's `last_heartbeat` and pushes its
-  started-registry score (RQ's backstop) forward, whatever the job is doing. A pulse that finds its entry gone while its
-  job still runs records a false abandonment (FALSE_ABANDONMENTS_KEY): the watch below must never cause one.
+  started-registry score (RQ's backstop) forward, whatever the job is doing. A pulse that finds its execution declared
+  abandoned while its job still runs records a false abandonment (FALSE_ABANDONMENTS_KEY): the watch below must never
+  cause one.
 - AbandonmentWatch: one per queue at a time (a lock, so every worker process can run one and a survivor takes over),
   every SWEEP_S it reads each started execution's `last_heartbeat`. An execution whose heartbeat it has seen unchanged
   for ABANDONED_AFTER_S of its own continuous watching is abandoned: it is taken off the started registry and its job
@@ -57,6 +58,10 @@ ABANDONED_KEY = "offpath:abandoned:{queue}"
 FALSE_ABANDONMENTS_KEY = "offpath:false-abandonments:{queue}"
 _LOG_CAP = 10_000
 _WATCH_LOCK = "offpath:abandonment-watch:{queue}"
+# Set by the watch for each execution it declares abandoned, so that a pulse tells "taken from me" from "finished by
+# RQ" (both remove the started-registry entry).
+_DECLARED = "offpath:abandoned-execution:{execution}"
+_DECLARED_TTL_S = 3600
 _RENEW_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
@@ -99,10 +104,10 @@ class JobPulse:
 
     def _beat(self) -> None:
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zscore(self.registry.key, self.execution.composite_key)
+            pipe.exists(_DECLARED.format(execution=self.execution.id))
             self.execution.heartbeat(self.registry, self.ttl_s, pipe)  # XX: never re-adds a removed entry
-            score = pipe.execute()[0]
-        if score is None and not self._stop.is_set() and not self._taken:
+            declared = pipe.execute()[0]
+        if declared and not self._stop.is_set() and not self._taken:
             self._taken = True
             log.error("job %s was declared abandoned while this worker still runs it", self.execution.job_id)
             record = json.dumps({"job": self.execution.job_id, "execution": self.execution.id,
@@ -210,6 +215,7 @@ class AbandonmentWatch(threading.Thread):
             pipe.multi()
             pipe.zrem(registry_key, entry)
             pipe.delete(f"rq:execution:{entry}")
+            pipe.set(_DECLARED.format(execution=execution_id), job_id, ex=_DECLARED_TTL_S)
             failed_campaign = None
             if job.retries_left:
                 job.retries_left -= 1

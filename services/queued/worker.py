@@ -121,11 +121,16 @@ def _serve(settings: Settings, context: WorkerContext, name: str | None, burst: 
     liveness = liveness_redis(settings.redis_url)
     while True:
         try:
-            return _work(settings, context, stopping, liveness, next(names), burst, log_level)
+            if _work(settings, context, stopping, liveness, next(names), burst, log_level):
+                return 0
+            # RQ's work loop quits, and returns as if done, on a Redis timeout or any error it does not handle
+            # (rq/worker/base.py:679-695): measured with Redis at maxmemory, where a refused write of RQ's own
+            # bookkeeping ended a worker process for good. That is a loss like the one below.
+            lost = "the worker quit on an error (logged above)"
         except RedisError as exc:
             # RQ quits when Redis goes away in the middle of a job (measured: every worker of a
             # chaos run died on a Redis crash and nothing drained after the restart). Like a
-            # process manager, start a fresh worker once Redis answers; RQ's maintenance retries
+            # process manager, start a fresh worker once Redis answers; the abandonment watch retries
             # the job the old one held. Not after a stop request, nor once the parent is gone:
             # that kept a worker alive, orphaned, after its harness was killed (it took the
             # kernel's parent-death SIGTERM as a warm shutdown, then Redis went down with the
@@ -133,15 +138,15 @@ def _serve(settings: Settings, context: WorkerContext, name: str | None, burst: 
             if stopping.is_set():
                 log.warning("Redis connection lost (%s) while stopping; stopped", exc)
                 return 0
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a stop while waiting ends the process
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            log.warning("Redis connection lost (%s); starting a fresh worker in %.1f s, once Redis answers",
-                        exc, pause_s)
-            reason = _wait_for_redis(settings.redis_url, parent, pause_s, REDIS_PATIENCE_S)
-            if reason is not None:
-                log.error("%s; this worker stops", reason)
-                return 1
-            pause_s = min(pause_s * 2, 5.0)
+            lost = f"Redis connection lost ({exc})"
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a stop while waiting ends the process
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        log.warning("%s; starting a fresh worker in %.1f s, once Redis answers", lost, pause_s)
+        reason = _wait_for_redis(settings.redis_url, parent, pause_s, REDIS_PATIENCE_S)
+        if reason is not None:
+            log.error("%s; this worker stops", reason)
+            return 1
+        pause_s = min(pause_s * 2, 5.0)
 
 
 def _names(name: str | None) -> Iterator[str | None]:
@@ -176,7 +181,8 @@ def _wait_for_redis(url: str, parent: int, pause_s: float, patience_s: float) ->
 
 
 def _work(settings: Settings, context: WorkerContext, stopping: threading.Event, liveness: Redis, name: str | None,
-          burst: bool, log_level: str) -> int:
+          burst: bool, log_level: str) -> bool:
+    """Run one RQ worker until it returns; True when that was meant (a stop request, or burst mode's empty queue)."""
     connection = Redis.from_url(settings.redis_url)
     queue = campaign_queue(settings, connection)
     # The job of a crashed worker is recovered in seconds by the abandonment watch (liveness.py); RQ's own registry
@@ -191,8 +197,8 @@ def _work(settings: Settings, context: WorkerContext, stopping: threading.Event,
         job_monitoring_interval=5, maintenance_interval=5, worker_ttl=20,
         context=context, stopping=stopping, liveness=liveness,
     )
-    worked = worker.work(burst=burst, with_scheduler=True, logging_level=log_level)
-    return 0 if worked or burst else 1
+    worker.work(burst=burst, with_scheduler=True, logging_level=log_level)
+    return burst or stopping.is_set() or worker._stop_requested
 
 
 if __name__ == "__main__":
