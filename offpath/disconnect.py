@@ -27,8 +27,7 @@ from redis.exceptions import RedisError
 from loadtests.payloads import campaign_request
 from offpath.errors import ConfigurationError, HarnessError
 from services.campaign.schema import CampaignRequest
-from services.campaign.store import _idempotency_key as idempotency_record_key
-from services.campaign.store import campaign_key, executions_key
+from services.campaign.store import campaign_key, executions_key, idempotency_record_key
 
 __all__ = ["DisconnectResult", "disconnect_mid_request"]
 

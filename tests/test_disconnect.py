@@ -11,8 +11,7 @@ import redis.asyncio as redis_async
 
 from offpath.disconnect import MID_BODY_EVERY, DisconnectResult, _check, _clients, disconnect_mid_request
 from offpath.errors import ConfigurationError
-from services.campaign.store import _idempotency_key as idempotency_record_key
-from services.campaign.store import campaign_key, executions_key
+from services.campaign.store import campaign_key, executions_key, idempotency_record_key
 
 CAMPAIGNS = 16
 MID_BODY = CAMPAIGNS // MID_BODY_EVERY

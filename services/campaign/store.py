@@ -83,7 +83,7 @@ def executions_key(campaign_id: str) -> str:
     return f"{KEY_PREFIX}executions:{campaign_id}"
 
 
-def _idempotency_key(key: str) -> str:
+def idempotency_record_key(key: str) -> str:
     return f"{KEY_PREFIX}idempotency:{key}"
 
 
@@ -125,7 +125,7 @@ class CampaignStore:
         campaign_id: str,
         also: Callable[[Pipeline, str], None] | None,
     ) -> Admission:
-        key = _idempotency_key(idempotency_key)
+        key = idempotency_record_key(idempotency_key)
         fingerprint = request.fingerprint()
         async with self.redis.pipeline(transaction=True) as pipe:
             while True:
