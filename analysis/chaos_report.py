@@ -81,6 +81,9 @@ def fault_measures(row: dict[str, Any]) -> str:
         said.append(f"{disconnect['aborted']} clients left mid-request; on retry {disconnect['same_campaign']} got the "
                     f"campaign they had started, {disconnect['created_by_retry']} created it; "
                     f"inconsistent {disconnect['inconsistent']}")
+    if row.get("pending_jobs_by_place"):
+        said.append("pending campaigns' jobs in " + ", ".join(f"{where} {n}"
+                                                              for where, n in row["pending_jobs_by_place"].items()))
     if row.get("stuck_by_registry"):
         said.append("stuck in " + ", ".join(f"{where} {n}" for where, n in row["stuck_by_registry"].items()))
     return "; ".join(said)

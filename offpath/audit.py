@@ -13,6 +13,7 @@ from rq import Queue
 
 from services.campaign.store import campaign_key, executions_key
 from services.queued.enqueue import automation_job_id, generation_job_id
+from services.queued.retries import retrying_key
 
 _BATCH = 500
 
@@ -23,6 +24,8 @@ class Audit:
     completed: int = 0
     failed: int = 0
     pending: int = 0  # still accepted/generating/automating when the audit gave up waiting
+    pending_ids: list[str] = field(default_factory=list)
+    pending_jobs_by_place: dict[str, int] = field(default_factory=dict)  # where their jobs were ("nowhere": none)
     lost: int = 0  # acknowledged, but no state at all: the promise was broken
     duplicated: int = 0  # campaigns where a recorded side effect ran more than once
     lost_ids: list[str] = field(default_factory=list)
@@ -41,6 +44,7 @@ class Audit:
         data["lost_ids"] = self.lost_ids[:20]
         data["duplicated_ids"] = self.duplicated_ids[:20]
         data["stuck_ids"] = self.stuck_ids[:20]
+        data["pending_ids"] = self.pending_ids[:20]
         data["ok"] = self.ok
         return data
 
@@ -61,6 +65,12 @@ def audit(redis_url: str, acknowledged_ids: Iterable[str], settle_timeout_s: flo
                     _find_stuck(connection, queue_name, ids, result)
                 return result
             if time.monotonic() - started >= settle_timeout_s:
+                if queue_name is not None:
+                    places = _job_places(connection, queue_name, result.pending_ids)
+                    result.pending_jobs_by_place = {place: len(ids) for place, ids in places.items()}
+                    with_job = {job_id.rsplit("-", 1)[0] for ids in places.values() for job_id in ids}
+                    if len(with_job) < result.pending:
+                        result.pending_jobs_by_place["nowhere"] = result.pending - len(with_job)
                 return result
             time.sleep(0.5)
     finally:
@@ -87,6 +97,7 @@ def _check(connection: redis.Redis, ids: list[str]) -> Audit:
                 result.failed += 1
             else:
                 result.pending += 1
+                result.pending_ids.append(campaign_id)
             if any(int(count) > 1 for count in executions.values()):
                 result.duplicated += 1
                 result.duplicated_ids.append(campaign_id)
@@ -95,8 +106,16 @@ def _check(connection: redis.Redis, ids: list[str]) -> Audit:
 
 def _find_stuck(connection: redis.Redis, queue_name: str, ids: list[str], result: Audit) -> None:
     """Jobs of these campaigns (all final now) that RQ still holds as to-do or in progress, counted by where."""
+    for place, found in _job_places(connection, queue_name, ids).items():
+        result.stuck_by_registry[place] = len(found)
+        result.stuck += len(found)
+        result.stuck_ids += found
+
+
+def _job_places(connection: redis.Redis, queue_name: str, campaign_ids: list[str]) -> dict[str, list[str]]:
+    """Where the campaigns' jobs are among the places that mean "not done yet"."""
     queue = Queue(queue_name, connection=connection)
-    jobs = {job_id: campaign_id for campaign_id in ids
+    jobs = {job_id for campaign_id in campaign_ids
             for job_id in (generation_job_id(campaign_id), automation_job_id(campaign_id))}
     places = {
         "queue": connection.lrange(queue.key, 0, -1),
@@ -106,10 +125,7 @@ def _find_stuck(connection: redis.Redis, queue_name: str, ids: list[str], result
         "deferred": connection.zrange(queue.deferred_job_registry.key, 0, -1),
         "ready": connection.zrange(queue.ready_job_registry.key, 0, -1),
         "scheduled": connection.zrange(queue.scheduled_job_registry.key, 0, -1),
+        "retrying": connection.zrange(retrying_key(queue_name), 0, -1),
     }
-    for place, entries in places.items():
-        found = [entry.decode() for entry in entries if entry.decode() in jobs]
-        if found:
-            result.stuck_by_registry[place] = len(found)
-            result.stuck += len(found)
-            result.stuck_ids += found
+    found = {place: [e.decode() for e in entries if e.decode() in jobs] for place, entries in places.items()}
+    return {place: ids for place, ids in found.items() if ids}

@@ -31,6 +31,7 @@ from loadtests.hlog import IntervalLog, clamp_us, new_histogram
 from results.format import COMPLETION, COMPLETION_FILE, QUEUE_COLUMNS, QUEUE_FILE, CompletionCensus, log_file
 from services.campaign.store import campaign_key
 from services.queued.enqueue import FAILURE_TTL_S, RESULT_TTL_S
+from services.queued.retries import retrying_key
 
 # RQ scores its registries in whole seconds (rq.utils.current_timestamp) and a worker's registry write can
 # land after a later-finishing job's: the live counts re-read this many seconds behind the newest score
@@ -153,6 +154,8 @@ class QueueProbe:
             "intermediate": q.intermediate_queue_key,
             "deferred": q.deferred_job_registry.key,
             "scheduled": q.scheduled_job_registry.key,
+            # retries waiting for their time (services/queued/retries.py): scheduled, on a set of offpath's own
+            "retrying": retrying_key(q.name),
             "started": q.started_job_registry.key,
             "finished": q.finished_job_registry.key,
             "failed": q.failed_job_registry.key,
@@ -209,10 +212,10 @@ class QueueProbe:
         try:
             pipe = self.connection.pipeline(transaction=True)
             self._buffer_backlog(pipe, self._keys())
-            depth, ready, deferred, scheduled, started, intermediate = pipe.execute()
+            depth, ready, deferred, scheduled, retrying, started, intermediate = pipe.execute()
         except redis.RedisError:
             return self.samples[-1].backlog if self.samples else 0
-        return int(depth + ready + deferred + scheduled + started + intermediate)
+        return int(depth + ready + deferred + scheduled + retrying + started + intermediate)
 
     @staticmethod
     def _buffer_backlog(pipe: Any, keys: dict[str, str]) -> None:
@@ -220,6 +223,7 @@ class QueueProbe:
         pipe.zcard(keys["ready"])
         pipe.zcard(keys["deferred"])
         pipe.zcard(keys["scheduled"])
+        pipe.zcard(keys["retrying"])
         pipe.zcard(keys["started"])
         pipe.llen(keys["intermediate"])
 
@@ -244,13 +248,13 @@ class QueueProbe:
         pipe.scard(keys["workers"])
         pipe.zrangebyscore(keys["finished"], self._floor["finished"], "+inf", withscores=True)
         pipe.zrangebyscore(keys["failed"], self._floor["failed"], "+inf", withscores=True)
-        (depth, ready, deferred, scheduled, started, intermediate, finished, failed, workers,
+        (depth, ready, deferred, scheduled, retrying, started, intermediate, finished, failed, workers,
          recent_finished, recent_failed) = pipe.execute()
         self._completed += sum(1 for job_id in self._new_ids("finished", recent_finished)
                                if job_id.endswith("-automation"))
         self._campaigns_failed.update(job_id.rsplit("-", 1)[0] for job_id in self._new_ids("failed", recent_failed))
         sample = QueueSample(
-            t_s=round(now - self.start_time_s, 3), depth=depth + ready, deferred=deferred, scheduled=scheduled,
+            t_s=round(now - self.start_time_s, 3), depth=depth + ready, deferred=deferred, scheduled=scheduled + retrying,
             # a job being handed to a worker sits on RQ's intermediate list until its execution has started
             started=started + intermediate,
             finished_total=finished - self._base_finished, failed_total=failed - self._base_failed,

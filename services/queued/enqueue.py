@@ -39,6 +39,7 @@ from rq.queue import EnqueueData
 from rq.serializers import JSONSerializer
 
 from services.campaign.settings import Settings
+from services.queued.retries import OffpathJob
 
 GENERATE = "services.queued.jobs.generate"
 AUTOMATE = "services.queued.jobs.automate"
@@ -47,11 +48,6 @@ AUTOMATE = "services.queued.jobs.automate"
 # also bounds how long RQ takes to notice a worker that died mid-job: the job's started-registry entry expires
 # min(timeout, job_monitoring_interval) + 60 s after it started (rq/worker/base.py:1112-1126).
 JOB_TIMEOUT_S = 60
-# How many times RQ delivers a job again after a delivery that did not finish: its worker died (the abandonment watch,
-# services/queued/liveness.py, requeues it at once), or it failed outside its step's provider calls (Redis lost, a
-# timeout; retried after the settings' backoff, through RQ's scheduler). Provider failures are retried inside the job
-# (jobs.py) with the settings' own count, so this does not depend on it.
-DELIVERY_RETRIES = 3
 # Finished jobs stay in RQ's finished registry this long: the queue probe counts completions from it (offpath/probe.py).
 # Not 0, RQ's "keep no result": RQ 3 then deletes each finished job and its keys at once (rq/job.py:1595-1596) instead
 # of letting them expire, which costs more, not less (benchmarks/drain_cost.py: +12 Redis commands per campaign, more
@@ -71,7 +67,7 @@ def automation_job_id(campaign_id: str) -> str:
 
 def campaign_queue(settings: Settings, connection: SyncRedis | None = None) -> Queue:
     connection = connection if connection is not None else SyncRedis.from_url(settings.redis_url)
-    return Queue(settings.queue_name, connection=connection, serializer=JSONSerializer)
+    return Queue(settings.queue_name, connection=connection, serializer=JSONSerializer, job_class=OffpathJob)
 
 
 class JobPlanner:
@@ -84,7 +80,9 @@ class JobPlanner:
         if redis_version is not None:
             queue.redis_server_version = redis_version
         self.queue = queue
-        self.retry = Retry(max=DELIVERY_RETRIES, interval=settings.retry_backoff_s or 0)
+        # A failed attempt is retried after the settings' backoff, on time (services/queued/retries.py); a job whose
+        # worker died is retried at once (services/queued/liveness.py). Both count against the same retries.
+        self.retry = Retry(max=settings.retries, interval=settings.retry_backoff_s) if settings.retries else None
 
     def buffer(self, pipe: AsyncPipeline, campaign_id: str) -> None:
         """Admission (the service's transaction): the generation job, queued."""

@@ -1,7 +1,6 @@
-"""The RQ job functions: a step each, with the state transitions around it. A provider failure is retried in the
-worker, with the inline design's policy and backoff; the last failed attempt marks the campaign `failed` (and RQ keeps
-the job in its failed registry). RQ's own retries are left for deliveries that did not finish: a worker that died
-(services/queued/liveness.py), Redis lost mid-step, a timeout.
+"""The RQ job functions: one attempt of a step each, with the state transitions around it. RQ retries
+them, on time (services/queued/retries.py); the last failed attempt marks the campaign `failed` (and RQ keeps the job
+in its failed registry).
 Generation, once it succeeded, enqueues automation itself, in the transaction that records its outcome (enqueue.py
 says why). They run with the context of the worker performing them (WorkerContext, installed by OffpathWorker)."""
 
@@ -23,7 +22,7 @@ from services.campaign.schema import Status
 from services.campaign.settings import Settings
 from services.campaign.steps import StepStore
 from services.campaign.store import IllegalTransition
-from services.campaign.work import ProviderError, generate_campaign_content, trigger_follow_up_automation
+from services.campaign.work import generate_campaign_content, trigger_follow_up_automation
 from services.queued.enqueue import JobPlanner, campaign_queue
 
 log = logging.getLogger("offpath.jobs")
@@ -128,43 +127,20 @@ def current_context() -> WorkerContext:
     return context
 
 
-def _is_last_delivery() -> bool:
+def _is_last_attempt() -> bool:
     job = get_current_job()
     return job is None or not job.retries_left
-
-
-def _retrying(ctx: WorkerContext, step: Step, campaign_id: str) -> None:
-    """Run the step, retrying a provider failure after the settings' backoff, as the inline design does
-    (services/inline/app.py). In the worker, not through RQ's Retry: RQ schedules a retry with an interval on its
-    scheduled registry, scored in whole seconds and moved by its scheduler once a second (rq/job.py:1793-1796,
-    rq/scheduler.py:232-244 and :355), which added up to 2 s to each retried campaign (issue #17)."""
-    for retry_number in range(ctx.settings.retries + 1):
-        try:
-            step(ctx, campaign_id)
-            return
-        except ProviderError:
-            if retry_number == ctx.settings.retries:
-                raise
-            time.sleep(ctx.settings.backoff_s(retry_number + 1))
 
 
 def _attempt(step: Step, campaign_id: str) -> None:
     ctx = current_context()
     try:
-        _retrying(ctx, step, campaign_id)
+        step(ctx, campaign_id)
     except IllegalTransition:
         # Already completed or failed (e.g. a duplicate delivery after a worker crash): nothing to do.
         log.warning("campaign %s is past this step; skipping", campaign_id)
-    except ProviderError as error:
-        # Its retries are spent: the campaign failed, and RQ must not deliver the job again (the in-memory job is the
-        # one RQ's failure handling reads, Job.should_retry, rq/job.py:1776-1777).
-        ctx.steps.fail(campaign_id, error)
-        job = get_current_job()
-        if job is not None:
-            job.retries_left = 0
-        raise
     except Exception as error:
-        if _is_last_delivery():
+        if _is_last_attempt():
             ctx.steps.fail(campaign_id, error)
         raise
 

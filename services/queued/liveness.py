@@ -7,21 +7,22 @@ runs the job in its own thread, so its monitoring loop does not run, rq/worker/w
 registry maintenance then retries it (StartedJobRegistry.cleanup, rq/registry.py:268-330). That is ~65 s at best and
 about two minutes as offpath ran it (issue #13). Two parts make it seconds:
 
-- JobPulse: while a worker performs a job, a thread renews the job's execution every PULSE_S with RQ's own
+- Pulse: while a worker performs a job, a thread renews the job's execution every PULSE_S with RQ's own
   Execution.heartbeat (rq/executions.py:131-141): it rewrites the execution's `last_heartbeat` and pushes its
   started-registry score (RQ's backstop) forward, whatever the job is doing. A pulse that finds its execution declared
   abandoned while its job still runs records a false abandonment (FALSE_ABANDONMENTS_KEY): the watch below must never
   cause one.
 - AbandonmentWatch: one per queue at a time (a lock, so every worker process can run one and a survivor takes over),
-  every SWEEP_S it reads each started execution's `last_heartbeat`. An execution whose heartbeat it has seen unchanged
-  for ABANDONED_AFTER_S of its own continuous watching is abandoned: it is taken off the started registry and its job
+  every SWEEP_S it reads each started execution's `last_heartbeat`. An execution whose heartbeat has been seen unchanged
+  for ABANDONED_AFTER_S of continuous watching is abandoned: it is taken off the started registry and its job
   requeued at the front, using one of the job's RQ retries, or, with none left, failed in RQ's failed registry and the
   campaign marked `failed` (what RQ's own cleanup does, rq/registry.py:300-318, plus the campaign's visible state).
 
-Why "its own continuous watching" and not a timestamp: when Redis is paused (SIGSTOP) or the watch cannot reach it, no
+Why "continuous watching" and not a timestamp: when Redis is paused (SIGSTOP) or the watch cannot reach it, no
 heartbeat can arrive, and every timestamp looks stale the moment Redis answers again. The watch measures staleness only
-over time in which it saw Redis answer every sweep: a gap longer than BLIND_AFTER_S between its successful sweeps
-restarts every clock. A live worker's pulse then has ABANDONED_AFTER_S to show up, five of its beats.
+over time in which Redis answered every sweep: a gap longer than BLIND_AFTER_S between successful sweeps (measured on
+Redis's own clock, which a pause makes jump) restarts every clock. A live worker's pulse then has ABANDONED_AFTER_S to
+show up, five of its beats.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from redis import Redis
@@ -39,25 +42,36 @@ from redis.exceptions import RedisError, WatchError
 from redis.retry import Retry
 from rq import Queue
 from rq.executions import Execution
-from rq.job import Job, JobStatus
+from rq.job import JobStatus
 from rq.job_lifecycle import record_job_failure
+from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.utils import parse_composite_key
 
 from services.campaign.steps import StepStore
 from services.campaign.store import IllegalTransition
+from services.queued.retries import OffpathJob, move_due_retries
 
 log = logging.getLogger("offpath.liveness")
 
 PULSE_S = 1.0
 SWEEP_S = 0.5
 ABANDONED_AFTER_S = 5.0
-BLIND_AFTER_S = 2.0
+BLIND_AFTER_S = 2.5
 # Every declaration, true or false, is kept for the chaos audit (capped).
 ABANDONED_KEY = "offpath:abandoned:{queue}"
 FALSE_ABANDONMENTS_KEY = "offpath:false-abandonments:{queue}"
 _LOG_CAP = 10_000
 _WATCH_LOCK = "offpath:abandonment-watch:{queue}"
+_LOCK_TTL_S = 1.5
+_MIN_WAIT_S = 0.005  # the retry mover's resolution (services/queued/retries.py)
+# What the watch has seen, kept in Redis so that a process taking the watch over (its holder died) goes on from it: for
+# each started execution, its last heartbeat and the time (Redis's clock) since which it has not changed; and when the
+# last sweep saw Redis. Kept in the watch's memory instead, a worker killed while it held the watch restarted every
+# clock (measured: 22 kills a second apart, each new holder killed before it had watched for ABANDONED_AFTER_S, took
+# jobs 20-41 s to run again).
+_SEEN = "offpath:abandonment-watch:{queue}:seen"
+_SWEPT = "offpath:abandonment-watch:{queue}:swept"
 # Set by the watch for each execution it declares abandoned, so that a pulse tells "taken from me" from "finished by
 # RQ" (both remove the started-registry entry).
 _DECLARED = "offpath:abandoned-execution:{execution}"
@@ -74,109 +88,136 @@ def liveness_redis(url: str) -> Redis:
     return Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0))
 
 
-class JobPulse:
-    """Beats for one execution while its job runs (a context manager around the job)."""
+class Pulse(threading.Thread):
+    """Beats every PULSE_S for the execution its worker process is performing, if any. One thread for the process's
+    life, not one per job: starting and joining a thread per job cost more than the beats of a short job."""
 
-    def __init__(self, redis: Redis, queue: Queue, execution: Execution, ttl_s: int) -> None:
+    def __init__(self, redis: Redis) -> None:
+        super().__init__(name="pulse", daemon=True)  # beats through a warm shutdown's last job; ends with the process
         self.redis = redis
-        self.registry = queue.started_job_registry
-        self.queue_name = queue.name
-        self.execution = execution
-        self.ttl_s = ttl_s
-        self._stop = threading.Event()
-        self._taken = False
-        self._thread = threading.Thread(target=self._run, name=f"pulse-{execution.job_id}", daemon=True)
+        self._lock = threading.Lock()
+        self._current: _Beating | None = None
 
-    def __enter__(self) -> JobPulse:
-        self._thread.start()
-        return self
+    @contextmanager
+    def beating(self, queue: Queue, execution: Execution, ttl_s: int) -> Iterator[None]:
+        """Beat for `execution` while the block (the job) runs."""
+        with self._lock:
+            self._current = _Beating(queue.started_job_registry, queue.name, execution, ttl_s)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._current = None
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2 * PULSE_S)
+    def run(self) -> None:
+        while True:
+            time.sleep(PULSE_S)
+            with self._lock:
+                current = self._current
+            if current is not None:
+                try:
+                    self._beat(current)
+                except RedisError as exc:
+                    log.debug("pulse for %s missed a beat: %s", current.execution.job_id, exc)
 
-    def _run(self) -> None:
-        while not self._stop.wait(PULSE_S):
-            try:
-                self._beat()
-            except RedisError as exc:
-                log.debug("pulse for %s missed a beat: %s", self.execution.job_id, exc)
-
-    def _beat(self) -> None:
+    def _beat(self, current: _Beating) -> None:
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.exists(_DECLARED.format(execution=self.execution.id))
-            self.execution.heartbeat(self.registry, self.ttl_s, pipe)  # XX: never re-adds a removed entry
+            pipe.exists(_DECLARED.format(execution=current.execution.id))
+            current.execution.heartbeat(current.registry, current.ttl_s, pipe)  # XX: never re-adds a removed entry
             declared = pipe.execute()[0]
-        if declared and not self._stop.is_set() and not self._taken:
-            self._taken = True
-            log.error("job %s was declared abandoned while this worker still runs it", self.execution.job_id)
-            record = json.dumps({"job": self.execution.job_id, "execution": self.execution.id,
-                                 "worker": self.execution.worker_name, "at": time.time()})
-            key = FALSE_ABANDONMENTS_KEY.format(queue=self.queue_name)
+        with self._lock:
+            still_running = self._current is current
+        if declared and still_running and not current.taken:
+            current.taken = True
+            log.error("job %s was declared abandoned while this worker still runs it", current.execution.job_id)
+            record = json.dumps({"job": current.execution.job_id, "execution": current.execution.id,
+                                 "worker": current.execution.worker_name, "at": time.time()})
+            key = FALSE_ABANDONMENTS_KEY.format(queue=current.queue_name)
             self.redis.pipeline(transaction=False).lpush(key, record).ltrim(key, 0, _LOG_CAP - 1).execute()
 
 
 @dataclass
-class _Seen:
-    heartbeat: bytes | None
-    since: float  # monotonic time from which the watch has seen this heartbeat unchanged
+class _Beating:
+    registry: StartedJobRegistry
+    queue_name: str
+    execution: Execution
+    ttl_s: int
+    taken: bool = False
 
 
 class AbandonmentWatch(threading.Thread):
-    """Declares abandoned the executions whose pulse stopped (see the module docstring); one per queue at a time."""
+    """Declares abandoned the executions whose pulse stopped (see the module docstring); one per queue at a time. The
+    process holding it also moves due retries to the queue (services/queued/retries.py), between sweeps."""
 
     def __init__(self, url: str, queue_name: str, stopping: threading.Event) -> None:
         super().__init__(name="abandonment-watch", daemon=True)
         self.redis = liveness_redis(url)
-        self.queue = Queue(queue_name, connection=self.redis, serializer=JSONSerializer)
+        self.queue = Queue(queue_name, connection=self.redis, serializer=JSONSerializer, job_class=OffpathJob)
         self.steps = StepStore(self.redis)
         self.stopping = stopping
         self.token = uuid.uuid4().hex
         self._renew = self.redis.register_script(_RENEW_LUA)
-        self._seen: dict[str, _Seen] = {}
-        self._last_sweep: float | None = None
+        self._lock = _WATCH_LOCK.format(queue=queue_name)
+        self._seen_key = _SEEN.format(queue=queue_name)
+        self._swept_key = _SWEPT.format(queue=queue_name)
 
     def run(self) -> None:
-        while not self.stopping.wait(SWEEP_S):
+        next_sweep = 0.0
+        holding = False
+        while not self.stopping.is_set():
+            wait_s = SWEEP_S
             try:
-                self.sweep()
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + SWEEP_S
+                    holding = self.sweep() is not None
+                if holding:
+                    due_in = move_due_retries(self.redis, self.queue)
+                    if due_in is not None:
+                        wait_s = min(wait_s, due_in)
             except RedisError as exc:
                 log.debug("abandonment watch could not sweep: %s", exc)
+            self.stopping.wait(max(_MIN_WAIT_S, min(wait_s, next_sweep - time.monotonic())))
         self.redis.close()
 
-    def sweep(self) -> list[str]:
-        """One look at the started executions; returns the ones it declared abandoned."""
-        if not self._renew(keys=[_WATCH_LOCK.format(queue=self.queue.name)],
-                           args=[self.token, int(BLIND_AFTER_S * 1000)]):
-            self._forget()  # another process watches; should this one take over, it starts from nothing
-            return []
-        entries = [e.decode() for e in self.redis.zrange(self.queue.started_job_registry.key, 0, -1)]
+    def sweep(self) -> list[str] | None:
+        """One look at the started executions; returns the ones it declared abandoned (None: another process holds the
+        watch)."""
+        if not self._renew(keys=[self._lock], args=[self.token, int(_LOCK_TTL_S * 1000)]):
+            return None
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.get(self._swept_key)
+            pipe.zrange(self.queue.started_job_registry.key, 0, -1)
+            pipe.hgetall(self._seen_key)
+            (seconds, micros), swept, raw_entries, stored = pipe.execute()
+        now = seconds + micros / 1e6  # Redis's clock: it jumps over a pause, which then reads as blindness
+        entries = [entry.decode() for entry in raw_entries]
         with self.redis.pipeline(transaction=False) as pipe:
             for entry in entries:
                 pipe.hget(f"rq:execution:{entry}", "last_heartbeat")
-            beats = pipe.execute()
-        now = time.monotonic()
-        blind = self._last_sweep is None or now - self._last_sweep > BLIND_AFTER_S
-        self._last_sweep = now
-        seen: dict[str, _Seen] = {}
+            beats = [beat.decode() if beat is not None else "" for beat in pipe.execute()]
+        blind = swept is None or now - float(swept) > BLIND_AFTER_S
+        before = {} if blind else {k.decode(): v.decode().rsplit("|", 1) for k, v in stored.items()}
+        seen: dict[str, tuple[str, float]] = {}
         abandoned = []
         for entry, beat in zip(entries, beats, strict=True):
-            before = self._seen.get(entry)
-            if blind or before is None or before.heartbeat != beat:
-                seen[entry] = _Seen(beat, now)
+            previous = before.get(entry)
+            if previous is None or previous[0] != beat:
+                seen[entry] = (beat, now)
             else:
-                seen[entry] = before
-                if now - before.since >= ABANDONED_AFTER_S:
+                seen[entry] = (beat, float(previous[1]))
+                if now - seen[entry][1] >= ABANDONED_AFTER_S:
                     abandoned.append(entry)
-        self._seen = seen
-        declared = [entry for entry in abandoned if self._abandon(entry, now - seen[entry].since)]
+        declared = [entry for entry in abandoned if self._abandon(entry, now - seen[entry][1])]
         for entry in declared:
-            self._seen.pop(entry, None)
+            seen.pop(entry)
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._seen_key)
+            if seen:
+                pipe.hset(self._seen_key, mapping={k: f"{beat}|{since!r}" for k, (beat, since) in seen.items()})
+            pipe.set(self._swept_key, repr(now))
+            pipe.execute()
         return declared
-
-    def _forget(self) -> None:
-        self._seen.clear()
-        self._last_sweep = None
 
     def _abandon(self, entry: str, silent_s: float) -> bool:
         """Take the execution off the started registry and requeue or fail its job, in one transaction that aborts if
@@ -209,7 +250,7 @@ class AbandonmentWatch(threading.Thread):
             pipe.watch(registry_key)
             if pipe.zscore(registry_key, entry) is None:
                 return None
-            job = Job.fetch(job_id, connection=self.redis, serializer=JSONSerializer)
+            job = OffpathJob.fetch(job_id, connection=self.redis, serializer=JSONSerializer)
             if job.get_status(refresh=False) != JobStatus.STARTED:
                 return None
             pipe.multi()

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from types import FrameType
 
 from redis import Redis
@@ -34,7 +34,8 @@ from rq.worker import WorkerStatus
 from services.campaign.settings import Settings
 from services.queued.enqueue import campaign_queue
 from services.queued.jobs import WorkerContext, performing_with
-from services.queued.liveness import AbandonmentWatch, JobPulse, liveness_redis
+from services.queued.liveness import AbandonmentWatch, Pulse, liveness_redis
+from services.queued.retries import OffpathJob
 
 log = logging.getLogger("offpath.worker")
 
@@ -49,7 +50,7 @@ class OffpathWorker(SimpleWorker):
     outlives the worker that received it, and a warm shutdown does not wait on a Redis that is gone."""
 
     def __init__(self, *args, context: WorkerContext | None = None, stopping: threading.Event | None = None,
-                 liveness: Redis | None = None, **kwargs) -> None:
+                 pulse: Pulse | None = None, **kwargs) -> None:
         # Keyword arguments with defaults keep RQ's constructor contract (rq/worker/base.py:314 builds
         # workers by class to describe them); such a worker performs no job, so needs no context.
         super().__init__(*args, **kwargs)
@@ -57,8 +58,8 @@ class OffpathWorker(SimpleWorker):
         # Shared by every worker main() starts in this process: main() must not start a fresh one after a stop.
         self.stopping = stopping if stopping is not None else threading.Event()
         self.parent_pid = os.getppid()
-        # The pulse's own connection (services/queued/liveness.py): beats must not queue behind the job's writes.
-        self.liveness = liveness
+        # Proves, while a job runs, that this worker is alive (services/queued/liveness.py).
+        self.pulse = pulse
 
     def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:  # type: ignore[no-untyped-def]
         # RQ's dequeue loop retries a lost Redis forever, heartbeat first (rq/worker/base.py:1160-1162, the
@@ -76,10 +77,10 @@ class OffpathWorker(SimpleWorker):
         with performing_with(self.context), self._pulse(queue, execution, job):
             return super().perform_job(job, queue, execution)
 
-    def _pulse(self, queue: Queue, execution: Execution, job: Job) -> JobPulse | nullcontext[None]:
-        if self.liveness is None:
+    def _pulse(self, queue: Queue, execution: Execution, job: Job) -> AbstractContextManager[None]:
+        if self.pulse is None:
             return nullcontext()
-        return JobPulse(self.liveness, queue, execution, self.get_heartbeat_ttl(job))
+        return self.pulse.beating(queue, execution, self.get_heartbeat_ttl(job))
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stopping.set()
@@ -118,10 +119,11 @@ def _serve(settings: Settings, context: WorkerContext, name: str | None, burst: 
     # fresh workers started below, and stops with the process.
     watch = AbandonmentWatch(settings.redis_url, settings.queue_name, stopping)
     watch.start()
-    liveness = liveness_redis(settings.redis_url)
+    pulse = Pulse(liveness_redis(settings.redis_url))
+    pulse.start()
     while True:
         try:
-            if _work(settings, context, stopping, liveness, next(names), burst, log_level):
+            if _work(settings, context, stopping, pulse, next(names), burst, log_level):
                 return 0
             # RQ's work loop quits, and returns as if done, on a Redis timeout or any error it does not handle
             # (rq/worker/base.py:679-695): measured with Redis at maxmemory, where a refused write of RQ's own
@@ -180,22 +182,20 @@ def _wait_for_redis(url: str, parent: int, pause_s: float, patience_s: float) ->
         client.close()
 
 
-def _work(settings: Settings, context: WorkerContext, stopping: threading.Event, liveness: Redis, name: str | None,
+def _work(settings: Settings, context: WorkerContext, stopping: threading.Event, pulse: Pulse, name: str | None,
           burst: bool, log_level: str) -> bool:
     """Run one RQ worker until it returns; True when that was meant (a stop request, or burst mode's empty queue)."""
     connection = Redis.from_url(settings.redis_url)
     queue = campaign_queue(settings, connection)
-    # The job of a crashed worker is recovered in seconds by the abandonment watch (liveness.py); RQ's own registry
-    # maintenance stays as the backstop, and moves the retries of jobs that failed outside their step (Redis lost,
-    # a timeout) from the scheduled registry (with_scheduler). Maintenance runs only between jobs or when the blocking
-    # dequeue times out (worker_ttl - 15 s); with RQ's defaults (10 min, 405 s) it waited minutes. Here: maintenance
-    # every 5 s, dequeue timeout 5 s. (No campaign waits for maintenance on the way from generation to automation:
-    # generation enqueues automation itself, see enqueue.py; nor for the scheduler between the attempts of a step,
-    # which retries provider failures in the worker, see jobs.py.)
+    # The job of a crashed worker is recovered in seconds by the abandonment watch (liveness.py), and retries are
+    # moved to the queue on time by the same watch (retries.py); RQ's own registry maintenance stays as the backstop.
+    # Maintenance runs only between jobs or when the blocking dequeue times out (worker_ttl - 15 s); with RQ's
+    # defaults (10 min, 405 s) it waited minutes. Here: maintenance every 5 s, dequeue timeout 5 s. (No campaign waits
+    # for maintenance on the way from generation to automation: generation enqueues automation itself, enqueue.py.)
     worker = OffpathWorker(
-        [queue], connection=connection, serializer=JSONSerializer, name=name,
+        [queue], connection=connection, serializer=JSONSerializer, job_class=OffpathJob, name=name,
         job_monitoring_interval=5, maintenance_interval=5, worker_ttl=20,
-        context=context, stopping=stopping, liveness=liveness,
+        context=context, stopping=stopping, pulse=pulse,
     )
     worker.work(burst=burst, with_scheduler=True, logging_level=log_level)
     return burst or stopping.is_set() or worker._stop_requested
