@@ -48,7 +48,8 @@ class CapacitySearch:
     def rates(self) -> list[float]:
         rates, rate = [], self.start_per_s
         while rate <= self.max_per_s + 1e-9:
-            rates.append(round(rate, 3))
+            # A geometric step's rates to 3 significant digits (32.8/s, not 32.768/s): the same rate to Locust.
+            rates.append(float(f"{rate:.3g}") if self.step_factor is not None else round(rate, 3))
             rate = rate * self.step_factor if self.step_factor is not None else rate + self.step_per_s
         return rates
 

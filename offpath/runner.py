@@ -53,11 +53,15 @@ from services.campaign.settings import Settings
 LOCUSTFILE = PROJECT_ROOT / "loadtests" / "locustfile.py"
 # The queued design's backlog past which a capacity search stops: the workers are long since lost.
 BACKLOG_LIMIT = 50_000
-# What a run spends beside offering load, for its planned duration (measured on the 2-core development machine, run
-# 20261130-050428-reference-752f35): Locust's start and stop around each cell (1.8-2.3 s; a queued cell's drain adds
-# ~0.5 s when its workers keep up), and starting a block's fresh processes (1.6 s inline, 4.1 s with 12 workers).
+# What a run spends beside offering load, for its planned duration (measured on the 2-core development machine, runs
+# 20261130-050428-reference-752f35 and a two-point crossover sweep): Locust's start and stop around each cell
+# (2.3-2.8 s); starting a block's fresh processes (1.4-2.7 s without workers, ~0.25 s more per RQ worker, which
+# start on the workers' CPUs); and the step that ends a capacity search (Locust waits up to its 10 s stop timeout for
+# the requests an overloaded service still holds; a queued design's drain up to the layout's drain_timeout_s).
 CELL_OVERHEAD_S = 2.5
-BLOCK_OVERHEAD_S = 4.5
+BLOCK_OVERHEAD_S = 2.5
+WORKER_START_S = 0.25
+BREAK_OVERHEAD_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -89,13 +93,21 @@ def planned_duration_s(experiment: Experiment) -> tuple[float, float]:
     least = most = 0.0
     for point in points:
         at = experiment.at(point) if point is not None else experiment
-        fixed = sum(BLOCK_OVERHEAD_S + sum(p.duration_s + CELL_OVERHEAD_S for p in b.phases) for b in plan(at))
+        fixed = sum(_start_s(at, b.design) + sum(p.duration_s + CELL_OVERHEAD_S for p in b.phases)
+                    for b in plan(at) if not b.capacity)
         least, most = least + fixed, most + fixed
         if at.capacity is not None:
             step_s = at.capacity.step_duration_s + CELL_OVERHEAD_S
-            least += len(at.designs) * step_s
-            most += len(at.designs) * len(at.capacity.rates()) * step_s
+            for name in at.designs:
+                ends = _start_s(at, name) + BREAK_OVERHEAD_S
+                least += ends + step_s
+                most += ends + len(at.capacity.rates()) * step_s
     return least, most
+
+
+def _start_s(experiment: Experiment, name: str) -> float:
+    """Starting one block's fresh processes: the service, and the RQ workers of a design that has them."""
+    return BLOCK_OVERHEAD_S + (WORKER_START_S * experiment.layout.workers if design(name).has_workers else 0.0)
 
 
 def _minutes(seconds: float) -> str:
