@@ -55,7 +55,8 @@ def line_figure(dmap: DecisionMap, measure: Measure) -> Figure:
                       (math.sqrt(crossing.low * crossing.high), high), textcoords="offset points", xytext=(0, -12),
                       ha="center", fontsize="x-small", color="#7a5a00")
     axes.axhline(1.0, color="#333333", lw=1, ls="--")
-    axes.annotate("ratio = 1", (values[0], 1.0), textcoords="offset points", xytext=(2, 3), fontsize="x-small")
+    axes.annotate("ratio = 1", (1.0, 1.0), xycoords=("axes fraction", "data"), textcoords="offset points",
+                  xytext=(-3, 3), ha="right", fontsize="x-small")
     xs = np.array([p.values[name] for p in points])
     axes.plot(xs, [_clip(p.ratios[measure.key].value) for p in points], color="#555555", lw=1, alpha=0.6)
     for point in known:
