@@ -72,10 +72,11 @@ class Ratio:
     value: float | None
     low: float | None = None
     high: float | None = None
-    note: str = ""  # e.g. "few samples": the interval is shown but not judged
+    note: str = ""  # what to know about the figure, e.g. "few samples"
+    judged: bool = True  # False: the interval is shown, not judged (e.g. too few values beyond P99)
 
     def side(self, measure: Measure) -> str:
-        if self.low is None or self.high is None or self.note:
+        if self.low is None or self.high is None or not self.judged:
             return UNRESOLVED
         if self.low > 1:
             return QUEUE if measure.higher_is_better else INLINE
@@ -223,7 +224,7 @@ def capacity_ratio(run: Run, capacity_: Capacity, limits: Sequence[str], replica
     a = capacity_.designs.get(a_name) if a_name else None
     b = capacity_.designs.get(b_name) if b_name else None
     if a is None or b is None or a_name is None or b_name is None:
-        return Ratio(None, note="no capacity search of both designs")
+        return Ratio(None, note="no capacity search of both designs", judged=False)
     b_value = b.ack_capacity_per_s if tuple(limits) == (ACKNOWLEDGEMENT,) else b.capacity_per_s
     a_value = a.capacity_per_s
     rng = new_rng()
@@ -233,10 +234,11 @@ def capacity_ratio(run: Run, capacity_: Capacity, limits: Sequence[str], replica
     with np.errstate(divide="ignore", invalid="ignore"):
         lows = np.where(np.isinf(a_high), 0.0, b_low / a_high)
         highs = np.where(a_low > 0, b_high / np.where(a_low > 0, a_low, 1.0), np.inf)
-    low = float(np.percentile(lows, 2.5))
-    high = float(np.percentile(highs, 97.5)) if np.isfinite(highs).mean() >= 0.975 else math.inf
+    # No interpolation: a bound may be infinite (a design that held every rate tested).
+    low = float(np.percentile(lows, 2.5, method="lower"))
+    high = float(np.percentile(highs, 97.5, method="higher"))
     if not a_value:
-        return Ratio(None, low, high, note=f"{a_name} held no rate tested")
+        return Ratio(None, low, high, note=f"{a_name} held no rate tested", judged=False)
     if b_value is None:
         return Ratio(0.0, low, high, note=f"{b_name} held no rate tested")
     note = "both held every rate tested" if a.censored and b.limit_censored(b_value) else ""
@@ -249,17 +251,17 @@ def capacity_ratio(run: Run, capacity_: Capacity, limits: Sequence[str], replica
 def row_ratio(row: DeltaRow | None) -> Ratio:
     """A comparison row's change as a ratio (1 + delta), its bootstrap interval likewise; its note kept."""
     if row is None or row.delta_pct is None:
-        return Ratio(None, note="not compared")
+        return Ratio(None, note="not compared", judged=False)
     low = 1 + row.ci_low_pct / 100 if row.ci_low_pct is not None else None
     high = 1 + row.ci_high_pct / 100 if row.ci_high_pct is not None else None
-    return Ratio(1 + row.delta_pct / 100, low, high, note=row.note)
+    return Ratio(1 + row.delta_pct / 100, low, high, note=row.note, judged=not row.note)
 
 
 def point_ratios(record: dict[str, Any], run: Run) -> PointRatios:
     values = {str(k): float(v) for k, v in (record.get("values") or {}).items()}
     if not run.cells:
         return PointRatios(record["id"], values, str(record.get("status")),
-                           {m.key: Ratio(None, note="not measured") for m in MEASURES})
+                           {m.key: Ratio(None, note="not measured", judged=False) for m in MEASURES})
     cap = capacity(run)
     comparison = equal_load_comparison(run, cap)
     headline = headline_row(comparison, run)

@@ -133,7 +133,7 @@ def test_sentences_say_not_resolved_rather_than_guess():
     assert found == []
     text = crossover_sentence(p99, "x_scale", unresolved, found)
     assert "the queue wins at ×4" in text and "where it starts to win is not resolved" in text
-    few = _points([(1, Ratio(1.5, 1.2, 1.9)), (2, Ratio(0.5, 0.3, 0.8, note="few samples"))])
+    few = _points([(1, Ratio(1.5, 1.2, 1.9)), (2, Ratio(0.5, 0.3, 0.8, note="few samples", judged=False))])
     assert crossovers_along(p99, "x_scale", few) == []
     assert "never wins" in crossover_sentence(p99, "x_scale", few, [])
     everywhere = _points([(1, Ratio(0.5, 0.4, 0.6)), (2, Ratio(0.4, 0.3, 0.5))])
