@@ -105,7 +105,7 @@ def heat_figure(dmap: DecisionMap, measure: Measure) -> Figure:
         value = point.ratios[measure.key].value
         if value is not None and value > 0:
             grid[i, j] = math.log2(value) * (1 if measure.higher_is_better else -1)
-    figure = Figure(figsize=(1.6 * len(xs) + 2.5, 1.1 * len(ys) + 1.8), layout="constrained")
+    figure = Figure(figsize=(max(1.8 * len(xs) + 2.5, 7.0), 1.1 * len(ys) + 1.8), layout="constrained")
     axes = figure.add_subplot()
     reach = max(1.0, float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0)
     image = axes.imshow(grid, cmap="RdYlGn", norm=TwoSlopeNorm(0.0, -reach, reach), origin="lower", aspect="auto")
@@ -113,7 +113,7 @@ def heat_figure(dmap: DecisionMap, measure: Measure) -> Figure:
     colorbar.set_label(f"log2 of how much better {dmap.candidate} is (0: ratio = 1)")
     for (i, j), point in cells.items():
         ratio = point.ratios[measure.key]
-        axes.text(j, i, f"{ratio.text()}\n{point.side(measure)}", ha="center", va="center", fontsize="xx-small")
+        axes.text(j, i, f"{ratio.text()}\n{point.side(measure)}", ha="center", va="center", fontsize="x-small")
         for di, dj in ((0, 1), (1, 0)):
             other = cells.get((i + di, j + dj))
             sides = {point.side(measure), other.side(measure)} if other is not None else set()
@@ -124,10 +124,9 @@ def heat_figure(dmap: DecisionMap, measure: Measure) -> Figure:
                     axes.plot([j - 0.5, j + 0.5], [i + 0.5, i + 0.5], color="black", lw=3)
     axes.set_xticks(range(len(xs)), [parameter_text(first, x) for x in xs])
     axes.set_yticks(range(len(ys)), [parameter_text(second, y) for y in ys])
-    axes.set_xlabel(first.replace("_", " "))
+    axes.set_xlabel(f"{first.replace('_', ' ')} (thick lines: crossovers)")
     axes.set_ylabel(second.replace("_", " "))
-    axes.set_title(f"{measure.heading}: {dmap.candidate} / {dmap.baseline}; thick lines: crossovers", loc="left",
-                   fontsize="medium")
+    axes.set_title(f"{measure.heading}: {dmap.candidate} / {dmap.baseline}", loc="left", fontsize="medium")
     return figure
 
 

@@ -44,23 +44,26 @@ def point_specs(inline_holds: int, queued_holds: int, queued_completion_us: floa
             + capacity_specs("queued", [r for r in RATES if r <= queued_holds + 40], queued_holds))
 
 
-def write_sweep(root: Path, points: list[tuple[float, list[CellSpec]]], complete: bool = True) -> Path:
-    """A sweep's run folder over provider_wait_scale: each point written as a fixture run under points/<id>/, its
-    manifest folded into the one manifest's points."""
+def write_sweep(root: Path, points: list[tuple[float | dict[str, float], list[CellSpec]]],
+                complete: bool = True) -> Path:
+    """A sweep's run folder (over provider_wait_scale, unless a point gives its values): each point written as a
+    fixture run under points/<id>/, its manifest folded into the one manifest's points."""
     run_dir = root / "20261130-060000-sweepfix-abcdef"
     records = []
-    for number, (scale, specs) in enumerate(points, start=1):
-        point_id = f"{number:02d}-provider_wait_scale={scale:g}"
+    for number, (given, specs) in enumerate(points, start=1):
+        values = given if isinstance(given, dict) else {"provider_wait_scale": given}
+        point_id = f"{number:02d}-" + ",".join(f"{k}={v:g}" for k, v in values.items())
         point_dir, _ = write_run(run_dir / POINTS_DIR, specs, run_id=point_id, seed=number,
                                  slo={"p99_ms": 500.0, "error_rate": 0.01})
         manifest = json.loads((point_dir / MANIFEST_FILE).read_text())
         (point_dir / MANIFEST_FILE).unlink()
-        records.append({"id": point_id, "values": {"provider_wait_scale": scale}, "status": "complete",
+        records.append({"id": point_id, "values": values, "status": "complete",
                         "experiment": manifest["experiment"], "profile": manifest["profile"], "layout": {},
                         "placement": {}, "cells": manifest["cells"]})
     top = dict(manifest)
+    sweep = {name: sorted({r["values"][name] for r in records}) for name in records[0]["values"]}
     top.update(run_id=run_dir.name, kind="sweep", cells=[], points=records, resumes=[],
-               experiment=manifest["experiment"] | {"sweep": {"provider_wait_scale": [s for s, _ in points]}})
+               experiment=manifest["experiment"] | {"sweep": sweep})
     if not complete:
         records[-1].update(status="incomplete")
         shutil.rmtree(run_dir / POINTS_DIR / records[-1]["id"])
@@ -182,3 +185,19 @@ def test_the_sweep_notebook_redraws_the_map_from_a_run_folder(crossing_sweep, mo
     markdown = "\n".join(o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {}))
     assert "the queue starts to win between provider wait scale ×0.5 and ×4" in markdown
     assert sum("image/png" in o.get("data", {}) for o in outputs) == len(MEASURES)
+
+
+def test_two_parameters_draw_heat_maps_and_a_sentence_per_value_of_the_second(tmp_path):
+    grid = [({"provider_wait_scale": x, "concurrency": c}, point_specs(*holds, queued_completion_us=100_000))
+            for c, row in ((4, ((160, 40), (40, 160))), (16, ((160, 40), (160, 40))))
+            for x, holds in zip((0.5, 4.0), row, strict=True)]
+    run_dir = write_sweep(tmp_path, grid)
+    render(run_dir)
+    dmap = json.loads((run_dir / "decision_map.json").read_text())
+    crossings = [c for c in dmap["crossovers"] if c["measure"] == "ack_capacity"]
+    assert crossings == [{"measure": "ack_capacity", "between": [0.5, 4.0], "queue": "starts to win",
+                          "at": {"concurrency": 4.0}}]
+    sentence = dmap["sentences"]["ack_capacity"]
+    assert "at concurrency 4: the queue starts to win between provider wait scale ×0.5 and ×4" in sentence
+    assert "at concurrency 16: the queue never wins in the range" in sentence
+    assert (run_dir / "plots" / "map-ack-capacity.png").stat().st_size > 5000
