@@ -167,8 +167,10 @@ class Experiment:
                 experiment = replace(experiment, profile=f"{experiment.profile}*wait={value:g}")
             elif name == "cpu_work_scale":
                 experiment = replace(experiment, profile=f"{experiment.profile}*cpu={value:g}")
-            elif name in ("concurrency", "workers"):
-                experiment = replace(experiment, layout=replace(experiment.layout, **{name: int(value)}))
+            elif name == "concurrency":
+                experiment = replace(experiment, layout=replace(experiment.layout, concurrency=int(value)))
+            elif name == "workers":
+                experiment = replace(experiment, layout=replace(experiment.layout, workers=int(value)))
             elif name == "rate_per_s":
                 experiment = replace(experiment, phases=tuple(
                     replace(phase, rate_per_s=float(value)) if phase.kind == "steady" else phase
