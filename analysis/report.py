@@ -27,6 +27,7 @@ from analysis.summary import (
     phase_table,
     summarize_run,
 )
+from analysis.sweep import is_sweep
 from analysis.tables import capacity_rows, cost_rows, phase_rows, step_rows
 from results.format import (
     CHAOS_FILE,
@@ -37,7 +38,6 @@ from results.format import (
     REPORT_HTML_FILE,
     REPORT_MD_FILE,
     SIGNIFICANT_DIGITS,
-    SWEEP_KIND,
     TIERS,
     CellSummary,
 )
@@ -276,7 +276,7 @@ def render(run_dir: Path | str, *, allow_incomplete: bool = False) -> Path:
     if (Path(run_dir) / CHAOS_FILE).is_file():
         return render_chaos(run_dir)
     run = load_run(run_dir, allow_incomplete=allow_incomplete)
-    if run.manifest.get("kind") == SWEEP_KIND:
+    if is_sweep(run):
         from analysis.sweep_report import render_sweep  # it renders each point with write_report below
 
         return render_sweep(run)
