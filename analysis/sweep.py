@@ -308,7 +308,7 @@ def crossover_sentence(measure: Measure, name: str, points: Sequence[PointRatios
     sides = [p.side(measure) for p in points]
     head = f"{measure.heading}{where}"
     unresolved = [parameter_text(name, x) for x, s in zip(xs, sides, strict=True) if s == UNRESOLVED]
-    pending = f"; not resolved at {', '.join(unresolved)} (the interval includes 1)" if unresolved else ""
+    pending = f"; not resolved at {', '.join(unresolved)}" if unresolved else ""
     if crossings:
         changes = []
         for crossing in crossings:
@@ -318,10 +318,12 @@ def crossover_sentence(measure: Measure, name: str, points: Sequence[PointRatios
         return f"{head}: {'; '.join(changes)} (in {span}{pending})."
     if all(s == QUEUE for s in sides):
         return f"{head}: the queue wins over the whole range ({span})."
+    if all(s == UNRESOLVED for s in sides):
+        return (f"{head}: not resolved at any point of {span} (every interval includes 1, or too few samples to "
+                "judge): whether the queue wins there cannot be said.")
     if QUEUE not in sides:
         inline = [parameter_text(name, x) for x, s in zip(xs, sides, strict=True) if s == INLINE]
-        detail = f"inline wins at {', '.join(inline)}" if inline else "no point is resolved"
-        return f"{head}: the queue never wins in the range ({span}): {detail}{pending}."
+        return f"{head}: the queue never wins in the range ({span}): inline wins at {', '.join(inline)}{pending}."
     wins = [parameter_text(name, x) for x, s in zip(xs, sides, strict=True) if s == QUEUE]
     return (f"{head}: the queue wins at {', '.join(wins)}{pending}; where it starts to win is not resolved "
             f"(no resolved point on the other side).")

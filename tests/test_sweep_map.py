@@ -139,6 +139,9 @@ def test_sentences_say_not_resolved_rather_than_guess():
     few = _points([(1, Ratio(1.5, 1.2, 1.9)), (2, Ratio(0.5, 0.3, 0.8, note="few samples", judged=False))])
     assert crossovers_along(p99, "x_scale", few) == []
     assert "never wins" in crossover_sentence(p99, "x_scale", few, [])
+    nothing = _points([(1, Ratio(1.0, 0.5, 2.0)), (2, Ratio(0.5, 0.3, 0.8, note="few samples", judged=False))])
+    text = crossover_sentence(p99, "x_scale", nothing, [])
+    assert "not resolved at any point of x scale ×1 … ×2" in text and "never wins" not in text
     everywhere = _points([(1, Ratio(0.5, 0.4, 0.6)), (2, Ratio(0.4, 0.3, 0.5))])
     assert "wins over the whole range (x scale ×1 … ×2)" in crossover_sentence(p99, "x_scale", everywhere, [])
 
