@@ -27,6 +27,7 @@ from analysis.summary import (
     phase_table,
     summarize_run,
 )
+from analysis.sweep import is_sweep
 from analysis.tables import capacity_rows, cost_rows, phase_rows, step_rows
 from results.format import (
     CHAOS_FILE,
@@ -197,7 +198,8 @@ def facts(run: Run) -> list[tuple[str, str]]:
                                     f"{experiment.get('repetitions', 1)} repetition(s), interleaved"),
         ("Phases", phases or "none"),
         ("Capacity search", f"{search['start_per_s']:g}/s to {search['max_per_s']:g}/s in steps of "
-                            f"{search['step_per_s']:g}/s, {search['step_duration_s']:g} s each" if search else "none"),
+                            + (f"×{search['step_factor']:g}" if search.get("step_factor") else f"{search['step_per_s']:g}/s")
+                            + f", {search['step_duration_s']:g} s each" if search else "none"),
         ("SLO", f"P99 ≤ {slo.get('p99_ms', '?')} ms, error rate ≤ {slo.get('error_rate', '?')}, completion P99 ≤ "
                 f"{slo.get('completion_p99_ms') or slo.get('p99_ms', '?')} ms (designs with queue data)"),
         ("Client polling", polling_text(layout)),
@@ -269,10 +271,20 @@ def cost_markdown(report: Report) -> list[str]:
 
 def render(run_dir: Path | str, *, allow_incomplete: bool = False) -> Path:
     """Write run_dir/report.html (self-contained), run_dir/report.md, run_dir/comparison.json and run_dir/plots/;
-    returns the HTML path. A chaos run's folder gets the chaos report: its figures are the fault table."""
+    returns the HTML path. A chaos run's folder gets the chaos report: its figures are the fault table; a sweep's
+    gets the decision map, and each of its points its own report."""
     if (Path(run_dir) / CHAOS_FILE).is_file():
         return render_chaos(run_dir)
     run = load_run(run_dir, allow_incomplete=allow_incomplete)
+    if is_sweep(run):
+        from analysis.sweep_report import render_sweep  # it renders each point with write_report below
+
+        return render_sweep(run)
+    return write_report(run)
+
+
+def write_report(run: Run) -> Path:
+    """The report files of one run (or one point of a sweep) in its folder; returns the HTML path."""
     report = build(run, run.dir / PLOTS_DIR)
     write_comparison(report.comparison, run.dir / COMPARISON_FILE, extra={
         "headline": report.headline,

@@ -67,7 +67,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from offpath.runner import Runner
 
     experiment = load_experiment(args.experiment)
-    runner = Runner(experiment, Path(args.out), say=_say)
+    runner = Runner(experiment, Path(args.out), say=_say, resume=Path(args.resume) if args.resume else None)
     complete = runner.run()
     # The report is the main job's last step; an incomplete run gets one too, from what it measured.
     rendered = _print_report(lambda: render(runner.run_dir, allow_incomplete=not complete))
@@ -246,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run an experiment and write results/<run-id>/ (prints its path last)")
     bench.add_argument("experiment", nargs="?", default="seed", help="experiment name or .toml path (default: seed)")
     bench.add_argument("--out", default="results", help="folder that receives the run folder (default: results)")
+    bench.add_argument("--resume", metavar="RUN", help="go on with an interrupted sweep's run folder: points that "
+                       "finished are kept, any other is run again from scratch")
     bench.set_defaults(func=cmd_bench)
 
     chaos = sub.add_parser("chaos", help="inject faults under load and audit every acknowledged campaign")

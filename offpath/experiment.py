@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +35,22 @@ class Phase:
 
 @dataclass(frozen=True)
 class CapacitySearch:
-    """Step the offered rate up until the P99 SLO or the error budget breaks (or max_per_s)."""
+    """Step the offered rate up until the P99 SLO or the error budget breaks (or max_per_s): by step_per_s each step,
+    or, with step_factor, by that factor (the same relative resolution at every rate: what a sweep whose points'
+    capacities differ several-fold needs)."""
 
     start_per_s: float
     step_per_s: float
     max_per_s: float
     step_duration_s: float
+    step_factor: float | None = None
 
     def rates(self) -> list[float]:
         rates, rate = [], self.start_per_s
         while rate <= self.max_per_s + 1e-9:
-            rates.append(round(rate, 3))
-            rate += self.step_per_s
+            # A geometric step's rates to 3 significant digits (32.8/s, not 32.768/s): the same rate to Locust.
+            rates.append(float(f"{rate:.3g}") if self.step_factor is not None else round(rate, 3))
+            rate = rate * self.step_factor if self.step_factor is not None else rate + self.step_per_s
         return rates
 
 
@@ -83,6 +88,50 @@ class Claim:
     p99_at_equal_load_change_pct: float
 
 
+# What a sweep may vary (one or two of them), and each one's lowest allowed value: provider waits and CPU work scale
+# the workload profile ('default*wait=2', 'default*cpu=0.5'), concurrency and workers set the layout, rate_per_s
+# sets every steady phase's offered rate.
+SWEEP_PARAMETERS = {"provider_wait_scale": "a number > 0", "cpu_work_scale": "a number > 0",
+                    "concurrency": "a whole number >= 0", "workers": "a whole number >= 1",
+                    "rate_per_s": "a number > 0"}
+_WHOLE = {"concurrency": 0, "workers": 1}
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One point of a sweep: the value of each swept parameter, in the sweep's order; `id` names its folder."""
+
+    index: int  # 1-based, in the order the points run
+    values: tuple[tuple[str, float], ...]
+
+    @property
+    def id(self) -> str:
+        return f"{self.index:02d}-" + ",".join(f"{name}={value:g}" for name, value in self.values)
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.values)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """`[sweep]`: one or two parameters (SWEEP_PARAMETERS), each over listed values; every combination is a point,
+    the first parameter varying slowest."""
+
+    parameters: tuple[tuple[str, tuple[float, ...]], ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.parameters)
+
+    def points(self) -> list[SweepPoint]:
+        combos = itertools.product(*(values for _, values in self.parameters))
+        return [SweepPoint(number, tuple(zip(self.names, combo, strict=True)))
+                for number, combo in enumerate(combos, start=1)]
+
+    def as_dict(self) -> dict[str, list[float]]:
+        return {name: list(values) for name, values in self.parameters}
+
+
 @dataclass(frozen=True)
 class Experiment:
     name: str
@@ -97,13 +146,36 @@ class Experiment:
     capacity: CapacitySearch | None
     source: str = field(default="", compare=False)
     claim: Claim | None = None
+    sweep: Sweep | None = None
 
     def resolved(self) -> dict[str, Any]:
         data = asdict(self)
         data["designs"] = list(self.designs)
         data["phases"] = [asdict(p) for p in self.phases]
         data["layout"]["placement"] = self.layout.placement.as_dict()
+        if self.sweep is None:
+            del data["sweep"]  # a plain experiment's manifest is as it was before sweeps
+        else:
+            data["sweep"] = self.sweep.as_dict()
         return data
+
+    def at(self, point: SweepPoint) -> Experiment:
+        """The plain experiment a sweep runs at one of its points: its parameters set, no sweep."""
+        experiment = replace(self, sweep=None)
+        for name, value in point.values:
+            if name == "provider_wait_scale":
+                experiment = replace(experiment, profile=f"{experiment.profile}*wait={value:g}")
+            elif name == "cpu_work_scale":
+                experiment = replace(experiment, profile=f"{experiment.profile}*cpu={value:g}")
+            elif name == "concurrency":
+                experiment = replace(experiment, layout=replace(experiment.layout, concurrency=int(value)))
+            elif name == "workers":
+                experiment = replace(experiment, layout=replace(experiment.layout, workers=int(value)))
+            elif name == "rate_per_s":
+                experiment = replace(experiment, phases=tuple(
+                    replace(phase, rate_per_s=float(value)) if phase.kind == "steady" else phase
+                    for phase in experiment.phases))
+        return experiment
 
 
 def available_experiments() -> list[str]:
@@ -126,7 +198,7 @@ def load_experiment(spec: str) -> Experiment:
 def parse_experiment(data: dict[str, Any], source: str) -> Experiment:
     reader = _Reader(data, source)
     allowed_top = {"name", "description", "profile", "designs", "repetitions", "payload_seed", "slo", "layout",
-                   "phases", "capacity", "claim"}
+                   "phases", "capacity", "claim", "sweep"}
     reader.no_unknown(data, allowed_top, "")
     profile = reader.get(data, "profile", str, "", default="default")
     try:
@@ -180,11 +252,20 @@ def parse_experiment(data: dict[str, Any], source: str) -> Experiment:
     capacity = None
     if "capacity" in data:
         table = reader.get(data, "capacity", dict, "")
-        reader.no_unknown(table, {"start_per_s", "step_per_s", "max_per_s", "step_duration_s"}, "capacity.")
-        capacity = CapacitySearch(**{k: float(reader.get(table, k, (int, float), "capacity.")) for k in
-                                     ("start_per_s", "step_per_s", "max_per_s", "step_duration_s")})
-        if capacity.step_per_s <= 0 or capacity.start_per_s <= 0:
+        reader.no_unknown(table, {"start_per_s", "step_per_s", "step_factor", "max_per_s", "step_duration_s"},
+                          "capacity.")
+        if ("step_per_s" in table) == ("step_factor" in table):
+            raise ExperimentError(f"{source}: [capacity] needs exactly one of step_per_s (add a rate each step) or "
+                                  "step_factor (multiply the rate each step)")
+        factor = reader.get(table, "step_factor", (int, float), "capacity.", default=None)
+        capacity = CapacitySearch(**{k: float(reader.get(table, k, (int, float), "capacity.",
+                                                         default=0.0 if k == "step_per_s" else _MISSING))
+                                     for k in ("start_per_s", "step_per_s", "max_per_s", "step_duration_s")},
+                                  step_factor=float(factor) if factor is not None else None)
+        if capacity.start_per_s <= 0 or (factor is None and capacity.step_per_s <= 0):
             raise ExperimentError(f"{source}: capacity.start_per_s and capacity.step_per_s must be > 0")
+        if factor is not None and not factor > 1:
+            raise ExperimentError(f"{source}: key 'capacity.step_factor' is {factor!r}; allowed: a number > 1")
     if not phases and capacity is None:
         raise ExperimentError(f"{source}: an experiment needs [[phases]] or a [capacity] search")
     claim = None
@@ -197,6 +278,9 @@ def parse_experiment(data: dict[str, Any], source: str) -> Experiment:
     names = [p.name for p in phases]
     if len(set(names)) != len(names):
         raise ExperimentError(f"{source}: phase names must be unique, got {names}")
+    sweep = _sweep(reader, data, source) if "sweep" in data else None
+    if sweep is not None:
+        _check_sweep(sweep, phases, layout, source)
     return Experiment(
         name=reader.get(data, "name", str, ""),
         description=reader.get(data, "description", str, "", default=""),
@@ -210,7 +294,45 @@ def parse_experiment(data: dict[str, Any], source: str) -> Experiment:
         capacity=capacity,
         source=source,
         claim=claim,
+        sweep=sweep,
     )
+
+
+def _sweep(reader: _Reader, data: dict[str, Any], source: str) -> Sweep:
+    """`[sweep]`: one or two of SWEEP_PARAMETERS, each a list of at least two distinct allowed values."""
+    table = reader.get(data, "sweep", dict, "")
+    reader.no_unknown(table, set(SWEEP_PARAMETERS), "sweep.")
+    if not 1 <= len(table) <= 2:
+        raise ExperimentError(f"{source}: [sweep] varies {len(table)} parameters; allowed: one or two of "
+                              f"{', '.join(SWEEP_PARAMETERS)}")
+    parameters = []
+    for name, values in table.items():
+        allowed = SWEEP_PARAMETERS[name]
+        if not isinstance(values, list) or len(values) < 2:
+            raise ExperimentError(f"{source}: key 'sweep.{name}' is {values!r}; allowed: a list of at least two "
+                                  f"values, each {allowed}")
+        for value in values:
+            whole = name in _WHOLE
+            wrong_type = isinstance(value, bool) or not isinstance(value, int if whole else (int, float))
+            if wrong_type or (value < _WHOLE[name] if whole else not value > 0):
+                raise ExperimentError(f"{source}: key 'sweep.{name}' has value {value!r}; allowed: {allowed}")
+        if len(set(values)) != len(values):
+            raise ExperimentError(f"{source}: key 'sweep.{name}' lists a value twice ({values!r}); allowed: "
+                                  "distinct values")
+        parameters.append((name, tuple(float(v) for v in values)))
+    return Sweep(tuple(parameters))
+
+
+def _check_sweep(sweep: Sweep, phases: list[Phase], layout: Layout, source: str) -> None:
+    """What a sweep may not do to this experiment: vary a rate it has no open-model steady phase for, or bound the
+    server's concurrency where the client's held GETs would starve it (as `_check_poll` says of a plain one)."""
+    if "rate_per_s" in sweep.names and not any(p.kind == "steady" and p.rate_per_s is not None for p in phases):
+        raise ExperimentError(f"{source}: key 'sweep.rate_per_s' sets the offered rate of the steady phases, and "
+                              "this experiment has no open-model steady phase (a [[phases]] of kind steady with "
+                              "rate_per_s)")
+    if "concurrency" in sweep.names and layout.poll == "wait" and any(v for v in sweep.as_dict()["concurrency"]):
+        raise ExperimentError(f"{source}: key 'sweep.concurrency' bounds the server while layout.poll is 'wait'; "
+                              "allowed with a bounded server: layout.poll = interval or retry-after")
 
 
 def _slo(reader: _Reader, table: dict[str, Any], source: str) -> Slo:

@@ -70,12 +70,17 @@ def machine() -> dict[str, Any]:
 
 
 class Manifest:
-    def __init__(self, run_dir: Path, data: dict[str, Any]):
+    def __init__(self, run_dir: Path, data: dict[str, Any], *, fresh: bool = True):
         self.run_dir = run_dir
         self.data = {"schema_version": SCHEMA_VERSION, **data, "status": "incomplete", "error": None,
-                     "layout": {}, "cells": []}
+                     "layout": {}, "cells": []} if fresh else data
         self.mark_incomplete("running")
         self.save()
+
+    @classmethod
+    def reopen(cls, run_dir: Path) -> Manifest:
+        """The manifest of an existing run folder, marked running again (a sweep's resume goes on with it)."""
+        return cls(run_dir, json.loads((run_dir / MANIFEST_FILE).read_text()), fresh=False)
 
     @property
     def path(self) -> Path:
@@ -96,9 +101,16 @@ class Manifest:
         self.data["finished_at"] = now_iso()
         self.data["status"] = "incomplete" if error else "complete"
         self.data["error"] = error
-        for cell in self.data["cells"]:
-            if cell["status"] == "running":
-                cell["status"] = "incomplete"
+        # A sweep keeps its cells per point (results/format.py POINTS_DIR); a point cut short is incomplete, and a
+        # resume redoes it from scratch.
+        points = self.data.get("points") or []
+        for record in [self.data, *points]:
+            for cell in record["cells"]:
+                if cell["status"] == "running":
+                    cell["status"] = "incomplete"
+        for point in points:
+            if point["status"] == "running":
+                point["status"] = "incomplete"
         self.save()
         if error:
             self.mark_incomplete(error)

@@ -4,10 +4,15 @@ For each design and repetition (interleaved A B A B to cancel machine drift) it 
 processes on a fresh Redis database, runs every phase as one Locust cell, probes the queue, and
 writes the cell's files; then it runs each design's capacity search. The system under test and
 the load generator are pinned to different CPUs where the machine has more than one.
+
+A sweep runs that whole comparison once per point, each point's cells under `points/<point-id>/` of the one run
+folder (the layout of a plain run's folder), recorded in the one manifest; `resume` goes on with an interrupted
+sweep's folder, keeping the points that finished and redoing any other from scratch.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -22,20 +27,30 @@ from analysis.summary import cell_summary, format_table
 from offpath.cost import CpuLog, CpuMeter
 from offpath.designs import design
 from offpath.errors import HarnessError
-from offpath.experiment import Experiment, Phase
-from offpath.manifest import PROJECT_ROOT, Manifest, write_json_atomic
+from offpath.experiment import Experiment, Phase, SweepPoint
+from offpath.manifest import PROJECT_ROOT, Manifest, git_facts, now_iso, write_json_atomic
 from offpath.placement import Placer
 from offpath.probe import QueueProbe
 from offpath.redis_server import RedisServer, redis_for_run
 from offpath.session import RunSession
 from offpath.supervisor import Managed, Supervisor, python, start_service, start_workers
-from results.format import CELLS_DIR, CPU_FILE, CREATE, SUMMARY_FILE, CellSummary, label
+from offpath.sweep import check_resumable, point_record, profile_facts
+from results.format import CELLS_DIR, CPU_FILE, CREATE, POINTS_DIR, SUMMARY_FILE, SWEEP_KIND, CellSummary, label
 from services.campaign.profile import load_profile
 from services.campaign.settings import Settings
 
 LOCUSTFILE = PROJECT_ROOT / "loadtests" / "locustfile.py"
 # The queued design's backlog past which a capacity search stops: the workers are long since lost.
 BACKLOG_LIMIT = 50_000
+# What a run spends beside offering load, for its planned duration (measured on the 2-core development machine, runs
+# 20261130-050428-reference-752f35 and a two-point crossover sweep): Locust's start and stop around each cell
+# (2.3-2.8 s); starting a block's fresh processes (1.4-2.7 s without workers, ~0.25 s more per RQ worker, which
+# start on the workers' CPUs); and the step that ends a capacity search (Locust waits up to its 10 s stop timeout for
+# the requests an overloaded service still holds; a queued design's drain up to the layout's drain_timeout_s).
+CELL_OVERHEAD_S = 2.5
+BLOCK_OVERHEAD_S = 2.5
+WORKER_START_S = 0.25
+BREAK_OVERHEAD_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,34 @@ def plan(experiment: Experiment) -> list[Block]:
     if experiment.capacity is not None:
         blocks += [Block(design, 1, (), capacity=True) for design in experiment.designs]
     return blocks
+
+
+def planned_duration_s(experiment: Experiment) -> tuple[float, float]:
+    """(at least, at most) seconds the experiment takes, every point of a sweep included: its phases and overheads,
+    then its capacity searches, each of which stops somewhere between its first step and its last."""
+    points = experiment.sweep.points() if experiment.sweep is not None else [None]
+    least = most = 0.0
+    for point in points:
+        at = experiment.at(point) if point is not None else experiment
+        fixed = sum(_start_s(at, b.design) + sum(p.duration_s + CELL_OVERHEAD_S for p in b.phases)
+                    for b in plan(at) if not b.capacity)
+        least, most = least + fixed, most + fixed
+        if at.capacity is not None:
+            step_s = at.capacity.step_duration_s + CELL_OVERHEAD_S
+            for name in at.designs:
+                ends = _start_s(at, name) + BREAK_OVERHEAD_S
+                least += ends + step_s
+                most += ends + len(at.capacity.rates()) * step_s
+    return least, most
+
+
+def _start_s(experiment: Experiment, name: str) -> float:
+    """Starting one block's fresh processes: the service, and the RQ workers of a design that has them."""
+    return BLOCK_OVERHEAD_S + (WORKER_START_S * experiment.layout.workers if design(name).has_workers else 0.0)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
 
 
 def locust_argv(
@@ -83,18 +126,35 @@ def locust_argv(
     return argv
 
 
+@dataclass(frozen=True)
+class Stage:
+    """Where one plain experiment's cells go: the run's folder and manifest, or a sweep point's folder and its entry
+    in the manifest's points (each holds its own `layout`, `placement` and `cells`)."""
+
+    experiment: Experiment
+    dir: Path
+    record: dict[str, Any]
+
+
 class Runner:
-    def __init__(self, experiment: Experiment, out_root: Path, say: Callable[[str], None] = print):
+    def __init__(self, experiment: Experiment, out_root: Path, say: Callable[[str], None] = print,
+                 resume: Path | None = None):
         self.experiment = experiment
         self.say = say
-        self.session = RunSession(out_root, experiment.name, say)
+        if resume is not None:
+            check_resumable(Path(resume), experiment)
+            self.session = RunSession.reopen(Path(resume), say)
+        else:
+            self.session = RunSession(out_root, experiment.name, say)
+        self.resuming = resume is not None
         self.run_dir = self.session.run_dir
         self._placer: Placer | None = None
         self._meter: CpuMeter | None = None
         self.summaries: list[dict[str, Any]] = []
         self._db = 0
-        self._cells_total = sum(len(b.phases) for b in plan(experiment)) + (
-            len(experiment.designs) * len(experiment.capacity.rates()) if experiment.capacity else 0)
+        points = [experiment.at(p) for p in experiment.sweep.points()] if experiment.sweep else [experiment]
+        self._cells_total = sum(sum(len(b.phases) for b in plan(at)) + (
+            len(at.designs) * len(at.capacity.rates()) if at.capacity else 0) for at in points)
         self._cells_done = 0
         self._started = time.monotonic()
         self._redis: RedisServer | None = None
@@ -109,7 +169,8 @@ class Runner:
         if self.summaries:
             self.say("\n" + format_table(self.summaries))
         if error:
-            self.say(f"run INCOMPLETE: {error}")
+            again = f"; go on with `offpath bench {self.experiment.source} --resume {self.run_dir}`"
+            self.say(f"run INCOMPLETE: {error}" + (again if self.experiment.sweep else ""))
         return error is None
 
     def _measure(self) -> None:
@@ -119,19 +180,58 @@ class Runner:
             if redis.process is not None:
                 placer.add("redis", redis.process.pid)
             profile = load_profile(self.experiment.profile)
-            self.session.start_manifest(redis.version(), {
-                "experiment": self.experiment.resolved(),
-                "profile": {"name": profile.name, "description": profile.description, "seed": profile.seed,
-                            "generation": vars(profile.generation), "automation": vars(profile.automation)},
-                "seeds": {"profile": profile.seed, "payload": self.experiment.payload_seed},
-                "redis": {"embedded": redis.embedded, "aof": self.experiment.layout.redis_aof},
-                "cpus": layout.placement.split(),
-                "cpu_accounting": self._meter.methods(),
-            })
-            self.say(f"run {self.run_dir.name}: {self._cells_total} cells, experiment "
-                     f"{self.experiment.name!r}, profile {profile.name!r}")
-            for block in plan(self.experiment):
-                self._run_block(block, redis)
+            if self.resuming:
+                self.manifest.data["resumes"].append({"at": now_iso(), "git": git_facts(), "redone": [
+                    p["id"] for p in self.manifest.data["points"] if p["status"] != "complete"]})
+                self.manifest.save()
+            else:
+                self.session.start_manifest(redis.version(), {
+                    **({"kind": SWEEP_KIND} if self.experiment.sweep else {}),
+                    "experiment": self.experiment.resolved(),
+                    "profile": profile_facts(self.experiment.profile),
+                    "seeds": {"profile": profile.seed, "payload": self.experiment.payload_seed},
+                    "redis": {"embedded": redis.embedded, "aof": self.experiment.layout.redis_aof},
+                    "cpus": layout.placement.split(),
+                    "cpu_accounting": self._meter.methods(),
+                    **self._sweep_facts(),
+                })
+            least, most = planned_duration_s(self.experiment)
+            planned = _minutes(most) if least == most else f"{_minutes(least)} to {_minutes(most)}"
+            points = f"{len(self.experiment.sweep.points())} sweep points, " if self.experiment.sweep else ""
+            self.say(f"run {self.run_dir.name}: {points}{self._cells_total} cells, experiment "
+                     f"{self.experiment.name!r}, profile {profile.name!r}; planned {planned} (phases and overheads, "
+                     "then capacity searches that stop between their first and last step)")
+            if self.experiment.sweep is None:
+                self._run_stage(Stage(self.experiment, self.run_dir, self.manifest.data))
+                return
+            for point, record in zip(self.experiment.sweep.points(), self.manifest.data["points"], strict=True):
+                if record["status"] == "complete":
+                    self.say(f"point {point.id}: complete, kept")
+                    self._cells_done += len(record["cells"])
+                    continue
+                self._run_point(point, record)
+
+    def _sweep_facts(self) -> dict[str, Any]:
+        """A sweep's manifest keys: every point, pending until it runs, and the resumes (none yet)."""
+        sweep = self.experiment.sweep
+        if sweep is None:
+            return {}
+        return {"points": [point_record(point, self.experiment.at(point)) for point in sweep.points()], "resumes": []}
+
+    def _run_point(self, point: SweepPoint, record: dict[str, Any]) -> None:
+        """One point from scratch: whatever an earlier, interrupted attempt left of it is removed first."""
+        point_dir = self.run_dir / POINTS_DIR / point.id
+        shutil.rmtree(point_dir, ignore_errors=True)
+        record.update(status="running", layout={}, placement={}, cells=[])
+        self.manifest.save()
+        self.say(f"point {point.id}: " + ", ".join(f"{name} {value:g}" for name, value in point.values))
+        self._run_stage(Stage(self.experiment.at(point), point_dir, record))
+        record["status"] = "complete"
+        self.manifest.save()
+
+    def _run_stage(self, stage: Stage) -> None:
+        for block in plan(stage.experiment):
+            self._run_block(block, stage)
 
     def _fresh_db(self, redis: RedisServer) -> str:
         self._db += 1
@@ -140,32 +240,33 @@ class Runner:
         redis_py.Redis.from_url(url).flushdb()
         return url
 
-    def _run_block(self, block: Block, redis: RedisServer) -> None:
-        experiment = self.experiment
-        redis_url = self._fresh_db(redis)
-        log_dir = self.run_dir / "logs" / block.label
+    def _run_block(self, block: Block, stage: Stage) -> None:
+        experiment = stage.experiment
+        assert self._redis is not None
+        redis_url = self._fresh_db(self._redis)
+        log_dir = stage.dir / "logs" / block.label
         with Supervisor(log_dir=log_dir, env={"OFFPATH_LOG_LEVEL": "WARNING"}, placer=self._placer) as supervisor:
             _, url = start_service(supervisor, block.design, redis_url, experiment.profile,
                                    processes=experiment.layout.service_processes,
                                    concurrency=experiment.layout.concurrency)
             if design(block.design).has_workers:
                 start_workers(supervisor, experiment.layout.workers, redis_url, experiment.profile)
-            self.manifest.data["layout"][block.label] = supervisor.layout()
+            stage.record["layout"][block.label] = supervisor.layout()
             if self._placer is not None:  # what each tier got, read back from the kernel once all are running
-                self.manifest.data.setdefault("placement", {})[block.label] = self._placer.granted()
+                stage.record.setdefault("placement", {})[block.label] = self._placer.granted()
             self.manifest.save()
             for phase in block.phases:
-                self._run_cell(supervisor, block, phase, url, redis_url, kind=phase.kind)
+                self._run_cell(stage, supervisor, block, phase, url, redis_url, kind=phase.kind)
             if block.capacity:
-                self._capacity_search(supervisor, block, url, redis_url)
+                self._capacity_search(stage, supervisor, block, url, redis_url)
 
-    def _capacity_search(self, supervisor: Supervisor, block: Block, url: str, redis_url: str) -> None:
-        search, slo = self.experiment.capacity, self.experiment.slo
+    def _capacity_search(self, stage: Stage, supervisor: Supervisor, block: Block, url: str, redis_url: str) -> None:
+        search, slo = stage.experiment.capacity, stage.experiment.slo
         assert search is not None
         for rate in search.rates():
             phase = Phase(name=f"capacity-{rate:06.1f}".replace(".", "_"), kind="capacity", rate_per_s=rate,
                           duration_s=search.step_duration_s)
-            summary = self._run_cell(supervisor, block, phase, url, redis_url, kind="capacity")
+            summary = self._run_cell(stage, supervisor, block, phase, url, redis_url, kind="capacity")
             step = StepFigures.of_summary(summary)
             # The rule analysis judges capacity by: a step of a design with queue data must keep its acknowledgement,
             # a flat backlog and its completion P99 within the completion SLO.
@@ -185,10 +286,10 @@ class Runner:
         self.say(f"  {block.design} held at every rate up to {search.max_per_s:g}/s: its limit was not found "
                  "(raise [capacity] max_per_s to find it)")
 
-    def _run_cell(self, supervisor: Supervisor, block: Block, phase: Phase, url: str, redis_url: str,
+    def _run_cell(self, stage: Stage, supervisor: Supervisor, block: Block, phase: Phase, url: str, redis_url: str,
                   kind: str) -> CellSummary:
         cell_id = f"{block.design}.{phase.name}.r{block.repetition}"
-        cell_dir = self.run_dir / CELLS_DIR / cell_id
+        cell_dir = stage.dir / CELLS_DIR / cell_id
         cell_dir.mkdir(parents=True)
         meta: dict[str, Any] = {
             "id": cell_id, "design": block.design, "phase": phase.name, "kind": kind,
@@ -196,7 +297,7 @@ class Runner:
             "offered_rate_per_s": phase.rate_per_s, "users": phase.users, "duration_s": phase.duration_s,
             "started_at": time.time(), "ended_at": None, "status": "running",
         }
-        self.manifest.data["cells"].append(meta)
+        stage.record["cells"].append(meta)
         self.manifest.save()
         self._cells_done += 1
         load = f"{phase.rate_per_s:g}/s" if phase.rate_per_s is not None else f"{phase.users} users"
@@ -210,15 +311,15 @@ class Runner:
                     cell.enter_context(CpuLog(self._meter, cell_dir / CPU_FILE))
                 probe = cell.enter_context(QueueProbe(redis_url, Settings.from_env().queue_name, cell_dir)) \
                     if serving.has_workers else None
-                layout = self.experiment.layout
-                argv = locust_argv(url, cell_dir, phase, self.experiment.payload_seed,
+                layout = stage.experiment.layout
+                argv = locust_argv(url, cell_dir, phase, stage.experiment.payload_seed,
                                    layout.poll_interval_s if serving.polls_for_outcome else 0, layout.locust_processes,
                                    layout.poll)
                 locust = supervisor.start(f"locust-{cell_id}", argv, role="load", expect_exit=True)
                 locust.log_path = supervisor.log_dir / f"locust-{cell_id}.log" if supervisor.log_dir else None
                 self._watch(supervisor, locust, phase.duration_s)
                 if probe is not None:
-                    self._drain(supervisor, probe)
+                    self._drain(supervisor, probe, layout.drain_timeout_s)
         finally:
             meta["ended_at"] = time.time()
         meta["status"] = "complete"
@@ -248,9 +349,9 @@ class Runner:
             raise HarnessError(f"Locust exited with code {locust.process.returncode}:\n{locust.tail()}")
         self._check(supervisor)
 
-    def _drain(self, supervisor: Supervisor, probe: QueueProbe) -> None:
+    def _drain(self, supervisor: Supervisor, probe: QueueProbe, timeout_s: float) -> None:
         """Let the workers finish the cell's backlog (bounded), so completions are measured."""
-        deadline = time.monotonic() + self.experiment.layout.drain_timeout_s
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self._check(supervisor)
             time.sleep(0.5)

@@ -54,6 +54,14 @@ class RunSession:
         self.say = say
         self._manifest: Manifest | None = None
 
+    @classmethod
+    def reopen(cls, run_dir: Path, say: Callable[[str], None] = print) -> RunSession:
+        """The session of an existing run folder, its manifest reopened and marked running (a sweep's resume)."""
+        session = cls.__new__(cls)
+        session.run_dir, session.say = Path(run_dir), say
+        session._manifest = Manifest.reopen(session.run_dir)
+        return session
+
     @property
     def id(self) -> str:
         return self.run_dir.name

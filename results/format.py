@@ -15,6 +15,11 @@ History of the format (`SCHEMA_VERSION`, in manifest.json; a reader refuses any 
 - 1, 2026-11-30: manifest.json's experiment gains `slo.completion_p99_ms` (absent: the request's `p99_ms`) and
   `layout.poll` (absent: "interval"); comparison.json gains rows of endpoint OUTCOME, whose `a_endpoint` and
   `b_endpoint` say which log each side's figure comes from. No bump: keys added, none changed.
+- 1, 2026-11-30: sweeps. A sweep's manifest.json has `kind` "sweep", `experiment.sweep` (parameter -> values),
+  `points` (per point: id, values, status, the experiment and profile it ran, and its own layout, placement and
+  cells) and `resumes`; its top-level `cells` stay empty. Each point's cells are under points/<point-id>/cells/, laid
+  out as a plain run's; analysis writes decision_map.json beside the report. `[capacity] step_factor` (a geometric
+  search) may replace `step_per_s`. No bump: a plain run's folder is unchanged.
 
 Bump SCHEMA_VERSION (and add a line above) when a reader of the previous version would misread a folder: a file,
 key or column renamed or removed, a unit or the HDR range changed. Adding a file or a key is not a bump.
@@ -30,7 +35,8 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 __all__ = [
-    "ACKS_GLOB", "CELLS_DIR", "CHAOS_FILE", "CHAOS_TABLE_FILE", "COMPARISON_FILE", "COMPLETION", "COMPLETION_FILE",
+    "ACKS_GLOB", "CELLS_DIR", "DECISION_MAP_FILE", "POINTS_DIR", "SWEEP_KIND",
+    "CHAOS_FILE", "CHAOS_TABLE_FILE", "COMPARISON_FILE", "COMPLETION", "COMPLETION_FILE",
     "CPU_COLUMNS", "CPU_FILE", "CREATE", "ENDPOINT_LABELS", "ERRORS_FILE", "ERROR_COLUMNS", "HIGHEST_US",
     "INCOMPLETE_MARKER", "LOGS_DIR", "LOG_SUFFIX", "LOWEST_US", "MANIFEST_FILE", "NON_ENDPOINT_LOGS", "OUTCOME",
     "PLOTS_DIR", "POLL", "QUEUE_COLUMNS", "QUEUE_FILE", "RAW_SUFFIX", "REPORT_HTML_FILE", "REPORT_MD_FILE", "SCHEMA_VERSION",
@@ -49,8 +55,13 @@ CELLS_DIR = "cells"  # cells/<cell-id>/, cell-id "<design>.<phase>.r<repetition>
 LOGS_DIR = "logs"  # logs/<block>/: stdout and stderr of every process
 CHAOS_FILE = "chaos.json"  # `offpath chaos` runs: the audit of each fault
 CHAOS_TABLE_FILE = "chaos.md"  # `offpath chaos` runs: the fault table as Markdown
+# A sweep (manifest `kind` SWEEP_KIND): points/<point-id>/ per point, laid out as a plain run's folder (cells/, logs/,
+# and analysis' report, comparison and plots), its facts in the one manifest's `points`.
+SWEEP_KIND = "sweep"
+POINTS_DIR = "points"
 # Written by analysis (`offpath report`) beside what was measured.
 COMPARISON_FILE = "comparison.json"
+DECISION_MAP_FILE = "decision_map.json"  # a sweep: the queued/inline ratios per point, their CIs and the crossovers
 REPORT_HTML_FILE = "report.html"
 REPORT_MD_FILE = "report.md"
 PLOTS_DIR = "plots"

@@ -13,6 +13,9 @@ PROFILES_DIR = Path(__file__).parent / "profiles"
 
 # z-score of the 99th percentile of a standard normal: a lognormal's P99 is median * exp(Z99 * sigma).
 Z99 = 2.3263478740408408
+# What a scale in a profile spec may multiply: "" everything ('default*1.3'), only the provider waits
+# ('default*wait=2') or only the CPU work ('default*cpu=0.5'). Failure probabilities and retry backoff never scale.
+SCALED_PARTS = ("", "wait", "cpu")
 
 
 class ProfileError(ConfigurationError):
@@ -34,12 +37,14 @@ class StepCost:
             return 0.0
         return math.log(self.wait_p99_ms / self.wait_median_ms) / Z99
 
-    def scaled(self, factor: float) -> StepCost:
+    def scaled(self, factor: float, part: str = "") -> StepCost:
+        """`factor` times the CPU and the waits (part ""), or only the CPU ("cpu") or only the waits ("wait")."""
+        cpu, wait = (factor if part in ("", "cpu") else 1.0), (factor if part in ("", "wait") else 1.0)
         return replace(
             self,
-            cpu_ms=self.cpu_ms * factor,
-            wait_median_ms=self.wait_median_ms * factor,
-            wait_p99_ms=self.wait_p99_ms * factor,
+            cpu_ms=self.cpu_ms * cpu,
+            wait_median_ms=self.wait_median_ms * wait,
+            wait_p99_ms=self.wait_p99_ms * wait,
         )
 
 
@@ -51,15 +56,16 @@ class Profile:
     generation: StepCost
     automation: StepCost
 
-    def scaled(self, factor: float) -> Profile:
-        """The same profile with every CPU cost and wait multiplied by factor (1.3 = 30% more work)."""
+    def scaled(self, factor: float, part: str = "") -> Profile:
+        """The same profile with every CPU cost and wait multiplied by factor (1.3 = 30% more work); `part` "cpu" or
+        "wait" scales only the CPU work or only the provider waits (SCALED_PARTS)."""
         if factor == 1.0:
             return self
         return replace(
             self,
-            name=f"{self.name}*{factor:g}",
-            generation=self.generation.scaled(factor),
-            automation=self.automation.scaled(factor),
+            name=f"{self.name}*{part + '=' if part else ''}{factor:g}",
+            generation=self.generation.scaled(factor, part),
+            automation=self.automation.scaled(factor, part),
         )
 
 
@@ -68,8 +74,9 @@ def available_profiles() -> list[str]:
 
 
 def load_profile(spec: str) -> Profile:
-    """Load a profile by name ('default'), path ('my/profile.toml'), either with '*1.3' to scale it."""
-    name, _, factor_text = spec.partition("*")
+    """Load a profile by name ('default'), path ('my/profile.toml'), either with '*1.3' to scale all its work, or
+    '*wait=2' / '*cpu=0.5' to scale only its provider waits or only its CPU work (scales chain: 'default*wait=2*cpu=0.5')."""
+    name, *scales = spec.split("*")
     path = Path(name) if name.endswith(".toml") else PROFILES_DIR / f"{name}.toml"
     if not path.is_file():
         raise ProfileError(
@@ -87,14 +94,18 @@ def load_profile(spec: str) -> Profile:
         generation=_step(data, "generation", path),
         automation=_step(data, "automation", path),
     )
-    if factor_text:
+    for scale in scales:
+        part, _, factor_text = scale.rpartition("=")
+        if part not in SCALED_PARTS:
+            raise ProfileError(f"profile scale {scale!r} in {spec!r}: allowed a number (all work, 'default*1.3'), "
+                               "'wait=N' (provider waits only) or 'cpu=N' (CPU work only)")
         try:
             factor = float(factor_text)
         except ValueError:
             raise ProfileError(f"profile scale in {spec!r} must be a number, e.g. 'default*1.3'") from None
-        if factor <= 0:
+        if not factor > 0 or factor == float("inf"):
             raise ProfileError(f"profile scale in {spec!r} must be positive")
-        profile = profile.scaled(factor)
+        profile = profile.scaled(factor, part)
     return profile
 
 

@@ -1,0 +1,59 @@
+"""A sweep in the run manifest: each point's record (what it sets, the experiment and profile it runs, its cells as
+they run) and the check that a run folder is one this sweep may resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from offpath.errors import ConfigurationError
+from offpath.experiment import Experiment, SweepPoint
+from results.format import MANIFEST_FILE, SCHEMA_VERSION, SWEEP_KIND
+from services.campaign.profile import load_profile
+
+__all__ = ["check_resumable", "point_record", "profile_facts"]
+
+
+def profile_facts(spec: str) -> dict[str, Any]:
+    """What the manifest records of a workload profile: its name, description, seed and the two steps' costs."""
+    profile = load_profile(spec)
+    return {"name": profile.name, "description": profile.description, "seed": profile.seed,
+            "generation": vars(profile.generation), "automation": vars(profile.automation)}
+
+
+def point_record(point: SweepPoint, experiment: Experiment) -> dict[str, Any]:
+    """A sweep point's entry in the manifest's points: what it sets, the experiment it runs, and (as it runs) its
+    processes, placement and cells, as a plain run's manifest holds them."""
+    return {"id": point.id, "values": point.as_dict(), "status": "pending", "experiment": experiment.resolved(),
+            "profile": profile_facts(experiment.profile), "layout": {}, "placement": {}, "cells": []}
+
+
+def _comparable(resolved: dict[str, Any]) -> dict[str, Any]:
+    """An experiment as the manifest holds it (JSON), without where its file was read from."""
+    return {k: v for k, v in json.loads(json.dumps(resolved)).items() if k != "source"}
+
+
+def check_resumable(run_dir: Path, experiment: Experiment) -> None:
+    """ConfigurationError unless run_dir is a sweep's folder written by this very experiment (its file may have moved,
+    nothing in it may have changed): a resume must add points to the run they belong to."""
+    path = run_dir / MANIFEST_FILE
+    where = f"--resume {run_dir}"
+    if experiment.sweep is None:
+        raise ConfigurationError(f"{where}: experiment {experiment.name!r} has no [sweep]; only a sweep resumes "
+                                 "(run a plain experiment again with `offpath bench`)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        raise ConfigurationError(f"{where}: no readable {MANIFEST_FILE} there; pass the folder of the interrupted "
+                                 "sweep, such as results/<run-id>") from None
+    if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
+        raise ConfigurationError(f"{where}: not a results folder of schema_version {SCHEMA_VERSION}; start a new run")
+    if manifest.get("kind") != SWEEP_KIND or not isinstance(manifest.get("points"), list):
+        raise ConfigurationError(f"{where}: not a sweep's run folder; only a sweep resumes")
+    ran, asked = _comparable(manifest.get("experiment") or {}), _comparable(experiment.resolved())
+    if ran != asked:
+        differ = sorted(k for k in set(ran) | set(asked) if ran.get(k) != asked.get(k))
+        raise ConfigurationError(f"{where}: that run was written by experiment {ran.get('name')!r} with other settings "
+                                 f"({', '.join(differ)} differ); resume it with the experiment it ran, or start a new "
+                                 "run")
