@@ -58,6 +58,28 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Commit:
+    """A side of `offpath gate --against`: the commit, its subject, and whether the checkout had changes beyond it."""
+
+    sha: str
+    subject: str
+    ref: str = ""  # as the user named it (HEAD~1, main); empty when it was not named
+    dirty: bool = False
+
+    @property
+    def short(self) -> str:
+        return self.sha[:10]
+
+    @property
+    def label(self) -> str:
+        """`1a2b3c4d5e "subject"`, and `+ uncommitted changes` for a checkout that differs from its commit."""
+        return f'{self.short} "{self.subject}"' + (" + uncommitted changes" if self.dirty else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sha": self.sha, "short": self.short, "subject": self.subject, "ref": self.ref, "dirty": self.dirty}
+
+
+@dataclass(frozen=True)
 class Verdict:
     status: str  # pass | regression | error
     outcomes: tuple[Outcome, ...]
@@ -67,6 +89,9 @@ class Verdict:
     run_dir: str | None = None
     baseline: str | None = None
     phase: str = ""
+    # `--against`: the two commits measured side by side (the regression rules judge candidate against base).
+    base: Commit | None = None
+    candidate: Commit | None = None
 
     @property
     def exit_code(self) -> int:
@@ -99,11 +124,13 @@ def fastest(logs: Sequence[Intervals], percentile: float) -> Fastest:
 
 
 def harness_error(errors: str | Sequence[str], rules: RuleSet | None = None, *, run_id: str | None = None,
-                  run_dir: str | None = None, baseline: str | None = None) -> Verdict:
+                  run_dir: str | None = None, baseline: str | None = None, base: Commit | None = None,
+                  candidate: Commit | None = None) -> Verdict:
     """A verdict for a gate that could not judge at all: every rule unjudged, exit code 2."""
     outcomes = tuple(Outcome(r, "error", "not judged: harness error") for r in (rules.rules if rules else ()))
     return Verdict(status="error", outcomes=outcomes, errors=(errors,) if isinstance(errors, str) else tuple(errors),
-                   run_id=run_id, run_dir=run_dir, baseline=baseline, phase=rules.phase if rules else "")
+                   run_id=run_id, run_dir=run_dir, baseline=baseline, phase=rules.phase if rules else "", base=base,
+                   candidate=candidate)
 
 
 def judge(run: Run, rules: RuleSet, baseline: Baseline | None) -> Verdict:
@@ -187,7 +214,8 @@ class _Context:
 
 def _judge_regression(rule: Rule, context: _Context) -> Outcome:
     assert context.baseline is not None
-    sides = {"the baseline": context.baseline.logs(rule.design, context.phase, rule.endpoint),
+    reference = context.baseline.label
+    sides = {f"the {reference}": context.baseline.logs(rule.design, context.phase, rule.endpoint),
              "this run": context.logs(rule.design, rule.endpoint)}
     for side, logs in sides.items():
         empty = [number for number, log in enumerate(logs, start=1) if not log.total_count]
@@ -199,13 +227,13 @@ def _judge_regression(rule: Rule, context: _Context) -> Outcome:
             return Outcome(rule, "error", f"few samples: a repetition of {thinnest:,} values in {side} leaves fewer "
                            f"than {MIN_TAIL_SAMPLES} beyond {rule.metric.upper()}; lengthen the gate experiment or "
                            "judge a lower percentile")
-    base, now = fastest(sides["the baseline"], rule.percentile), fastest(sides["this run"], rule.percentile)
+    base, now = fastest(sides[f"the {reference}"], rule.percentile), fastest(sides["this run"], rule.percentile)
     delta = (now.value_us / base.value_us - 1) * 100
     low, high = interval_of(now.replicates_us / base.replicates_us - 1)
     low_pct, high_pct = (round(low * 100, 2), round(high * 100, 2)) if math.isfinite(low) else (None, None)
     worse = delta > rule.limit and low_pct is not None and low_pct > 0
     key = percentile_key(rule.percentile)
-    measured = (f"{format_value(key, now.value_us)} vs {format_value(key, base.value_us)} baseline "
+    measured = (f"{format_value(key, now.value_us)} vs {format_value(key, base.value_us)} {reference} "
                 f"({_pct(delta)}, 95% CI {_ci(low_pct, high_pct)}; fastest of {len(now.counts)} repetitions: "
                 + ", ".join(format_value(key, v) for v in now.repetitions_us) + ")")
     figures = {"statistic": "fastest repetition", "baseline_value": base.value_us, "value": now.value_us,
