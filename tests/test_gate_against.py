@@ -200,7 +200,7 @@ def test_against_head_measures_both_sides_interleaved_and_names_both_commits(tmp
     assert head[:10] in done.stdout.splitlines()[-1]
     assert f"`{head[:10]}`" in (tmp_path / "s.md").read_text()
     # interleaved: base, candidate, each its own run, both of the same experiment
-    sides = [p.parent.name for p in sorted((tmp_path / "runs").glob("against-*/*/*/manifest.json"),
+    sides = [p.parent.parent.name for p in sorted((tmp_path / "runs").glob("against-*/*/*/manifest.json"),
                                            key=lambda p: json.loads(p.read_text())["started_at"])]
     assert sides == ["base", "candidate"]
     assert not list(tmp_path.glob("offpath-base-*"))
