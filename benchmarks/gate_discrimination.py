@@ -14,6 +14,7 @@ Each pair costs one gate --against (~4 min on 2 cores: the base install and 2 x 
 
     .venv/bin/python benchmarks/gate_discrimination.py --against --pairs 20 --out DIR
     .venv/bin/python benchmarks/gate_discrimination.py --against --pairs 2 --kinds unchanged,profile
+    .venv/bin/python benchmarks/gate_discrimination.py --against --judge DIR  # re-judge DIR's pairs, current rules
 
 Against a stored baseline: run the gate N times on the unchanged build and N times with 30% more work.
 
@@ -49,8 +50,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from analysis.against import judge_against, load_side  # noqa: E402
 from analysis.baseline import BaselineError, baseline_path, read_baseline  # noqa: E402
-from analysis.gate import judge  # noqa: E402
+from analysis.gate import Commit, judge  # noqa: E402
 from analysis.load import ResultsFolderError, load_run  # noqa: E402
 from analysis.rules import load_rules  # noqa: E402
 from analysis.verdict import to_json  # noqa: E402
@@ -289,6 +291,30 @@ def report_against(results: dict[str, list[dict]]) -> int:
     return code
 
 
+def rejudge_against(root: Path, rules: str | None) -> dict[str, list[dict]]:
+    """The verdicts the current rules give the pairs an earlier --against invocation measured (no load is run): each
+    side's kept runs merged and judged again. A pair whose gate stopped before it measured both sides stays as it was."""
+    rule_set = load_rules(Path(rules)) if rules else load_rules()
+    results: dict[str, list[dict]] = {}
+    for kind in KINDS:
+        kept = [json.loads(path.read_text()) for path in sorted((root / "verdicts").glob(f"{kind}-*.json"))]
+        for verdict in kept:
+            run_dir = Path(verdict.get("run_dir") or "")
+            if run_dir.name == "candidate" and verdict.get("base") and verdict.get("candidate"):
+                commits = {side: Commit(**{key: verdict[side][key] for key in ("sha", "subject", "ref", "dirty")})
+                           for side in ("base", "candidate")}
+                try:
+                    sides = {side: load_side(side, sorted(p.parent for p in (run_dir.parent / side).glob(
+                        "*/manifest.json")), commits[side]) for side in commits}
+                    verdict = to_json(judge_against(sides["base"], sides["candidate"], rule_set, commits["base"],
+                                                    commits["candidate"]))
+                except ResultsFolderError as exc:
+                    verdict = {"status": "error", "exit_code": 2, "errors": [str(exc)], "rules": []}
+            results.setdefault(kind, []).append(verdict)
+            print(line(kind, len(results[kind]), len(kept), verdict, 0.0), flush=True)
+    return results
+
+
 def run_against(args: argparse.Namespace) -> int:
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     unknown = sorted(set(kinds) - set(KINDS))
@@ -335,6 +361,8 @@ def main() -> int:
                         help="with --out: keep the verdicts already in it and run only the missing ones")
     parser.add_argument("--judge", metavar="DIR", help="re-judge the runs kept in DIR by an earlier --out")
     args = parser.parse_args()
+    if args.against and args.judge:
+        return report_against(rejudge_against(Path(args.judge), args.rules))
     if args.against:
         return run_against(args)
     if args.judge:

@@ -14,7 +14,7 @@ from analysis.gate import Commit
 from analysis.load import ResultsFolderError, load_run
 from analysis.rules import load_rules
 from analysis.verdict import junit, markdown, text, to_json
-from tests.analysis_fixtures import Latency, write_run
+from tests.analysis_fixtures import write_run
 from tests.conftest import project_root
 from tests.test_gate import COMPLETION, INLINE, gate_specs, rules_of, scaled
 
