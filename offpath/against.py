@@ -31,7 +31,7 @@ from offpath.manifest import PROJECT_ROOT
 from offpath.runner import Runner
 from offpath.supervisor import SystemUnderTest, python, serving_from
 
-__all__ = ["MAIN_BRANCHES", "BaseCheckout", "base_checkout", "candidate_commit", "default_ref", "resolve_commit",
+__all__ = ["MAIN_BRANCHES", "BaseCheckout", "base_checkout", "candidate_commit", "default_base", "resolve_commit",
            "run_interleaved"]
 
 log = logging.getLogger("offpath.against")
@@ -55,19 +55,24 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def default_ref(root: Path = PROJECT_ROOT) -> str:
-    """The merge base of HEAD with the main branch; BaseError saying so when there is none (a first commit, a shallow
-    clone, no main branch)."""
+def default_base(root: Path = PROJECT_ROOT) -> Commit:
+    """The base a change is judged against when none is named: the merge base of HEAD with the main branch (what a
+    pull request changes); on the main branch itself (the merge base is HEAD) or where no merge base can be found
+    (no main branch, a shallow clone), HEAD~1 (what the last commit changed). `ref` says which it was. BaseError when
+    there is no parent commit either (a first commit, a clone of depth 1)."""
+    head = _git("rev-parse", "--verify", "--quiet", "HEAD^{commit}", cwd=root).stdout.strip()
     for branch in MAIN_BRANCHES:
         if _git("rev-parse", "--verify", "--quiet", f"{branch}^{{commit}}", cwd=root).returncode != 0:
             continue
-        found = _git("merge-base", "HEAD", branch, cwd=root)
-        if found.returncode == 0 and found.stdout.strip():
-            return found.stdout.strip()
-        raise BaseError(f"HEAD and {branch} have no merge base in this clone (shallow?); name the base with "
-                        "--against REF, or judge without one: --baseline none")
-    raise BaseError(f"no main branch ({', '.join(MAIN_BRANCHES)}) to take the merge base with; name the base with "
-                    "--against REF, or judge without one: --baseline none")
+        found = _git("merge-base", "HEAD", branch, cwd=root).stdout.strip()
+        if found and found != head:
+            return replace(resolve_commit(found, root), ref=f"merge base with {branch}")
+        break
+    if _git("rev-parse", "--verify", "--quiet", "HEAD~1^{commit}", cwd=root).returncode != 0:
+        raise BaseError("HEAD has no parent commit in this clone (a first commit, or a shallow clone of depth 1): "
+                        "there is no base to judge against; fetch more history, name one with --against REF, or "
+                        "judge the within-run rules only with --baseline none")
+    return replace(resolve_commit("HEAD~1", root), ref="HEAD~1")
 
 
 def resolve_commit(ref: str, root: Path = PROJECT_ROOT) -> Commit:

@@ -133,7 +133,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
     try:
         commits = _against_commits(args) if args.against is not None else None
-    except ConfigurationError as exc:  # bad input: one line and exit 2 (main), and CI still gets its verdict files
+    except OffpathError as exc:  # bad input, no base: one line and exit 2 (main), and CI still gets its verdict files
         write_verdict(harness_error(str(exc)), junit_path=args.junit, summary_path=args.summary, json_path=args.json)
         raise
     try:
@@ -147,9 +147,9 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def _against_commits(args: argparse.Namespace) -> tuple[Commit, Commit]:
-    """The base (--against REF, or the merge base with the main branch) and the candidate (this checkout); the
+    """The base (--against REF, or offpath/against.py's default_base) and the candidate (this checkout); the
     options --against excludes are refused here, before anything is installed or run."""
-    from offpath.against import candidate_commit, default_ref, resolve_commit
+    from offpath.against import candidate_commit, default_base, resolve_commit
 
     excluded = [option for option, given in (("--baseline", args.baseline is not None), ("--run", args.run),
                                              ("--update-baseline", args.update_baseline)) if given]
@@ -157,7 +157,7 @@ def _against_commits(args: argparse.Namespace) -> tuple[Commit, Commit]:
         raise ConfigurationError(f"--against measures base and candidate in this job; it takes no "
                                  f"{', '.join(excluded)} (allowed with it: --profile, --experiment, --rules, --out, "
                                  "--junit, --summary, --json)")
-    return resolve_commit(args.against or default_ref()), candidate_commit()
+    return (resolve_commit(args.against) if args.against else default_base()), candidate_commit()
 
 
 def _gate_against(args: argparse.Namespace, base: Commit, candidate: Commit) -> Verdict:
@@ -323,9 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "judge it against a baseline or, with --against, against a base commit measured in the same "
                           "job; exit 0 pass, 1 regression, 2 harness error")
     gate.add_argument("--against", nargs="?", const="", metavar="REF",
-                      help="judge this checkout against git REF (default: the merge base with main), both measured "
-                      "here, interleaved: REF is checked out and installed into a temporary venv, its services run "
-                      "under this checkout's harness. Any machine; the way to gate in CI")
+                      help="judge this checkout against git REF (default: the merge base with main; on main, "
+                      "HEAD~1), both measured here, interleaved: REF is checked out and installed into a temporary "
+                      "venv, its services run under this checkout's harness. Any machine; the way to gate in CI")
     gate.add_argument("--baseline", default=None, metavar="NAME",
                       help="results/baselines/NAME.json (default: default), or a .json path; 'none' judges the "
                       "within-run rules only. Stored baselines hold only on the machine that recorded them")

@@ -222,3 +222,43 @@ def test_a_base_whose_services_this_harness_cannot_start_is_a_harness_error_nami
     assert not list((tmp_path / "runs").glob("against-*/*/*"))  # refused before any load was run
     worktrees = subprocess.run(["git", "worktree", "list"], cwd=repo, capture_output=True, text=True).stdout
     assert len(worktrees.strip().splitlines()) == 1  # the base's worktree is gone again
+
+
+def repository(tmp_path, commits: int):
+    """A git repository of `commits` commits on main (what default_base reads; no offpath inside)."""
+    repo = tmp_path / "history"
+    repo.mkdir()
+    for args in (["init", "--quiet", "-b", "main"], ["config", "user.email", "t@offpath.invalid"],
+                 ["config", "user.name", "t"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    for number in range(1, commits + 1):
+        (repo / "file").write_text(str(number))
+        subprocess.run(["git", "add", "file"], cwd=repo, check=True)
+        subprocess.run(["git", "commit", "--quiet", "-m", f"commit {number}"], cwd=repo, check=True)
+    return repo
+
+
+def test_the_default_base_on_main_is_the_last_change(tmp_path):
+    from offpath.against import default_base
+
+    base = default_base(repository(tmp_path, 3))
+    assert base.subject == "commit 2" and base.ref == "HEAD~1"
+
+
+def test_the_default_base_of_a_branch_is_its_merge_base_with_main(tmp_path):
+    from offpath.against import default_base
+
+    repo = repository(tmp_path, 2)
+    subprocess.run(["git", "checkout", "--quiet", "-b", "change"], cwd=repo, check=True)
+    for number in (3, 4):
+        (repo / "file").write_text(str(number))
+        subprocess.run(["git", "commit", "--quiet", "-am", f"change {number}"], cwd=repo, check=True)
+    base = default_base(repo)
+    assert base.subject == "commit 2" and base.ref == "merge base with main"
+
+
+def test_a_first_commit_has_no_base_and_says_what_to_do(tmp_path):
+    from offpath.against import BaseError, default_base
+
+    with pytest.raises(BaseError, match="no parent commit.*--baseline none"):
+        default_base(repository(tmp_path, 1))
