@@ -72,7 +72,7 @@ def judge_against(base: Run, candidate: Run, rules: RuleSet, base_commit: Commit
     if problems:
         return refused(problems)
     reference = replace(baseline_from_run(base, f"base {base_commit.short}"), label="base")
-    verdict = judge(candidate, rules.against_base(), reference)
+    verdict = judge(candidate, rules.against_base(), reference, base_run=base)
     return replace(verdict, baseline=None, base=base_commit, candidate=candidate_commit)
 
 

@@ -40,11 +40,12 @@ import numpy as np
 from analysis.baseline import Baseline, mismatches, run_context, run_facts
 from analysis.bootstrap import interval_of, new_rng, resample
 from analysis.compare import MIN_TAIL_SAMPLES, compare_logs, format_value
+from analysis.cost import cell_series, cost_replicates
 from analysis.histogram import Intervals, percentile_key, value_at_percentiles
 from analysis.load import Cell, Run
 from analysis.rules import Rule, RuleSet
 from analysis.summary import backlog_health, driver_bottleneck, latency_figures, merged_figures
-from results.format import COMPLETION, CREATE, SEND_LAG, label
+from results.format import COMPLETION, CREATE, SEND_LAG, SYSTEM_TIERS, label
 
 EXIT_CODES = {"pass": 0, "regression": 1, "error": 2}
 
@@ -133,13 +134,14 @@ def harness_error(errors: str | Sequence[str], rules: RuleSet | None = None, *, 
                    candidate=candidate)
 
 
-def judge(run: Run, rules: RuleSet, baseline: Baseline | None) -> Verdict:
+def judge(run: Run, rules: RuleSet, baseline: Baseline | None, base_run: Run | None = None) -> Verdict:
+    """`base_run`: the base commit's run the baseline was made from (`--against`); cost rules need its CPU."""
     name = baseline.name if baseline is not None else None
     rules = rules.against(run.baseline)
     problems = harness_problems(run, rules, baseline)
     if problems:
         return harness_error(problems, rules, run_id=run.id, run_dir=str(run.dir), baseline=name)
-    context = _Context(run, rules.phase, baseline)
+    context = _Context(run, rules.phase, baseline, base_run)
     outcomes = tuple(_JUDGES[rule.kind](rule, context) if baseline is not None or not rule.needs_baseline
                      else Outcome(rule, "skipped", "not judged: no baseline to judge against") for rule in rules.rules)
     statuses = {o.status for o in outcomes}
@@ -202,11 +204,12 @@ def notes(run: Run, phase: str, baseline: Baseline | None) -> list[str]:
 class _Context:
     """The run's steady cells of the judged phase, by design, in repetition order."""
 
-    def __init__(self, run: Run, phase: str, baseline: Baseline | None):
-        self.run, self.phase, self.baseline = run, phase, baseline
+    def __init__(self, run: Run, phase: str, baseline: Baseline | None, base_run: Run | None = None):
+        self.run, self.phase, self.baseline, self.base_run = run, phase, baseline, base_run
 
-    def cells(self, design: str) -> list[Cell]:
-        return sorted(self.run.select(kind="steady", design=design, phase=self.phase), key=lambda c: c.repetition)
+    def cells(self, design: str, run: Run | None = None) -> list[Cell]:
+        return sorted((run or self.run).select(kind="steady", design=design, phase=self.phase),
+                      key=lambda c: c.repetition)
 
     def logs(self, design: str, endpoint: str) -> list[Intervals]:
         return [c.log(endpoint) for c in self.cells(design)]
@@ -316,9 +319,39 @@ def _judge_sustainable(rule: Rule, context: _Context) -> Outcome:
     return Outcome(rule, "pass", f"backlog steady (slopes {slope_text} jobs/s per repetition)", figures)
 
 
+def _judge_cost(rule: Rule, context: _Context) -> Outcome:
+    """CPU ms per campaign of a tier, candidate against base: CPU and campaigns pooled over the repetitions (never
+    ratios averaged), the CI from the per-second series bootstrapped in blocks per repetition (analysis/cost.py).
+    CPU time is what the code spends, not how long it waited: another process on the machine moves it far less than
+    latency, so a pooled figure, not the fastest repetition."""
+    if context.base_run is None:
+        return Outcome(rule, "skipped", "not judged: CPU per campaign is judged against a base commit measured in the "
+                       "same job (--against); stored baselines keep no CPU accounting")
+    tiers = SYSTEM_TIERS if rule.tier == "system" else (rule.tier,)
+    sides = {"base": context.cells(rule.design, context.base_run), "candidate": context.cells(rule.design)}
+    figures_of, replicates = {}, {}
+    for side, cells in sides.items():
+        series = cell_series(cells, tiers)
+        if not series or not sum(float(s.campaigns.sum()) for s in series):
+            return Outcome(rule, "error", f"the {side}'s {rule.design} cells have no CPU accounting or no campaigns")
+        figures_of[side] = 1000 * sum(float(s.cpu_s.sum()) for s in series) / sum(float(s.campaigns.sum())
+                                                                                   for s in series)
+        replicates[side] = cost_replicates(series, new_rng())
+    base, now = figures_of["base"], figures_of["candidate"]
+    delta = (now / base - 1) * 100 if base > 0 else math.inf
+    low, high = interval_of(replicates["candidate"] / replicates["base"] - 1)
+    low_pct, high_pct = (round(low * 100, 2), round(high * 100, 2)) if math.isfinite(low) else (None, None)
+    worse = delta > rule.limit and low_pct is not None and low_pct > 0
+    measured = (f"{rule.tier} {now:.2f} vs {base:.2f} ms CPU per campaign base ({_pct(delta)}, 95% CI "
+                f"{_ci(low_pct, high_pct)}; repetitions pooled)")
+    figures = {"statistic": "repetitions pooled", "tier": rule.tier, "baseline_value": round(base, 4),
+               "value": round(now, 4), "delta_pct": round(delta, 2), "ci_low_pct": low_pct, "ci_high_pct": high_pct}
+    return Outcome(rule, "fail" if worse else "pass", measured, figures)
+
+
 _JUDGES: dict[str, Callable[[Rule, _Context], Outcome]] = {
     "regression": _judge_regression, "advantage": _judge_advantage, "error_rate": _judge_error_rate,
-    "throughput": _judge_throughput, "sustainable": _judge_sustainable,
+    "throughput": _judge_throughput, "sustainable": _judge_sustainable, "cost": _judge_cost,
 }
 
 

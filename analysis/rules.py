@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from offpath.errors import ConfigurationError
-from results.format import COMPLETION, CREATE
+from results.format import COMPLETION, CREATE, SYSTEM_TIERS
 
 RULES_PATH = Path(__file__).parent / "gate_rules.toml"
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99.9": 99.9}  # a rule's `metric`
 ENDPOINTS = (CREATE, COMPLETION)
+COST_TIERS = (*SYSTEM_TIERS, "system")  # a cost rule's `tier`: one tier's CPU, or the system tiers' together
 # kind -> (its limit key, the keys it accepts besides name, kind, why)
 KINDS: dict[str, tuple[str, frozenset[str]]] = {
     "regression": ("max_regression_pct",
@@ -21,6 +22,8 @@ KINDS: dict[str, tuple[str, frozenset[str]]] = {
     "error_rate": ("max_error_rate", frozenset({"design", "endpoint"})),
     "throughput": ("min_held_pct", frozenset({"design"})),
     "sustainable": ("", frozenset({"design"})),
+    # CPU ms per campaign against a base commit measured in the same job (stored baselines keep no CPU accounting)
+    "cost": ("max_regression_pct_against_base", frozenset({"design", "tier"})),
 }
 
 
@@ -42,10 +45,11 @@ class Rule:
     # there, so it may be tighter); None: `limit` there too.
     limit_against_base: float | None = None
     versus: str = "baseline"  # what a regression rule compares with: "baseline" (stored) or "base" (--against)
+    tier: str = "system"  # cost: whose CPU (COST_TIERS)
 
     @property
     def needs_baseline(self) -> bool:
-        return self.kind == "regression"
+        return self.kind in ("regression", "cost")
 
     @property
     def percentile(self) -> float:
@@ -70,6 +74,7 @@ class Rule:
 
     def limit_text(self) -> str:
         return {"regression": f"≤ +{self.limit:g}% vs {self.versus}",
+                "cost": f"≤ +{self.limit:g}% CPU per campaign vs base",
                 "advantage": f"≥ {self.limit:g}% below {self.reference}",
                 "error_rate": f"≤ {self.limit:.2%}", "throughput": f"≥ {self.limit:g}% of offered",
                 "sustainable": "backlog not growing"}[self.kind]
@@ -144,9 +149,12 @@ def _rule(table: Any, where: str) -> Rule:
                                      or against_base < 0):
         raise RulesError(f"{where}: max_regression_pct_against_base must be a number >= 0")
     reference = _text(table, "reference", where, "")
+    tier = _text(table, "tier", where, "system")
+    if tier not in COST_TIERS:
+        raise RulesError(f"{where}: tier {tier!r} is not one of {', '.join(COST_TIERS)}")
     return Rule(name=_text(table, "name", where), kind=kind, design=_text(table, "design", where), endpoint=endpoint,
                 metric=metric, limit=limit, reference=reference, why=_text(table, "why", where, ""),
-                limit_against_base=None if against_base is None else float(against_base))
+                limit_against_base=None if against_base is None else float(against_base), tier=tier)
 
 
 def _text(table: dict[str, Any], key: str, where: str, default: str | None = None) -> str:

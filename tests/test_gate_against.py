@@ -14,7 +14,7 @@ from analysis.gate import Commit
 from analysis.load import ResultsFolderError, load_run
 from analysis.rules import load_rules
 from analysis.verdict import junit, markdown, text, to_json
-from tests.analysis_fixtures import write_run
+from tests.analysis_fixtures import Cpu, write_run
 from tests.conftest import project_root
 from tests.test_gate import COMPLETION, INLINE, gate_specs, rules_of, scaled
 
@@ -22,10 +22,16 @@ BASE = Commit(sha="0f9e8d7c6b5a49382716f0e1d2c3b4a596870123", subject="the base"
 CANDIDATE = Commit(sha="1a2b3c4d5e6f708192a3b4c5d6e7f80912345678", subject="the candidate", dirty=True)
 
 
-def side_runs(root, side: str, seeds: tuple[int, ...], **shape) -> list:
-    """One run of one repetition per seed, as `--against` runs a side: interleaved, each run on its own."""
-    return [load_run(write_run(root / side, gate_specs(repetitions=1, **shape), run_id=f"{side}-{n}", seed=seed)[0])
-            for n, seed in enumerate(seeds, start=1)]
+def side_runs(root, side: str, seeds: tuple[int, ...], worker_cpu_per_s: float = 0.3, **shape) -> list:
+    """One run of one repetition per seed, as `--against` runs a side: interleaved, each run on its own; the queued
+    cells' workers spend `worker_cpu_per_s` CPU seconds a second (5% noise)."""
+    runs = []
+    for n, seed in enumerate(seeds, start=1):
+        specs = gate_specs(repetitions=1, **shape)
+        for spec in specs:
+            spec.cpu = Cpu(workers_per_s=worker_cpu_per_s if spec.design == "queued" else 0.0, noise=0.05)
+        runs.append(load_run(write_run(root / side, specs, run_id=f"{side}-{n}", seed=seed)[0]))
+    return runs
 
 
 def by_name(verdict):
@@ -83,6 +89,31 @@ def test_the_same_shift_passes_against_a_stored_baseline_limit(tmp_path, base):
     slower = merge_runs(side_runs(tmp_path, "candidate", (21, 22), inline=scaled(INLINE, 1.1)))
     stored = judge(slower, load_rules(), baseline_from_run(base, "stored"))
     assert by_name(stored)["inline POST P50"].status == "pass"
+
+
+COST_RULE = ('[[rules]]\nname = "queued worker CPU"\nkind = "cost"\ndesign = "queued"\ntier = "workers"\n'
+             'max_regression_pct_against_base = 10\n')
+
+
+def test_workers_spending_a_fifth_more_cpu_per_campaign_fail_the_cost_rule(tmp_path, base):
+    costlier = merge_runs(side_runs(tmp_path, "candidate", (21, 22), worker_cpu_per_s=0.36))
+    outcome = judge_against(base, costlier, rules_of(COST_RULE), BASE, CANDIDATE).outcomes[0]
+    assert outcome.status == "fail", outcome.measured
+    assert outcome.figures["ci_low_pct"] - 3 <= 20 <= outcome.figures["ci_high_pct"] + 3
+
+
+def test_the_same_cpu_per_campaign_passes_the_cost_rule(tmp_path, base):
+    same = merge_runs(side_runs(tmp_path, "candidate", (21, 22)))
+    outcome = judge_against(base, same, rules_of(COST_RULE), BASE, CANDIDATE).outcomes[0]
+    assert outcome.status == "pass" and abs(outcome.figures["delta_pct"]) < 5, outcome.measured
+
+
+def test_a_cost_rule_is_skipped_against_a_stored_baseline_which_keeps_no_cpu(base):
+    from analysis.baseline import baseline_from_run
+    from analysis.gate import judge
+
+    outcome = judge(base, rules_of(COST_RULE), baseline_from_run(base, "stored")).outcomes[0]
+    assert outcome.status == "skipped" and "--against" in outcome.measured
 
 
 def test_a_faster_candidate_passes(tmp_path, base):
