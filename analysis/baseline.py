@@ -65,6 +65,8 @@ class Baseline:
     facts: dict[str, Any]
     context: dict[str, Any]
     series: dict[str, Series]
+    # How verdicts call it: "baseline" (stored, same machine), "base" (a base commit measured in the same run).
+    label: str = "baseline"
 
     def logs(self, design: str, phase: str, endpoint: str) -> list[Intervals]:
         found = self.series.get(series_key(design, phase, endpoint))

@@ -129,15 +129,15 @@ def _outcome_log(cell: Cell) -> Intervals:
     return cell.log(CREATE) if cell.queue is None else cell.completion
 
 
-def cost_series(cell: Cell) -> CostSeries | None:
-    """Per-interval CPU (differences of cpu.csv's rows) and campaigns (the outcome log's interval counts, each
-    interval placed by its midpoint's time since the cell's start); None without a cpu.csv, or when the campaigns
+def cost_series(cell: Cell, tiers: Sequence[str] = SYSTEM_TIERS) -> CostSeries | None:
+    """Per-interval CPU of `tiers` (differences of cpu.csv's rows) and campaigns (the outcome log's interval counts,
+    each interval placed by its midpoint's time since the cell's start); None without a cpu.csv, or when the campaigns
     counted have no log to place them in time."""
     cpu = cell.cpu
     if cpu is None or len(cpu) < 2:
         return None
     t = cpu["t_s"].to_numpy(float)
-    cpu_s = np.diff(cpu[list(SYSTEM_TIERS)].sum(axis=1).to_numpy(float))
+    cpu_s = np.diff(cpu[list(tiers)].sum(axis=1).to_numpy(float))
     campaigns, _ = served_campaigns(cell)
     log = _outcome_log(cell)
     placed = np.zeros(len(cpu_s))
@@ -157,16 +157,16 @@ def cost_series(cell: Cell) -> CostSeries | None:
 
 def cost_replicates(series: Sequence[CostSeries], rng: np.random.Generator,
                     replicates: int = REPLICATES) -> np.ndarray:
-    """(replicates,) system CPU ms per campaign of block-bootstrapped seconds: each cell's (repetition's) intervals
-    resampled in circular blocks on their own, then sum(CPU) / sum(campaigns) over everything drawn (NaN where a
-    replicate drew no campaign)."""
+    """(replicates,) CPU ms per campaign (of the series' tiers) of block-bootstrapped seconds: each cell's
+    (repetition's) intervals resampled in circular blocks on their own, then sum(CPU) / sum(campaigns) over everything
+    drawn (NaN where a replicate drew no campaign)."""
     weights = stratified_weights([len(s.cpu_s) for s in series], replicates, rng)
     cpu_s = weights @ np.concatenate([s.cpu_s for s in series]) if series else np.zeros(replicates)
     campaigns = weights @ np.concatenate([s.campaigns for s in series]) if series else np.zeros(replicates)
     return np.divide(1000 * cpu_s, campaigns, out=np.full(replicates, np.nan), where=campaigns > 0)
 
 
-def cell_series(cells: Sequence[Cell]) -> list[CostSeries] | None:
+def cell_series(cells: Sequence[Cell], tiers: Sequence[str] = SYSTEM_TIERS) -> list[CostSeries] | None:
     """The series of every cell with a cpu.csv; None when one of them cannot be placed in time (no CI then)."""
-    series = [cost_series(cell) for cell in cells if cell.cpu is not None]
+    series = [cost_series(cell, tiers) for cell in cells if cell.cpu is not None]
     return None if any(s is None for s in series) or not series else [s for s in series if s is not None]

@@ -40,11 +40,12 @@ import numpy as np
 from analysis.baseline import Baseline, mismatches, run_context, run_facts
 from analysis.bootstrap import interval_of, new_rng, resample
 from analysis.compare import MIN_TAIL_SAMPLES, compare_logs, format_value
+from analysis.cost import cell_series, cost_replicates
 from analysis.histogram import Intervals, percentile_key, value_at_percentiles
 from analysis.load import Cell, Run
 from analysis.rules import Rule, RuleSet
 from analysis.summary import backlog_health, driver_bottleneck, latency_figures, merged_figures
-from results.format import COMPLETION, CREATE, SEND_LAG, label
+from results.format import COMPLETION, CREATE, SEND_LAG, SYSTEM_TIERS, label
 
 EXIT_CODES = {"pass": 0, "regression": 1, "error": 2}
 
@@ -58,6 +59,28 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Commit:
+    """A side of `offpath gate --against`: the commit, its subject, and whether the checkout had changes beyond it."""
+
+    sha: str
+    subject: str
+    ref: str = ""  # as the user named it (HEAD~1, main); empty when it was not named
+    dirty: bool = False
+
+    @property
+    def short(self) -> str:
+        return self.sha[:10]
+
+    @property
+    def label(self) -> str:
+        """`1a2b3c4d5e "subject"`, and `+ uncommitted changes` for a checkout that differs from its commit."""
+        return f'{self.short} "{self.subject}"' + (" + uncommitted changes" if self.dirty else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sha": self.sha, "short": self.short, "subject": self.subject, "ref": self.ref, "dirty": self.dirty}
+
+
+@dataclass(frozen=True)
 class Verdict:
     status: str  # pass | regression | error
     outcomes: tuple[Outcome, ...]
@@ -67,6 +90,9 @@ class Verdict:
     run_dir: str | None = None
     baseline: str | None = None
     phase: str = ""
+    # `--against`: the two commits measured side by side (the regression rules judge candidate against base).
+    base: Commit | None = None
+    candidate: Commit | None = None
 
     @property
     def exit_code(self) -> int:
@@ -99,20 +125,23 @@ def fastest(logs: Sequence[Intervals], percentile: float) -> Fastest:
 
 
 def harness_error(errors: str | Sequence[str], rules: RuleSet | None = None, *, run_id: str | None = None,
-                  run_dir: str | None = None, baseline: str | None = None) -> Verdict:
+                  run_dir: str | None = None, baseline: str | None = None, base: Commit | None = None,
+                  candidate: Commit | None = None) -> Verdict:
     """A verdict for a gate that could not judge at all: every rule unjudged, exit code 2."""
     outcomes = tuple(Outcome(r, "error", "not judged: harness error") for r in (rules.rules if rules else ()))
     return Verdict(status="error", outcomes=outcomes, errors=(errors,) if isinstance(errors, str) else tuple(errors),
-                   run_id=run_id, run_dir=run_dir, baseline=baseline, phase=rules.phase if rules else "")
+                   run_id=run_id, run_dir=run_dir, baseline=baseline, phase=rules.phase if rules else "", base=base,
+                   candidate=candidate)
 
 
-def judge(run: Run, rules: RuleSet, baseline: Baseline | None) -> Verdict:
+def judge(run: Run, rules: RuleSet, baseline: Baseline | None, base_run: Run | None = None) -> Verdict:
+    """`base_run`: the base commit's run the baseline was made from (`--against`); cost rules need its CPU."""
     name = baseline.name if baseline is not None else None
     rules = rules.against(run.baseline)
     problems = harness_problems(run, rules, baseline)
     if problems:
         return harness_error(problems, rules, run_id=run.id, run_dir=str(run.dir), baseline=name)
-    context = _Context(run, rules.phase, baseline)
+    context = _Context(run, rules.phase, baseline, base_run)
     outcomes = tuple(_JUDGES[rule.kind](rule, context) if baseline is not None or not rule.needs_baseline
                      else Outcome(rule, "skipped", "not judged: no baseline to judge against") for rule in rules.rules)
     statuses = {o.status for o in outcomes}
@@ -175,11 +204,12 @@ def notes(run: Run, phase: str, baseline: Baseline | None) -> list[str]:
 class _Context:
     """The run's steady cells of the judged phase, by design, in repetition order."""
 
-    def __init__(self, run: Run, phase: str, baseline: Baseline | None):
-        self.run, self.phase, self.baseline = run, phase, baseline
+    def __init__(self, run: Run, phase: str, baseline: Baseline | None, base_run: Run | None = None):
+        self.run, self.phase, self.baseline, self.base_run = run, phase, baseline, base_run
 
-    def cells(self, design: str) -> list[Cell]:
-        return sorted(self.run.select(kind="steady", design=design, phase=self.phase), key=lambda c: c.repetition)
+    def cells(self, design: str, run: Run | None = None) -> list[Cell]:
+        return sorted((run or self.run).select(kind="steady", design=design, phase=self.phase),
+                      key=lambda c: c.repetition)
 
     def logs(self, design: str, endpoint: str) -> list[Intervals]:
         return [c.log(endpoint) for c in self.cells(design)]
@@ -187,7 +217,8 @@ class _Context:
 
 def _judge_regression(rule: Rule, context: _Context) -> Outcome:
     assert context.baseline is not None
-    sides = {"the baseline": context.baseline.logs(rule.design, context.phase, rule.endpoint),
+    reference = context.baseline.label
+    sides = {f"the {reference}": context.baseline.logs(rule.design, context.phase, rule.endpoint),
              "this run": context.logs(rule.design, rule.endpoint)}
     for side, logs in sides.items():
         empty = [number for number, log in enumerate(logs, start=1) if not log.total_count]
@@ -199,13 +230,13 @@ def _judge_regression(rule: Rule, context: _Context) -> Outcome:
             return Outcome(rule, "error", f"few samples: a repetition of {thinnest:,} values in {side} leaves fewer "
                            f"than {MIN_TAIL_SAMPLES} beyond {rule.metric.upper()}; lengthen the gate experiment or "
                            "judge a lower percentile")
-    base, now = fastest(sides["the baseline"], rule.percentile), fastest(sides["this run"], rule.percentile)
+    base, now = fastest(sides[f"the {reference}"], rule.percentile), fastest(sides["this run"], rule.percentile)
     delta = (now.value_us / base.value_us - 1) * 100
     low, high = interval_of(now.replicates_us / base.replicates_us - 1)
     low_pct, high_pct = (round(low * 100, 2), round(high * 100, 2)) if math.isfinite(low) else (None, None)
     worse = delta > rule.limit and low_pct is not None and low_pct > 0
     key = percentile_key(rule.percentile)
-    measured = (f"{format_value(key, now.value_us)} vs {format_value(key, base.value_us)} baseline "
+    measured = (f"{format_value(key, now.value_us)} vs {format_value(key, base.value_us)} {reference} "
                 f"({_pct(delta)}, 95% CI {_ci(low_pct, high_pct)}; fastest of {len(now.counts)} repetitions: "
                 + ", ".join(format_value(key, v) for v in now.repetitions_us) + ")")
     figures = {"statistic": "fastest repetition", "baseline_value": base.value_us, "value": now.value_us,
@@ -288,9 +319,39 @@ def _judge_sustainable(rule: Rule, context: _Context) -> Outcome:
     return Outcome(rule, "pass", f"backlog steady (slopes {slope_text} jobs/s per repetition)", figures)
 
 
+def _judge_cost(rule: Rule, context: _Context) -> Outcome:
+    """CPU ms per campaign of a tier, candidate against base: CPU and campaigns pooled over the repetitions (never
+    ratios averaged), the CI from the per-second series bootstrapped in blocks per repetition (analysis/cost.py).
+    CPU time is what the code spends, not how long it waited: another process on the machine moves it far less than
+    latency, so a pooled figure, not the fastest repetition."""
+    if context.base_run is None:
+        return Outcome(rule, "skipped", "not judged: CPU per campaign is judged against a base commit measured in the "
+                       "same job (--against); stored baselines keep no CPU accounting")
+    tiers = SYSTEM_TIERS if rule.tier == "system" else (rule.tier,)
+    sides = {"base": context.cells(rule.design, context.base_run), "candidate": context.cells(rule.design)}
+    figures_of, replicates = {}, {}
+    for side, cells in sides.items():
+        series = cell_series(cells, tiers)
+        if not series or not sum(float(s.campaigns.sum()) for s in series):
+            return Outcome(rule, "error", f"the {side}'s {rule.design} cells have no CPU accounting or no campaigns")
+        figures_of[side] = 1000 * sum(float(s.cpu_s.sum()) for s in series) / sum(float(s.campaigns.sum())
+                                                                                   for s in series)
+        replicates[side] = cost_replicates(series, new_rng())
+    base, now = figures_of["base"], figures_of["candidate"]
+    delta = (now / base - 1) * 100 if base > 0 else math.inf
+    low, high = interval_of(replicates["candidate"] / replicates["base"] - 1)
+    low_pct, high_pct = (round(low * 100, 2), round(high * 100, 2)) if math.isfinite(low) else (None, None)
+    worse = delta > rule.limit and low_pct is not None and low_pct > 0
+    measured = (f"{rule.tier} {now:.2f} vs {base:.2f} ms CPU per campaign base ({_pct(delta)}, 95% CI "
+                f"{_ci(low_pct, high_pct)}; repetitions pooled)")
+    figures = {"statistic": "repetitions pooled", "tier": rule.tier, "baseline_value": round(base, 4),
+               "value": round(now, 4), "delta_pct": round(delta, 2), "ci_low_pct": low_pct, "ci_high_pct": high_pct}
+    return Outcome(rule, "fail" if worse else "pass", measured, figures)
+
+
 _JUDGES: dict[str, Callable[[Rule, _Context], Outcome]] = {
     "regression": _judge_regression, "advantage": _judge_advantage, "error_rate": _judge_error_rate,
-    "throughput": _judge_throughput, "sustainable": _judge_sustainable,
+    "throughput": _judge_throughput, "sustainable": _judge_sustainable, "cost": _judge_cost,
 }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.bootstrap import METHOD
-from analysis.gate import Outcome, Verdict
+from analysis.gate import Commit, Outcome, Verdict
 
 HEADLINES = {"pass": "✅ PASS — no regression", "regression": "❌ REGRESSION",
              "error": "⚠️ HARNESS ERROR — not judged (not a pass)"}
@@ -19,6 +19,12 @@ DECISIONS = (
     "`benchmarks/gate_discrimination.py`). The advantage rule compares the designs inside this run, side by side "
     "(immune to drift between runs), and fails when the measured advantage is below its minimum. "
     "Exit codes: 0 pass, 1 regression, 2 harness error (the run or the baseline could not be judged).")
+DECISIONS_AGAINST = (
+    "Base and candidate were measured in this job, interleaved (base, candidate, base, candidate), on the same CPUs, "
+    "by the candidate's harness; only the services came from each commit. A regression rule fails when the "
+    "candidate's point delta against the base is worse than its limit *and* the 95% CI of the delta excludes 0. The "
+    "other rules judge the candidate's runs on their own. Exit codes: 0 pass, 1 regression, 2 harness error (a side "
+    "could not be built, started or measured).")
 LABELS = {"pass": "PASS", "regression": "REGRESSION", "error": "HARNESS ERROR"}
 HARNESS_CASE = "harness: run complete, baseline matches"
 
@@ -26,8 +32,15 @@ HARNESS_CASE = "harness: run complete, baseline matches"
 def markdown(verdict: Verdict) -> str:
     """A summary fit for $GITHUB_STEP_SUMMARY: headline, one row per rule, notes, then how it was decided."""
     lines = [f"## offpath gate: {HEADLINES[verdict.status]}", ""]
-    where = f"run `{verdict.run_id}`" if verdict.run_id else "no run"
-    where += f" against baseline `{verdict.baseline}`" if verdict.baseline else " (no baseline: within-run rules only)"
+    if verdict.base is not None and verdict.candidate is not None:
+        lines += [f"- candidate: `{verdict.candidate.short}` {_md(_subject(verdict.candidate))}",
+                  f"- base: `{verdict.base.short}` {_md(_subject(verdict.base))}", ""]
+        where = f"runs `{verdict.run_id}` (candidate)" if verdict.run_id else "no run"
+        where += " against the base, interleaved in one job"
+    else:
+        where = f"run `{verdict.run_id}`" if verdict.run_id else "no run"
+        where += f" against baseline `{verdict.baseline}`" if verdict.baseline else \
+            " (no baseline: within-run rules only)"
     counts = ", ".join(f"{verdict.count(s)} {s}" for s in ("pass", "fail", "error", "skipped") if verdict.count(s))
     lines += [f"{where}, phase `{verdict.phase}`: {counts or 'no rules'}.", ""]
     for error in verdict.errors:
@@ -44,8 +57,20 @@ def markdown(verdict: Verdict) -> str:
     whys = [o for o in verdict.outcomes if o.rule.why]
     lines += ["<details><summary>Why these rules, and how they are decided</summary>", ""]
     lines += [f"- **{_md(o.rule.name)}**: {_md(o.rule.why)}" for o in whys]
-    lines += ["", DECISIONS, "", METHOD, "", "</details>", ""]
+    lines += ["", DECISIONS_AGAINST if verdict.base is not None else DECISIONS, "", METHOD, "", "</details>", ""]
     return "\n".join(lines)
+
+
+def _subject(commit: Commit) -> str:
+    return f'"{commit.subject}"' + (" + uncommitted changes" if commit.dirty else "") + \
+        (f" ({commit.ref})" if commit.ref and commit.ref != "HEAD" else "")
+
+
+def against_text(verdict: Verdict) -> str:
+    """`candidate 1a2b3c4d5e "subject" against base 0f9e8d7c6b "subject"`; empty when not judged against a base."""
+    if verdict.base is None or verdict.candidate is None:
+        return ""
+    return f"candidate {verdict.candidate.label} against base {verdict.base.label}"
 
 
 def _judged(verdict: Verdict) -> bool:
@@ -65,7 +90,10 @@ def junit(verdict: Verdict) -> str:
                        errors=str(verdict.count("error") + (1 if verdict.errors else 0)),
                        skipped=str(verdict.count("skipped")), time="0")
     properties = ET.SubElement(suite, "properties")
-    for name, value in (("run_id", verdict.run_id), ("baseline", verdict.baseline), ("status", verdict.status)):
+    commits = {f"{side}_commit": f"{commit.sha} {commit.subject}" for side, commit in
+               (("base", verdict.base), ("candidate", verdict.candidate)) if commit is not None}
+    for name, value in (("run_id", verdict.run_id), ("baseline", verdict.baseline), ("status", verdict.status),
+                        *commits.items()):
         ET.SubElement(properties, "property", name=name, value=str(value or ""))
     harness = ET.SubElement(suite, "testcase", classname="offpath.gate", name=HARNESS_CASE)
     if verdict.errors:
@@ -99,8 +127,11 @@ def text(verdict: Verdict) -> str:
              for o in verdict.outcomes] if _judged(verdict) else []
     lines += [f"harness error: {error}" for error in verdict.errors]
     lines += [f"note: {note}" for note in verdict.notes]
-    against = f" against baseline {verdict.baseline!r}" if verdict.baseline else ""
-    lines.append(f"gate: {LABELS[verdict.status]} (exit {verdict.exit_code}) — run {verdict.run_id or '-'}{against}")
+    if verdict.base is not None:
+        lines.append(f"gate: {LABELS[verdict.status]} (exit {verdict.exit_code}) — {against_text(verdict)}")
+    else:
+        against = f" against baseline {verdict.baseline!r}" if verdict.baseline else ""
+        lines.append(f"gate: {LABELS[verdict.status]} (exit {verdict.exit_code}) — run {verdict.run_id or '-'}{against}")
     return "\n".join(lines) + "\n"
 
 
@@ -110,6 +141,8 @@ def to_json(verdict: Verdict) -> dict[str, Any]:
         "status": verdict.status, "exit_code": verdict.exit_code, "run_id": verdict.run_id,
         "run_dir": verdict.run_dir, "baseline": verdict.baseline, "phase": verdict.phase,
         "errors": list(verdict.errors), "notes": list(verdict.notes),
+        "base": verdict.base.to_dict() if verdict.base else None,
+        "candidate": verdict.candidate.to_dict() if verdict.candidate else None,
         "counts": {s: verdict.count(s) for s in ("pass", "fail", "error", "skipped")},
         "rules": [{"name": o.rule.name, "kind": o.rule.kind, "design": o.rule.design, "endpoint": o.rule.endpoint,
                    "metric": o.rule.metric if o.rule.kind in ("regression", "advantage") else None,

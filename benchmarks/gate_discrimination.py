@@ -1,4 +1,22 @@
-"""Does the regression gate discriminate? Run it N times on the unchanged build and N times with 30% more work.
+"""Does the regression gate discriminate? Against a stored baseline (default) or against a base commit (--against).
+
+Against a base commit (`--against`, issue #14): each pair is one `offpath gate --against BASE` invocation (BASE: HEAD
+by default), run from a temporary worktree of BASE that is the candidate: unchanged, or with an injected regression.
+Per round every kind runs once, in turn (interleaved, so drift on the machine lands on every kind alike):
+  unchanged      the candidate is BASE itself                         -> a regression verdict is a false alarm
+  profile        BASE with `--profile 'default*1.1'` (+10% work, candidate only)      -> a regression is a detection
+  ack-roundtrip  BASE + one extra Redis round trip (PING) on queued's POST path (services/queued/app.py)
+  worker-cpu     BASE + 1 ms of CPU per job in the RQ worker (services/queued/jobs.py, burn_cpu)
+The patches are applied inside the temporary worktree (never committed); a patch whose anchor is gone stops the
+benchmark. Prints one line per gate, how often each rule failed per kind (with its delta spread), and last
+`false_alarms: k/N` and `detections[<kind>]: k/N`; a kind with a harness error gets no figure (benchmarks/figure.py).
+Each pair costs one gate --against (~4 min on 2 cores: the base install and 2 x 2 interleaved runs).
+
+    .venv/bin/python benchmarks/gate_discrimination.py --against --pairs 20 --out DIR
+    .venv/bin/python benchmarks/gate_discrimination.py --against --pairs 2 --kinds unchanged,profile
+    .venv/bin/python benchmarks/gate_discrimination.py --against --judge DIR  # re-judge DIR's pairs, current rules
+
+Against a stored baseline: run the gate N times on the unchanged build and N times with 30% more work.
 
 Each round runs `offpath gate` twice, interleaved (unchanged, then `--profile 'default*1.3'`: every CPU cost and
 provider wait of the default profile x1.3), against the same baseline, so drift on the machine lands on both sides
@@ -32,8 +50,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from analysis.against import judge_against, load_side  # noqa: E402
 from analysis.baseline import BaselineError, baseline_path, read_baseline  # noqa: E402
-from analysis.gate import judge  # noqa: E402
+from analysis.gate import Commit, judge  # noqa: E402
 from analysis.load import ResultsFolderError, load_run  # noqa: E402
 from analysis.rules import load_rules  # noqa: E402
 from analysis.verdict import to_json  # noqa: E402
@@ -41,6 +60,30 @@ from benchmarks.figure import NO_FIGURE, SideErrors, refused  # noqa: E402
 
 REGRESSION = "default*1.3"
 SIDES = ("unchanged", "regressed")
+ROOT = Path(__file__).resolve().parent.parent
+
+# --against: the kinds of candidate, each a change to BASE's tree: (file, anchor, replacement) patches and gate options.
+AGAINST_REGRESSION = "default*1.1"
+PATCHES: dict[str, list[tuple[str, str, str]]] = {
+    "unchanged": [],
+    "profile": [],
+    "ack-roundtrip": [(
+        "services/queued/app.py",
+        "    admission = await store.admit(body, idempotency_key, also=planner.buffer)\n",
+        "    admission = await store.admit(body, idempotency_key, also=planner.buffer)\n"
+        "    await store.ping()  # injected regression: one extra Redis round trip on the acknowledgement path\n",
+    )],
+    "worker-cpu": [
+        ("services/queued/jobs.py",
+         "from services.campaign.work import generate_campaign_content, trigger_follow_up_automation\n",
+         "from services.campaign.work import burn_cpu, generate_campaign_content, trigger_follow_up_automation\n"),
+        ("services/queued/jobs.py",
+         "def _attempt(step: Step, campaign_id: str) -> None:\n    ctx = current_context()\n",
+         "def _attempt(step: Step, campaign_id: str) -> None:\n    ctx = current_context()\n"
+         "    burn_cpu(1.0, campaign_id.encode())  # injected regression: +1 ms of CPU per job\n"),
+    ],
+}
+KINDS = tuple(PATCHES)
 
 
 def verdict_file(out: Path, side: str, number: int) -> Path:
@@ -181,8 +224,133 @@ def rejudge(root: Path, baseline: str, rules: str | None) -> dict[str, list[dict
     return results
 
 
+def git(*args: str, cwd: Path = ROOT) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"git {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def candidate_tree(out: Path, base: str, kind: str) -> Path:
+    """A worktree of `base` with the kind's patch applied (uncommitted): the candidate `offpath gate` runs from."""
+    tree = out / "trees" / kind
+    if not tree.exists():
+        git("worktree", "add", "--detach", "--quiet", str(tree), base)
+    for relative, anchor, replacement in PATCHES[kind]:
+        path = tree / relative
+        source = path.read_text()
+        if replacement in source:
+            continue
+        if source.count(anchor) != 1:
+            raise SystemExit(f"{kind}: the anchor of its patch is not (once) in {relative} at {base[:10]}; update "
+                             "PATCHES in benchmarks/gate_discrimination.py")
+        path.write_text(source.replace(anchor, replacement))
+    return tree
+
+
+def gate_against(out: Path, kind: str, number: int, base: str, tree: Path, rules: str | None) -> dict:
+    """One `offpath gate --against BASE`, run from the candidate's tree with this interpreter; its JSON verdict."""
+    verdict_path = verdict_file(out, kind, number)
+    argv = [sys.executable, "-m", "offpath.cli", "gate", "--against", base, "--out", str(out / "runs" / kind),
+            "--json", str(verdict_path)]
+    argv += ["--profile", AGAINST_REGRESSION] if kind == "profile" else []
+    argv += ["--rules", str(Path(rules).resolve())] if rules else []
+    with open(verdict_path.with_suffix(".log"), "w") as log:
+        completed = subprocess.run(argv, cwd=tree, stdout=subprocess.PIPE, stderr=log, text=True)
+    if verdict_path.is_file():
+        verdict = json.loads(verdict_path.read_text())
+    else:
+        verdict = {"status": "error", "exit_code": completed.returncode, "errors": [completed.stdout[-500:]],
+                   "rules": []}
+        verdict_path.write_text(json.dumps(verdict))
+    if verdict["exit_code"] != completed.returncode:
+        raise SystemExit(f"gate exit code {completed.returncode} disagrees with its verdict {verdict['exit_code']}")
+    return verdict
+
+
+def report_against(results: dict[str, list[dict]]) -> int:
+    """Rule failures per kind, then false alarms (unchanged) and detections per injected kind; a kind with a harness
+    error gets no figure (NO_FIGURE)."""
+    kinds = [k for k in KINDS if k in results]
+    print("\nrule failures per kind (" + " | ".join(kinds) + "), delta spread per kind:")
+    names = list(dict.fromkeys(r["name"] for k in kinds for v in results[k] for r in v["rules"]))
+    for name in names:
+        counts = [sum(any(r["name"] == name and r["status"] == "fail" for r in v["rules"]) for v in results[k])
+                  for k in kinds]
+        deltas = {k: [r["figures"].get("delta_pct") for v in results[k] for r in v["rules"]
+                      if r["name"] == name and (r.get("figures") or {}).get("delta_pct") is not None] for k in kinds}
+        spread = "  ".join(f"{k} {min(d):+.1f}..{max(d):+.1f}%" for k, d in deltas.items() if d)
+        print(f"  {name:34} {' | '.join(f'{c:2d}' for c in counts)}   {spread}")
+    code = 0
+    for kind in kinds:
+        figure = "false_alarms" if kind == "unchanged" else f"detections[{kind}]"
+        if refused([harness_errors(kind, results[kind])], figure):
+            code = NO_FIGURE
+        else:
+            print(f"{figure}: {sum(v['status'] == 'regression' for v in results[kind])}/{len(results[kind])}")
+    return code
+
+
+def rejudge_against(root: Path, rules: str | None) -> dict[str, list[dict]]:
+    """The verdicts the current rules give the pairs an earlier --against invocation measured (no load is run): each
+    side's kept runs merged and judged again. A pair whose gate stopped before it measured both sides stays as it was."""
+    rule_set = load_rules(Path(rules)) if rules else load_rules()
+    results: dict[str, list[dict]] = {}
+    for kind in KINDS:
+        kept = [json.loads(path.read_text()) for path in sorted((root / "verdicts").glob(f"{kind}-*.json"))]
+        for verdict in kept:
+            run_dir = Path(verdict.get("run_dir") or "")
+            if run_dir.name == "candidate" and verdict.get("base") and verdict.get("candidate"):
+                commits = {side: Commit(**{key: verdict[side][key] for key in ("sha", "subject", "ref", "dirty")})
+                           for side in ("base", "candidate")}
+                try:
+                    sides = {side: load_side(side, sorted(p.parent for p in (run_dir.parent / side).glob(
+                        "*/manifest.json")), commits[side]) for side in commits}
+                    verdict = to_json(judge_against(sides["base"], sides["candidate"], rule_set, commits["base"],
+                                                    commits["candidate"]))
+                except ResultsFolderError as exc:
+                    verdict = {"status": "error", "exit_code": 2, "errors": [str(exc)], "rules": []}
+            results.setdefault(kind, []).append(verdict)
+            print(line(kind, len(results[kind]), len(kept), verdict, 0.0), flush=True)
+    return results
+
+
+def run_against(args: argparse.Namespace) -> int:
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown or not kinds:
+        raise SystemExit(f"--kinds {args.kinds!r}: {', '.join(unknown) or 'none given'}; allowed: {', '.join(KINDS)}")
+    base = git("rev-parse", "--verify", f"{args.base}^{{commit}}")
+    out = Path(args.out).resolve() if args.out else Path(tempfile.mkdtemp(prefix="gate-discrimination-against-"))
+    (out / "verdicts").mkdir(parents=True, exist_ok=True)
+    print(f"runs and verdicts in {out}; base {base[:10]} {git('log', '-1', '--format=%s', base)}", file=sys.stderr)
+    results: dict[str, list[dict]] = {kind: [] for kind in kinds}
+    started = time.monotonic()
+    try:
+        trees = {kind: candidate_tree(out, base, kind) for kind in kinds}
+        for number in range(1, args.pairs + 1):
+            for kind in kinds:
+                began, load_before = time.monotonic(), load_average()
+                verdict = gate_against(out, kind, number, base, trees[kind], args.rules)
+                results[kind].append(verdict)
+                print(line(kind, number, args.pairs, verdict, time.monotonic() - began,
+                           f"load {load_before}>{load_average()}"), flush=True)
+    finally:
+        for kind in kinds:
+            if (out / "trees" / kind).exists():
+                git("worktree", "remove", "--force", str(out / "trees" / kind))
+    print(f"\n{sum(map(len, results.values()))} gate --against runs in {(time.monotonic() - started) / 60:.1f} min "
+          f"against base {base[:10]}; kinds {', '.join(kinds)}")
+    return report_against(results)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--against", action="store_true",
+                        help="judge candidates against a base commit measured in the same job (offpath gate --against)")
+    parser.add_argument("--pairs", type=int, default=20, help="--against: gate invocations per kind (default 20)")
+    parser.add_argument("--base", default="HEAD", help="--against: the base commit (default HEAD)")
+    parser.add_argument("--kinds", default=",".join(KINDS), help=f"--against: kinds to run (default {','.join(KINDS)})")
     parser.add_argument("--runs", type=int, default=20, help="gate runs per side (default 20)")
     parser.add_argument("--baseline", default="default", help="baseline name or .json path (default: default)")
     parser.add_argument("--fresh-baseline", action="store_true", help="record a baseline on this machine first")
@@ -193,6 +361,10 @@ def main() -> int:
                         help="with --out: keep the verdicts already in it and run only the missing ones")
     parser.add_argument("--judge", metavar="DIR", help="re-judge the runs kept in DIR by an earlier --out")
     args = parser.parse_args()
+    if args.against and args.judge:
+        return report_against(rejudge_against(Path(args.judge), args.rules))
+    if args.against:
+        return run_against(args)
     if args.judge:
         results = rejudge(Path(args.judge), args.baseline, args.rules)
         return report(results, max(len(v) for v in results.values()))

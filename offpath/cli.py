@@ -21,7 +21,7 @@ from services.campaign.profile import ProfileError, load_profile
 from services.campaign.settings import Settings
 
 if TYPE_CHECKING:
-    from analysis.gate import Verdict
+    from analysis.gate import Commit, Verdict
 
 log = logging.getLogger("offpath")
 
@@ -132,13 +132,67 @@ def cmd_gate(args: argparse.Namespace) -> int:
     from analysis.verdict import text, write_verdict
 
     try:
-        verdict = _gate_verdict(args)
+        commits = _against_commits(args) if args.against is not None else None
+    except OffpathError as exc:  # bad input, no base: one line and exit 2 (main), and CI still gets its verdict files
+        write_verdict(harness_error(str(exc)), junit_path=args.junit, summary_path=args.summary, json_path=args.json)
+        raise
+    try:
+        verdict = _gate_verdict(args) if commits is None else _gate_against(args, *commits)
     except Exception as exc:  # noqa: BLE001 - a crash must exit 2 (harness error), never Python's 1 (= regression)
         log.exception("the gate crashed")
         verdict = harness_error(f"the gate crashed: {type(exc).__name__}: {exc}")
     write_verdict(verdict, junit_path=args.junit, summary_path=args.summary, json_path=args.json)
     print(text(verdict), end="")
     return verdict.exit_code
+
+
+def _against_commits(args: argparse.Namespace) -> tuple[Commit, Commit]:
+    """The base (--against REF, or offpath/against.py's default_base) and the candidate (this checkout); the
+    options --against excludes are refused here, before anything is installed or run."""
+    from offpath.against import candidate_commit, default_base, resolve_commit
+
+    excluded = [option for option, given in (("--baseline", args.baseline is not None), ("--run", args.run),
+                                             ("--update-baseline", args.update_baseline)) if given]
+    if excluded:
+        raise ConfigurationError(f"--against measures base and candidate in this job; it takes no "
+                                 f"{', '.join(excluded)} (allowed with it: --profile, --experiment, --rules, --out, "
+                                 "--junit, --summary, --json)")
+    return (resolve_commit(args.against) if args.against else default_base()), candidate_commit()
+
+
+def _gate_against(args: argparse.Namespace, base: Commit, candidate: Commit) -> Verdict:
+    """Install the base beside this checkout, run both interleaved, judge the candidate against the base."""
+    from dataclasses import replace
+
+    from analysis.against import judge_against, load_side
+    from analysis.gate import harness_error
+    from analysis.load import ResultsFolderError
+    from analysis.rules import RulesError, load_rules
+    from offpath.against import BaseError, base_checkout, run_interleaved
+    from offpath.experiment import ExperimentError, load_experiment
+
+    commits = {"base": base, "candidate": candidate}
+    try:
+        rules = load_rules(Path(args.rules)) if args.rules else load_rules()
+    except RulesError as exc:
+        return harness_error(str(exc), **commits)
+    try:
+        experiment = load_experiment(args.experiment)
+        # --profile is the candidate's change (e.g. 'default*1.1': a regression injected on purpose); the base keeps
+        # the experiment's profile.
+        changed = replace(experiment, profile=args.profile) if args.profile else experiment
+        load_profile(changed.profile)
+    except (ExperimentError, ProfileError) as exc:
+        return harness_error(str(exc), rules, **commits)
+    _say(f"gate --against: candidate {candidate.label} against base {base.label}")
+    out = Path(args.out) / f"against-{time.strftime('%Y%m%d-%H%M%S')}-{base.short}"
+    try:
+        with base_checkout(base, say=_say) as checkout:
+            runs = run_interleaved(changed, experiment, checkout, out, say=_say)
+        sides = {side: load_side(side, runs[side], commits[side]) for side in ("base", "candidate")}
+    except (BaseError, ResultsFolderError) as exc:
+        return harness_error(str(exc), rules, run_dir=str(out), **commits)
+    return judge_against(sides["base"], sides["candidate"], rules, base, candidate)
 
 
 def _gate_verdict(args: argparse.Namespace) -> Verdict:
@@ -153,6 +207,7 @@ def _gate_verdict(args: argparse.Namespace) -> Verdict:
     except RulesError as exc:
         return harness_error(str(exc))
     baseline = None
+    args.baseline = args.baseline or "default"
     try:
         path = baseline_path(args.baseline) if args.baseline.lower() != "none" else None
         if path is not None and not args.update_baseline:
@@ -267,9 +322,15 @@ def build_parser() -> argparse.ArgumentParser:
     compare.set_defaults(func=cmd_compare)
 
     gate = sub.add_parser("gate", help="performance regression gate: run the gate experiment (or take --run) and "
-                          "judge it against a baseline; exit 0 pass, 1 regression, 2 harness error")
-    gate.add_argument("--baseline", default="default", metavar="NAME",
-                      help="results/baselines/NAME.json, or a .json path; 'none' judges the within-run rules only")
+                          "judge it against a baseline or, with --against, against a base commit measured in the same "
+                          "job; exit 0 pass, 1 regression, 2 harness error")
+    gate.add_argument("--against", nargs="?", const="", metavar="REF",
+                      help="judge this checkout against git REF (default: the merge base with main; on main, "
+                      "HEAD~1), both measured here, interleaved: REF is checked out and installed into a temporary "
+                      "venv, its services run under this checkout's harness. Any machine; the way to gate in CI")
+    gate.add_argument("--baseline", default=None, metavar="NAME",
+                      help="results/baselines/NAME.json (default: default), or a .json path; 'none' judges the "
+                      "within-run rules only. Stored baselines hold only on the machine that recorded them")
     gate.add_argument("--run", metavar="RUN", help="judge this results folder instead of running the gate experiment")
     gate.add_argument("--junit", metavar="FILE", help="write JUnit XML (one test case per rule)")
     gate.add_argument("--summary", metavar="FILE", help="write a Markdown summary (e.g. $GITHUB_STEP_SUMMARY)")

@@ -12,7 +12,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -69,6 +71,7 @@ class Managed:
     # The command of a replacement, e.g. with a new RQ worker name; None: argv again.
     fresh_argv: Callable[[], list[str]] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None  # where it starts (and a replacement starts again); None: this process's folder
     started_at: float = field(default_factory=time.monotonic)
     restarts: int = 0
     restart_at: float | None = None  # when a replacement is due, while the child is down
@@ -126,11 +129,12 @@ class Supervisor:
         expect_exit: bool = False,
         restart: Restart | None = None,
         fresh_argv: Callable[[], list[str]] | None = None,
+        cwd: Path | None = None,
     ) -> Managed:
         log_path = self.log_dir / f"{name}.log" if self.log_dir is not None else None
-        process = self._spawn(argv, env or {}, log_path, role or name)
+        process = self._spawn(argv, env or {}, log_path, role or name, cwd)
         managed = Managed(name, role or name, argv, process, log_path=log_path, expect_exit=expect_exit,
-                          restart=restart, fresh_argv=fresh_argv, env=dict(env or {}))
+                          restart=restart, fresh_argv=fresh_argv, env=dict(env or {}), cwd=cwd)
         self.children.append(managed)
         if cpus and pin(process.pid, cpus):
             managed.cpus = list(cpus)
@@ -138,7 +142,8 @@ class Supervisor:
             self.wait_ready(managed, ready, ready_timeout_s)
         return managed
 
-    def _spawn(self, argv: list[str], env: dict[str, str], log_path: Path | None, role: str) -> subprocess.Popen:
+    def _spawn(self, argv: list[str], env: dict[str, str], log_path: Path | None, role: str,
+               cwd: Path | None = None) -> subprocess.Popen:
         out: IO[bytes] | None = None  # inherit: `offpath up` shows the children's logs in the foreground
         if log_path is not None:
             log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -155,6 +160,7 @@ class Supervisor:
             stderr=subprocess.STDOUT if out else None,
             stdin=subprocess.DEVNULL,
             preexec_fn=setup,
+            cwd=cwd,
         )
         if self.placer is not None and tier is not None:
             self.placer.add(tier, process.pid)  # tracked for the manifest and the /proc CPU fallback
@@ -202,7 +208,7 @@ class Supervisor:
             return
         if managed.fresh_argv is not None:
             managed.argv = managed.fresh_argv()
-        managed.process = self._spawn(managed.argv, managed.env, managed.log_path, managed.role)
+        managed.process = self._spawn(managed.argv, managed.env, managed.log_path, managed.role, managed.cwd)
         if managed.cpus:
             pin(managed.pid, managed.cpus)
         managed.started_at, managed.restart_at = time.monotonic(), None
@@ -252,6 +258,34 @@ def python() -> str:
     return sys.executable
 
 
+@dataclass(frozen=True)
+class SystemUnderTest:
+    """Where the measured processes (services, RQ workers) come from: an interpreter, and the folder they start in,
+    whose `services/` package is the one `python -m` imports first. Locust and the recorder always run this
+    checkout's: `offpath gate --against` measures a base commit's services with the candidate's harness."""
+
+    python: str
+    cwd: Path | None = None
+
+
+_SERVED_BY: ContextVar[SystemUnderTest | None] = ContextVar("offpath_system_under_test", default=None)
+
+
+@contextmanager
+def serving_from(system: SystemUnderTest) -> Iterator[None]:
+    """Start the services and workers of every experiment run inside this block from `system`."""
+    token = _SERVED_BY.set(system)
+    try:
+        yield
+    finally:
+        _SERVED_BY.reset(token)
+
+
+def system_under_test() -> SystemUnderTest:
+    """The services' interpreter and folder: this checkout's, unless serving_from() says otherwise."""
+    return _SERVED_BY.get() or SystemUnderTest(python())
+
+
 def start_service(
     supervisor: Supervisor,
     design: str,
@@ -271,8 +305,9 @@ def start_service(
     factory = design_named(design).app_factory  # ConfigurationError naming the designs, for an unknown one
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
+    system = system_under_test()
     argv = [
-        python(), "-m", "uvicorn", "--factory", factory,
+        system.python, "-m", "uvicorn", "--factory", factory,
         "--host", "127.0.0.1", "--port", str(port),
         "--log-level", log_level, "--no-access-log",
         "--workers", str(processes),
@@ -285,6 +320,7 @@ def start_service(
              **(env or {})},
         cpus=cpus,
         ready=lambda: http_ok(f"{base_url}/healthz"),
+        cwd=system.cwd,
     )
     return managed, base_url
 
@@ -306,9 +342,11 @@ def start_workers(
     import redis as redis_py
     from rq import Worker
 
+    system = system_under_test()
+
     def worker_argv(index: int) -> list[str]:
         name = f"offpath-worker-{os.getpid()}-{index}-{time.monotonic_ns() % 1_000_000}"
-        return [python(), "-m", "services.queued.worker", "--name", name]
+        return [system.python, "-m", "services.queued.worker", "--name", name]
 
     connection = redis_py.Redis.from_url(redis_url)
     before = {w.name for w in Worker.all(connection=connection)}
@@ -323,6 +361,7 @@ def start_workers(
                 cpus=cpus,
                 restart=restart,
                 fresh_argv=partial(worker_argv, index),
+                cwd=system.cwd,
             )
         )
     names = {m.argv[-1] for m in started}

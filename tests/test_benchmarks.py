@@ -147,3 +147,25 @@ def test_gate_discrimination_prints_no_false_alarm_figure_over_runs_it_could_not
     assert "false_alarms:" not in out
     assert "no false_alarms figure: unchanged had 1 error in run 2 (harness error: Redis did not answer x 1)" in out
     assert "detections: 3/3" in out
+
+
+def test_gate_discrimination_against_reports_per_kind_and_no_figure_for_a_kind_with_an_error(capsys):
+    results = {"unchanged": [_verdict("pass"), _verdict("regression")],
+               "profile": [_verdict("regression"), _verdict("regression")],
+               "ack-roundtrip": [_verdict("pass"), _verdict("error", ["base 0123456789: pip install -e failed"])]}
+    assert gate_discrimination.report_against(results) == NO_FIGURE
+    out = capsys.readouterr().out
+    assert "false_alarms: 1/2" in out and "detections[profile]: 2/2" in out
+    assert "detections[ack-roundtrip]:" not in out
+    assert "no detections[ack-roundtrip] figure: ack-roundtrip had 1 error in run 2" in out
+
+
+@pytest.mark.parametrize("kind", [k for k, patches in gate_discrimination.PATCHES.items() if patches])
+def test_every_injected_regression_still_applies_to_the_services(kind):
+    """A patch whose anchor moved would stop the benchmark hours in; the services must still hold each anchor once."""
+    for relative, anchor, replacement in gate_discrimination.PATCHES[kind]:
+        source = (ROOT / relative).read_text()
+        assert source.count(anchor) == 1, f"{kind}: anchor not once in {relative}"
+        patched = source.replace(anchor, replacement)
+        compile(patched, relative, "exec")
+        assert patched != source
