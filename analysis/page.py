@@ -47,6 +47,23 @@ dd { margin: 0; }
 TEXT_COLUMNS = {"phase", "design", "metric", "verdict", "endpoint", "backlog", "within SLO", "machine check", "bound by"}
 
 
+def page_top(title: str, heading: str, run_id: str, manifest: dict) -> str:
+    """A report page's head and first lines: title, style, heading, and the run's id, start and status."""
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
+<title>{escape(title)}</title>
+<style>{CSS}</style>
+</head>
+<body><main>
+<h1>{escape(heading)}</h1>
+<div class="sub">run {escape(run_id)} · {escape(str(manifest.get("started_at") or ""))} ·
+status {escape(str(manifest.get("status")))}</div>"""
+
+
 def table(rows: list[dict[str, str]], classes: list[dict[str, str]] | None = None) -> str:
     if not rows:
         return "<p class='sub'>none</p>"
@@ -119,19 +136,7 @@ def to_html(report: Report) -> str:
                             "<details><summary class='sub'>every step</summary>" + table(step_rows(report.capacity)) +
                             "</details>")
     facts = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in report.facts)
-    return f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="icon" href="data:,">
-<title>offpath — {escape(run.id)}</title>
-<style>{CSS}</style>
-</head>
-<body><main>
-<h1>offpath report</h1>
-<div class="sub">run {escape(run.id)} · {escape(str(run.manifest.get("started_at") or ""))} ·
-status {escape(str(run.manifest.get("status")))}</div>
+    return f"""{page_top(f"offpath — {run.id}", "offpath report", run.id, run.manifest)}
 <p class="headline">{escape(report.headline)}</p>
 {notes}
 {claim_section(report)}

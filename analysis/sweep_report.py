@@ -9,7 +9,7 @@ from pathlib import Path
 
 from analysis.load import Run
 from analysis.map_plots import map_plots
-from analysis.page import CSS, figure, table
+from analysis.page import figure, page_top, table
 from analysis.plots import Plot
 from analysis.report import facts, markdown_table, write_report
 from analysis.sweep import MEASURES, DecisionMap, decision_map, interval_text, parameter_text, point_runs
@@ -96,19 +96,7 @@ def to_html(run: Run, dmap: DecisionMap, plots: list[Plot], linked: set[str]) ->
         if href != "-":
             body = body.replace(f">{escape(point)}</td>", f"><a href='{escape(href)}'>{escape(point)}</a></td>", 1)
     fact_html = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in sweep_facts(run))
-    return f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="icon" href="data:,">
-<title>offpath — sweep {escape(run.id)}</title>
-<style>{CSS}</style>
-</head>
-<body><main>
-<h1>offpath sweep report</h1>
-<div class="sub">run {escape(run.id)} · {escape(str(run.manifest.get("started_at") or ""))} ·
-status {escape(str(run.manifest.get("status")))}</div>
+    return f"""{page_top(f"offpath — sweep {run.id}", "offpath sweep report", run.id, run.manifest)}
 <div class="headline"><ul>{sentences}</ul></div>
 {note_html}
 <h2>Decision map</h2>
