@@ -94,9 +94,7 @@ def load_chaos(spec: str) -> Chaos:
         if unknown:
             raise ExperimentError(f"{path}: faults[{index}] has unknown keys {sorted(unknown)}; "
                                   f"allowed: {sorted(Fault.__dataclass_fields__)}")
-        if "abort_after_ms" in table:
-            table = {**table, "abort_after_ms": tuple(table["abort_after_ms"])}
-        fault = Fault(**table)
+        fault = Fault(**{key: _fault_value(path, index, key, value) for key, value in table.items()})
         if fault.kind not in FAULT_KINDS:
             raise ExperimentError(f"{path}: faults[{index}].kind is {fault.kind!r}; allowed: {', '.join(FAULT_KINDS)}")
         faults.append(fault)
@@ -109,6 +107,34 @@ def load_chaos(spec: str) -> Chaos:
         )
     except KeyError as exc:
         raise ExperimentError(f"{path}: missing key {exc}") from None
+
+
+def _fault_value(path: Path, index: int, key: str, value: Any) -> Any:
+    """A fault's value, checked against the type of the field's default: one line naming the key and what it takes."""
+    default = Fault.__dataclass_fields__[key].default
+    where = f"{path}: faults[{index}].{key}"
+    if key == "abort_after_ms":
+        if not (isinstance(value, list) and len(value) == 2 and all(_number(v) and v >= 0 for v in value)
+                and value[0] <= value[1]):
+            raise ExperimentError(f"{where} is {value!r}; allowed: [low, high] milliseconds, 0 <= low <= high")
+        return (float(value[0]), float(value[1]))
+    if key in ("rate_per_s", "duration_s"):  # default None: the experiment's
+        if not (_number(value) and value > 0):
+            raise ExperimentError(f"{where} is {value!r}; allowed: a number > 0")
+        return float(value)
+    if default is None or isinstance(default, str):
+        if not isinstance(value, str):
+            raise ExperimentError(f"{where} is {value!r}; allowed: a string")
+        return value
+    if isinstance(default, int) and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        raise ExperimentError(f"{where} is {value!r}; allowed: a whole number >= 1")
+    if isinstance(default, float) and not (_number(value) and value >= 0):
+        raise ExperimentError(f"{where} is {value!r}; allowed: a number >= 0")
+    return value
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def read_acknowledged(cell_dir: Path) -> list[str]:

@@ -42,3 +42,18 @@ def test_exit_codes_follow_one_policy():
     assert exit_code(ConfigurationError("x")) == exit_code(HarnessError("x")) == EXIT_ERROR == 2
     assert exit_code(CheckFailed("x")) == EXIT_CHECK_FAILED == 1
     assert exit_code(ValueError("from a layer below")) == 2
+
+
+@pytest.mark.parametrize("line, message", [
+    ('kills = "many"', "faults[0].kills is 'many'; allowed: a whole number >= 1"),
+    ("abort_after_ms = 5", "faults[0].abort_after_ms is 5; allowed: [low, high] milliseconds"),
+    ("for_s = -1", "faults[0].for_s is -1; allowed: a number >= 0"),
+])
+def test_a_chaos_fault_of_the_wrong_type_is_one_line_and_exit_2(tmp_path, line, message):
+    experiment = tmp_path / "bad.toml"
+    experiment.write_text(f'name = "bad"\nrate_per_s = 10\nduration_s = 5\n[[faults]]\nname = "k"\n'
+                          f'kind = "kill-worker"\n{line}\n')
+    done = subprocess.run([sys.executable, "-m", "offpath.cli", "chaos", str(experiment), "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+    assert not list(tmp_path.glob("*-bad-*")), "nothing was started"
