@@ -98,8 +98,13 @@ def gate(out: Path, side: str, number: int, baseline: str, regression: str, rule
             "--json", str(verdict_path)]
     argv += ["--profile", regression] if side == "regressed" else []
     argv += ["--rules", rules] if rules else []
+    return run_gate(argv, verdict_path)
+
+
+def run_gate(argv: list[str], verdict_path: Path, cwd: Path | None = None) -> dict:
+    """Run one gate command; its JSON verdict, or a harness error carrying its output when it wrote none."""
     with open(verdict_path.with_suffix(".log"), "w") as log:
-        completed = subprocess.run(argv, stdout=subprocess.PIPE, stderr=log, text=True)
+        completed = subprocess.run(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=log, text=True)
     if verdict_path.is_file():
         verdict = json.loads(verdict_path.read_text())
     else:  # the gate crashed before it could write a verdict: a harness error, with its output as the reason
@@ -255,17 +260,7 @@ def gate_against(out: Path, kind: str, number: int, base: str, tree: Path, rules
             "--json", str(verdict_path)]
     argv += ["--profile", AGAINST_REGRESSION] if kind == "profile" else []
     argv += ["--rules", str(Path(rules).resolve())] if rules else []
-    with open(verdict_path.with_suffix(".log"), "w") as log:
-        completed = subprocess.run(argv, cwd=tree, stdout=subprocess.PIPE, stderr=log, text=True)
-    if verdict_path.is_file():
-        verdict = json.loads(verdict_path.read_text())
-    else:
-        verdict = {"status": "error", "exit_code": completed.returncode, "errors": [completed.stdout[-500:]],
-                   "rules": []}
-        verdict_path.write_text(json.dumps(verdict))
-    if verdict["exit_code"] != completed.returncode:
-        raise SystemExit(f"gate exit code {completed.returncode} disagrees with its verdict {verdict['exit_code']}")
-    return verdict
+    return run_gate(argv, verdict_path, cwd=tree)
 
 
 def report_against(results: dict[str, list[dict]]) -> int:

@@ -3,7 +3,6 @@ every acknowledged campaign (lost and duplicated must be 0) and measure the time
 
 from __future__ import annotations
 
-import csv
 import time
 import tomllib
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from urllib.parse import urlsplit
 import redis as redis_py
 
 from analysis.chaos_report import fault_measures, fault_table
+from analysis.load import read_errors_csv
 from offpath.audit import audit
 from offpath.designs import design
 from offpath.disconnect import disconnect_mid_request
@@ -221,13 +221,8 @@ def _host_port(redis_url: str) -> tuple[str, int]:
 
 def _refused(cell_dir: Path) -> dict[str, int]:
     """Requests the service did not accept during the cell, by status (0: no HTTP answer)."""
-    counts: dict[str, int] = {}
-    path = cell_dir / ERRORS_FILE
-    if path.exists():
-        with path.open() as handle:
-            for record in csv.DictReader(handle):
-                counts[record["status"]] = counts.get(record["status"], 0) + int(record["count"])
-    return counts
+    errors = read_errors_csv(cell_dir / ERRORS_FILE)
+    return {str(int(status)): int(count) for status, count in errors.groupby("status")["count"].sum().items()}
 
 
 def _liveness(redis_url: str, queue_name: str, log: FaultLog) -> dict[str, Any]:
