@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 import redis
 from rq import Queue
+from rq.utils import parse_composite_key
 
 from services.campaign.store import campaign_key, executions_key
 from services.queued.enqueue import automation_job_id, generation_job_id
@@ -121,7 +122,8 @@ def _job_places(connection: redis.Redis, queue_name: str, campaign_ids: list[str
         "queue": connection.lrange(queue.key, 0, -1),
         "intermediate": connection.lrange(queue.intermediate_queue.key, 0, -1),
         # started entries are "<job id>:<execution id>"
-        "started": [entry.rsplit(b":", 1)[0] for entry in connection.zrange(queue.started_job_registry.key, 0, -1)],
+        "started": [parse_composite_key(entry.decode())[0].encode()
+                    for entry in connection.zrange(queue.started_job_registry.key, 0, -1)],
         "deferred": connection.zrange(queue.deferred_job_registry.key, 0, -1),
         "ready": connection.zrange(queue.ready_job_registry.key, 0, -1),
         "scheduled": connection.zrange(queue.scheduled_job_registry.key, 0, -1),

@@ -194,7 +194,7 @@ class AbandonmentWatch(threading.Thread):
         entries = [entry.decode() for entry in raw_entries]
         with self.redis.pipeline(transaction=False) as pipe:
             for entry in entries:
-                pipe.hget(f"rq:execution:{entry}", "last_heartbeat")
+                pipe.hget(_execution_key(entry, self.redis), "last_heartbeat")
             beats = [beat.decode() if beat is not None else "" for beat in pipe.execute()]
         blind = swept is None or now - float(swept) > BLIND_AFTER_S
         before = {} if blind else {k.decode(): v.decode().rsplit("|", 1) for k, v in stored.items()}
@@ -255,7 +255,7 @@ class AbandonmentWatch(threading.Thread):
                 return None
             pipe.multi()
             pipe.zrem(registry_key, entry)
-            pipe.delete(f"rq:execution:{entry}")
+            pipe.delete(_execution_key(entry, self.redis))
             pipe.set(_DECLARED.format(execution=execution_id), job_id, ex=_DECLARED_TTL_S)
             failed_campaign = None
             if job.retries_left:
@@ -276,3 +276,9 @@ class AbandonmentWatch(threading.Thread):
             pipe.ltrim(key, 0, _LOG_CAP - 1)
             pipe.execute()
         return what, failed_campaign
+
+
+def _execution_key(entry: str, redis: Redis) -> str:
+    """The key of the execution a started-registry entry ("<job id>:<execution id>") names, as RQ spells it."""
+    job_id, execution_id = parse_composite_key(entry)
+    return Execution(execution_id, job_id, connection=redis).key  # no I/O: RQ builds the key from the ids
