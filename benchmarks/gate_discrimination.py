@@ -14,6 +14,8 @@ Each pair costs one gate --against (~4 min on 2 cores: the base install and 2 x 
 
     .venv/bin/python benchmarks/gate_discrimination.py --against --pairs 20 --out DIR
     .venv/bin/python benchmarks/gate_discrimination.py --against --pairs 2 --kinds unchanged,profile
+    .venv/bin/python benchmarks/gate_discrimination.py --against --pairs 20 --out DIR --resume  # go on where DIR
+                                                                                       # stopped (same --base)
     .venv/bin/python benchmarks/gate_discrimination.py --against --judge DIR  # re-judge DIR's pairs, current rules
 
 Against a stored baseline: run the gate N times on the unchanged build and N times with 30% more work.
@@ -263,6 +265,21 @@ def gate_against(out: Path, kind: str, number: int, base: str, tree: Path, rules
     return run_gate(argv, verdict_path, cwd=tree)
 
 
+def kept_against(out: Path, kind: str, number: int, base: str) -> dict | None:
+    """The verdict an earlier --against invocation kept for this pair, if it judged the same base (--resume)."""
+    path = verdict_file(out, kind, number)
+    if not path.is_file():
+        return None
+    verdict = json.loads(path.read_text())
+    if verdict["status"] == "error":  # a harness error is counted as it was
+        return verdict
+    if (verdict.get("base") or {}).get("sha") != base:
+        judged = (verdict.get("base") or {}).get("sha", "?")
+        raise SystemExit(f"--resume: {path} was judged against base {judged[:10]}; this invocation's base is "
+                         f"{base[:10]} (name it with --base)")
+    return verdict
+
+
 def report_against(results: dict[str, list[dict]]) -> int:
     """Rule failures per kind, then false alarms (unchanged) and detections per injected kind; a kind with a harness
     error gets no figure (NO_FIGURE)."""
@@ -320,22 +337,30 @@ def run_against(args: argparse.Namespace) -> int:
     (out / "verdicts").mkdir(parents=True, exist_ok=True)
     print(f"runs and verdicts in {out}; base {base[:10]} {git('log', '-1', '--format=%s', base)}", file=sys.stderr)
     results: dict[str, list[dict]] = {kind: [] for kind in kinds}
-    started = time.monotonic()
+    started, ran = time.monotonic(), 0
     try:
         trees = {kind: candidate_tree(out, base, kind) for kind in kinds}
         for number in range(1, args.pairs + 1):
             for kind in kinds:
+                kept = kept_against(out, kind, number, base) if args.resume else None
+                if kept:
+                    results[kind].append(kept)
+                    print(line(kind, number, args.pairs, kept, 0.0, "kept"), flush=True)
+                    continue
                 began, load_before = time.monotonic(), load_average()
                 verdict = gate_against(out, kind, number, base, trees[kind], args.rules)
                 results[kind].append(verdict)
+                ran += 1
                 print(line(kind, number, args.pairs, verdict, time.monotonic() - began,
                            f"load {load_before}>{load_average()}"), flush=True)
     finally:
         for kind in kinds:
             if (out / "trees" / kind).exists():
                 git("worktree", "remove", "--force", str(out / "trees" / kind))
-    print(f"\n{sum(map(len, results.values()))} gate --against runs in {(time.monotonic() - started) / 60:.1f} min "
-          f"against base {base[:10]}; kinds {', '.join(kinds)}")
+    total = sum(map(len, results.values()))
+    kept_note = f" ({total - ran} kept from the earlier invocation)" if ran < total else ""
+    print(f"\n{ran} gate --against runs in {(time.monotonic() - started) / 60:.1f} min{kept_note} against base "
+          f"{base[:10]}; kinds {', '.join(kinds)}")
     return report_against(results)
 
 
@@ -356,6 +381,8 @@ def main() -> int:
                         help="with --out: keep the verdicts already in it and run only the missing ones")
     parser.add_argument("--judge", metavar="DIR", help="re-judge the runs kept in DIR by an earlier --out")
     args = parser.parse_args()
+    if args.resume and not args.out:
+        parser.error("--resume needs --out (the folder of the invocation to go on with)")
     if args.against and args.judge:
         return report_against(rejudge_against(Path(args.judge), args.rules))
     if args.against:
@@ -363,8 +390,6 @@ def main() -> int:
     if args.judge:
         results = rejudge(Path(args.judge), args.baseline, args.rules)
         return report(results, max(len(v) for v in results.values()))
-    if args.resume and not args.out:
-        parser.error("--resume needs --out (the folder of the invocation to go on with)")
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="gate-discrimination-"))
     (out / "verdicts").mkdir(parents=True, exist_ok=True)
     print(f"runs and verdicts in {out}", file=sys.stderr)

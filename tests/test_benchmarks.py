@@ -3,6 +3,7 @@ and the ack-path benchmark measures acknowledgements, not the shedding of a queu
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -169,3 +170,15 @@ def test_every_injected_regression_still_applies_to_the_services(kind):
         patched = source.replace(anchor, replacement)
         compile(patched, relative, "exec")
         assert patched != source
+
+
+def test_gate_discrimination_against_resume_keeps_pairs_of_the_same_base_and_refuses_another(tmp_path):
+    (tmp_path / "verdicts").mkdir()
+    judged = _verdict("pass") | {"base": {"sha": "a" * 40}}
+    gate_discrimination.verdict_file(tmp_path, "unchanged", 1).write_text(json.dumps(judged))
+    gate_discrimination.verdict_file(tmp_path, "profile", 1).write_text(json.dumps(_verdict("error", ["no Redis"])))
+    assert gate_discrimination.kept_against(tmp_path, "unchanged", 1, "a" * 40) == judged
+    assert gate_discrimination.kept_against(tmp_path, "profile", 1, "b" * 40)["status"] == "error"  # kept as it was
+    assert gate_discrimination.kept_against(tmp_path, "unchanged", 2, "a" * 40) is None  # not run yet
+    with pytest.raises(SystemExit, match=r"judged against base aaaaaaaaaa; this invocation's base is bbbbbbbbbb"):
+        gate_discrimination.kept_against(tmp_path, "unchanged", 1, "b" * 40)
