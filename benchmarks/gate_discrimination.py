@@ -49,6 +49,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import NoReturn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -56,7 +57,7 @@ from analysis.against import judge_against, load_side  # noqa: E402
 from analysis.baseline import BaselineError, baseline_path, read_baseline  # noqa: E402
 from analysis.gate import Commit, judge  # noqa: E402
 from analysis.load import ResultsFolderError, load_run  # noqa: E402
-from analysis.rules import load_rules  # noqa: E402
+from analysis.rules import RulesError, load_rules  # noqa: E402
 from analysis.verdict import to_json  # noqa: E402
 from benchmarks.figure import NO_FIGURE, SideErrors, refused  # noqa: E402
 
@@ -86,6 +87,19 @@ PATCHES: dict[str, list[tuple[str, str, str]]] = {
     ],
 }
 KINDS = tuple(PATCHES)
+
+
+class BadInput(SystemExit):
+    """Bad input on the command line: one line naming what was wrong and what is allowed, exit 2."""
+
+    def __init__(self, message: str) -> None:
+        print(f"gate_discrimination.py: {message}", file=sys.stderr)
+        super().__init__(2)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise BadInput(message)
 
 
 def verdict_file(out: Path, side: str, number: int) -> Path:
@@ -118,17 +132,21 @@ def run_gate(argv: list[str], verdict_path: Path, cwd: Path | None = None) -> di
     return verdict
 
 
+def kept(out: Path, side: str, number: int) -> dict | None:
+    """The verdict an earlier invocation kept for this gate run (--resume), or None if it has none."""
+    path = verdict_file(out, side, number)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def kept_verdict(out: Path, side: str, number: int, baseline: str, regression: str) -> dict | None:
     """The verdict an earlier invocation kept for this gate run, if it was judged the way this one would be."""
-    path = verdict_file(out, side, number)
-    if not path.is_file():
-        return None
-    verdict = json.loads(path.read_text())
-    if verdict["status"] == "error":  # a harness error is counted as it was
+    verdict = kept(out, side, number)
+    if verdict is None or verdict["status"] == "error":  # a harness error is counted as it was
         return verdict
     profile = json.loads((Path(verdict["run_dir"]) / "manifest.json").read_text())["profile"]["name"]
     if verdict["baseline"] != baseline_path(baseline).stem or (side == "regressed") != (profile == regression):
-        raise SystemExit(f"--resume: {path} was judged against baseline {verdict['baseline']!r} with profile "
+        raise BadInput(f"--resume: {verdict_file(out, side, number)} was judged against baseline "
+                       f"{verdict['baseline']!r} with profile "
                          f"{profile!r}; this invocation uses {baseline!r} and --regression {regression!r}")
     return verdict
 
@@ -267,16 +285,13 @@ def gate_against(out: Path, kind: str, number: int, base: str, tree: Path, rules
 
 def kept_against(out: Path, kind: str, number: int, base: str) -> dict | None:
     """The verdict an earlier --against invocation kept for this pair, if it judged the same base (--resume)."""
-    path = verdict_file(out, kind, number)
-    if not path.is_file():
-        return None
-    verdict = json.loads(path.read_text())
-    if verdict["status"] == "error":  # a harness error is counted as it was
+    verdict = kept(out, kind, number)
+    if verdict is None or verdict["status"] == "error":  # a harness error is counted as it was
         return verdict
     if (verdict.get("base") or {}).get("sha") != base:
         judged = (verdict.get("base") or {}).get("sha", "?")
-        raise SystemExit(f"--resume: {path} was judged against base {judged[:10]}; this invocation's base is "
-                         f"{base[:10]} (name it with --base)")
+        raise BadInput(f"--resume: {verdict_file(out, kind, number)} was judged against base {judged[:10]}; this "
+                       f"invocation's base is {base[:10]} (name it with --base)")
     return verdict
 
 
@@ -331,8 +346,12 @@ def run_against(args: argparse.Namespace) -> int:
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown or not kinds:
-        raise SystemExit(f"--kinds {args.kinds!r}: {', '.join(unknown) or 'none given'}; allowed: {', '.join(KINDS)}")
-    base = git("rev-parse", "--verify", f"{args.base}^{{commit}}")
+        raise BadInput(f"--kinds {args.kinds!r}: {', '.join(unknown) or 'none given'}; allowed: {', '.join(KINDS)}")
+    found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{args.base}^{{commit}}"], cwd=ROOT,
+                           capture_output=True, text=True)
+    if found.returncode != 0 or args.base.startswith("-"):
+        raise BadInput(f"--base {args.base!r}: no such commit in {ROOT}; allowed: a commit, branch or tag, e.g. HEAD")
+    base = found.stdout.strip()
     out = Path(args.out).resolve() if args.out else Path(tempfile.mkdtemp(prefix="gate-discrimination-against-"))
     (out / "verdicts").mkdir(parents=True, exist_ok=True)
     print(f"runs and verdicts in {out}; base {base[:10]} {git('log', '-1', '--format=%s', base)}", file=sys.stderr)
@@ -342,10 +361,10 @@ def run_against(args: argparse.Namespace) -> int:
         trees = {kind: candidate_tree(out, base, kind) for kind in kinds}
         for number in range(1, args.pairs + 1):
             for kind in kinds:
-                kept = kept_against(out, kind, number, base) if args.resume else None
-                if kept:
-                    results[kind].append(kept)
-                    print(line(kind, number, args.pairs, kept, 0.0, "kept"), flush=True)
+                earlier = kept_against(out, kind, number, base) if args.resume else None
+                if earlier:
+                    results[kind].append(earlier)
+                    print(line(kind, number, args.pairs, earlier, 0.0, "kept"), flush=True)
                     continue
                 began, load_before = time.monotonic(), load_average()
                 verdict = gate_against(out, kind, number, base, trees[kind], args.rules)
@@ -365,7 +384,7 @@ def run_against(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--against", action="store_true",
                         help="judge candidates against a base commit measured in the same job (offpath gate --against)")
     parser.add_argument("--pairs", type=int, default=20, help="--against: gate invocations per kind (default 20)")
@@ -383,6 +402,17 @@ def main() -> int:
     args = parser.parse_args()
     if args.resume and not args.out:
         parser.error("--resume needs --out (the folder of the invocation to go on with)")
+    for option, count in (("--pairs", args.pairs), ("--runs", args.runs)):
+        if count < 1:  # a figure over no gate at all would read as 0 false alarms
+            parser.error(f"{option} {count}: allowed: a whole number >= 1")
+    if args.rules:
+        try:
+            load_rules(Path(args.rules))
+        except RulesError as exc:
+            parser.error(f"--rules: {exc}")
+    if args.judge and not list(Path(args.judge).glob("verdicts/*.json")):
+        parser.error(f"--judge {args.judge}: no kept verdicts in it (DIR/verdicts/*.json); allowed: the --out folder "
+                     "of an earlier invocation")
     if args.against and args.judge:
         return report_against(rejudge_against(Path(args.judge), args.rules))
     if args.against:
@@ -398,10 +428,10 @@ def main() -> int:
     started, ran = time.monotonic(), 0
     for number in range(1, args.runs + 1):
         for side in SIDES:
-            kept = kept_verdict(out, side, number, baseline, args.regression) if args.resume else None
-            if kept:
-                results[side].append(kept)
-                print(line(side, number, args.runs, kept, 0.0, "kept"), flush=True)
+            earlier = kept_verdict(out, side, number, baseline, args.regression) if args.resume else None
+            if earlier:
+                results[side].append(earlier)
+                print(line(side, number, args.runs, earlier, 0.0, "kept"), flush=True)
                 continue
             began, load_before = time.monotonic(), load_average()
             verdict = gate(out, side, number, baseline, args.regression, args.rules)

@@ -172,7 +172,7 @@ def test_every_injected_regression_still_applies_to_the_services(kind):
         assert patched != source
 
 
-def test_gate_discrimination_against_resume_keeps_pairs_of_the_same_base_and_refuses_another(tmp_path):
+def test_gate_discrimination_against_resume_keeps_pairs_of_the_same_base_and_refuses_another(tmp_path, capsys):
     (tmp_path / "verdicts").mkdir()
     judged = _verdict("pass") | {"base": {"sha": "a" * 40}}
     gate_discrimination.verdict_file(tmp_path, "unchanged", 1).write_text(json.dumps(judged))
@@ -180,5 +180,22 @@ def test_gate_discrimination_against_resume_keeps_pairs_of_the_same_base_and_ref
     assert gate_discrimination.kept_against(tmp_path, "unchanged", 1, "a" * 40) == judged
     assert gate_discrimination.kept_against(tmp_path, "profile", 1, "b" * 40)["status"] == "error"  # kept as it was
     assert gate_discrimination.kept_against(tmp_path, "unchanged", 2, "a" * 40) is None  # not run yet
-    with pytest.raises(SystemExit, match=r"judged against base aaaaaaaaaa; this invocation's base is bbbbbbbbbb"):
+    with pytest.raises(SystemExit) as refused_resume:
         gate_discrimination.kept_against(tmp_path, "unchanged", 1, "b" * 40)
+    assert refused_resume.value.code == 2
+    assert "judged against base aaaaaaaaaa; this invocation's base is bbbbbbbbbb" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--against", "--kinds", "foo"], "--kinds 'foo': foo; allowed: unchanged, profile, ack-roundtrip, worker-cpu"),
+    (["--against", "--pairs", "0"], "--pairs 0: allowed: a whole number >= 1"),
+    (["--against", "--base", "no-such-ref"], "--base 'no-such-ref': no such commit"),
+    (["--against", "--judge", "no-such-folder"], "--judge no-such-folder: no kept verdicts in it"),
+    (["--against", "--rules", "no-such.toml", "--pairs", "1"], "--rules: gate rules file no-such.toml not found"),
+    (["--against", "--resume"], "--resume needs --out"),
+])
+def test_gate_discrimination_bad_input_is_one_line_and_exit_2_before_any_gate(args, message, tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gate_discrimination.py"), *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+    assert done.stdout == "" and not list(tmp_path.iterdir()), "no gate ran, nothing was written"

@@ -17,7 +17,7 @@ from analysis.verdict import junit, markdown, text, to_json
 from tests.analysis_fixtures import Cpu, write_run
 from tests.conftest import project_root
 from tests.test_gate import COMPLETION, INLINE, gate_specs, rules_of, scaled
-from tests.test_gate_e2e import EXPERIMENT as GATE_TINY
+from tests.test_gate_e2e import EXPERIMENT
 
 BASE = Commit(sha="0f9e8d7c6b5a49382716f0e1d2c3b4a596870123", subject="the base", ref="HEAD~1")
 CANDIDATE = Commit(sha="1a2b3c4d5e6f708192a3b4c5d6e7f80912345678", subject="the candidate", dirty=True)
@@ -172,10 +172,8 @@ def test_options_against_excludes_are_one_line_and_exit_2(extra):
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and extra[0] in done.stderr
 
 
-# The gate experiment's shape, as small as a test allows (5 s steady a side: about 50 requests a design).
-EXPERIMENT = GATE_TINY.replace("duration_s = 6", "duration_s = 5")
-
-# ~50 requests a design: P50s only. The limit is wide: this test checks the machinery, not the sensitivity
+# EXPERIMENT: the gate experiment's shape, as small as a test allows (test_gate_e2e's: 6 s steady a side).
+# ~60 requests a design: P50s only. The limit is wide: this test checks the machinery, not the sensitivity
 # (benchmarks/gate_discrimination.py --against measures that).
 RULES = """
 phase = "steady"
