@@ -24,13 +24,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.capacity import capacity, equal_load_comparison  # noqa: E402
-from analysis.histogram import histogram_of, to_hdr  # noqa: E402
-from analysis.load import load_run  # noqa: E402
-from analysis.summary import summarize_run  # noqa: E402
+from analysis.stats.capacity import capacity, equal_load_comparison  # noqa: E402
+from analysis.stats.histogram import histogram_of, to_hdr  # noqa: E402
+from analysis.stats.load import load_run  # noqa: E402
+from analysis.stats.summary import summarize_run  # noqa: E402
 from benchmarks.figure import NO_FIGURE, SideErrors, refused  # noqa: E402
-from loadtests.hlog import IntervalLog  # noqa: E402
-from results.format import (  # noqa: E402
+from foundation.format import (  # noqa: E402
     CELLS_DIR,
     COMPLETION,
     CREATE,
@@ -45,6 +44,7 @@ from results.format import (  # noqa: E402
     log_file,
     raw_log,
 )
+from loadtests.hlog_writer import IntervalLog  # noqa: E402
 
 EPOCH_S = 1_795_917_800.0
 STEADY_RATE_PER_S, STEADY_S = 3_700, 600

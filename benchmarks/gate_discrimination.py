@@ -53,12 +53,12 @@ from typing import NoReturn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.against import judge_against, load_side  # noqa: E402
-from analysis.baseline import BaselineError, baseline_path, read_baseline  # noqa: E402
-from analysis.gate import Commit, judge  # noqa: E402
-from analysis.load import ResultsFolderError, load_run  # noqa: E402
-from analysis.rules import RulesError, load_rules  # noqa: E402
-from analysis.verdict import to_json  # noqa: E402
+from analysis.gate.against import judge_against, load_side  # noqa: E402
+from analysis.gate.baseline import BaselineError, baseline_path, read_baseline  # noqa: E402
+from analysis.gate.judge import Commit, judge  # noqa: E402
+from analysis.gate.rules import RulesError, load_rules  # noqa: E402
+from analysis.gate.verdict import to_json  # noqa: E402
+from analysis.stats.load import ResultsFolderError, load_run  # noqa: E402
 from benchmarks.figure import NO_FIGURE, SideErrors, refused  # noqa: E402
 
 REGRESSION = "default*1.3"
@@ -394,7 +394,7 @@ def main() -> int:
     parser.add_argument("--baseline", default="default", help="baseline name or .json path (default: default)")
     parser.add_argument("--fresh-baseline", action="store_true", help="record a baseline on this machine first")
     parser.add_argument("--regression", default=REGRESSION, help=f"profile of the regressed side ({REGRESSION})")
-    parser.add_argument("--rules", help="rules file (default: analysis/gate_rules.toml)")
+    parser.add_argument("--rules", help="rules file (default: analysis/gate/rules.toml)")
     parser.add_argument("--out", help="keep the runs and verdicts here (default: a temporary folder)")
     parser.add_argument("--resume", action="store_true",
                         help="with --out: keep the verdicts already in it and run only the missing ones")

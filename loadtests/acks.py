@@ -12,7 +12,7 @@ from typing import IO, Any
 from locust import events
 from locust.env import Environment
 
-from results.format import acks_file
+from foundation.format import acks_file
 
 _ACKED = (201, 202)
 

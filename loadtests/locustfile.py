@@ -29,6 +29,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
 import loadtests.acks  # noqa: F401 - registers the acknowledgement log
+from foundation.format import CREATE, SEND_LAG, raw_log
 from loadtests.arrivals import Shard
 from loadtests.loopback import RemoteTargetRefused, require_loopback
 from loadtests.merger import IntervalMerger, MergeSummary
@@ -37,7 +38,6 @@ from loadtests.payloads import body_pool
 from loadtests.recorder import Recorder, Ship
 from loadtests.scheduler import LATE_US, OpenModelSender
 from loadtests.users import OUTCOMES, CampaignUser
-from results.format import CREATE, SEND_LAG, raw_log
 
 __all__ = ["CampaignUser"]  # the one user class Locust runs
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from loadtests.hlog import IntervalLog, new_histogram
-from results.format import ERROR_COLUMNS, ERRORS_FILE, SEND_LAG, log_file
+from foundation.format import ERROR_COLUMNS, ERRORS_FILE, SEND_LAG, log_file
+from loadtests.hlog_writer import IntervalLog, new_histogram
 
 log = logging.getLogger("offpath.merger")
 

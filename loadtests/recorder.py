@@ -24,8 +24,8 @@ import gevent
 from gevent.event import Event
 from hdrh.histogram import HdrHistogram
 
-from loadtests.hlog import clamp_us, new_histogram
-from results.format import RAW_SUFFIX, SEND_LAG, endpoint_key
+from foundation.format import RAW_SUFFIX, SEND_LAG, endpoint_key
+from loadtests.hlog_writer import clamp_us, new_histogram
 
 log = logging.getLogger("offpath.recorder")
 

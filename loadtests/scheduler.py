@@ -25,7 +25,7 @@ from loadtests.users import OUTCOMES
 log = logging.getLogger("offpath.scheduler")
 
 # A request that leaves more than 10 ms after its intended time was delayed by the driver, not the
-# service: far above gevent's scheduling jitter, far below the latencies measured. analysis.summary
+# service: far above gevent's scheduling jitter, far below the latencies measured. analysis.stats.summary
 # flags a cell as driver_bottleneck at the same limit on the merged send-lag P99.
 LATE_US = 10_000
 LATE_FRACTION = 0.01  # more late sends than this in one second (and at least LATE_MIN), and the WARNING goes out

@@ -13,8 +13,9 @@ from urllib.parse import urlsplit
 
 import redis as redis_py
 
-from analysis.chaos_report import fault_measures, fault_table
-from analysis.load import read_errors_csv
+from analysis.reports.chaos_report import fault_measures, fault_table
+from analysis.stats.load import read_errors_csv
+from foundation.format import ACKS_GLOB, CELLS_DIR, CHAOS_FILE, CHAOS_TABLE_FILE, ERRORS_FILE, LOGS_DIR, cell_id
 from offpath.audit import audit
 from offpath.designs import design
 from offpath.disconnect import disconnect_mid_request
@@ -39,7 +40,6 @@ from offpath.relay import TcpRelay
 from offpath.runner import locust_argv
 from offpath.session import RunSession
 from offpath.supervisor import Supervisor, start_service, start_workers
-from results.format import ACKS_GLOB, CELLS_DIR, CHAOS_FILE, CHAOS_TABLE_FILE, ERRORS_FILE, LOGS_DIR, cell_id
 from services.campaign.settings import Settings
 from services.queued.liveness import ABANDONED_KEY, FALSE_ABANDONMENTS_KEY
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from foundation.errors import EXIT_ERROR, EXIT_OK, CheckFailed, ConfigurationError, OffpathError, exit_code
 from offpath.designs import DESIGNS, design
-from offpath.errors import EXIT_ERROR, EXIT_OK, CheckFailed, ConfigurationError, OffpathError, exit_code
 from offpath.redis_server import RedisUnavailable, redis_for_run
 from offpath.session import Interrupted, stop_signals
 from offpath.supervisor import Restart, Supervisor, start_service, start_workers
@@ -21,7 +21,7 @@ from services.campaign.profile import ProfileError, load_profile
 from services.campaign.settings import Settings
 
 if TYPE_CHECKING:
-    from analysis.gate import Commit, Verdict
+    from analysis.gate.judge import Commit, Verdict
 
 log = logging.getLogger("offpath")
 
@@ -62,7 +62,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from analysis.report import render
+    from analysis.reports.render import render
     from offpath.experiment import load_experiment
     from offpath.runner import Runner
 
@@ -76,7 +76,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_chaos(args: argparse.Namespace) -> int:
-    from analysis.chaos_report import render_chaos
+    from analysis.reports.chaos_report import render_chaos
     from offpath.chaos import load_chaos, run_chaos
 
     if os.environ.get("REDIS_URL"):
@@ -98,7 +98,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
 
 def _print_report(render: Callable[[], Path]) -> bool:
     """Render a run's report and print its path; False (with the reason logged) when there was nothing to render."""
-    from analysis.load import ResultsFolderError
+    from analysis.stats.load import ResultsFolderError
 
     try:
         path = render()
@@ -110,14 +110,14 @@ def _print_report(render: Callable[[], Path]) -> bool:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from analysis.report import render
+    from analysis.reports.render import render
 
     print(render(Path(args.run), allow_incomplete=args.partial))
     return EXIT_OK
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from analysis.compare import compare_runs, comparison_document, format_comparison
+    from analysis.stats.compare import compare_runs, comparison_document, format_comparison
 
     comparison = compare_runs(Path(args.a), Path(args.b))
     if sys.stdout.isatty():
@@ -128,8 +128,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from analysis.gate import harness_error
-    from analysis.verdict import text, write_verdict
+    from analysis.gate.judge import harness_error
+    from analysis.gate.verdict import text, write_verdict
 
     try:
         commits = _against_commits(args) if args.against is not None else None
@@ -147,9 +147,9 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def _against_commits(args: argparse.Namespace) -> tuple[Commit, Commit]:
-    """The base (--against REF, or offpath/against.py's default_base) and the candidate (this checkout); the
+    """The base (--against REF, or offpath/base_checkout.py's default_base) and the candidate (this checkout); the
     options --against excludes are refused here, before anything is installed or run."""
-    from offpath.against import candidate_commit, default_base, resolve_commit
+    from offpath.base_checkout import candidate_commit, default_base, resolve_commit
 
     excluded = [option for option, given in (("--baseline", args.baseline is not None), ("--run", args.run),
                                              ("--update-baseline", args.update_baseline)) if given]
@@ -164,11 +164,11 @@ def _gate_against(args: argparse.Namespace, base: Commit, candidate: Commit) -> 
     """Install the base beside this checkout, run both interleaved, judge the candidate against the base."""
     from dataclasses import replace
 
-    from analysis.against import judge_against, load_side
-    from analysis.gate import harness_error
-    from analysis.load import ResultsFolderError
-    from analysis.rules import RulesError, load_rules
-    from offpath.against import BaseError, base_checkout, run_interleaved
+    from analysis.gate.against import judge_against, load_side
+    from analysis.gate.judge import harness_error
+    from analysis.gate.rules import RulesError, load_rules
+    from analysis.stats.load import ResultsFolderError
+    from offpath.base_checkout import BaseError, base_checkout, run_interleaved
     from offpath.experiment import ExperimentError, load_experiment
 
     commits = {"base": base, "candidate": candidate}
@@ -197,10 +197,10 @@ def _gate_against(args: argparse.Namespace, base: Commit, candidate: Commit) -> 
 
 def _gate_verdict(args: argparse.Namespace) -> Verdict:
     """Rules, then the baseline (before any load: a missing one must not cost a run to find out), then the run."""
-    from analysis.baseline import BaselineError, baseline_from_run, baseline_path, read_baseline, write_baseline
-    from analysis.gate import harness_error, judge
-    from analysis.load import ResultsFolderError, load_run
-    from analysis.rules import RulesError, load_rules
+    from analysis.gate.baseline import BaselineError, baseline_from_run, baseline_path, read_baseline, write_baseline
+    from analysis.gate.judge import harness_error, judge
+    from analysis.gate.rules import RulesError, load_rules
+    from analysis.stats.load import ResultsFolderError, load_run
 
     try:
         rules = load_rules(Path(args.rules)) if args.rules else load_rules()
@@ -341,14 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="override the gate experiment's profile, e.g. 'default*1.3' (30%% more work: the gate "
                       "should fail)")
     gate.add_argument("--experiment", default="gate", help="experiment name or .toml path (default: gate)")
-    gate.add_argument("--rules", metavar="FILE", help="rules file (default: analysis/gate_rules.toml)")
+    gate.add_argument("--rules", metavar="FILE", help="rules file (default: analysis/gate/rules.toml)")
     gate.add_argument("--out", default="results", help="folder that receives the run folder (default: results)")
     gate.set_defaults(func=cmd_gate)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; every error ends as one line on stderr and an exit code from offpath/errors.py."""
+    """Run one command; every error ends as one line on stderr and an exit code from foundation/errors.py."""
     level = os.environ.get("OFFPATH_LOG_LEVEL", "INFO").upper()
     if level not in LOG_LEVELS:
         print(f"offpath: environment variable OFFPATH_LOG_LEVEL has value {level!r}; allowed: "

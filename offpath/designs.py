@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from offpath.errors import ConfigurationError
+from foundation.errors import ConfigurationError
 
 __all__ = ["DESIGNS", "Design", "design"]
 

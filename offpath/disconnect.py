@@ -24,8 +24,8 @@ import aiohttp
 import redis.asyncio as redis_async
 from redis.exceptions import RedisError
 
+from foundation.errors import ConfigurationError, HarnessError
 from loadtests.payloads import campaign_request
-from offpath.errors import ConfigurationError, HarnessError
 from services.campaign.schema import CampaignRequest
 from services.campaign.store import campaign_key, executions_key, idempotency_record_key
 

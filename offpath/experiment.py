@@ -8,11 +8,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from foundation.errors import ConfigurationError
+from foundation.format import Slo
 from loadtests.client import POLL_MODES
 from offpath.designs import DESIGNS
-from offpath.errors import ConfigurationError
 from offpath.placement import Placements
-from results.format import Slo
 from services.campaign.profile import ProfileError, load_profile
 
 EXPERIMENTS_DIR = Path(__file__).parent / "experiments"

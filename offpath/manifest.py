@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from results.format import INCOMPLETE_MARKER, MANIFEST_FILE, SCHEMA_VERSION
+from foundation.format import INCOMPLETE_MARKER, MANIFEST_FILE, SCHEMA_VERSION
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,7 +101,7 @@ class Manifest:
         self.data["finished_at"] = now_iso()
         self.data["status"] = "incomplete" if error else "complete"
         self.data["error"] = error
-        # A sweep keeps its cells per point (results/format.py POINTS_DIR); a point cut short is incomplete, and a
+        # A sweep keeps its cells per point (foundation/format.py POINTS_DIR); a point cut short is incomplete, and a
         # resume redoes it from scratch.
         points = self.data.get("points") or []
         for record in [self.data, *points]:

@@ -5,7 +5,7 @@ The tiers are `web` (the service processes), `redis`, `workers` (RQ workers) and
 out, or declared `"shared"`, gets today's layout: the load generator on the last CPU, everything measured on
 the others (one CPU: no pinning). A declared tier gives `cpus = [...]`, `cpu_budget = <CPUs>`, or both; a budget
 without `cpus` runs on the tier's shared CPUs. A `Placer` applies a run's placements: one cgroup per tier under
-`offpath/<run-id>@<pid>/` (the cpu hierarchy for budgets, the cpuacct one so `offpath.cost` can count every process
+`offpath/<run-id>@<pid>/` (the cpu hierarchy for budgets, the cpuacct one so `offpath.cpu_meter` can count every process
 that ever ran in the tier), affinity inherited by every child, and `granted()` reads back what each tier got.
 """
 
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from offpath.errors import ConfigurationError
+from foundation.errors import ConfigurationError
+from foundation.format import SYSTEM_TIERS, TIERS
 from offpath.process import available_cpus
-from results.format import SYSTEM_TIERS, TIERS
 
 __all__ = [
     "PERIOD_US",
@@ -301,7 +301,7 @@ class Placer:
     and its existing children (later children inherit both affinity and cgroup); leaving removes the groups.
 
     A budget needs a writable cpu hierarchy, else ConfigurationError says what to do instead. Counting
-    groups (cpuacct) are made when the machine allows and skipped otherwise; `offpath.cost` then falls back
+    groups (cpuacct) are made when the machine allows and skipped otherwise; `offpath.cpu_meter` then falls back
     to reading the tiers' processes in /proc."""
 
     def __init__(self, placements: Placements, run_id: str, cgroups: Cgroups | None = None):

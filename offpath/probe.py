@@ -27,8 +27,8 @@ from hdrh.histogram import HdrHistogram
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from loadtests.hlog import IntervalLog, clamp_us, new_histogram
-from results.format import COMPLETION, COMPLETION_FILE, QUEUE_COLUMNS, QUEUE_FILE, CompletionCensus, log_file
+from foundation.format import COMPLETION, COMPLETION_FILE, QUEUE_COLUMNS, QUEUE_FILE, CompletionCensus, log_file
+from loadtests.hlog_writer import IntervalLog, clamp_us, new_histogram
 from services.campaign.store import campaign_key
 from services.queued.enqueue import FAILURE_TTL_S, RESULT_TTL_S
 from services.queued.retries import retrying_key
@@ -127,7 +127,7 @@ def write_completion_log(path: Path, census: Census, interval_s: float) -> HdrHi
 
 class QueueProbe:
     """Run as a context manager around a cell: a background thread samples once a second; leaving it takes
-    the census and writes completion.hlog and completion.json (results/format.py names every file)."""
+    the census and writes completion.hlog and completion.json (foundation/format.py names every file)."""
 
     def __init__(self, redis_url: str, queue_name: str, cell_dir: Path, interval_s: float = 1.0):
         self.connection = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)

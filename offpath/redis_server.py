@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from offpath.errors import HarnessError
+from foundation.errors import HarnessError
 from offpath.ports import free_port
 from offpath.process import die_with_parent
 

@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from offpath.errors import ConfigurationError, HarnessError
+from foundation.errors import ConfigurationError, HarnessError
 
 __all__ = ["RelayStats", "TcpRelay"]
 

@@ -22,11 +22,12 @@ from typing import Any
 
 import redis as redis_py
 
-from analysis.capacity import StepFigures, broken_limits
-from analysis.summary import cell_summary, format_table
-from offpath.cost import CpuLog, CpuMeter
+from analysis.stats.capacity import StepFigures, broken_limits
+from analysis.stats.summary import cell_summary, format_table
+from foundation.errors import HarnessError
+from foundation.format import CELLS_DIR, CPU_FILE, CREATE, POINTS_DIR, SUMMARY_FILE, SWEEP_KIND, CellSummary, label
+from offpath.cpu_meter import CpuLog, CpuMeter
 from offpath.designs import design
-from offpath.errors import HarnessError
 from offpath.experiment import Experiment, Phase, SweepPoint
 from offpath.manifest import PROJECT_ROOT, Manifest, git_facts, now_iso, write_json_atomic
 from offpath.placement import Placer
@@ -35,7 +36,6 @@ from offpath.redis_server import RedisServer, redis_for_run
 from offpath.session import RunSession
 from offpath.supervisor import Managed, Supervisor, python, start_service, start_workers
 from offpath.sweep import check_resumable, point_record, profile_facts
-from results.format import CELLS_DIR, CPU_FILE, CREATE, POINTS_DIR, SUMMARY_FILE, SWEEP_KIND, CellSummary, label
 from services.campaign.profile import load_profile
 from services.campaign.settings import Settings
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from offpath.errors import HarnessError, OffpathError
+from foundation.errors import HarnessError, OffpathError
 from offpath.manifest import Manifest, git_facts, machine, now_iso, versions
 
 __all__ = ["Interrupted", "RunSession", "new_run_id", "stop_signals"]

@@ -20,8 +20,8 @@ from functools import partial
 from pathlib import Path
 from typing import IO
 
+from foundation.errors import HarnessError
 from offpath.designs import design as design_named
-from offpath.errors import HarnessError
 from offpath.placement import Placer, cpus_allowed
 from offpath.ports import free_port
 from offpath.process import new_group_dying_with_parent, pin, signal_group

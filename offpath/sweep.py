@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from offpath.errors import ConfigurationError
+from foundation.errors import ConfigurationError
+from foundation.format import MANIFEST_FILE, SCHEMA_VERSION, SWEEP_KIND
 from offpath.experiment import Experiment, SweepPoint
-from results.format import MANIFEST_FILE, SCHEMA_VERSION, SWEEP_KIND
 from services.campaign.profile import load_profile
 
 __all__ = ["check_resumable", "point_record", "profile_facts"]

@@ -1,4 +1,4 @@
-"""Results folders (results/format.py) generated from known distributions, for analysis tests and benchmarks."""
+"""Results folders (foundation/format.py) generated from known distributions, for analysis tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from loadtests.hlog import IntervalLog, new_histogram
-from offpath.designs import DESIGNS
-from results.format import (
+from foundation.format import (
     CELLS_DIR,
     COMPLETION,
     CPU_COLUMNS,
@@ -33,6 +31,8 @@ from results.format import (
     log_file,
     raw_log,
 )
+from loadtests.hlog_writer import IntervalLog, new_histogram
+from offpath.designs import DESIGNS
 
 EPOCH_S = 1_795_917_800.0  # fixed, so generated folders are byte-for-byte reproducible
 # The designs a run declares unless told otherwise: what `offpath bench` resolves for an experiment file that names

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.capacity import capacity, equal_load_comparison, headline
-from analysis.load import load_run
+from analysis.stats.capacity import capacity, equal_load_comparison, headline
+from analysis.stats.load import load_run
 from tests.analysis_fixtures import CellSpec, Latency, capacity_specs, reference_specs, write_run
 
 

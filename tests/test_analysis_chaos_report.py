@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from analysis.chaos_report import render_chaos
-from analysis.load import ResultsFolderError
+from analysis.reports.chaos_report import render_chaos
+from analysis.stats.load import ResultsFolderError
 
 
 def fault(name: str, ok: bool = True, **overrides) -> dict:
@@ -62,7 +62,7 @@ def test_a_folder_without_chaos_results_is_a_clear_error(tmp_path):
 
 
 def test_offpath_report_on_a_chaos_run_renders_the_chaos_report(tmp_path):
-    from analysis.report import render
+    from analysis.reports.render import render
 
     (tmp_path / "chaos.json").write_text(json.dumps([fault("kill-worker")]))
     (tmp_path / "manifest.json").write_text(json.dumps({"schema_version": 1, "kind": "chaos", "status": "complete",

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
-from analysis.capacity import capacity, equal_load_comparison
-from analysis.claim import claim_rows
-from analysis.load import load_run
-from results.format import MANIFEST_FILE
+from analysis.stats.capacity import capacity, equal_load_comparison
+from analysis.stats.claim import claim_rows
+from analysis.stats.load import load_run
+from foundation.format import MANIFEST_FILE
 from tests.analysis_fixtures import reference_specs, write_run
 
 
@@ -52,7 +52,7 @@ def test_no_claim_no_rows(tmp_path):
 
 
 def test_the_report_sets_the_claim_beside_the_run(tmp_path):
-    from analysis.report import render
+    from analysis.reports.render import render
 
     run_dir, _ = write_run(tmp_path, reference_specs(repetitions=1, duration_s=10))
     _with_claim(run_dir, 40.0, -25.0)

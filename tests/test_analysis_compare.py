@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from analysis.compare import compare_designs, compare_runs, comparison_markdown, format_comparison, verdict
-from analysis.load import load_run
+from analysis.stats.compare import compare_designs, compare_runs, comparison_markdown, format_comparison, verdict
+from analysis.stats.load import load_run
 from tests.analysis_fixtures import CellSpec, Latency, Queue, write_run
 
 EQUIVALENCE = HdrHistogram(1, 3_600_000_000, 3)

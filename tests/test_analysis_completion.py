@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from analysis.load import load_run
-from analysis.summary import format_table, merged_figures, phase_table, summarize
-from analysis.tables import phase_rows
+from analysis.reports.tables import phase_rows
+from analysis.stats.load import load_run
+from analysis.stats.summary import format_table, merged_figures, phase_table, summarize
 from tests.analysis_fixtures import CellSpec, Queue, write_run
 
 

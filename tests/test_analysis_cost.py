@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.compare import COST_METRIC, compare_designs, compare_runs, comparison_markdown
-from analysis.cost import COST_SCOPE, cell_cost, cost_series, merged_cost, phase_costs
-from analysis.load import ResultsFolderError, load_run
-from analysis.report import render
-from analysis.summary import figures, format_table, summarize
-from results.format import COMPLETION, COMPLETION_FILE, CPU_FILE, SYSTEM_TIERS, CellSummary
+from analysis.reports.render import render
+from analysis.stats.compare import COST_METRIC, compare_designs, compare_runs, comparison_markdown
+from analysis.stats.cost import COST_SCOPE, cell_cost, cost_series, merged_cost, phase_costs
+from analysis.stats.load import ResultsFolderError, load_run
+from analysis.stats.summary import figures, format_table, summarize
+from foundation.format import COMPLETION, COMPLETION_FILE, CPU_FILE, SYSTEM_TIERS, CellSummary
 from tests.analysis_fixtures import CellSpec, Cpu, Queue, reference_specs, write_run
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis import histogram as hist
-from analysis.bootstrap import block_weights, stratified_weights, weighted_percentiles
-from analysis.histogram import Intervals, from_hdr
+from analysis.stats import histogram as hist
+from analysis.stats.bootstrap import block_weights, stratified_weights, weighted_percentiles
+from analysis.stats.histogram import Intervals, from_hdr
 from tests.analysis_fixtures import hdr_of
 
 VALUES = np.concatenate([

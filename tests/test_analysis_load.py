@@ -9,7 +9,7 @@ import pytest
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
-from analysis.load import (
+from analysis.stats.load import (
     ForeignFolderError,
     IncompleteRunError,
     ResultsFolderError,

@@ -8,7 +8,7 @@ import pytest
 
 from tests.analysis_fixtures import reference_specs, write_run
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "analysis" / "notebooks" / "report.ipynb"
+NOTEBOOK = Path(__file__).resolve().parent.parent / "analysis" / "reports" / "notebooks" / "report.ipynb"
 
 
 def test_notebook_executes_end_to_end(tmp_path, monkeypatch):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis.load import IncompleteRunError
-from analysis.report import render
+from analysis.reports.render import render
+from analysis.stats.load import IncompleteRunError
 from tests.analysis_fixtures import reference_specs, write_run
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from analysis.load import load_run
-from analysis.summary import backlog_trend, format_table, is_sustainable, merged_figures, summarize, summarize_cell
+from analysis.stats.load import load_run
+from analysis.stats.summary import backlog_trend, format_table, is_sustainable, merged_figures, summarize, summarize_cell
 from tests.analysis_fixtures import CellSpec, Latency, Queue, write_run
 
 EQUIVALENCE = HdrHistogram(1, 3_600_000_000, 3)

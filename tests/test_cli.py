@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from offpath.errors import EXIT_CHECK_FAILED, EXIT_ERROR, CheckFailed, ConfigurationError, HarnessError, exit_code
+from foundation.errors import EXIT_CHECK_FAILED, EXIT_ERROR, CheckFailed, ConfigurationError, HarnessError, exit_code
 
 BAD_INPUT = [
     (["up", "inline", "--profile", "nonexistent"], {}, "profile 'nonexistent' not found"),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from offpath.cost import CpuMeter, CpuUsage, ProcessCounter, machine_cpu_s, process_cpu_s
+from offpath.cpu_meter import CpuMeter, CpuUsage, ProcessCounter, machine_cpu_s, process_cpu_s
 from offpath.placement import Cgroups, Placements, Placer
 
 BUSY = [sys.executable, "-c", "while True: pass"]
@@ -149,7 +149,7 @@ def test_the_machine_cpu_is_user_nice_system_irq_and_softirq(tmp_path):
 
 
 def test_usage_is_the_difference_of_two_snapshots():
-    from offpath.cost import CpuSnapshot
+    from offpath.cpu_meter import CpuSnapshot
 
     before = CpuSnapshot(at_s=10.0, tiers={"web": 1.0, "workers": 2.0}, others_s=5.0, machine_s=100.0)
     after = CpuSnapshot(at_s=12.0, tiers={"web": 2.5, "workers": 2.5}, others_s=5.25, machine_s=102.5)

@@ -9,8 +9,8 @@ import pytest
 import redis
 import redis.asyncio as redis_async
 
+from foundation.errors import ConfigurationError
 from offpath.disconnect import MID_BODY_EVERY, DisconnectResult, _check, _clients, disconnect_mid_request
-from offpath.errors import ConfigurationError
 from services.campaign.store import campaign_key, executions_key, idempotency_record_key
 
 CAMPAIGNS = 16

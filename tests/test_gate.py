@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from analysis.baseline import (
+from analysis.gate.baseline import (
     BaselineError,
     baseline_from_run,
     baseline_path,
@@ -15,9 +15,9 @@ from analysis.baseline import (
     run_facts,
     write_baseline,
 )
-from analysis.gate import judge
-from analysis.load import load_run
-from analysis.rules import RulesError, load_rules, parse_rules
+from analysis.gate.judge import judge
+from analysis.gate.rules import RulesError, load_rules, parse_rules
+from analysis.stats.load import load_run
 from tests.analysis_fixtures import CellSpec, Latency, Queue, write_run
 
 INLINE = Latency(90_000, 0.5)

@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from analysis.against import judge_against, load_side, merge_runs
-from analysis.gate import Commit
-from analysis.load import ResultsFolderError, load_run
-from analysis.rules import load_rules
-from analysis.verdict import junit, markdown, text, to_json
+from analysis.gate.against import judge_against, load_side, merge_runs
+from analysis.gate.judge import Commit
+from analysis.gate.rules import load_rules
+from analysis.gate.verdict import junit, markdown, text, to_json
+from analysis.stats.load import ResultsFolderError, load_run
 from tests.analysis_fixtures import Cpu, write_run
 from tests.conftest import project_root
 from tests.test_gate import COMPLETION, INLINE, gate_specs, rules_of, scaled
@@ -83,8 +83,8 @@ def test_a_slower_candidate_fails_against_the_base_with_the_against_base_limit(t
 
 
 def test_a_shift_between_the_two_limits_fails_against_the_base_and_passes_against_a_stored_baseline(tmp_path, base):
-    from analysis.baseline import baseline_from_run
-    from analysis.gate import judge
+    from analysis.gate.baseline import baseline_from_run
+    from analysis.gate.judge import judge
 
     rules = rules_of('[[rules]]\nname = "P50"\nkind = "regression"\ndesign = "inline"\nmax_regression_pct = 25\n'
                      'max_regression_pct_against_base = 5\n')
@@ -111,8 +111,8 @@ def test_the_same_cpu_per_campaign_passes_the_cost_rule(tmp_path, base):
 
 
 def test_a_cost_rule_is_skipped_against_a_stored_baseline_which_keeps_no_cpu(base):
-    from analysis.baseline import baseline_from_run
-    from analysis.gate import judge
+    from analysis.gate.baseline import baseline_from_run
+    from analysis.gate.judge import judge
 
     outcome = judge(base, rules_of(COST_RULE), baseline_from_run(base, "stored")).outcomes[0]
     assert outcome.status == "skipped" and "--against" in outcome.measured
@@ -253,14 +253,14 @@ def repository(tmp_path, commits: int):
 
 
 def test_the_default_base_on_main_is_the_last_change(tmp_path):
-    from offpath.against import default_base
+    from offpath.base_checkout import default_base
 
     base = default_base(repository(tmp_path, 3))
     assert base.subject == "commit 2" and base.ref == "HEAD~1"
 
 
 def test_the_default_base_of_a_branch_is_its_merge_base_with_main(tmp_path):
-    from offpath.against import default_base
+    from offpath.base_checkout import default_base
 
     repo = repository(tmp_path, 2)
     subprocess.run(["git", "checkout", "--quiet", "-b", "change"], cwd=repo, check=True)
@@ -272,7 +272,7 @@ def test_the_default_base_of_a_branch_is_its_merge_base_with_main(tmp_path):
 
 
 def test_a_first_commit_has_no_base_and_says_what_to_do(tmp_path):
-    from offpath.against import BaseError, default_base
+    from offpath.base_checkout import BaseError, default_base
 
     with pytest.raises(BaseError, match="no parent commit.*--baseline none"):
         default_base(repository(tmp_path, 1))

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from analysis.rules import load_rules
+from analysis.gate.rules import load_rules
 from offpath.cli import main
 from tests.analysis_fixtures import write_run
 from tests.test_gate import COMPLETION, INLINE, gate_specs, scaled
@@ -142,6 +142,6 @@ def test_a_crash_inside_the_gate_exits_2_not_1(project, runs, monkeypatch):
     def explode(*args, **kwargs):
         raise KeyError("surprise")
 
-    monkeypatch.setattr("analysis.gate.judge", explode)
+    monkeypatch.setattr("analysis.gate.judge.judge", explode)
     code, verdict, _, summary = gate("--run", str(runs["same"]), tmp_path=project)
     assert code == 2 and "the gate crashed: KeyError" in verdict["errors"][0] and "HARNESS ERROR" in summary

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from analysis.capacity import (
+from analysis.reports.facts import facts
+from analysis.reports.render import render
+from analysis.reports.tables import capacity_rows
+from analysis.stats.capacity import (
     ACKNOWLEDGEMENT,
     COMPLETION_SLO,
     DRAIN,
@@ -20,12 +23,10 @@ from analysis.capacity import (
     headline,
     rate_point,
 )
-from analysis.compare import compare_designs, comparison_markdown
-from analysis.load import load_run
-from analysis.report import facts, render
-from analysis.summary import cell_summary
-from analysis.tables import capacity_rows
-from results.format import COMPLETION, COMPLETION_FILE, CREATE, MANIFEST_FILE, OUTCOME, Slo
+from analysis.stats.compare import compare_designs, comparison_markdown
+from analysis.stats.load import load_run
+from analysis.stats.summary import cell_summary
+from foundation.format import COMPLETION, COMPLETION_FILE, CREATE, MANIFEST_FILE, OUTCOME, Slo
 from tests.analysis_fixtures import CellSpec, Latency, Queue, capacity_specs, write_run
 
 EQUIVALENCE = HdrHistogram(1, 3_600_000_000, 3)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from offpath.cost import process_cpu_s
-from offpath.errors import ConfigurationError
+from foundation.errors import ConfigurationError
+from offpath.cpu_meter import process_cpu_s
 from offpath.placement import Cgroups, Placements, Placer, cpus_allowed
 from offpath.process import available_cpus
 

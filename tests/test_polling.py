@@ -15,12 +15,12 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from analysis.load import read_interval_log
+from analysis.stats.load import read_interval_log
+from foundation.format import CREATE, POLL, log_file
 from loadtests.client import run_campaign
 from offpath.experiment import ExperimentError, parse_experiment
 from offpath.process import new_group_dying_with_parent, signal_group
 from offpath.runner import locust_argv
-from results.format import CREATE, POLL, log_file
 from services.campaign.outcome import MAX_RETRY_AFTER_S, MAX_WAIT_S, OutcomeWatch, retry_after_s
 from services.campaign.profile import load_profile
 from services.campaign.schema import Status

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from analysis.histogram import stats
-from analysis.load import load_run, read_interval_log
+from analysis.stats.histogram import stats
+from analysis.stats.load import load_run, read_interval_log
 from offpath.probe import QueueProbe, take_census, write_completion_log
 from services.campaign.store import campaign_key
 from tests.conftest import _databases, _with_db

@@ -15,7 +15,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from offpath.errors import ConfigurationError
+from foundation.errors import ConfigurationError
 from offpath.ports import free_port
 from offpath.redis_server import RedisServer
 from offpath.relay import TcpRelay

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.load import load_run
+from analysis.stats.load import load_run
 
 SHORT = """
 name = "short"
@@ -128,7 +128,7 @@ def test_harness_fault_marks_the_run_incomplete_and_leaves_no_process(fault, tmp
     else:
         process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
-    assert process.returncode == 2  # no answer: a harness error under offpath/errors.py's policy
+    assert process.returncode == 2  # no answer: a harness error under foundation/errors.py's policy
     run_dir = Path(out.strip().splitlines()[-1])
     reason = (run_dir / "INCOMPLETE").read_text()
     assert ("SIGINT" in reason) if fault == "sigint" else ("died" in reason)

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis.load import load_run
-from analysis.report import render
-from analysis.sweep import (
+from analysis.reports.render import render
+from analysis.stats.decision_map import (
     INLINE,
     MEASURES,
     QUEUE,
@@ -23,7 +22,8 @@ from analysis.sweep import (
     crossovers_along,
     decision_map,
 )
-from results.format import MANIFEST_FILE, POINTS_DIR, SCHEMA_VERSION
+from analysis.stats.load import load_run
+from foundation.format import MANIFEST_FILE, POINTS_DIR, SCHEMA_VERSION
 from tests.analysis_fixtures import CellSpec, Cpu, Latency, Queue, capacity_specs, write_run
 
 RATES = [40, 80, 120, 160, 200]
@@ -178,7 +178,7 @@ def test_an_incomplete_sweep_maps_what_it_measured(tmp_path):
 def test_the_sweep_notebook_redraws_the_map_from_a_run_folder(crossing_sweep, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    notebook_path = Path(__file__).resolve().parent.parent / "analysis" / "notebooks" / "sweep.ipynb"
+    notebook_path = Path(__file__).resolve().parent.parent / "analysis" / "reports" / "notebooks" / "sweep.ipynb"
     monkeypatch.setenv("OFFPATH_RUN", str(crossing_sweep))
     notebook = nbformat.read(notebook_path, as_version=4)
     nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",

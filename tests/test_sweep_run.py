@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from analysis.load import load_run
-from analysis.sweep import MEASURES, decision_map
+from analysis.stats.decision_map import MEASURES, decision_map
+from analysis.stats.load import load_run
 
 TINY = """
 name = "tiny-sweep"

@@ -7,7 +7,7 @@ import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from offpath.errors import ConfigurationError
+from foundation.errors import ConfigurationError
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from offpath.errors import ConfigurationError
+from foundation.errors import ConfigurationError
 from services.campaign.profile import Profile, load_profile
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"

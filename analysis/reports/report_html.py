@@ -1,0 +1,79 @@
+"""A run's report as one HTML page: headline, deltas, capacity, cost, plots, how it was measured."""
+
+from __future__ import annotations
+
+from html import escape
+
+from analysis.reports.page import figure, page_top, table
+from analysis.reports.report import Report
+from analysis.reports.tables import capacity_rows, cost_rows, phase_rows, step_rows
+from analysis.stats.compare import LABELS, format_delta, format_value, row_label
+from analysis.stats.cost import COST_SCOPE
+
+
+def delta_table(report: Report) -> str:
+    comparison = report.comparison
+    rows, classes = [], []
+    for row in comparison.rows:
+        delta, ci = format_delta(row)
+        rows.append({"phase": row.group, "endpoint": row_label(row), "metric": LABELS[row.metric],
+                     comparison.a_label: format_value(row.metric, row.a),
+                     comparison.b_label: format_value(row.metric, row.b), "delta": delta, "95% CI": ci,
+                     "verdict": row.verdict + (f" ({row.note})" if row.note else ""),
+                     "n (A / B)": f"{row.n_a:,} / {row.n_b:,}"})
+        css = {"better": "better", "worse": "worse"}.get(row.verdict, "same")
+        classes.append({"verdict": css, "delta": css})
+    if not rows:
+        return "<p class='note'>Nothing to compare: " + escape("; ".join(comparison.missing) or "no data") + "</p>"
+    return table(rows, classes)
+
+
+def cost_section(report: Report) -> str:
+    """CPU per campaign per tier: the steady phases' table and stacked bars, the capacity steps folded away."""
+    steady, steps = cost_rows(report.costs), cost_rows(report.costs, kinds=("capacity",))
+    if not steady and not steps:
+        return ""
+    html = (f"<h2>Cost per campaign <span class='sub'>(CPU ms per campaign served; {escape(COST_SCOPE)} charged, "
+            "repetitions summed)</span></h2>")
+    html += table(steady) if steady else ""
+    html += "".join(figure(p) for p in report.cost_plots)
+    if steps:
+        html += "<details><summary class='sub'>every capacity step</summary>" + table(steps) + "</details>"
+    return html
+
+
+def claim_section(report: Report) -> str:
+    if report.claim is None:
+        return ""
+    source, rows = report.claim
+    return f"<h2>Against {escape(source)}</h2>" + table([r.as_dict() for r in rows])
+
+
+def to_html(report: Report) -> str:
+    run = report.run
+    notes = "".join(f"<div class='note'>{escape(n)}</div>" for n in report.notes)
+    figures = "".join(figure(p) for p in report.plots)
+    capacity_section = ""
+    if report.capacity.designs:
+        capacity_section = ("<h2>Capacity</h2>" + table(capacity_rows(report.capacity)) +
+                            "<details><summary class='sub'>every step</summary>" + table(step_rows(report.capacity)) +
+                            "</details>")
+    facts = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in report.facts)
+    return f"""{page_top(f"offpath — {run.id}", "offpath report", run.id, run.manifest)}
+<p class="headline">{escape(report.headline)}</p>
+{notes}
+{claim_section(report)}
+<h2>{escape(report.comparison.title)}</h2>
+{delta_table(report)}
+<p class="method">{escape(report.comparison.method)}</p>
+{capacity_section}
+{cost_section(report)}
+<h2>Plots</h2>
+{figures or "<p class='sub'>No plottable data in this run.</p>"}
+<h2>Per design and phase <span class="sub">(repetitions merged; counts next to every percentile)</span></h2>
+{table(phase_rows(report.phases))}
+<h2>How it was measured</h2>
+<dl>{facts}</dl>
+</main></body>
+</html>
+"""

@@ -1,0 +1,48 @@
+"""A run's report as Markdown (report.md): small enough for a CI job summary, plots linked, not embedded."""
+
+from __future__ import annotations
+
+from analysis.reports.markdown import markdown_table
+from analysis.reports.report import Report
+from analysis.reports.tables import capacity_rows, cost_rows, phase_rows, step_rows
+from analysis.stats.compare import comparison_markdown
+from analysis.stats.cost import COST_SCOPE
+from foundation.format import PLOTS_DIR
+
+
+def to_markdown(report: Report) -> str:
+    """report.md: small enough for a CI job summary (plots are linked, not embedded)."""
+    parts = [f"# offpath — run {report.run.id}", "", f"**{report.headline}**", ""]
+    parts += [f"> {note}" for note in report.notes] + ([""] if report.notes else [])
+    if report.claim is not None:
+        source, rows = report.claim
+        parts += [f"## Against {source}", "", markdown_table([r.as_dict() for r in rows]), ""]
+    parts += [f"## {report.comparison.title}", "", comparison_markdown(report.comparison), "",
+              f"<sub>{report.comparison.method}</sub>", ""]
+    if report.capacity.designs:
+        parts += ["## Capacity", "", markdown_table(capacity_rows(report.capacity)), "",
+                  markdown_table(step_rows(report.capacity)), ""]
+    parts += cost_markdown(report)
+    parts += ["## Per design and phase (repetitions merged)", "", markdown_table(phase_rows(report.phases)), ""]
+    if report.plots:
+        parts += ["## Plots", ""] + [f"- [{p.title}]({PLOTS_DIR}/{p.png.name}) ([SVG]({PLOTS_DIR}/{p.svg.name})) — "
+                                     f"{p.caption}" for p in report.plots] + [""]
+    parts += ["## How it was measured", ""] + [f"- **{k}**: {v}" for k, v in report.facts] + [""]
+    return "\n".join(parts)
+
+
+def cost_markdown(report: Report) -> list[str]:
+    """The cost section: the steady phases' table, the bar, and the capacity steps' table when there are any."""
+    steady, steps = cost_rows(report.costs), cost_rows(report.costs, kinds=("capacity",))
+    if not steady and not steps:
+        return []
+    parts = [f"## Cost per campaign (CPU ms per campaign served; {COST_SCOPE} charged)", ""]
+    if steady:
+        parts += [markdown_table(steady), ""]
+    parts += [f"[{p.title}]({PLOTS_DIR}/{p.png.name}) — {p.caption}" for p in report.cost_plots]
+    parts += [""] if report.cost_plots else []
+    if steps:
+        parts += ["Capacity steps:", "", markdown_table(steps), ""]
+    return parts
+
+

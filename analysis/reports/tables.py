@@ -1,0 +1,125 @@
+"""The report's tables as rows of display strings, shared by the Markdown and HTML renderers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from analysis.stats.capacity import Capacity, DesignCapacity
+from analysis.stats.compare import format_value
+from analysis.stats.cost import SOURCE_LABELS
+from foundation.format import SYSTEM_TIERS, TIERS
+
+
+def _limit(found: DesignCapacity, value: float | None, applies: bool = True) -> str:
+    """One limit's highest passing rate: '-' where it does not apply, '≥' where it was never reached."""
+    if not applies:
+        return "-"
+    if value is None:
+        return "below the lowest rate tested"
+    return f"{'≥ ' if found.limit_censored(value) else ''}{value:g}/s"
+
+
+def capacity_rows(cap: Capacity) -> list[dict[str, str]]:
+    """Per design: its capacity, the limit that bound it, and how far each limit held (a design with queue data is
+    also judged on its drain and its completions)."""
+    rows = []
+    for design, found in cap.designs.items():
+        value = found.capacity_per_s
+        rows.append({
+            "design": design,
+            "capacity": "below the lowest rate tested" if value is None else
+                        f"{'≥ ' if found.censored else ''}{value:g}/s",
+            "bound by": ", ".join(found.bound_by) or "no limit reached",
+            "acknowledged within SLO up to": _limit(found, found.ack_capacity_per_s),
+            "drained up to": _limit(found, found.drain_capacity_per_s, found.queued),
+            "completed within SLO up to": _limit(found, found.completion_capacity_per_s, found.queued),
+            "tested up to": f"{found.tested_up_to_per_s:g}/s",
+        })
+    return rows
+
+
+def step_rows(cap: Capacity) -> list[dict[str, str]]:
+    rows = []
+    for design, found in cap.designs.items():
+        for p in found.points:
+            rows.append({
+                "design": design, "offered": f"{p.offered_rate_per_s:g}/s", "throughput": f"{p.throughput_per_s:.1f}/s",
+                "n": f"{p.count:,}", "errors": f"{p.errors:,} ({p.error_rate:.1%})",
+                "P50": format_value("p50_us", p.p50_us), "P99": format_value("p99_us", p.p99_us),
+                "completion P99": format_value("p99_us", p.completion_p99_us),
+                "backlog": {True: "flat", False: "GROWS", None: "-"}[p.sustainable],
+                "within SLO": "yes" if p.within_slo else f"no: {', '.join(p.broken)}",
+            })
+    return rows
+
+
+def _known(value: Any) -> bool:
+    return value is not None and not pd.isna(value)
+
+
+def completed_of_accepted(completed: Any, accepted: Any, failed: Any, pending: Any) -> str:
+    """'1,077 of 1,080, 1 failed, 2 pending': how many accepted campaigns the completion percentiles stand on."""
+    if not _known(completed):
+        return "-"
+    if not _known(accepted):
+        return f"{int(completed):,}"
+    rest = [f"{int(n):,} {what}" for n, what in ((failed, "failed"), (pending, "pending")) if _known(n) and n]
+    return ", ".join([f"{int(completed):,} of {int(accepted):,}", *rest])
+
+
+def phase_rows(phases: pd.DataFrame) -> list[dict[str, str]]:
+    rows = []
+    for r in phases.to_dict("records"):
+        if r["kind"] == "capacity":
+            continue  # every capacity step has its own row in the capacity table
+        completion = r.get("completion_p99_us")
+        sustainable = r.get("sustainable")
+        rows.append({
+            "phase": r["phase"] if r["kind"] == r["phase"] else f"{r['phase']} ({r['kind']})",
+            "design": r["design"], "reps": str(r["repetitions"]),
+            "offered": "-" if r["offered_rate_per_s"] is None or pd.isna(r["offered_rate_per_s"])
+                       else f"{r['offered_rate_per_s']:g}/s",
+            "n": f"{r['count']:,}", "errors": f"{r['errors']:,}", "throughput": f"{r['throughput_per_s']:.1f}/s",
+            "P50": format_value("p50_us", r.get("p50_us")), "P90": format_value("p90_us", r.get("p90_us")),
+            "P99": format_value("p99_us", r.get("p99_us")), "P99.9": format_value("p999_us", r.get("p999_us")),
+            "completion P99": "-" if completion is None or pd.isna(completion) else format_value("p99_us", completion),
+            "completed": completed_of_accepted(r.get("completion_count"), r.get("completion_accepted"),
+                                               r.get("completion_failed"), r.get("completion_pending")),
+            "backlog": {True: "flat", False: "GROWS"}.get(sustainable, "-") if isinstance(sustainable, bool) else "-",
+        })
+    return rows
+
+
+def _cpu_ms(value: Any) -> str:
+    return "-" if not _known(value) else f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+
+
+def machine_check(cost: dict[str, Any]) -> str:
+    """'others 3%, 1% unaccounted' — and GAP when the machine's CPU and the tiers' + others' are > 10% apart."""
+    others, unaccounted = cost.get("others_share"), cost.get("unaccounted_share")
+    if not _known(others) or not _known(unaccounted):
+        return "-"
+    text = f"others {others:.0%}, {unaccounted:+.0%} unaccounted"
+    return f"GAP: {text}" if cost.get("accounting_gap") else text
+
+
+def cost_rows(costs: list[dict[str, Any]], kinds: tuple[str, ...] = ("steady",)) -> list[dict[str, str]]:
+    """CPU ms per campaign per tier (analysis/stats/cost.py's phase_costs), for the phases of the given kinds."""
+    rows = []
+    for r in costs:
+        if r["kind"] not in kinds:
+            continue
+        per_campaign = r["cpu_ms_per_campaign"]
+        counted = " + ".join(SOURCE_LABELS.get(s, s) for s in dict.fromkeys(str(r["campaigns_source"]).split("+")))
+        row = {"phase": r["phase"] if r["kind"] == r["phase"] else f"{r['phase']} ({r['kind']})",
+               "design": r["design"], "reps": str(r["repetitions"]),
+               "campaigns": f"{r['campaigns']:,} {counted}"}
+        row |= {tier: _cpu_ms(per_campaign.get(tier)) for tier in SYSTEM_TIERS}
+        row["total"] = _cpu_ms(r["total_cpu_ms_per_campaign"])
+        row["campaigns / CPU-s"] = "-" if not _known(r["campaigns_per_cpu_s"]) else f"{r['campaigns_per_cpu_s']:,.1f}"
+        row |= {f"{tier} (not charged)": _cpu_ms(per_campaign.get(tier)) for tier in TIERS if tier not in SYSTEM_TIERS}
+        row["machine check"] = machine_check(r)
+        rows.append(row)
+    return rows

@@ -1,0 +1,315 @@
+"""A/B comparison (a run's candidate design against its baseline, or any run against any run): deltas with
+bootstrap CIs and verdicts."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from analysis.stats.bootstrap import METHOD, Replicates, interval_of, new_rng, resample
+from analysis.stats.cost import COST_SCOPE, cell_series, cost_replicates, merged_cost
+from analysis.stats.histogram import Intervals, value_at_percentiles
+from analysis.stats.load import Cell, Run, load_run
+from foundation.format import COMPLETION, CREATE, OUTCOME, label
+
+# (metric, percentile or None for throughput); latency: lower is better, throughput: higher is better.
+METRICS: tuple[tuple[str, float | None], ...] = (
+    ("throughput_per_s", None), ("p50_us", 50.0), ("p90_us", 90.0), ("p99_us", 99.0), ("p999_us", 99.9),
+)
+PERCENTILES = [p for _, p in METRICS if p is not None]
+MIN_TAIL_SAMPLES = 10
+# The cost row: the system tiers' CPU ms per campaign served (analysis/stats/cost.py); lower is better.
+COST_METRIC = "cpu_ms_per_campaign"
+LABELS = {"throughput_per_s": "throughput", "p50_us": "P50", "p90_us": "P90", "p99_us": "P99", "p999_us": "P99.9",
+          COST_METRIC: "CPU per campaign"}
+
+
+@dataclass(frozen=True)
+class DeltaRow:
+    group: str  # what is compared: a phase ("steady"), or design and phase across runs ("<design> steady")
+    endpoint: str
+    metric: str
+    a: float | None
+    b: float | None
+    n_a: int
+    n_b: int
+    delta_pct: float | None
+    ci_low_pct: float | None
+    ci_high_pct: float | None
+    verdict: str  # "better" | "worse" | "~"
+    note: str = ""
+    # Rows of endpoint OUTCOME set different logs side by side: which log A's figure comes from, and B's.
+    a_endpoint: str = ""
+    b_endpoint: str = ""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    title: str
+    a_label: str
+    b_label: str
+    rows: tuple[DeltaRow, ...]
+    method: str = METHOD
+    missing: tuple[str, ...] = field(default_factory=tuple)
+
+    def row(self, metric: str, group: str | None = None, endpoint: str = CREATE) -> DeltaRow | None:
+        for row in self.rows:
+            if row.metric == metric and row.endpoint == endpoint and (group is None or row.group == group):
+                return row
+        return None
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([asdict(r) for r in self.rows], columns=list(DeltaRow.__dataclass_fields__))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"title": self.title, "a": self.a_label, "b": self.b_label, "method": self.method,
+                "missing": list(self.missing), "rows": [_json_row(r) for r in self.rows]}
+
+
+def _json_row(row: DeltaRow) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(row).items()}
+
+
+def verdict(ci_low: float, ci_high: float, higher_is_better: bool) -> str:
+    if not (math.isfinite(ci_low) and math.isfinite(ci_high)) or ci_low <= 0 <= ci_high:
+        return "~"
+    improved = ci_low > 0 if higher_is_better else ci_high < 0
+    return "better" if improved else "worse"
+
+
+def compare_cells(a_cells: Sequence[Cell], b_cells: Sequence[Cell], group: str, endpoint: str = CREATE,
+                  rng: np.random.Generator | None = None) -> list[DeltaRow]:
+    """Rows for one endpoint: B (candidate) against A (baseline), repetitions pooled as bootstrap strata."""
+    rng = rng if rng is not None else new_rng()
+    a_logs = [c.log(endpoint) for c in a_cells]
+    b_logs = [c.log(endpoint) for c in b_cells]
+    return compare_logs(a_logs, b_logs, group, endpoint, rng)
+
+
+def compare_logs(a_logs: Sequence[Intervals], b_logs: Sequence[Intervals], group: str, endpoint: str,
+                 rng: np.random.Generator) -> list[DeltaRow]:
+    a_all, b_all = Intervals.concat(a_logs), Intervals.concat(b_logs)
+    if not a_all.total_count or not b_all.total_count:
+        return []
+    a_point, b_point = _point(a_logs, a_all), _point(b_logs, b_all)
+    a_rep, b_rep = resample(a_logs, PERCENTILES, rng), resample(b_logs, PERCENTILES, rng)
+    n_a, n_b = a_all.total_count, b_all.total_count
+    rows = []
+    for metric, percentile in METRICS:
+        a_value, b_value = a_point[metric], b_point[metric]
+        ratios = _replicate(b_rep, metric) / _replicate(a_rep, metric) - 1
+        low, high = interval_of(ratios)
+        note = ""
+        if percentile is not None and min(n_a, n_b) * (1 - percentile / 100) < MIN_TAIL_SAMPLES:
+            note = "few samples"
+        row_verdict = "~" if note else verdict(low, high, higher_is_better=percentile is None)
+        rows.append(DeltaRow(group=group, endpoint=endpoint, metric=metric, a=a_value, b=b_value, n_a=n_a, n_b=n_b,
+                             delta_pct=round((b_value / a_value - 1) * 100, 2) if a_value else None,
+                             ci_low_pct=round(low * 100, 2) if math.isfinite(low) else None,
+                             ci_high_pct=round(high * 100, 2) if math.isfinite(high) else None,
+                             verdict=row_verdict, note=note))
+    return rows
+
+
+def outcome_log(cells: Sequence[Cell]) -> str:
+    """The log of what a campaign's owner waits for on this side: the completion, when the cells have queue data
+    (the POST only acknowledged the campaign); otherwise the POST's own answer, which is the outcome."""
+    return COMPLETION if any(c.queue is not None for c in cells) else CREATE
+
+
+def outcome_rows(a_cells: Sequence[Cell], b_cells: Sequence[Cell], group: str) -> list[DeltaRow]:
+    """Latency of the outcome, side against side (endpoint OUTCOME): e.g. a queueing design's completion against the
+    answer of one that does not queue, with the same bootstrap as every latency row. None when neither side has
+    queue data (the rows would repeat POST /campaigns'); no throughput row (completions are binned by when they
+    happen, through the drain after the load: their rate is not comparable with the POSTs')."""
+    a_log, b_log = outcome_log(a_cells), outcome_log(b_cells)
+    if a_log == CREATE and b_log == CREATE:
+        return []
+    rng = new_rng()  # its own stream: adding these rows leaves the other rows' intervals as they were
+    rows = compare_logs([c.log(a_log) for c in a_cells], [c.log(b_log) for c in b_cells], group, OUTCOME, rng)
+    return [replace(r, a_endpoint=a_log, b_endpoint=b_log) for r in rows if r.metric != "throughput_per_s"]
+
+
+def row_label(row: DeltaRow) -> str:
+    """How tables name a row's endpoint: 'POST /campaigns', or 'outcome: POST /campaigns vs completion'."""
+    if row.a_endpoint or row.b_endpoint:
+        return f"{label(row.endpoint)}: {label(row.a_endpoint)} vs {label(row.b_endpoint)}"
+    return label(row.endpoint)
+
+
+def cost_row(a_cells: Sequence[Cell], b_cells: Sequence[Cell], group: str) -> DeltaRow | None:
+    """B's CPU per campaign (system tiers) against A's, with the block bootstrap of the latency rows over the cells'
+    seconds (sum of CPU over sum of campaigns of the seconds drawn); None unless both sides have cpu.csv."""
+    a, b = merged_cost(a_cells), merged_cost(b_cells)
+    if a is None or b is None or a.total_cpu_ms_per_campaign is None or b.total_cpu_ms_per_campaign is None:
+        return None
+    a_value, b_value = a.total_cpu_ms_per_campaign, b.total_cpu_ms_per_campaign
+    a_series, b_series = cell_series(a_cells), cell_series(b_cells)
+    low = high = float("nan")
+    if a_series is not None and b_series is not None:
+        rng = new_rng()  # its own stream: adding cost data leaves the latency rows' intervals as they were
+        low, high = interval_of(cost_replicates(b_series, rng) / cost_replicates(a_series, rng) - 1)
+    return DeltaRow(group=group, endpoint=COST_SCOPE, metric=COST_METRIC, a=a_value, b=b_value, n_a=a.campaigns,
+                    n_b=b.campaigns, delta_pct=round((b_value / a_value - 1) * 100, 2) if a_value else None,
+                    ci_low_pct=round(low * 100, 2) if math.isfinite(low) else None,
+                    ci_high_pct=round(high * 100, 2) if math.isfinite(high) else None,
+                    verdict=verdict(low, high, higher_is_better=False),
+                    note="" if math.isfinite(low) else "no per-second data")
+
+
+def _point(logs: Sequence[Intervals], merged: Intervals) -> dict[str, float]:
+    seconds = sum(log.length_s.sum() for log in logs)
+    values = value_at_percentiles(merged.merged(), PERCENTILES)
+    point: dict[str, float] = {"throughput_per_s": round(merged.total_count / seconds, 3) if seconds else 0.0}
+    point.update({metric: float(v) for (metric, _), v in zip(METRICS[1:], values, strict=True)})
+    return point
+
+
+def _replicate(replicates: Replicates, metric: str) -> np.ndarray:
+    if metric == "throughput_per_s":
+        return replicates.throughput_per_s
+    column = [m for m, p in METRICS if p is not None].index(metric)
+    return replicates.values_us[:, column].astype(float)
+
+
+def compare_designs(run: Run | Path | str, *, baseline: str | None = None, candidate: str | None = None,
+                    kinds: Sequence[str] = ("steady",), phases: Sequence[str] | None = None) -> Comparison:
+    """Candidate vs baseline design inside one run (by default the run's designs B and A, Run.candidate and
+    Run.baseline), per phase of the given kinds present for both designs (or only the named phases)."""
+    run = run if isinstance(run, Run) else load_run(run)
+    baseline = baseline if baseline is not None else run.baseline
+    candidate = candidate if candidate is not None else run.candidate
+    if baseline is None or candidate is None:
+        ran = baseline or "no design"
+        return Comparison(title=f"run {run.id}: {ran} alone", a_label=baseline or "A", b_label=candidate or "B",
+                          rows=(), missing=(f"this run has one design ({ran}): nothing to compare it with",))
+    rows: list[DeltaRow] = []
+    missing: list[str] = []
+    for design in (baseline, candidate):
+        if not any(c.design == design for c in run.cells):
+            missing.append(f"no {design} cells in this run")
+    if phases is None:
+        phases = list(dict.fromkeys(c.phase for c in run.cells if c.kind in kinds))
+    rng = new_rng()
+    for phase in phases:
+        a_cells = run.select(design=baseline, phase=phase)
+        b_cells = run.select(design=candidate, phase=phase)
+        if not a_cells or not b_cells:
+            if not missing:
+                missing.append(f"phase {phase}: only {(a_cells or b_cells)[0].design} ran it")
+            continue
+        found = compare_cells(a_cells, b_cells, phase, CREATE, rng)
+        if not found:
+            missing.append(f"phase {phase}: no successful {label(CREATE)} recorded on one side")
+        rows += found
+        rows += outcome_rows(a_cells, b_cells, phase)
+        rows += [row for row in [cost_row(a_cells, b_cells, phase)] if row is not None]
+    if not phases:
+        missing.append(f"no cells of kind {', '.join(kinds)} in this run")
+    return Comparison(title=f"{candidate} vs {baseline} (run {run.id})", a_label=baseline, b_label=candidate,
+                      rows=tuple(rows), missing=tuple(missing))
+
+
+def compare_runs(a: Run | Path | str, b: Run | Path | str) -> Comparison:
+    """Run B against run A, per design and steady phase present in both: POST latency, and completion latency
+    where the design recorded it."""
+    run_a = a if isinstance(a, Run) else load_run(a)
+    run_b = b if isinstance(b, Run) else load_run(b)
+    keys_a = list(dict.fromkeys((c.design, c.phase) for c in run_a.cells if c.kind == "steady"))
+    keys_b = list(dict.fromkeys((c.design, c.phase) for c in run_b.cells if c.kind == "steady"))
+    rows: list[DeltaRow] = []
+    missing = [f"{d} {p}: only in {run_a.id}" for d, p in keys_a if (d, p) not in keys_b]
+    missing += [f"{d} {p}: only in {run_b.id}" for d, p in keys_b if (d, p) not in keys_a]
+    rng = new_rng()
+    for design, phase in [k for k in keys_a if k in keys_b]:
+        a_cells = run_a.select(design=design, phase=phase)
+        b_cells = run_b.select(design=design, phase=phase)
+        for endpoint in (CREATE, COMPLETION):
+            rows += compare_cells(a_cells, b_cells, f"{design} {phase}", endpoint, rng)
+        rows += [row for row in [cost_row(a_cells, b_cells, f"{design} {phase}")] if row is not None]
+    return Comparison(title=f"{run_b.id} vs {run_a.id}", a_label=run_a.id, b_label=run_b.id, rows=tuple(rows),
+                      missing=tuple(missing))
+
+
+def write_comparison(comparison: Comparison, path: Path, extra: dict[str, Any] | None = None) -> Path:
+    data = comparison.to_dict() | (extra or {})
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def format_value(metric: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if metric == "throughput_per_s":
+        return f"{value:,.1f}/s"
+    if metric == COST_METRIC:
+        return f"{value:,.2f} ms CPU" if value < 100 else f"{value:,.0f} ms CPU"
+    return f"{value / 1000:,.1f} ms" if value >= 1000 else f"{value:,.0f} µs"
+
+
+def format_delta(row: DeltaRow) -> tuple[str, str]:
+    if row.delta_pct is None:
+        return "-", "-"
+    ci = "-" if row.ci_low_pct is None else f"[{row.ci_low_pct:+.1f}%, {row.ci_high_pct:+.1f}%]"
+    return f"{row.delta_pct:+.1f}%", ci
+
+
+def format_comparison(comparison: Comparison, *, width: int = 120, color: bool = False) -> str:
+    """The delta table as terminal text (rich), the method under it; `color` adds ANSI colours."""
+    table = Table(title=comparison.title, box=box.SIMPLE_HEAD, title_justify="left")
+    for name, justify in (("phase", "left"), ("endpoint", "left"), ("metric", "left"), (comparison.a_label, "right"),
+                          (comparison.b_label, "right"), ("delta", "right"), ("95% CI", "right"),
+                          ("verdict", "left"), ("n (A / B)", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    styles = {"better": "green", "worse": "red", "~": "dim"}
+    for row in comparison.rows:
+        delta, ci = format_delta(row)
+        verdict_text = row.verdict + (f" ({row.note})" if row.note else "")
+        table.add_row(row.group, row_label(row), LABELS[row.metric], format_value(row.metric, row.a),
+                      format_value(row.metric, row.b), delta, ci, verdict_text, f"{row.n_a:,} / {row.n_b:,}",
+                      style=styles.get(row.verdict))
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False)
+    if comparison.rows:
+        console.print(table)
+    else:
+        console.print(f"{comparison.title}: nothing to compare")
+    for line in comparison.missing:
+        console.print(f"not compared: {line}")
+    console.print(f"method: {comparison.method}", soft_wrap=False)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().rstrip().splitlines()) + "\n"
+
+
+def comparison_document(comparison: Comparison) -> str:
+    """The whole comparison as Markdown, for output that is not a terminal: nothing is cut to fit a width."""
+    lines = [f"## {comparison.title}", "", comparison_markdown(comparison), ""]
+    lines += [f"not compared: {line}" for line in comparison.missing]
+    lines.append(f"method: {comparison.method}")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_markdown(comparison: Comparison) -> str:
+    """The delta table as GitHub-flavoured Markdown."""
+    lines = [f"| phase | endpoint | metric | {comparison.a_label} | {comparison.b_label} | delta | 95% CI | verdict | "
+             "n (A / B) |", "|---|---|---|---:|---:|---:|---:|---|---:|"]
+    for row in comparison.rows:
+        delta, ci = format_delta(row)
+        mark = {"better": "**better**", "worse": "**worse**"}.get(row.verdict, "~")
+        note = f" ({row.note})" if row.note else ""
+        lines.append(f"| {row.group} | {row_label(row)} | {LABELS[row.metric]} | "
+                     f"{format_value(row.metric, row.a)} | {format_value(row.metric, row.b)} | {delta} | {ci} | "
+                     f"{mark}{note} | {row.n_a:,} / {row.n_b:,} |")
+    return "\n".join(lines) if comparison.rows else "_Nothing to compare._"

@@ -1,0 +1,371 @@
+"""The decision map of a sweep: per point, the candidate's (queued) figures over the baseline's (inline) — capacity
+at the SLO (acknowledgement, and drain with completion), P99 at equal load, CPU per campaign — each with its 95%
+interval, and where along the swept parameter the queue starts to win, as far as the intervals allow saying so."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from analysis.stats.bootstrap import new_rng, resample
+from analysis.stats.capacity import (
+    ACKNOWLEDGEMENT,
+    COMPLETION_SLO,
+    DRAIN,
+    Capacity,
+    capacity,
+    equal_load_comparison,
+    headline_row,
+)
+from analysis.stats.compare import COST_METRIC, Comparison, DeltaRow
+from analysis.stats.cost import COST_SCOPE
+from analysis.stats.load import Cell, Run
+from foundation.format import CELLS_DIR, CREATE, OUTCOME, POINTS_DIR, SWEEP_KIND
+
+__all__ = ["MEASURES", "DecisionMap", "Measure", "PointRatios", "Ratio", "decision_map", "is_sweep", "point_runs"]
+
+# Which side a point's interval puts the winner on; UNRESOLVED when it includes 1 (or there is none).
+QUEUE, INLINE, UNRESOLVED = "queue wins", "inline wins", "not resolved"
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One ratio of the map: candidate over baseline, and which way is better for the candidate."""
+
+    key: str
+    title: str
+    higher_is_better: bool
+    how: str  # how the point's figure and its interval are obtained, for the report
+
+    @property
+    def heading(self) -> str:
+        """The title as a sentence starts it ('Capacity at the SLO, ...'; str.capitalize would lower 'SLO')."""
+        return self.title[:1].upper() + self.title[1:]
+
+
+MEASURES = (
+    Measure("ack_capacity", "capacity at the SLO, acknowledgement", True,
+            "queued's highest rate acknowledged within the SLO over inline's capacity"),
+    Measure("drain_capacity", "capacity at the SLO, drain and completion", True,
+            "queued's highest rate also drained (flat backlog) and completed within the completion SLO over inline's "
+            "capacity"),
+    Measure("p99", "P99 at equal load", False,
+            "queued's completion P99 over inline's end-to-end P99 at the most loaded phase both ran"),
+    Measure("cpu", "CPU per campaign", False, f"queued's CPU ({COST_SCOPE}) per campaign completed over inline's "
+            "per campaign served, at the same phase"),
+)
+CAPACITY_INTERVAL = ("capacity: a 95% bootstrap interval (each step that held, its 1-second intervals resampled as in the "
+                     "comparison and its P99s judged against the SLO again on every replicate; a step that broke stays "
+                     "broken) widened by the search's step: a capacity c whose next "
+                     "rate n broke lies in [c, n), so the ratio lies in [c_queued / n_inline, n_queued / c_inline], "
+                     "unbounded where a design held at every rate tested")
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """Candidate over baseline at one point: the figure, its interval (None where there is none), and why not."""
+
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+    note: str = ""  # what to know about the figure, e.g. "few samples"
+    judged: bool = True  # False: the interval is shown, not judged (e.g. too few values beyond P99)
+
+    def side(self, measure: Measure) -> str:
+        if self.low is None or self.high is None or not self.judged:
+            return UNRESOLVED
+        if self.low > 1:
+            return QUEUE if measure.higher_is_better else INLINE
+        if self.high < 1:
+            return INLINE if measure.higher_is_better else QUEUE
+        return UNRESOLVED
+
+    def text(self) -> str:
+        if self.value is None:
+            return f"- ({self.note})" if self.note else "-"
+
+        def bound(v: float | None) -> str:
+            return "?" if v is None else "∞" if math.isinf(v) else f"{v:.2f}"
+
+        interval = f" [{bound(self.low)}, {bound(self.high)}]" if self.low is not None or self.high is not None else ""
+        return f"{self.value:.2f}{interval}" + (f" ({self.note})" if self.note else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        def finite(v: float | None) -> float | str | None:
+            return None if v is None else ("inf" if math.isinf(v) else round(v, 4))
+
+        return {"ratio": finite(self.value), "ci_low": finite(self.low), "ci_high": finite(self.high),
+                "note": self.note}
+
+
+@dataclass(frozen=True)
+class PointRatios:
+    id: str
+    values: dict[str, float]
+    status: str
+    ratios: dict[str, Ratio]
+    capacity: Capacity | None = None
+    comparison: Comparison | None = None
+
+    def side(self, measure: Measure) -> str:
+        return self.ratios[measure.key].side(measure)
+
+
+@dataclass(frozen=True)
+class Crossover:
+    """Where the winner changes between two neighbouring resolved points along the first parameter."""
+
+    measure: str
+    low: float  # the parameter's value on the last point before the change
+    high: float  # ... and on the first point after it
+    starts: bool  # True: the queue starts to win (towards higher values); False: it stops winning
+    at: dict[str, float] = field(default_factory=dict)  # the other parameter's value in a two-parameter sweep
+
+
+@dataclass(frozen=True)
+class DecisionMap:
+    run_id: str
+    parameters: tuple[tuple[str, tuple[float, ...]], ...]
+    baseline: str
+    candidate: str
+    points: tuple[PointRatios, ...]
+    crossovers: tuple[Crossover, ...]
+    sentences: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "baseline": self.baseline, "candidate": self.candidate,
+            "parameters": {name: list(values) for name, values in self.parameters},
+            "measures": {m.key: {"title": m.title, "higher_is_better": m.higher_is_better, "how": m.how}
+                         for m in MEASURES},
+            "points": [{"id": p.id, "values": p.values, "status": p.status,
+                        "ratios": {m.key: p.ratios[m.key].to_dict() | {"side": p.side(m)} for m in MEASURES}}
+                       for p in self.points],
+            "crossovers": [{"measure": c.measure, "between": [c.low, c.high], "queue": "starts to win" if c.starts
+                            else "stops winning", "at": c.at} for c in self.crossovers],
+            "sentences": self.sentences,
+            "capacity_interval": CAPACITY_INTERVAL,
+        }
+
+
+def is_sweep(run: Run) -> bool:
+    return run.manifest.get("kind") == SWEEP_KIND
+
+
+def point_runs(run: Run) -> list[tuple[dict[str, Any], Run]]:
+    """Each point of a sweep as a Run of its own (its folder points/<id>/, its entry of the manifest's points over
+    the run's facts), so that every analysis of a plain run works on a point; with the point's manifest entry."""
+    shared = {k: v for k, v in run.manifest.items() if k not in ("points", "resumes", "kind")}
+    found = []
+    for record in run.manifest.get("points") or []:
+        complete = record.get("status") == "complete"
+        manifest = shared | {
+            "run_id": f"{run.id}/{record['id']}", "experiment": record.get("experiment") or {},
+            "profile": record.get("profile") or {}, "layout": record.get("layout") or {},
+            "placement": record.get("placement") or {}, "cells": record.get("cells") or [],
+            "status": "complete" if complete else "incomplete",
+            "error": None if complete else f"point {record['id']} is {record.get('status')}",
+        }
+        point_dir = run.dir / POINTS_DIR / str(record["id"])
+        cells = [Cell(meta=dict(meta), dir=point_dir / CELLS_DIR / str(meta["id"])) for meta in manifest["cells"]
+                 if isinstance(meta, dict) and "id" in meta]
+        found.append((record, Run(dir=point_dir, manifest=manifest, cells=cells,
+                                  incomplete_reason=None if complete else manifest["error"])))
+    return found
+
+
+# -- capacity ratios -----------------------------------------------------------------------------------------------
+
+
+def _step_passes(cells: list[Cell], capacity_: Capacity, limits: Sequence[str], broken: Sequence[str],
+                 rng: np.random.Generator, replicates: int) -> np.ndarray:
+    """(replicates,) whether each bootstrap replicate of one capacity step keeps `limits`. A limit the step broke
+    stays broken: past capacity, latency and backlog climb through the step, and resampling its seconds would scatter
+    that trend rather than repeat it. A limit it held is judged again on resampled intervals (the P99 of the answer,
+    and of the completion), since a repeat of a step that passed near the SLO could fail; errors and pending
+    campaigns as measured."""
+    slo = capacity_.slo
+    passes = np.ones(replicates, dtype=bool)
+    if any(limit in broken for limit in limits):
+        passes[:] = False
+        return passes
+    if ACKNOWLEDGEMENT in limits:
+        p99 = resample([c.log(CREATE) for c in cells], [99.0], rng, replicates).values_us[:, 0]
+        passes &= p99 <= slo.p99_ms * 1000
+    if COMPLETION_SLO in limits and any(c.queue is not None for c in cells):
+        p99 = resample([c.completion for c in cells], [99.0], rng, replicates).values_us[:, 0]
+        passes &= p99 <= slo.completion_ms * 1000
+    return passes
+
+
+def _bracket_replicates(run: Run, capacity_: Capacity, design: str, limits: Sequence[str],
+                        rng: np.random.Generator, replicates: int) -> tuple[np.ndarray, np.ndarray]:
+    """(found, next) per replicate: the highest rate that it and every lower rate held, and the rate tested after it
+    (0 when even the first broke; inf when every rate held: the capacity lies beyond what was tested)."""
+    found = capacity_.designs[design]
+    rates = np.array([p.offered_rate_per_s for p in found.points])
+    cells = [c for c in run.select(kind="capacity", design=design) if c.offered_rate_per_s is not None]
+    passes = np.stack([_step_passes([c for c in cells if c.offered_rate_per_s == point.offered_rate_per_s],
+                                    capacity_, limits, point.broken, rng, replicates)
+                       for point in found.points], axis=1)
+    held = np.cumprod(passes, axis=1).sum(axis=1)
+    low = np.where(held > 0, rates[np.maximum(held - 1, 0)], 0.0)
+    high = np.where(held < len(rates), rates[np.minimum(held, len(rates) - 1)], np.inf)
+    return low, high
+
+
+def capacity_ratio(run: Run, capacity_: Capacity, limits: Sequence[str], replicates: int = 1000) -> Ratio:
+    """The candidate's capacity under `limits` over the baseline's whole capacity, with CAPACITY_INTERVAL."""
+    a_name, b_name = capacity_.baseline, capacity_.candidate
+    a = capacity_.designs.get(a_name) if a_name else None
+    b = capacity_.designs.get(b_name) if b_name else None
+    if a is None or b is None or a_name is None or b_name is None:
+        return Ratio(None, note="no capacity search of both designs", judged=False)
+    b_value = b.ack_capacity_per_s if tuple(limits) == (ACKNOWLEDGEMENT,) else b.capacity_per_s
+    a_value = a.capacity_per_s
+    rng = new_rng()
+    a_low, a_high = _bracket_replicates(run, capacity_, a_name, (ACKNOWLEDGEMENT, DRAIN, COMPLETION_SLO), rng,
+                                        replicates)
+    b_low, b_high = _bracket_replicates(run, capacity_, b_name, limits, rng, replicates)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lows = np.where(np.isinf(a_high), 0.0, b_low / a_high)
+        highs = np.where(a_low > 0, b_high / np.where(a_low > 0, a_low, 1.0), np.inf)
+    # No interpolation: a bound may be infinite (a design that held every rate tested).
+    low = float(np.percentile(lows, 2.5, method="lower"))
+    high = float(np.percentile(highs, 97.5, method="higher"))
+    if not a_value:
+        return Ratio(None, low, high, note=f"{a_name} held no rate tested", judged=False)
+    if b_value is None:
+        return Ratio(0.0, low, high, note=f"{b_name} held no rate tested")
+    note = "both held every rate tested" if a.censored and b.limit_censored(b_value) else ""
+    return Ratio(b_value / a_value, low, high, note=note)
+
+
+# -- ratios from the comparison's rows -------------------------------------------------------------------------------
+
+
+def row_ratio(row: DeltaRow | None) -> Ratio:
+    """A comparison row's change as a ratio (1 + delta), its bootstrap interval likewise; its note kept."""
+    if row is None or row.delta_pct is None:
+        return Ratio(None, note="not compared", judged=False)
+    low = 1 + row.ci_low_pct / 100 if row.ci_low_pct is not None else None
+    high = 1 + row.ci_high_pct / 100 if row.ci_high_pct is not None else None
+    return Ratio(1 + row.delta_pct / 100, low, high, note=row.note, judged=not row.note)
+
+
+def point_ratios(record: dict[str, Any], run: Run) -> PointRatios:
+    values = {str(k): float(v) for k, v in (record.get("values") or {}).items()}
+    if not run.cells:
+        return PointRatios(record["id"], values, str(record.get("status")),
+                           {m.key: Ratio(None, note="not measured", judged=False) for m in MEASURES})
+    cap = capacity(run)
+    comparison = equal_load_comparison(run, cap)
+    headline = headline_row(comparison, run)
+    group = headline.group if headline is not None else None
+    p99 = comparison.row("p99_us", group, endpoint=OUTCOME) if group is not None else None
+    cpu = comparison.row(COST_METRIC, group, endpoint=COST_SCOPE) if group is not None else None
+    ratios = {
+        "ack_capacity": capacity_ratio(run, cap, (ACKNOWLEDGEMENT,)),
+        "drain_capacity": capacity_ratio(run, cap, (ACKNOWLEDGEMENT, DRAIN, COMPLETION_SLO)),
+        "p99": row_ratio(p99 if p99 is not None else headline),
+        "cpu": row_ratio(cpu),
+    }
+    return PointRatios(record["id"], values, str(record.get("status")), ratios, cap, comparison)
+
+
+# -- where the queue starts to win -----------------------------------------------------------------------------------
+
+
+def parameter_text(name: str, value: float) -> str:
+    return f"×{value:g}" if name.endswith("_scale") else f"{value:g}"
+
+
+def _label(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def crossovers_along(measure: Measure, name: str, points: Sequence[PointRatios],
+                     at: dict[str, float] | None = None) -> list[Crossover]:
+    """Changes of winner between neighbouring *resolved* points (unresolved points between them are skipped: the
+    change happened somewhere across them), in the order of the parameter."""
+    resolved = [(p.values[name], p.side(measure)) for p in points if p.side(measure) != UNRESOLVED]
+    return [Crossover(measure.key, x0, x1, starts=s1 == QUEUE, at=at or {})
+            for (x0, s0), (x1, s1) in zip(resolved, resolved[1:], strict=False) if s0 != s1]
+
+
+def crossover_sentence(measure: Measure, name: str, points: Sequence[PointRatios], crossings: Sequence[Crossover],
+                       where: str = "") -> str:
+    """One sentence: where along `name` the queue starts (or stops) to win on this measure, that it wins or never
+    wins over the range, or that the intervals do not tell."""
+    if not points:
+        return f"{measure.heading}{where}: no point was measured."
+    xs = [p.values[name] for p in points]
+    span = f"{_label(name)} {parameter_text(name, min(xs))} … {parameter_text(name, max(xs))}"
+    sides = [p.side(measure) for p in points]
+    head = f"{measure.heading}{where}"
+    unresolved = [parameter_text(name, x) for x, s in zip(xs, sides, strict=True) if s == UNRESOLVED]
+    pending = f"; not resolved at {', '.join(unresolved)}" if unresolved else ""
+    if crossings:
+        changes = []
+        for crossing in crossings:
+            verb = "starts to win" if crossing.starts else "stops winning"
+            changes.append(f"the queue {verb} between {_label(name)} {parameter_text(name, crossing.low)} and "
+                           f"{parameter_text(name, crossing.high)}")
+        return f"{head}: {'; '.join(changes)} (in {span}{pending})."
+    if all(s == QUEUE for s in sides):
+        return f"{head}: the queue wins over the whole range ({span})."
+    if all(s == UNRESOLVED for s in sides):
+        return (f"{head}: not resolved at any point of {span} (every interval includes 1, or too few samples to "
+                "judge): whether the queue wins there cannot be said.")
+    if QUEUE not in sides:
+        inline = [parameter_text(name, x) for x, s in zip(xs, sides, strict=True) if s == INLINE]
+        return f"{head}: the queue never wins in the range ({span}): inline wins at {', '.join(inline)}{pending}."
+    wins = [parameter_text(name, x) for x, s in zip(xs, sides, strict=True) if s == QUEUE]
+    return (f"{head}: the queue wins at {', '.join(wins)}{pending}; where it starts to win is not resolved "
+            f"(no resolved point on the other side).")
+
+
+def decision_map(run: Run) -> DecisionMap:
+    """The map of a sweep's run: every point's ratios, the crossovers along the first parameter (per value of the
+    second in a two-parameter sweep), and a sentence per measure."""
+    sweep = (run.manifest.get("experiment") or {}).get("sweep") or {}
+    parameters = tuple((str(name), tuple(float(v) for v in values)) for name, values in sweep.items())
+    points = tuple(point_ratios(record, point_run) for record, point_run in point_runs(run))
+    first = parameters[0][0] if parameters else ""
+    crossings: list[Crossover] = []
+    sentences: dict[str, str] = {}
+    for measure in MEASURES:
+        if len(parameters) < 2:
+            along = sorted(points, key=lambda p: p.values.get(first, 0.0))
+            found = crossovers_along(measure, first, along)
+            crossings += found
+            sentences[measure.key] = crossover_sentence(measure, first, along, found)
+            continue
+        second, values = parameters[1]
+        parts = []
+        for value in values:
+            along = sorted((p for p in points if p.values.get(second) == value), key=lambda p: p.values[first])
+            at = {second: value}
+            found = crossovers_along(measure, first, along, at)
+            crossings += found
+            parts.append(crossover_sentence(measure, first, along, found,
+                                            where=f" at {_label(second)} {parameter_text(second, value)}"))
+        sentences[measure.key] = " ".join(parts)
+    return DecisionMap(run_id=run.id, parameters=parameters, baseline=run.baseline or "inline",
+                       candidate=run.candidate or "queued", points=points, crossovers=tuple(crossings),
+                       sentences=sentences)
+
+
+def interval_text() -> str:
+    """How each ratio's interval is obtained (the report's method note)."""
+    return ("Ratios are queued over inline at each point. P99 at equal load and CPU per campaign: the comparison's "
+            "95% bootstrap interval of the change, as a ratio (marked 'few samples' and not judged when fewer than 10 "
+            f"values lie beyond P99 on a side). {CAPACITY_INTERVAL[0].upper()}{CAPACITY_INTERVAL[1:]}. A point is "
+            "won by one design only where its interval excludes 1; a crossover is drawn only between two resolved "
+            "points won by different designs, and 'not resolved' said otherwise.")
+
+

@@ -1,0 +1,277 @@
+"""Reading a results folder (foundation/format.py, results/README.md): the manifest, its cells, their interval logs
+and CSVs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.stats import hlog_reader as hlog
+from analysis.stats.histogram import Intervals
+from foundation.errors import ConfigurationError
+from foundation.format import (
+    CELLS_DIR,
+    COMPLETION,
+    COMPLETION_FILE,
+    CPU_COLUMNS,
+    CPU_FILE,
+    CREATE,
+    ERROR_COLUMNS,
+    ERRORS_FILE,
+    INCOMPLETE_MARKER,
+    LOG_SUFFIX,
+    MANIFEST_FILE,
+    NON_ENDPOINT_LOGS,
+    QUEUE_COLUMNS,
+    QUEUE_FILE,
+    RAW_SUFFIX,
+    SCHEMA_VERSION,
+    CellFacts,
+    CompletionCensus,
+    RunFacts,
+    endpoint_key,
+    log_file,
+)
+
+
+class ResultsFolderError(ConfigurationError):
+    """A folder analysis cannot read as it is; the message says what to do."""
+
+
+class ForeignFolderError(ResultsFolderError):
+    pass
+
+
+class SchemaVersionError(ResultsFolderError):
+    pass
+
+
+class IncompleteRunError(ResultsFolderError):
+    pass
+
+
+def read_interval_log(path: Path) -> Intervals:
+    """An `.hlog` as Intervals; an absent file reads as empty (a partial cell), a damaged one is an error."""
+    if not path.is_file():
+        return Intervals.empty()
+    try:
+        return hlog.read(path)
+    except (hlog.IntervalLogError, UnicodeDecodeError) as exc:
+        raise ResultsFolderError(f"{path}: not a readable HdrHistogram interval log ({exc})") from None
+
+
+def read_queue_csv(path: Path) -> pd.DataFrame | None:
+    """queue.csv as a frame (None when the cell has none: its design does not queue its work)."""
+    if not path.is_file():
+        return None
+    frame = pd.read_csv(path)
+    missing = [c for c in QUEUE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ResultsFolderError(f"{path}: missing column(s) {', '.join(missing)}; schema {SCHEMA_VERSION} has "
+                                 f"{', '.join(QUEUE_COLUMNS)}")
+    return frame
+
+
+def read_cpu_csv(path: Path) -> pd.DataFrame | None:
+    """cpu.csv as a frame of cumulative CPU seconds (None when the cell has none: written before cost accounting)."""
+    if not path.is_file():
+        return None
+    frame = pd.read_csv(path)
+    missing = [c for c in CPU_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ResultsFolderError(f"{path}: missing column(s) {', '.join(missing)}; schema {SCHEMA_VERSION} has "
+                                 f"{', '.join(CPU_COLUMNS)}")
+    return frame.astype({column: float for column in CPU_COLUMNS})
+
+
+def read_errors_csv(path: Path) -> pd.DataFrame:
+    """errors.csv as a frame with normalised endpoint keys; empty when absent (no failures recorded)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return pd.DataFrame({column: [] for column in ERROR_COLUMNS})
+    frame = pd.read_csv(path)
+    missing = [c for c in ERROR_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ResultsFolderError(f"{path}: missing column(s) {', '.join(missing)}; schema {SCHEMA_VERSION} has "
+                                 f"{', '.join(ERROR_COLUMNS)}")
+    frame["endpoint"] = frame["endpoint"].map(endpoint_key)
+    frame["status"] = frame["status"].astype(int)
+    frame["count"] = frame["count"].astype(int)
+    return frame
+
+
+@dataclass
+class Cell:
+    """One design × phase × repetition: its manifest entry and its folder, read lazily and once."""
+
+    meta: dict[str, Any]
+    dir: Path
+    _logs: dict[str, Intervals] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def facts(self) -> CellFacts:
+        return CellFacts.from_dict(self.meta)
+
+    @property
+    def id(self) -> str:
+        return self.facts.id
+
+    @property
+    def design(self) -> str:
+        return self.facts.design
+
+    @property
+    def phase(self) -> str:
+        return self.facts.phase
+
+    @property
+    def kind(self) -> str:
+        return self.facts.kind
+
+    @property
+    def repetition(self) -> int:
+        return self.facts.repetition
+
+    @property
+    def offered_rate_per_s(self) -> float | None:
+        return self.facts.offered_rate_per_s
+
+    @property
+    def duration_s(self) -> float:
+        """How long load was offered (the phase's duration; queue.csv goes on through the drain after it)."""
+        return self.facts.duration_s
+
+    def log(self, name: str) -> Intervals:
+        """The interval log `<name>.hlog` (e.g. CREATE, raw_log(CREATE), COMPLETION)."""
+        if name not in self._logs:
+            self._logs[name] = read_interval_log(self.dir / log_file(name))
+        return self._logs[name]
+
+    def endpoints(self) -> list[str]:
+        """Endpoints with a latency log or an error row, CREATE first."""
+        suffix = len(LOG_SUFFIX)
+        names = {p.name[:-suffix] for p in self.dir.glob(f"*{LOG_SUFFIX}")} if self.dir.is_dir() else set()
+        found = {n for n in names if not n.endswith(RAW_SUFFIX) and n not in NON_ENDPOINT_LOGS}
+        found |= set(self.errors["endpoint"].unique())
+        return sorted(found, key=lambda n: (n != CREATE, n))
+
+    @cached_property
+    def queue(self) -> pd.DataFrame | None:
+        """queue.csv; None for a cell whose design does not queue its work."""
+        return read_queue_csv(self.dir / QUEUE_FILE)
+
+    @cached_property
+    def cpu(self) -> pd.DataFrame | None:
+        """cpu.csv: CPU seconds per tier since the cell's start, one row a second; None for a cell without one."""
+        return read_cpu_csv(self.dir / CPU_FILE)
+
+    @cached_property
+    def errors(self) -> pd.DataFrame:
+        return read_errors_csv(self.dir / ERRORS_FILE)
+
+    @property
+    def completion(self) -> Intervals:
+        return self.log(COMPLETION)
+
+    def census(self) -> CompletionCensus | None:
+        """The probe's census of the cell's campaigns (completion.json), read afresh; None for a cell without one
+        (its design does not queue, or it was written before the census existed); `error` says why when the file
+        cannot be read."""
+        path = self.dir / COMPLETION_FILE
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return CompletionCensus(error=f"{path.name} is not valid JSON")
+        if not isinstance(data, dict):
+            return CompletionCensus(error=f"{path.name} holds no object")
+        return CompletionCensus.from_dict(data)
+
+
+@dataclass
+class Run:
+    """A results folder: its manifest and its cells in the order they ran."""
+
+    dir: Path
+    manifest: dict[str, Any]
+    cells: list[Cell]
+    incomplete_reason: str | None = None
+
+    @cached_property
+    def facts(self) -> RunFacts:
+        return RunFacts.from_dict(self.manifest)
+
+    @property
+    def id(self) -> str:
+        return self.facts.run_id or self.dir.name
+
+    @property
+    def designs(self) -> list[str]:
+        """The designs the experiment declares, in its order, then any other that has cells, in the order they ran."""
+        declared = list(self.facts.experiment.designs)
+        seen = [c.design for c in self.cells if c.design not in declared]
+        return list(dict.fromkeys(declared + seen))
+
+    @property
+    def baseline(self) -> str | None:
+        """Design A of a comparison inside the run: the first design (None in a run without any)."""
+        return self.designs[0] if self.designs else None
+
+    @property
+    def candidate(self) -> str | None:
+        """Design B, compared against the baseline: the second design (None in a run of one design)."""
+        return self.designs[1] if len(self.designs) > 1 else None
+
+    @property
+    def slo(self) -> dict[str, float]:
+        """The SLO as the manifest declares it (a manifest older than the completion SLO has no completion_p99_ms)."""
+        slo = self.facts.experiment.slo
+        return {k: v for k, v in slo.to_dict().items() if v is not None} if slo is not None else {}
+
+    def select(self, *, kind: str | None = None, design: str | None = None, phase: str | None = None) -> list[Cell]:
+        return [c for c in self.cells if (kind is None or c.kind == kind) and (design is None or c.design == design)
+                and (phase is None or c.phase == phase)]
+
+
+def load_run(run_dir: Path | str, *, allow_incomplete: bool = False) -> Run:
+    """Read a results folder; ResultsFolderError (with what to do) for a foreign, newer or incomplete one."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ForeignFolderError(f"{run_dir}: no such folder; pass a run folder such as results/<run-id>")
+    manifest_path = run_dir / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise ForeignFolderError(f"{run_dir} is not an offpath results folder (no manifest.json); "
+                                 "pass a folder written by `offpath bench`, such as results/<run-id>")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ForeignFolderError(f"{manifest_path}: not valid JSON ({exc}); the run may have been written by "
+                                 "something else, or the file was damaged") from None
+    if not isinstance(manifest, dict) or "schema_version" not in manifest:
+        raise ForeignFolderError(f"{manifest_path} has no schema_version: not an offpath results folder")
+    version = manifest["schema_version"]
+    if version != SCHEMA_VERSION:
+        raise SchemaVersionError(f"{run_dir} uses results schema_version {version}; this offpath reads schema_version "
+                                 f"{SCHEMA_VERSION}. Use the offpath version that wrote it, or re-run the experiment")
+    reason = _incomplete_reason(run_dir, manifest)
+    if reason is not None and not allow_incomplete:
+        raise IncompleteRunError(f"run {run_dir.name} is incomplete: {reason}. The cells it finished are on disk; "
+                                 "re-run `offpath bench`, or report what it measured with allow_incomplete "
+                                 "(`offpath report --partial`)")
+    cells = [Cell(meta=dict(meta), dir=run_dir / CELLS_DIR / str(meta["id"]))
+             for meta in manifest.get("cells") or [] if isinstance(meta, dict) and "id" in meta]
+    return Run(dir=run_dir, manifest=manifest, cells=cells, incomplete_reason=reason)
+
+
+def _incomplete_reason(run_dir: Path, manifest: dict[str, Any]) -> str | None:
+    marker = run_dir / INCOMPLETE_MARKER
+    if marker.is_file():
+        return marker.read_text().strip() or "marked INCOMPLETE"
+    if manifest.get("status") != "complete":
+        return str(manifest.get("error") or f"manifest status is {manifest.get('status')!r}")
+    return None

@@ -1,0 +1,443 @@
+"""The results format: every name, column, range and JSON shape of a results folder, declared once.
+
+`offpath bench` (the harness in offpath/, the recording plugin in loadtests/) writes `results/<run-id>/`;
+analysis/ reads it back, and nothing else passes between them. Both sides import this module, and it imports
+nothing of theirs: it is the bottom layer, stdlib only. results/README.md documents every file.
+
+History of the format (`SCHEMA_VERSION`, in manifest.json; a reader refuses any other version):
+
+- 1, 2026-11-29: manifest.json and the INCOMPLETE marker; per cell in cells/<cell-id>/: summary.json,
+  `<endpoint>.hlog` and `<endpoint>.raw.hlog`, send_lag.hlog, completion.hlog, queue.csv, errors.csv,
+  acks-<pid>.txt and Locust's own CSVs. Latencies in µs, HDR histograms of 1 µs .. 1 h, 3 significant digits.
+- 1, 2026-11-30: completion.json added, the probe's census of the campaigns a cell accepted (accepted,
+  completed, failed, pending); summary.json's `queue` takes accepted, failed and pending from it (null without
+  one). No bump: readers of 1 ignore files they do not know, and cells written before it simply have none.
+- 1, 2026-11-30: manifest.json's experiment gains `slo.completion_p99_ms` (absent: the request's `p99_ms`) and
+  `layout.poll` (absent: "interval"); comparison.json gains rows of endpoint OUTCOME, whose `a_endpoint` and
+  `b_endpoint` say which log each side's figure comes from. No bump: keys added, none changed.
+- 1, 2026-11-30: sweeps. A sweep's manifest.json has `kind` "sweep", `experiment.sweep` (parameter -> values),
+  `points` (per point: id, values, status, the experiment and profile it ran, and its own layout, placement and
+  cells) and `resumes`; its top-level `cells` stay empty. Each point's cells are under points/<point-id>/cells/, laid
+  out as a plain run's; analysis writes decision_map.json beside the report. `[capacity] step_factor` (a geometric
+  search) may replace `step_per_s`. No bump: a plain run's folder is unchanged.
+
+Bump SCHEMA_VERSION (and add a line above) when a reader of the previous version would misread a folder: a file,
+key or column renamed or removed, a unit or the HDR range changed. Adding a file or a key is not a bump.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+__all__ = [
+    "ACKS_GLOB", "CELLS_DIR", "DECISION_MAP_FILE", "POINTS_DIR", "SWEEP_KIND",
+    "CHAOS_FILE", "CHAOS_TABLE_FILE", "COMPARISON_FILE", "COMPLETION", "COMPLETION_FILE",
+    "CPU_COLUMNS", "CPU_FILE", "CREATE", "ENDPOINT_LABELS", "ERRORS_FILE", "ERROR_COLUMNS", "HIGHEST_US",
+    "INCOMPLETE_MARKER", "LOGS_DIR", "LOG_SUFFIX", "LOWEST_US", "MANIFEST_FILE", "NON_ENDPOINT_LOGS", "OUTCOME",
+    "PLOTS_DIR", "POLL", "QUEUE_COLUMNS", "QUEUE_FILE", "RAW_SUFFIX", "REPORT_HTML_FILE", "REPORT_MD_FILE", "SCHEMA_VERSION",
+    "SEND_LAG", "SIGNIFICANT_DIGITS", "SUMMARY_FILE", "SUMMARY_PERCENTILES", "SYSTEM_TIERS", "TIERS", "CellFacts",
+    "CellSummary", "CompletionCensus", "CostFigures", "EndpointFigures", "ExperimentFacts", "LatencyFigures",
+    "QueueFigures", "RunFacts", "Slo", "acks_file", "cell_id", "endpoint_key", "label", "log_file", "raw_log",
+]
+
+SCHEMA_VERSION = 1
+
+# -- the run folder ----------------------------------------------------------------------------------------------
+MANIFEST_FILE = "manifest.json"
+# Present while a run is going and after one that failed or was interrupted; holds the reason.
+INCOMPLETE_MARKER = "INCOMPLETE"
+CELLS_DIR = "cells"  # cells/<cell-id>/, cell-id "<design>.<phase>.r<repetition>"
+LOGS_DIR = "logs"  # logs/<block>/: stdout and stderr of every process
+CHAOS_FILE = "chaos.json"  # `offpath chaos` runs: the audit of each fault
+CHAOS_TABLE_FILE = "chaos.md"  # `offpath chaos` runs: the fault table as Markdown
+# A sweep (manifest `kind` SWEEP_KIND): points/<point-id>/ per point, laid out as a plain run's folder (cells/, logs/,
+# and analysis' report, comparison and plots), its facts in the one manifest's `points`.
+SWEEP_KIND = "sweep"
+POINTS_DIR = "points"
+# Written by analysis (`offpath report`) beside what was measured.
+COMPARISON_FILE = "comparison.json"
+DECISION_MAP_FILE = "decision_map.json"  # a sweep: the queued/inline ratios per point, their CIs and the crossovers
+REPORT_HTML_FILE = "report.html"
+REPORT_MD_FILE = "report.md"
+PLOTS_DIR = "plots"
+
+# -- a cell's folder ---------------------------------------------------------------------------------------------
+SUMMARY_FILE = "summary.json"  # CellSummary
+COMPLETION_FILE = "completion.json"  # CompletionCensus
+QUEUE_FILE = "queue.csv"  # QUEUE_COLUMNS, one row a second
+ERRORS_FILE = "errors.csv"  # ERROR_COLUMNS
+CPU_FILE = "cpu.csv"  # CPU_COLUMNS, one row a second: CPU seconds used since the cell's start, by tier
+ACKS_GLOB = "acks-*.txt"  # acks-<pid>.txt: ids of the campaigns each Locust process saw acknowledged
+
+
+def acks_file(pid: int) -> str:
+    return f"acks-{pid}.txt"
+LOG_SUFFIX = ".hlog"  # HdrHistogram interval logs, one 1-second interval a line
+RAW_SUFFIX = ".raw"  # `<endpoint>.raw.hlog`: timed from the actual send (no coordinated-omission correction)
+
+QUEUE_COLUMNS: tuple[str, ...] = ("t_s", "depth", "deferred", "scheduled", "started", "finished_total", "failed_total",
+                                  "completed_total", "campaigns_failed_total", "workers")
+ERROR_COLUMNS: tuple[str, ...] = ("t_s", "endpoint", "status", "count")  # status 0: no HTTP answer
+
+# -- HDR histograms: every latency in microseconds ----------------------------------------------------------------
+LOWEST_US = 1
+HIGHEST_US = 3_600_000_000  # 1 h
+SIGNIFICANT_DIGITS = 3
+SUMMARY_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 99.0, 99.9)  # the p50_us .. p999_us of LatencyFigures
+
+# -- interval logs: `<key>.hlog` ----------------------------------------------------------------------------------
+CREATE = "POST_campaigns"  # POST /campaigns, the request both designs answer
+POLL = "GET_campaigns_id"  # GET /campaigns/{id}, when the load polls for the outcome
+COMPLETION = "completion"  # accepted -> completed, from the probe's census
+# Not a log: comparison.json's rows that set what each side's campaign owner waits for against the other's, the
+# completion of a design with queue data (its POST only acknowledges), the POST's answer of one without.
+OUTCOME = "outcome"
+SEND_LAG = "send_lag"  # open model: actual minus intended send time of every request
+ENDPOINT_LABELS: Mapping[str, str] = {CREATE: "POST /campaigns", POLL: "GET /campaigns/{id}",
+                                      COMPLETION: "completion", SEND_LAG: "send lag", OUTCOME: "outcome"}
+# Logs that time something other than an endpoint's responses.
+NON_ENDPOINT_LOGS = frozenset({COMPLETION, SEND_LAG})
+
+
+def endpoint_key(*parts: str) -> str:
+    """The file-name key of a request: ('POST', '/campaigns'), 'POST /campaigns' and 'POST_campaigns' all give
+    'POST_campaigns'; 'GET /campaigns/{id}' gives 'GET_campaigns_id'."""
+    text = " ".join(str(part) for part in parts)
+    return "_".join("".join(c if c.isalnum() else " " for c in text).split())
+
+
+def label(key: str) -> str:
+    """How reports name a log: 'POST_campaigns' -> 'POST /campaigns'; an unknown key as it is."""
+    return ENDPOINT_LABELS.get(key, key)
+
+
+def raw_log(key: str) -> str:
+    """'POST_campaigns' -> 'POST_campaigns.raw', the log of the same requests timed from their actual send."""
+    return key + RAW_SUFFIX
+
+
+def log_file(name: str) -> str:
+    """'POST_campaigns.raw' -> 'POST_campaigns.raw.hlog'."""
+    return name + LOG_SUFFIX
+
+
+def cell_id(design: str, phase: str, repetition: int) -> str:
+    return f"{design}.{phase}.r{repetition}"
+
+
+_Record = TypeVar("_Record", bound="DataclassInstance")
+
+# -- summary.json --------------------------------------------------------------------------------------------------
+# Each record's fields are its JSON keys, in the order written; `to_dict` gives exactly the JSON, `from_dict` reads
+# it back (a key the reader does not know is ignored, one it misses takes its default).
+
+
+def _from(cls: type[_Record], data: Mapping[str, Any], **nested: Any) -> _Record:
+    known = {f.name: data[f.name] for f in fields(cls) if f.name in data and f.name not in nested}
+    return cls(**known, **nested)
+
+
+@dataclass(frozen=True)
+class LatencyFigures:
+    """One merged histogram: how many values, and its percentiles, max and mean in µs (None when empty)."""
+
+    count: int = 0
+    p50_us: int | None = None
+    p90_us: int | None = None
+    p99_us: int | None = None
+    p999_us: int | None = None
+    max_us: int | None = None
+    mean_us: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LatencyFigures:
+        return _from(cls, data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EndpointFigures:
+    """One endpoint of a cell: successes (`count`, latencies from the CO-corrected log), failures by status,
+    successes per second over the log's own span, and the same requests timed from their actual send (`raw`,
+    absent from the JSON when the cell has no raw log)."""
+
+    count: int = 0
+    errors: int = 0
+    error_rate: float = 0.0
+    errors_by_status: Mapping[str, int] = field(default_factory=dict)
+    throughput_per_s: float = 0.0
+    intervals: int = 0
+    p50_us: int | None = None
+    p90_us: int | None = None
+    p99_us: int | None = None
+    p999_us: int | None = None
+    max_us: int | None = None
+    mean_us: float | None = None
+    raw: LatencyFigures | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EndpointFigures:
+        raw = data.get("raw")
+        return _from(cls, data, raw=LatencyFigures.from_dict(raw) if raw is not None else None)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "raw"}
+        out["errors_by_status"] = dict(self.errors_by_status)
+        if self.raw is not None:
+            out["raw"] = self.raw.to_dict()
+        return out
+
+
+# Backlog figures that exist only when the probe took samples (absent from the JSON of a cell without any).
+_SAMPLED_ONLY = frozenset({"backlog_end", "backlog_max", "backlog_after_drain", "backlog_slope_se_per_s",
+                           "campaigns_failed"})
+
+
+@dataclass(frozen=True)
+class QueueFigures:
+    """Completion latency and backlog health of a cell whose design queues its work (one with a queue.csv).
+
+    `accepted`, `failed`, `pending` come from completion.json (None without one; `census_error` says why when it
+    could not be read): completion.count + failed + pending = accepted. Backlog = depth + deferred + scheduled;
+    `depth_*` cover the depth column only, while load was offered. `sustainable` is None when too short to tell.
+    """
+
+    completion: LatencyFigures = field(default_factory=LatencyFigures)
+    accepted: int | None = None
+    failed: int | None = None
+    pending: int | None = None
+    census_error: str | None = None  # absent from the JSON unless the census could not be read
+    depth_start: int | None = None
+    depth_end: int | None = None
+    depth_max: int | None = None
+    backlog_end: int | None = None
+    backlog_max: int | None = None
+    backlog_after_drain: int | None = None
+    backlog_slope_per_s: float | None = None
+    backlog_slope_se_per_s: float | None = None
+    drain_rate_per_s: float | None = None
+    campaigns_failed: int | None = None
+    sustainable: bool | None = None
+    samples: int = 0
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> QueueFigures:
+        return _from(cls, data, completion=LatencyFigures.from_dict(data.get("completion") or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if (f.name == "census_error" and self.census_error is None) or (f.name in _SAMPLED_ONLY and not self.samples):
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = value.to_dict() if isinstance(value, LatencyFigures) else value
+        return out
+
+
+@dataclass(frozen=True)
+class CostFigures:
+    """What serving a cell's campaigns cost in CPU, from its cpu.csv (analysis/stats/cost.py computes it).
+
+    `campaigns`: those the cell served to their outcome, never mere acceptances — for a design without queue data
+    its successful creates (`campaigns_source` "create"), for one with queue data the campaigns completed
+    ("census": completion.json's `completed`; "completion_log": completion.hlog's count, for a cell without a
+    census). `cpu_s` per tier (TIERS) over the whole of cpu.csv (a queued design's drain included);
+    `cpu_ms_per_campaign` per tier (the load generator's shown, never charged), `total_cpu_ms_per_campaign` and
+    `campaigns_per_cpu_s` over SYSTEM_TIERS (None without campaigns, resp. without CPU). The machine check:
+    `unaccounted_share` = (machine − tiers − others) / machine, `accounting_gap` when it exceeds analysis'
+    tolerance (10%) either way; `others_share` = others / machine, CPU spent beside the tiers (the harness,
+    anything else running).
+    """
+
+    campaigns: int = 0
+    campaigns_source: str = ""  # "create" | "census" | "completion_log"
+    wall_s: float = 0.0  # the last row's t_s: how long the CPU was counted
+    samples: int = 0  # rows of cpu.csv
+    cpu_s: Mapping[str, float] = field(default_factory=dict)  # by tier, TIERS order
+    system_cpu_s: float = 0.0  # sum over SYSTEM_TIERS
+    cpu_ms_per_campaign: Mapping[str, float | None] = field(default_factory=dict)  # by tier
+    total_cpu_ms_per_campaign: float | None = None  # SYSTEM_TIERS
+    campaigns_per_cpu_s: float | None = None  # SYSTEM_TIERS
+    machine_cpu_s: float = 0.0
+    others_cpu_s: float = 0.0
+    others_share: float | None = None
+    unaccounted_share: float | None = None
+    accounting_gap: bool = False
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CostFigures:
+        return _from(cls, data, cpu_s=dict(data.get("cpu_s") or {}),
+                     cpu_ms_per_campaign=dict(data.get("cpu_ms_per_campaign") or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["cpu_s"], out["cpu_ms_per_campaign"] = dict(self.cpu_s), dict(self.cpu_ms_per_campaign)
+        return out
+
+
+@dataclass(frozen=True)
+class CellSummary:
+    """summary.json: one cell's figures, computed from the files beside it (analysis/stats/summary.py)."""
+
+    cell: str
+    design: str = ""
+    phase: str = ""
+    kind: str = ""
+    repetition: int = 1
+    model: str | None = None  # "open" | "closed"
+    offered_rate_per_s: float | None = None
+    duration_s: float = 0.0
+    status: str | None = None
+    endpoints: Mapping[str, EndpointFigures] = field(default_factory=dict)  # by endpoint key, CREATE first
+    send_lag: LatencyFigures | None = None  # None in the closed model: requests have no intended send time
+    driver_bottleneck: bool = False
+    queue: QueueFigures | None = None  # None for a design that does not queue its work
+    cost: CostFigures | None = None  # None for a cell without a cpu.csv (written before cost accounting)
+
+    def endpoint(self, key: str) -> EndpointFigures:
+        """The figures of `key` (e.g. CREATE); an endpoint the cell recorded nothing for reads as no requests."""
+        return self.endpoints.get(key) or EndpointFigures()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CellSummary:
+        lag, queue, cost = data.get("send_lag"), data.get("queue"), data.get("cost")
+        return _from(cls, data,
+                     endpoints={k: EndpointFigures.from_dict(v) for k, v in (data.get("endpoints") or {}).items()},
+                     send_lag=LatencyFigures.from_dict(lag) if lag is not None else None,
+                     queue=QueueFigures.from_dict(queue) if queue is not None else None,
+                     cost=CostFigures.from_dict(cost) if cost is not None else None)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["endpoints"] = {k: v.to_dict() for k, v in self.endpoints.items()}
+        out["send_lag"] = self.send_lag.to_dict() if self.send_lag is not None else None
+        out["queue"] = self.queue.to_dict() if self.queue is not None else None
+        out["cost"] = self.cost.to_dict() if self.cost is not None else None
+        return out
+
+
+# -- cpu.csv ----------------------------------------------------------------------------------------------------
+# Where each tier's CPU goes (offpath/placement.py names the tiers): services ("web"), Redis, the RQ workers and the
+# load generator, then the whole machine (/proc/stat) and every process outside the tiers ("others"). Values are
+# cumulative CPU seconds since the cell's start (the first row, t_s = 0, is all zeros), sampled once a second
+# while load is offered and, for a queued design, through the drain; the last row is the cell's end.
+TIERS = ("web", "redis", "workers", "load")
+SYSTEM_TIERS = ("web", "redis", "workers")  # what serving a campaign costs; the load generator is the client's
+CPU_COLUMNS = ["t_s", *TIERS, "machine", "others"]
+
+
+# -- completion.json -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompletionCensus:
+    """completion.json: the campaigns accepted in [started_at, stopped_at) and where each stood at stopped_at
+    (accepted = completed + failed + pending); when Redis did not answer the census, `error` instead of counts."""
+
+    started_at: float | None = None
+    stopped_at: float | None = None
+    accepted: int | None = None
+    completed: int | None = None
+    failed: int | None = None
+    pending: int | None = None
+    error: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CompletionCensus:
+        return _from(cls, data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+# -- manifest.json: the facts analysis reads (the manifest holds more: versions, machine, layout, ...) ---------------
+
+
+@dataclass(frozen=True)
+class Slo:
+    p99_ms: float  # POST /campaigns P99
+    error_rate: float  # a fraction
+    # A design with queue data: the P99 of accepted -> completed. None in manifests written before it existed, and
+    # then the request's, as an experiment that does not declare one gets.
+    completion_p99_ms: float | None = None
+
+    @property
+    def completion_ms(self) -> float:
+        return self.p99_ms if self.completion_p99_ms is None else self.completion_p99_ms
+
+    def to_dict(self) -> dict[str, float | None]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ExperimentFacts:
+    """manifest["experiment"]: `designs` in the order declared, the first the baseline (A) of a comparison and the
+    second its candidate (B)."""
+
+    name: str = ""
+    designs: tuple[str, ...] = ()
+    repetitions: int = 1
+    slo: Slo | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExperimentFacts:
+        slo = data.get("slo")
+        return _from(cls, data, designs=tuple(str(d) for d in data.get("designs") or ()),
+                     slo=_slo(slo) if slo else None)
+
+
+def _slo(data: Mapping[str, Any]) -> Slo:
+    completion = data.get("completion_p99_ms")
+    return Slo(float(data.get("p99_ms") or 0.0), float(data.get("error_rate") or 0.0),
+               float(completion) if completion is not None else None)
+
+
+@dataclass(frozen=True)
+class CellFacts:
+    """One entry of manifest["cells"]: what a cell was asked to do, and when it ran."""
+
+    id: str
+    design: str = ""
+    phase: str = ""
+    kind: str = ""  # "warmup" | "steady" | "capacity"
+    repetition: int = 1
+    model: str | None = None  # "open" | "closed"
+    offered_rate_per_s: float | None = None
+    users: int | None = None
+    duration_s: float = 0.0
+    started_at: float | None = None
+    ended_at: float | None = None
+    status: str | None = None  # "complete" | "incomplete" (| "running" while it runs)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CellFacts:
+        rate = data.get("offered_rate_per_s")
+        return _from(cls, data, id=str(data["id"]), repetition=int(data.get("repetition") or 1),
+                     duration_s=float(data.get("duration_s") or 0.0),
+                     offered_rate_per_s=float(rate) if rate is not None else None)
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What analysis reads of manifest.json."""
+
+    schema_version: int | None = None
+    run_id: str = ""
+    kind: str = "bench"  # "chaos" for `offpath chaos` runs (bench runs write no kind)
+    status: str | None = None  # "complete" | "incomplete"
+    error: str | None = None
+    experiment: ExperimentFacts = field(default_factory=ExperimentFacts)
+    cells: tuple[CellFacts, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunFacts:
+        cells = tuple(CellFacts.from_dict(c) for c in data.get("cells") or () if isinstance(c, Mapping) and "id" in c)
+        return _from(cls, data, experiment=ExperimentFacts.from_dict(data.get("experiment") or {}),
+                     cells=cells)
