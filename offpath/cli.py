@@ -129,7 +129,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_gate(args: argparse.Namespace) -> int:
     from analysis.gate.judge import harness_error
-    from analysis.gate.verdict import text, write_verdict
+    from analysis.gate.verdict_formats import text, write_verdict
 
     try:
         commits = _against_commits(args) if args.against is not None else None
@@ -164,7 +164,7 @@ def _gate_against(args: argparse.Namespace, base: Commit, candidate: Commit) -> 
     """Install the base beside this checkout, run both interleaved, judge the candidate against the base."""
     from dataclasses import replace
 
-    from analysis.gate.against import judge_against, load_side
+    from analysis.gate.against_base import judge_against, load_side
     from analysis.gate.judge import harness_error
     from analysis.gate.rules import RulesError, load_rules
     from analysis.stats.load import ResultsFolderError

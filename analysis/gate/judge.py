@@ -1,8 +1,8 @@
 """The performance regression gate's judgement: a results folder, a baseline and rules in, a verdict out.
 
 Pure: it reads a loaded run and a loaded baseline and returns a Verdict; running the experiment and writing the
-verdict's files are the CLI's job (offpath/cli.py), rendering is analysis/gate/verdict.py's. The rules, and the reasoning
-behind their limits, are in analysis/gate/rules.toml (loaded by analysis/gate/rules.py).
+verdict's files are the CLI's job (offpath/cli.py), rendering is analysis/gate/verdict_formats.py's. The rules, and
+the reasoning behind their limits, are in analysis/gate/rules.toml (loaded by analysis/gate/rules.py).
 
 Noise-aware by design: the runner interleaves repetitions (inline, queued, inline, queued), and every delta carries
 a 95% confidence interval from a circular-block bootstrap of 1-second interval histograms (analysis/stats/bootstrap.py).

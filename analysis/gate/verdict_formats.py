@@ -1,4 +1,5 @@
-"""A gate verdict as CI and people read it: a Markdown job summary, JUnit XML (one test case per rule) and text."""
+"""A gate verdict in the formats CI and people read: a Markdown job summary, JUnit XML (one test case per rule), JSON
+and text."""
 
 from __future__ import annotations
 
