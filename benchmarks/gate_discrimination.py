@@ -55,8 +55,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analysis.gate.against_base import judge_against, load_side  # noqa: E402
 from analysis.gate.baseline import BaselineError, baseline_path, read_baseline  # noqa: E402
-from analysis.gate.judge import Commit, judge  # noqa: E402
+from analysis.gate.judge import judge  # noqa: E402
 from analysis.gate.rules import RulesError, load_rules  # noqa: E402
+from analysis.gate.verdict import Commit  # noqa: E402
 from analysis.gate.verdict_formats import to_json  # noqa: E402
 from analysis.stats.load import ResultsFolderError, load_run  # noqa: E402
 from benchmarks.figure import NO_FIGURE, SideErrors, refused  # noqa: E402

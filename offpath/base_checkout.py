@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from analysis.gate.judge import Commit
+from analysis.gate.verdict import Commit
 from foundation.errors import ConfigurationError, HarnessError
 from offpath.designs import DESIGNS
 from offpath.experiment import Experiment

@@ -21,7 +21,7 @@ from services.campaign.profile import ProfileError, load_profile
 from services.campaign.settings import Settings
 
 if TYPE_CHECKING:
-    from analysis.gate.judge import Commit, Verdict
+    from analysis.gate.verdict import Commit, Verdict
 
 log = logging.getLogger("offpath")
 
@@ -128,7 +128,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from analysis.gate.judge import harness_error
+    from analysis.gate.verdict import harness_error
     from analysis.gate.verdict_formats import text, write_verdict
 
     try:
@@ -165,8 +165,8 @@ def _gate_against(args: argparse.Namespace, base: Commit, candidate: Commit) -> 
     from dataclasses import replace
 
     from analysis.gate.against_base import judge_against, load_side
-    from analysis.gate.judge import harness_error
     from analysis.gate.rules import RulesError, load_rules
+    from analysis.gate.verdict import harness_error
     from analysis.stats.load import ResultsFolderError
     from offpath.base_checkout import BaseError, base_checkout, run_interleaved
     from offpath.experiment import ExperimentError, load_experiment
@@ -198,8 +198,9 @@ def _gate_against(args: argparse.Namespace, base: Commit, candidate: Commit) -> 
 def _gate_verdict(args: argparse.Namespace) -> Verdict:
     """Rules, then the baseline (before any load: a missing one must not cost a run to find out), then the run."""
     from analysis.gate.baseline import BaselineError, baseline_from_run, baseline_path, read_baseline, write_baseline
-    from analysis.gate.judge import harness_error, judge
+    from analysis.gate.judge import judge
     from analysis.gate.rules import RulesError, load_rules
+    from analysis.gate.verdict import harness_error
     from analysis.stats.load import ResultsFolderError, load_run
 
     try:

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from analysis.gate.against_base import judge_against, load_side, merge_runs
-from analysis.gate.judge import Commit
 from analysis.gate.rules import load_rules
+from analysis.gate.verdict import Commit
 from analysis.gate.verdict_formats import junit, markdown, text, to_json
 from analysis.stats.load import ResultsFolderError, load_run
 from tests.analysis_fixtures import Cpu, write_run

@@ -1,2 +1,3 @@
 """The regression gate's analysis: rules (rules.py, rules.toml), stored baselines (baseline.py), the judgement of a run
-(judge.py) or of a candidate against its base commit (against_base.py), the verdict's formats (verdict_formats.py)."""
+(judge.py) or of a candidate against its base commit (against_base.py), the verdict (verdict.py) and its formats
+(verdict_formats.py)."""

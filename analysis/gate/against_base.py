@@ -20,8 +20,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from analysis.gate.baseline import baseline_from_run, mismatches, run_facts
-from analysis.gate.judge import Commit, Verdict, harness_error, judge
+from analysis.gate.judge import judge
 from analysis.gate.rules import RuleSet
+from analysis.gate.verdict import Commit, Verdict, harness_error
 from analysis.stats.load import Cell, ResultsFolderError, Run, load_run
 
 __all__ = ["SIDES", "judge_against", "load_side", "merge_runs"]

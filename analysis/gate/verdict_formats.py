@@ -1,5 +1,5 @@
-"""A gate verdict in the formats CI and people read: a Markdown job summary, JUnit XML (one test case per rule), JSON
-and text."""
+"""A gate verdict (analysis/gate/verdict.py) in the formats CI and people read: a Markdown job summary, JUnit XML (one
+test case per rule), JSON and text."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from analysis.gate.judge import Commit, Outcome, Verdict
+from analysis.gate.verdict import Commit, Outcome, Verdict
 from analysis.stats.bootstrap import METHOD
 
 HEADLINES = {"pass": "✅ PASS — no regression", "regression": "❌ REGRESSION",
