@@ -1,7 +1,7 @@
 """The performance regression gate's judgement: a results folder, a baseline and rules in, a verdict out.
 
 Pure: it reads a loaded run and a loaded baseline and returns a Verdict (analysis/gate/verdict.py); running the
-experiment is the harness's job (offpath/cli.py), writing the verdict's files analysis/gate/verdict_formats.py's. The
+experiment is the harness's job (offpath/gate.py), writing the verdict's files analysis/gate/verdict_formats.py's. The
 rules, and the reasoning behind their limits, are in analysis/gate/rules.toml (loaded by analysis/gate/rules.py).
 
 Noise-aware by design: the runner interleaves repetitions (inline, queued, inline, queued), and every delta carries
