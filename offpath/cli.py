@@ -12,6 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+# Only what is quick to import is imported here; each command imports what it runs inside its own function, since
+# the runner, the gate and the analysis with their libraries (numpy, pandas, matplotlib, aiohttp) take ~1.4 s to
+# import, and `offpath --help` or a mistyped option should answer at once (~0.25 s).
 from foundation.errors import EXIT_ERROR, EXIT_OK, CheckFailed, ConfigurationError, OffpathError, exit_code
 from offpath.designs import DESIGNS, design
 from offpath.redis_server import RedisUnavailable, redis_for_run
@@ -206,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--partial", action="store_true", help="render an incomplete run from what it measured")
     report.set_defaults(func=cmd_report)
 
-    compare = sub.add_parser("compare", help="compare two runs: deltas with 95% confidence intervals")
+    compare = sub.add_parser("compare", help="compare two runs: deltas with 95%% confidence intervals")
     compare.add_argument("a", help="baseline results folder")
     compare.add_argument("b", help="candidate results folder")
     compare.set_defaults(func=cmd_compare)
