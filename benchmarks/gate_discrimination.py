@@ -115,10 +115,10 @@ def gate(out: Path, side: str, number: int, baseline: str, regression: str, rule
             "--json", str(verdict_path)]
     argv += ["--profile", regression] if side == "regressed" else []
     argv += ["--rules", rules] if rules else []
-    return run_gate(argv, verdict_path)
+    return gate_command(argv, verdict_path)
 
 
-def run_gate(argv: list[str], verdict_path: Path, cwd: Path | None = None) -> dict:
+def gate_command(argv: list[str], verdict_path: Path, cwd: Path | None = None) -> dict:
     """Run one gate command; its JSON verdict, or a harness error carrying its output when it wrote none."""
     with open(verdict_path.with_suffix(".log"), "w") as log:
         completed = subprocess.run(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=log, text=True)
@@ -281,7 +281,7 @@ def gate_against(out: Path, kind: str, number: int, base: str, tree: Path, rules
             "--json", str(verdict_path)]
     argv += ["--profile", AGAINST_REGRESSION] if kind == "profile" else []
     argv += ["--rules", str(Path(rules).resolve())] if rules else []
-    return run_gate(argv, verdict_path, cwd=tree)
+    return gate_command(argv, verdict_path, cwd=tree)
 
 
 def kept_against(out: Path, kind: str, number: int, base: str) -> dict | None:
