@@ -20,7 +20,7 @@ from offpath.designs import DESIGNS, design
 from offpath.redis_server import RedisUnavailable, redis_for_run
 from offpath.session import Interrupted, stop_signals
 from offpath.supervisor import Restart, Supervisor, start_service, start_workers
-from services.campaign.profile import load_profile
+from services.campaign.profile import ProfileSpec
 from services.campaign.settings import Settings
 
 if TYPE_CHECKING:
@@ -39,21 +39,22 @@ def _say(line: str) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     serving = design(args.design)
-    load_profile(args.profile)  # a wrong profile name fails here, with the list of valid ones
+    profile = ProfileSpec.parse(args.profile)
+    profile.load()  # a wrong name or a bad profile file fails here, in one line, before anything starts
     try:
         with stop_signals(), redis_for_run(aof=args.aof) as redis, Supervisor() as supervisor:
             origin = "embedded redis-server" if redis.embedded else "REDIS_URL"
             log.info("redis %s (%s, version %s)", redis.url, origin, redis.version())
             _, url = start_service(
-                supervisor, serving.name, redis.url, args.profile, port=args.port,
+                supervisor, serving.name, redis.url, profile, port=args.port,
                 processes=args.processes, log_level="info", concurrency=args.concurrency,
             )
             if serving.has_workers:
                 # A crashed worker is replaced and the service keeps serving; RQ retries its job.
-                start_workers(supervisor, args.workers, redis.url, args.profile, restart=Restart())
+                start_workers(supervisor, args.workers, redis.url, profile, restart=Restart())
                 log.info("%d RQ workers running", args.workers)
             log.info("%s service serving on %s (profile %s); docs at %s/docs; Ctrl-C stops everything",
-                     serving.name, url, args.profile, url)
+                     serving.name, url, profile, url)
             while True:
                 supervisor.check()  # the service's death stops everything; a worker's is repaired
                 if redis.process is not None and redis.process.poll() is not None:

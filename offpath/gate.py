@@ -29,7 +29,7 @@ from offpath.experiment import Experiment, load_experiment
 from offpath.manifest import PROJECT_ROOT
 from offpath.runner import Runner
 from offpath.supervisor import SystemUnderTest, python, serving_from
-from services.campaign.profile import load_profile
+from services.campaign.profile import ProfileSpec
 
 __all__ = ["GateOptions", "VerdictContext", "run_gate", "run_interleaved"]
 
@@ -163,7 +163,7 @@ def _experiments(options: GateOptions) -> tuple[Experiment, Experiment]:
     experiment = load_experiment(options.experiment)
     if not options.profile:
         return experiment, experiment
-    load_profile(options.profile)  # a wrong spec fails here, before anything starts
+    ProfileSpec.parse(options.profile).load()  # a wrong spec or profile file fails here, before anything starts
     return experiment, replace(experiment, profile=options.profile)
 
 

@@ -36,7 +36,7 @@ from offpath.redis_server import RedisServer, redis_for_run
 from offpath.session import RunSession
 from offpath.supervisor import Managed, Supervisor, python, start_service, start_workers
 from offpath.sweep import check_resumable, point_record, profile_facts
-from services.campaign.profile import load_profile
+from services.campaign.profile import ProfileSpec
 from services.campaign.settings import Settings
 
 LOCUSTFILE = PROJECT_ROOT / "loadtests" / "locustfile.py"
@@ -179,7 +179,7 @@ class Runner:
             self._placer, self._meter, self._redis = placer, CpuMeter.of(placer), redis
             if redis.process is not None:
                 placer.add("redis", redis.process.pid)
-            profile = load_profile(self.experiment.profile)
+            profile = ProfileSpec.parse(self.experiment.profile).load()
             if self.resuming:
                 self.manifest.data["resumes"].append({"at": now_iso(), "git": git_facts(), "redone": [
                     p["id"] for p in self.manifest.data["points"] if p["status"] != "complete"]})
@@ -188,7 +188,7 @@ class Runner:
                 self.session.start_manifest(redis.version(), {
                     **({"kind": SWEEP_KIND} if self.experiment.sweep else {}),
                     "experiment": self.experiment.resolved(),
-                    "profile": profile_facts(self.experiment.profile),
+                    "profile": profile_facts(profile),
                     "seeds": {"profile": profile.seed, "payload": self.experiment.payload_seed},
                     "redis": {"embedded": redis.embedded, "aof": self.experiment.layout.redis_aof},
                     "cpus": layout.placement.split(),
@@ -246,11 +246,12 @@ class Runner:
         redis_url = self._fresh_db(self._redis)
         log_dir = stage.dir / "logs" / block.label
         with Supervisor(log_dir=log_dir, env={"OFFPATH_LOG_LEVEL": "WARNING"}, placer=self._placer) as supervisor:
-            _, url = start_service(supervisor, block.design, redis_url, experiment.profile,
+            spec = ProfileSpec.parse(experiment.profile)
+            _, url = start_service(supervisor, block.design, redis_url, spec,
                                    processes=experiment.layout.service_processes,
                                    concurrency=experiment.layout.concurrency)
             if design(block.design).has_workers:
-                start_workers(supervisor, experiment.layout.workers, redis_url, experiment.profile)
+                start_workers(supervisor, experiment.layout.workers, redis_url, spec)
             stage.record["layout"][block.label] = supervisor.layout()
             if self._placer is not None:  # what each tier got, read back from the kernel once all are running
                 stage.record.setdefault("placement", {})[block.label] = self._placer.granted()

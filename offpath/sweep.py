@@ -10,23 +10,22 @@ from typing import Any
 from foundation.errors import ConfigurationError
 from foundation.format import MANIFEST_FILE, SCHEMA_VERSION, SWEEP_KIND
 from offpath.experiment import Experiment, SweepPoint
-from services.campaign.profile import load_profile
+from services.campaign.profile import Profile, ProfileSpec
 
 __all__ = ["check_resumable", "point_record", "profile_facts"]
 
 
-def profile_facts(spec: str) -> dict[str, Any]:
+def profile_facts(profile: Profile) -> dict[str, Any]:
     """What the manifest records of a workload profile: its name, description, seed and the two steps' costs."""
-    profile = load_profile(spec)
-    return {"name": profile.name, "description": profile.description, "seed": profile.seed,
-            "generation": vars(profile.generation), "automation": vars(profile.automation)}
+    return profile.model_dump()
 
 
 def point_record(point: SweepPoint, experiment: Experiment) -> dict[str, Any]:
     """A sweep point's entry in the manifest's points: what it sets, the experiment it runs, and (as it runs) its
     processes, placement and cells, as a plain run's manifest holds them."""
+    profile = ProfileSpec.parse(experiment.profile).load()
     return {"id": point.id, "values": point.as_dict(), "status": "pending", "experiment": experiment.resolved(),
-            "profile": profile_facts(experiment.profile), "layout": {}, "placement": {}, "cells": []}
+            "profile": profile_facts(profile), "layout": {}, "placement": {}, "cells": []}
 
 
 def _comparable(resolved: dict[str, Any]) -> dict[str, Any]:
