@@ -174,11 +174,10 @@ class ClientDisconnect(TimedFault):
     @classmethod
     def _a_pair(cls, value: Any) -> Any:
         """TOML gives an array; the model keeps the pair as a tuple, low first."""
-        if isinstance(value, list) and len(value) == 2:
-            value = tuple(value)
-        if isinstance(value, tuple) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value) \
-                and 0 <= value[0] <= value[1]:
-            return value
+        numbers = isinstance(value, list | tuple) and len(value) == 2 \
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        if numbers and 0 <= value[0] <= value[1]:
+            return tuple(value)
         raise ValueError("allowed: [low, high] milliseconds, 0 <= low <= high")
 
     def inject(self, target: FaultTarget) -> dict[str, Any]:
