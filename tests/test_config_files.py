@@ -102,8 +102,7 @@ def test_a_bad_rules_file_is_a_harness_error_in_one_line(tmp_path, case):
     path = tmp_path / "rules.toml"
     path.write_text(text)
     done = _offpath("gate", "--rules", str(path), "--run", str(tmp_path / "run"))
-    output = done.stdout + done.stderr
-    # The one line may come as the verdict's reason (stdout, beside the verdict) or as the command's error (stderr).
-    lines = [line for line in output.splitlines() if str(path) in line]
-    assert done.returncode == 2 and len(lines) == 1, output
-    assert f"{path}: {says}" in lines[0] and "Traceback" not in output
+    lines = _one_line(done.stderr)
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"offpath gate: {path}: {says}") and "Traceback" not in done.stderr + done.stdout
+    assert f"harness error: {path}: {says}" in done.stdout, "the verdict CI reads says why too"
