@@ -15,7 +15,18 @@ from pydantic import Field
 from analysis.reports.chaos_report import fault_measures, fault_table
 from analysis.stats.load import read_errors_csv
 from foundation.config import ConfigError, ConfigModel, load_toml
-from foundation.format import ACKS_GLOB, CELLS_DIR, CHAOS_FILE, CHAOS_TABLE_FILE, ERRORS_FILE, LOGS_DIR, cell_id
+from foundation.experiment_facts import ExperimentFacts
+from foundation.format import (
+    ACKS_GLOB,
+    CELLS_DIR,
+    CHAOS_FILE,
+    CHAOS_KIND,
+    CHAOS_TABLE_FILE,
+    ERRORS_FILE,
+    LOGS_DIR,
+    cell_id,
+)
+from foundation.manifest_format import CpuSplit, RunRecord
 from offpath.audit import audit
 from offpath.designs import design
 from offpath.experiment import EXPERIMENTS_DIR, Phase
@@ -176,10 +187,10 @@ def run_chaos(chaos: Chaos, out_root: Path, only: list[str] | None = None, say=p
     def measure() -> None:
         placements = Placements.shared()
         # Each fault starts its own redis-server (it crashes and restarts it): no one version for the run.
-        session.start_manifest("per fault: bundled or PATH redis-server", {
-            "kind": "chaos", "experiment": chaos.resolved(),
-            "cpus": placements.split(),
-        })
+        session.start_manifest("per fault: bundled or PATH redis-server", RunRecord(
+            kind=CHAOS_KIND, experiment=ExperimentFacts(chaos.resolved()),
+            cpus=CpuSplit.from_dict(placements.split()),
+        ))
         with Placer(placements, session.id) as placer:
             run_faults(placer)
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from foundation.manifest_format import RunRecord
+
 CHAOS = """
 name = "chaos-test"
 profile = "{profile}"
@@ -52,6 +54,8 @@ def test_faults_lose_nothing_and_duplicate_nothing(tmp_path, profiles):
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = Path(result.stdout.strip().splitlines()[-1])
     rows = {row["fault"]: row for row in json.loads((run_dir / "chaos.json").read_text())}
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["kind"] == "chaos" and RunRecord.from_dict(manifest).to_dict() == manifest
     assert set(rows) == {"kill-worker", "redis-pause", "redis-crash-aof-always"}
     for row in rows.values():
         assert row["acknowledged"] > 50, row
