@@ -84,6 +84,9 @@ class JobPlanner:
         # worker died is retried at once (services/queued/liveness.py). Both count against the same retries.
         self.retry = Retry(max=settings.retries, interval=settings.retry_backoff_s) if settings.retries else None
 
+    def close(self) -> None:
+        self.queue.connection.close()
+
     def buffer(self, pipe: AsyncPipeline, campaign_id: str) -> None:
         """Admission (the service's transaction): the generation job, queued."""
         self._enqueue(pipe, GENERATE, campaign_id, generation_job_id(campaign_id), "generate")

@@ -1,0 +1,74 @@
+"""A queue backend: the queue library the queued design runs on, chosen per deployment by OFFPATH_QUEUE_BACKEND.
+
+One small protocol, with RQ its first user (services/queued/rq_backend.py), then Celery and Dramatiq, each in a
+subpackage (services/queued/celery_backend/, services/queued/dramatiq_backend/). A backend says:
+- how the service admits a campaign with its first job (`admission`): what it buffers onto the admission's MULTI/EXEC,
+  so that the campaign's state and its generation job are written together or not at all (each backend's admission
+  module says how its library allows that, and what a crash can do);
+- how generation chains automation (`chaining`): what generation buffers onto the transaction that records its
+  outcome; nothing, for a library that publishes the next step itself once generation returned;
+- how a worker runs (`run_worker`): one process, one job at a time, no fork per job, until SIGTERM (warm);
+- how the backlog is counted (`backlog_key`): the Redis list of jobs ready to run, whose length the service sheds at
+  (services/queued/backpressure.py).
+
+The step bodies and the campaign's state are the same on every backend (services/queued/attempts.py,
+services/campaign/steps.py): only the queue differs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Protocol
+
+from redis import Redis
+from redis.asyncio.client import Pipeline as AsyncPipeline
+from redis.client import Pipeline
+
+from services.campaign.settings import Settings
+
+__all__ = ["Admission", "QueueBackend", "queue_backend"]
+
+
+class Admission(Protocol):
+    """The service's side of a backend, built once at startup."""
+
+    def buffer(self, pipe: AsyncPipeline, campaign_id: str) -> None:
+        """Buffer the campaign's first job onto the admission's transaction (open, executed by the caller)."""
+
+    def close(self) -> None:
+        """Release what the admission holds (connections made at startup)."""
+
+
+class QueueBackend(Protocol):
+    name: str
+
+    def admission(self, settings: Settings, redis_version: tuple[int, int, int]) -> Admission:
+        """What the service buffers onto each admission, given the Redis server's version (read once at startup)."""
+
+    def chaining(self, settings: Settings, redis: Redis) -> Callable[[Pipeline, str], None]:
+        """What generation buffers onto its outcome's transaction, over a worker's Redis connection."""
+
+    def backlog_key(self, settings: Settings) -> str:
+        """The Redis list whose length is the backlog of jobs ready to run."""
+
+    def run_worker(self, settings: Settings, name: str | None, burst: bool) -> int:
+        """Run one worker process until it is stopped (burst: until no job is left); its exit code."""
+
+
+# Each backend by the object that implements it, imported only when chosen: a deployment on RQ never imports Celery.
+# A name, not an import, as Celery names its pools (celery/concurrency/__init__.py: ALIASES, 'solo':
+# 'celery.concurrency.solo:TaskPool') and kombu its transports (kombu/transport/__init__.py: TRANSPORT_ALIASES): RQ's
+# worker is the entry point's own module (services/queued/worker.py), which looks its backend up here.
+_IMPLEMENTATIONS = {
+    "rq": "services.queued.rq_backend:RQ",
+    "celery": "services.queued.celery_backend:CELERY",
+    "dramatiq": "services.queued.dramatiq_backend:DRAMATIQ",
+}
+
+
+def queue_backend(name: str) -> QueueBackend:
+    """The backend named `name`, one of services.campaign.settings.QUEUE_BACKENDS (Settings validated it)."""
+    module, _, attribute = _IMPLEMENTATIONS[name].partition(":")
+    backend: QueueBackend = getattr(importlib.import_module(module), attribute)
+    return backend
