@@ -1,10 +1,11 @@
 """Real parts for the tests: an embedded Redis for the session, services as uvicorn subprocesses on
-free ports, RQ workers as real processes. Nothing that is measured is mocked."""
+free ports, workers (RQ, Celery or Dramatiq) as real processes. Nothing that is measured is mocked."""
 
 from __future__ import annotations
 
 import itertools
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +14,11 @@ import httpx
 import pytest
 import redis
 
-from offpath.redis_server import RedisServer, connect_redis, start_redis
-from offpath.supervisor import Managed, Supervisor, start_service, start_workers
+pytest.register_assert_rewrite("tests.queue_backend_contract")
+
+from offpath.redis_server import RedisServer, connect_redis, start_redis  # noqa: E402
+from offpath.supervisor import Managed, Supervisor, python, start_service, start_workers  # noqa: E402
+from services.queued.lifetime import READY  # noqa: E402
 
 QUICK_PROFILE = """
 name = "quick"
@@ -94,18 +98,39 @@ def supervisor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]
 
 @pytest.fixture(scope="session")
 def launch(redis_server: RedisServer, supervisor: Supervisor) -> Callable[..., Running]:
-    """Start a design on a free port, on a fresh Redis database, with `workers` RQ workers."""
+    """Start a design on a free port, on a fresh Redis database, with `workers` workers of the queue backend
+    `backend` (RQ's: started and awaited by the harness; another's: awaited by its ready line)."""
 
     def _launch(
-        design: str, profile: str, workers: int = 0, redis_url: str | None = None, env: dict[str, str] | None = None
+        design: str, profile: str, workers: int = 0, redis_url: str | None = None, env: dict[str, str] | None = None,
+        backend: str = "rq",
     ) -> Running:
         db_url = redis_url or _with_db(redis_server.url, next(_databases))
         redis.Redis.from_url(db_url).flushdb()
+        env = {**(env or {}), "OFFPATH_QUEUE_BACKEND": backend}
         service, url = start_service(supervisor, design, db_url, profile, env=env)
-        started = start_workers(supervisor, workers, db_url, profile, env=env) if workers else []
+        if backend == "rq":
+            started = start_workers(supervisor, workers, db_url, profile, env=env) if workers else []
+        else:
+            started = start_queue_workers(supervisor, workers, db_url, profile, env)
         return Running(url=url, redis_url=db_url, service=service, workers=started)
 
     return _launch
+
+
+def start_queue_workers(supervisor: Supervisor, count: int, redis_url: str, profile: str,
+                        env: dict[str, str]) -> list[Managed]:
+    """Start `count` workers (`python -m services.queued.worker`, the backend OFFPATH_QUEUE_BACKEND in `env` names)
+    and wait until each has written its ready line."""
+    started = []
+    for _ in range(count):
+        name = f"worker-{os.getpid()}-{time.monotonic_ns() % 10_000_000}"
+        started.append(supervisor.start(
+            name, [python(), "-m", "services.queued.worker", "--name", name], role="worker",
+            env={"REDIS_URL": redis_url, "OFFPATH_PROFILE": profile, **env}))
+    for managed in started:
+        supervisor.wait_ready(managed, lambda managed=managed: READY in managed.tail(1000), 30)  # type: ignore[misc]
+    return started
 
 
 def _with_db(url: str, db: int) -> str:

@@ -28,14 +28,29 @@ from services.campaign.steps import StepStore
 from services.campaign.store import IllegalTransition
 from services.campaign.work import ProviderError, generate_campaign_content, trigger_follow_up_automation
 
-__all__ = ["Attempt", "Chain", "StepContext", "automation_attempt", "generation_attempt", "no_chain", "run_attempt",
-           "worker_redis"]
+__all__ = ["JOB_TIMEOUT_S", "Attempt", "Chain", "StepContext", "automation_attempt", "automation_job_id",
+           "generation_attempt", "generation_job_id", "no_chain", "run_attempt", "worker_redis"]
 
 log = logging.getLogger("offpath.jobs")
+
+# The longest a job may run; each library ends or fails a job that runs longer, where it can (RQ's death penalty,
+# Dramatiq's time limit; Celery's solo pool enforces none, celery/concurrency/solo.py:31, so there the profile's own
+# bound holds: services/campaign/work.py caps a provider wait at 55 s).
+JOB_TIMEOUT_S = 60
 
 # What generation buffers onto the transaction that records its outcome, to make automation follow it.
 Chain = Callable[[Pipeline, str], None]
 Step = Callable[["StepContext", str], None]
+
+
+def generation_job_id(campaign_id: str) -> str:
+    """The id of a campaign's generation job, the same on every backend (RQ's job id, Celery's task id, Dramatiq's
+    message id): deterministic, so the job can be found from its campaign."""
+    return f"{campaign_id}-generation"
+
+
+def automation_job_id(campaign_id: str) -> str:
+    return f"{campaign_id}-automation"
 
 
 def no_chain(pipe: Pipeline, campaign_id: str) -> None:

@@ -77,6 +77,22 @@ class OffpathWorker(SimpleWorker):
         if self.on_ready is not None:
             self.on_ready()
 
+    def unsubscribe(self) -> None:
+        # RQ's teardown stops its pub/sub thread with `pubsub_thread.stop()` and then joins it for at most 1 s
+        # (rq/worker/base.py:1134-1140). redis-py 8's stop() joins the thread itself, without a bound
+        # (redis/client.py:1943-1956), and the thread RQ started with sleep_time=60 (rq/worker/base.py:1108-1110) waits
+        # up to 60 s for a subscription once unsubscribed (redis/client.py:1734-1737): measured, an orphaned worker
+        # (its parent gone) hung in its teardown for a minute. Same steps, the wait bounded as RQ meant it.
+        if self.pubsub_thread is None:
+            return
+        self.pubsub.unsubscribe()
+        try:
+            self.pubsub_thread.stop(timeout=1)
+        except TypeError:  # redis-py before 8: stop() only clears the flag
+            self.pubsub_thread.stop()
+            self.pubsub_thread.join(timeout=1)
+        self.pubsub.close()
+
     def handle_exception(self, job: Job, *exc_info) -> None:  # type: ignore[no-untyped-def]
         # RQ logs every exception a job raised with its traceback (rq/worker/base.py:1347-1354). A provider's failure
         # is expected, and the job logged it as one line (services/queued/attempts.py); anything else keeps RQ's.
@@ -92,6 +108,9 @@ class OffpathWorker(SimpleWorker):
         # idle, a stop request or a vanished parent ends the loop instead; a busy worker's heartbeats (before
         # its job runs) are left alone, so a dequeued job is never dropped on the floor.
         if self.get_state() == WorkerStatus.IDLE and (self.stopping.is_set() or os.getppid() != self.parent_pid):
+            if not self.stopping.is_set():
+                log.warning("the process that started this worker (pid %d) is gone; stopping", self.parent_pid)
+                self.stopping.set()  # a stop like SIGTERM's: no fresh worker after this one (_serve)
             raise StopRequested()
         super().heartbeat(timeout, pipeline)
 
