@@ -52,8 +52,10 @@ class QueueBackend(Protocol):
     def backlog_key(self, settings: Settings) -> str:
         """The Redis list whose length is the backlog of jobs ready to run."""
 
-    def run_worker(self, settings: Settings, name: str | None, burst: bool) -> int:
-        """Run one worker process until it is stopped (burst: until no job is left); its exit code."""
+    def run_worker(self, settings: Settings, name: str | None, burst: bool,
+                   on_ready: Callable[[], None] | None = None) -> int:
+        """Run one worker in this process until it is stopped (burst: until no job is left); its exit code. Once it
+        consumes it writes its ready line (services/queued/lifetime.py), then calls `on_ready`."""
 
 
 # Each backend by the object that implements it, imported only when chosen: a deployment on RQ never imports Celery.

@@ -8,6 +8,8 @@ without its campaign; the same holds for automation, enqueued in the transaction
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from redis import Redis
 from rq import Queue
 
@@ -31,10 +33,11 @@ class RQBackend:
     def backlog_key(self, settings: Settings) -> str:
         return f"{Queue.redis_queue_namespace_prefix}{settings.queue_name}"  # Queue.key, without a connection
 
-    def run_worker(self, settings: Settings, name: str | None, burst: bool) -> int:
+    def run_worker(self, settings: Settings, name: str | None, burst: bool,
+                   on_ready: Callable[[], None] | None = None) -> int:
         from services.queued.worker import run_rq_worker  # the entry point's own module (backend.py says why)
 
-        return run_rq_worker(settings, name, burst)
+        return run_rq_worker(settings, name, burst, on_ready)
 
 
 RQ = RQBackend()

@@ -152,16 +152,19 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
 
 
-def run_rq_worker(settings: Settings, name: str | None, burst: bool) -> int:
-    """The RQ backend's worker (services/queued/rq_backend.py)."""
+def run_rq_worker(settings: Settings, name: str | None, burst: bool, on_ready: Callable[[], None] | None = None) -> int:
+    """The RQ backend's worker (services/queued/rq_backend.py); `on_ready` runs once it consumes, after its ready
+    line."""
     context = WorkerContext(settings)  # loads the profile: a wrong one fails at start, not on the first job
     try:
-        return _serve(settings, context, name, burst, logging.getLevelName(logging.getLogger().getEffectiveLevel()))
+        return _serve(settings, context, name, burst, logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+                      on_ready)
     finally:
         context.close()
 
 
-def _serve(settings: Settings, context: WorkerContext, name: str | None, burst: bool, log_level: str) -> int:
+def _serve(settings: Settings, context: WorkerContext, name: str | None, burst: bool, log_level: str,
+           on_ready: Callable[[], None] | None = None) -> int:
     """Run workers one after another, a fresh one after each loss of Redis, until one stops."""
     parent = os.getppid()
     stopping = threading.Event()
@@ -179,6 +182,8 @@ def _serve(settings: Settings, context: WorkerContext, name: str | None, burst: 
         if not announced.is_set():
             announced.set()
             announce_ready("rq", name)
+            if on_ready is not None:
+                on_ready()
 
     while True:
         try:

@@ -6,6 +6,7 @@ first message in one transaction (and what Celery adds after it); worker.py: one
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from redis import Redis
@@ -35,10 +36,11 @@ class CeleryBackend:
         # 1665-1669); the admission publishes at priority 0 only.
         return settings.queue_name
 
-    def run_worker(self, settings: Settings, name: str | None, burst: bool) -> int:
+    def run_worker(self, settings: Settings, name: str | None, burst: bool,
+                   on_ready: Callable[[], None] | None = None) -> int:
         from services.queued.celery_backend.worker import run_celery_worker
 
-        return run_celery_worker(settings, name, burst)
+        return run_celery_worker(settings, name, burst, on_ready)
 
 
 CELERY = CeleryBackend()

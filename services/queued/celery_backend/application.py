@@ -39,7 +39,7 @@ from services.queued.attempts import (
     run_attempt,
 )
 
-__all__ = ["AUTOMATE", "GENERATE", "RESTORE_INTERVAL_S", "celery_app", "visibility_timeout_s"]
+__all__ = ["AUTOMATE", "GENERATE", "RESTORE_INTERVAL_S", "celery_app", "configure", "visibility_timeout_s"]
 
 log = logging.getLogger("offpath.jobs")
 
@@ -60,7 +60,20 @@ def visibility_timeout_s(settings: Settings) -> int:
 def celery_app(settings: Settings, context: StepContext | None = None, transport: str | None = None) -> Celery:
     """The application with the two tasks. A worker gives the context its tasks run with; the service gives none,
     and the transport its admissions publish through (services/queued/celery_backend/admission.py)."""
-    app = Celery("offpath", set_as_current=False)
+    app = configure(Celery("offpath", set_as_current=False), settings, transport)
+    for name, step in ((GENERATE, generation_attempt), (AUTOMATE, automation_attempt)):
+        # `throws`: a provider's failure is expected, so the last one is logged without a traceback
+        # (celery/app/trace.py:138-148); the one line that says so is ours (services/queued/attempts.py). Not
+        # `shared`: a shared task is added to every application made later in the process (celery/app/base.py:
+        # 685-692), where the first one made would keep the name, and its context.
+        app.task(name=name, bind=True, throws=(ProviderError,), max_retries=settings.retries, shared=False)(
+            _task_body(settings, context, step))
+    return app
+
+
+def configure(app: Celery, settings: Settings, transport: str | None = None) -> Celery:
+    """`app`, configured for this job (the module docstring says why each setting); also how
+    benchmarks/drain_cost.py configures Celery's own floor."""
     app.conf.update(
         broker_url=settings.redis_url,
         broker_transport=transport,
@@ -88,11 +101,6 @@ def celery_app(settings: Settings, context: StepContext | None = None, transport
         # its message, unacknowledgeable, is delivered again after the visibility timeout (Celery 6's default).
         worker_cancel_long_running_tasks_on_connection_loss=True,
     )
-    for name, step in ((GENERATE, generation_attempt), (AUTOMATE, automation_attempt)):
-        # `throws`: a provider's failure is expected, so the last one is logged without a traceback
-        # (celery/app/trace.py:138-148); the one line that says so is ours (services/queued/attempts.py).
-        app.task(name=name, bind=True, throws=(ProviderError,), max_retries=settings.retries)(
-            _task_body(settings, context, step))
     return app
 
 

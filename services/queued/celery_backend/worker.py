@@ -15,9 +15,10 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from celery import signals
+from celery import Celery, signals
 from celery.worker import state
 
 from services.campaign.settings import Settings
@@ -33,16 +34,23 @@ log = logging.getLogger("offpath.worker")
 BURST_IDLE_S = 0.5
 
 
-def run_celery_worker(settings: Settings, name: str | None, burst: bool) -> int:
+def run_celery_worker(settings: Settings, name: str | None, burst: bool,
+                      on_ready: Callable[[], None] | None = None) -> int:
+    """The Celery backend's worker; `on_ready` runs once it consumes, after its ready line."""
     context = StepContext(settings, lambda settings, redis: no_chain)  # the chain publishes automation (application.py)
+
+    def ready() -> None:
+        announce_ready("celery", name)
+        if on_ready is not None:
+            on_ready()
+
     try:
-        app = celery_app(settings, context)
-        return serve(app, name, burst, on_ready=lambda: announce_ready("celery", name))
+        return serve(celery_app(settings, context), name, burst, ready)
     finally:
         context.close()
 
 
-def serve(app: Any, name: str | None, burst: bool, on_ready: Any = None) -> int:
+def serve(app: Celery, name: str | None, burst: bool, on_ready: Callable[[], None] | None = None) -> int:
     """Run `app`'s worker in this process until a warm shutdown (or, in burst mode, until no task is left); its exit
     code. Also what benchmarks/drain_cost.py runs Celery's own floor with: same worker, same shutdown."""
     activity = _Activity()

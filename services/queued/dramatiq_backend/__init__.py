@@ -6,6 +6,7 @@ in one transaction (and what Dramatiq adds after it); worker.py: one worker proc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from redis import Redis
@@ -35,10 +36,11 @@ class DramatiqBackend:
 
         return queue_key(settings.queue_name)
 
-    def run_worker(self, settings: Settings, name: str | None, burst: bool) -> int:
+    def run_worker(self, settings: Settings, name: str | None, burst: bool,
+                   on_ready: Callable[[], None] | None = None) -> int:
         from services.queued.dramatiq_backend.worker import run_dramatiq_worker
 
-        return run_dramatiq_worker(settings, name, burst)
+        return run_dramatiq_worker(settings, name, burst, on_ready)
 
 
 DRAMATIQ = DramatiqBackend()

@@ -44,7 +44,7 @@ from services.queued.attempts import (
 )
 
 __all__ = ["AUTOMATE", "GENERATE", "HEARTBEAT_TIMEOUT_MS", "MAINTENANCE_CHANCE_PER_MILLION", "NAMESPACE",
-           "WORKER_TIMEOUT_MS", "dramatiq_broker"]
+           "WORKER_TIMEOUT_MS", "dramatiq_broker", "redis_broker"]
 
 log = logging.getLogger("offpath.jobs")
 
@@ -61,9 +61,22 @@ MAINTENANCE_CHANCE_PER_MILLION = 50_000
 
 def dramatiq_broker(settings: Settings, context: StepContext | None = None) -> RedisBroker:
     """The broker with the two actors. A worker gives the context its actors run with; the service gives none."""
+    broker = redis_broker(settings)
+    for name, step in ((GENERATE, generation_attempt), (AUTOMATE, automation_attempt)):
+        # `throws`: the last attempt's ProviderError fails the message without another retry, logged at INFO
+        # without a traceback (dramatiq/middleware/retries.py:101-106, dramatiq/worker.py:577-582); the one line
+        # that says so is ours (services/queued/attempts.py).
+        dramatiq.actor(_actor_body(settings, context, step), broker=broker, actor_name=name,
+                       queue_name=settings.queue_name, max_retries=settings.retries, throws=(ProviderError,))
+    return broker
+
+
+def redis_broker(settings: Settings) -> RedisBroker:
+    """A Redis broker configured for this job (the module docstring says why), without actors; also how
+    benchmarks/drain_cost.py configures Dramatiq's own floor."""
     client = Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_s,
                             socket_connect_timeout=settings.redis_timeout_s)
-    broker = RedisBroker(
+    return RedisBroker(
         client=client,
         namespace=NAMESPACE,
         heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
@@ -73,13 +86,6 @@ def dramatiq_broker(settings: Settings, context: StepContext | None = None) -> R
         middleware=[AgeLimit(), TimeLimit(time_limit=JOB_TIMEOUT_S * 1000), ShutdownNotifications(), Callbacks(),
                     Pipelines(), Retries(max_retries=settings.retries), CurrentMessage()],
     )
-    for name, step in ((GENERATE, generation_attempt), (AUTOMATE, automation_attempt)):
-        # `throws`: the last attempt's ProviderError fails the message without another retry, logged at INFO
-        # without a traceback (dramatiq/middleware/retries.py:101-106, dramatiq/worker.py:577-582); the one line
-        # that says so is ours (services/queued/attempts.py).
-        dramatiq.actor(_actor_body(settings, context, step), broker=broker, actor_name=name,
-                       queue_name=settings.queue_name, max_retries=settings.retries, throws=(ProviderError,))
-    return broker
 
 
 def _actor_body(settings: Settings, context: StepContext | None, step: Step) -> Callable[[str], None]:

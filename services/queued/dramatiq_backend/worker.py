@@ -17,6 +17,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -37,16 +38,23 @@ BURST_IDLE_S = 0.5
 SHUTDOWN_TIMEOUT_MS = 600_000
 
 
-def run_dramatiq_worker(settings: Settings, name: str | None, burst: bool) -> int:
+def run_dramatiq_worker(settings: Settings, name: str | None, burst: bool,
+                        on_ready: Callable[[], None] | None = None) -> int:
+    """The Dramatiq backend's worker; `on_ready` runs once it consumes, after its ready line."""
     context = StepContext(settings, lambda settings, redis: no_chain)  # the pipeline enqueues automation (broker.py)
+
+    def ready() -> None:
+        announce_ready("dramatiq", name)
+        if on_ready is not None:
+            on_ready()
+
     try:
-        broker = dramatiq_broker(settings, context)
-        return serve(broker, {settings.queue_name}, burst, on_ready=lambda: announce_ready("dramatiq", name))
+        return serve(dramatiq_broker(settings, context), {settings.queue_name}, burst, ready)
     finally:
         context.close()
 
 
-def serve(broker: RedisBroker, queues: set[str], burst: bool, on_ready: Any = None) -> int:
+def serve(broker: RedisBroker, queues: set[str], burst: bool, on_ready: Callable[[], None] | None = None) -> int:
     """Run a one-thread worker on `broker`'s `queues` in this process until SIGTERM or SIGINT (or, in burst mode,
     until no message is left); its exit code. Also what benchmarks/drain_cost.py runs Dramatiq's own floor with."""
     stopping = threading.Event()
