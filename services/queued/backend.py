@@ -13,6 +13,16 @@ subpackage (services/queued/celery_backend/, services/queued/dramatiq_backend/).
 
 The step bodies and the campaign's state are the same on every backend (services/queued/attempts.py,
 services/campaign/steps.py): only the queue differs.
+
+arq is not one of them, for now. arq 0.28 requires redis-py < 6 (its wheel's metadata: `redis[hiredis]<6,>=4.2.0`),
+while kombu's Redis transport refuses redis-py < 6.1 and offpath runs redis-py 8: its tiers (the queued service and
+its workers) cannot share this environment, and would need one of their own, started by the harness from another
+interpreter. That is the harness's seam (how a design's tiers are declared and started, being rewritten), not this
+package's. Once a design's tiers can name their interpreter, arq fits this protocol without a new idea: its enqueue is
+two writes (PSETEX of the job, ZADD on the queue: arq/connections.py:173-175 in 0.28.0) that an admission can buffer
+onto its MULTI, with a JSON serializer (arq pickles by default, :94); automation enqueued in generation's outcome
+transaction, as on RQ (arq has no chain of its own); a worker with max_jobs=1 and a poll_delay well under its default
+0.5 s (arq/worker.py:207), which otherwise puts up to half a second between a job and the next.
 """
 
 from __future__ import annotations

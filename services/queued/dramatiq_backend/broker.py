@@ -13,8 +13,10 @@ Configured as a careful engineer would for campaigns on Redis (each choice read 
   in MAINTENANCE_CHANCE_PER_MILLION/1e6 looks, so its job runs again a few seconds after that;
 - its own retry, on time: an actor raises `dramatiq.Retry(delay=...)` with the settings' backoff (the Retries
   middleware counts it against max_retries and re-enqueues it with that delay, dramatiq/middleware/retries.py:
-  108-148, and logs it at INFO only, without a traceback: dramatiq/worker.py:571-586); a worker holds the delayed
-  message until its time and moves it to the queue's tail (dramatiq/worker.py:337-355), at most worker_timeout late;
+  108-148, and logs it at INFO only, without a traceback: dramatiq/worker.py:571-586); a worker's delay-queue
+  consumer holds the delayed message until its time and moves it to the queue's tail (dramatiq/worker.py:337-355),
+  where the queue's consumer fetches it: each looks at least every worker_timeout, so a retry starts up to about two
+  of them late;
 - the pipeline (`pipeline([generate, automate])`): the Pipelines middleware enqueues automation only after generation
   returned without error, before the ack (dramatiq/middleware/pipelines.py:41-57);
 - JSON on the wire (Dramatiq's default encoder), no result backend; the TimeLimit middleware ends an actor that runs
