@@ -182,8 +182,8 @@ def dramatiq_floor(settings: Settings) -> Any:
 
     broker = redis_broker(settings)
     for name in ("floor_first", "floor_second"):
-        dramatiq.actor(_noop, broker=broker, actor_name=name, queue_name=settings.queue_name,
-                       max_retries=settings.retries)
+        dramatiq.actor(broker=broker, actor_name=name, queue_name=settings.queue_name,
+                       max_retries=settings.retries)(_noop)
     return broker
 
 

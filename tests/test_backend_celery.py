@@ -27,7 +27,7 @@ class TestCelery(QueueBackendContract):
                         then["task"].rpartition(".")[2], then["options"]["task_id"])
 
     def recover(self, running: Running) -> None:
-        # What the visibility timeout does once it has passed (130 s here): kombu puts back on the queue, as it was,
+        # What the visibility timeout does once it has passed (over two minutes): kombu puts back on the queue, as it was,
         # each message left unacknowledged (kombu/transport/redis.py:551-563). Done now, for each, by kombu itself.
         with Connection(running.redis_url) as connection:
             qos = connection.default_channel.qos

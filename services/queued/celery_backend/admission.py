@@ -3,11 +3,11 @@
 Celery cannot take a caller's transaction: a publish goes out on its producer's own connection. But on Redis a publish
 ends in writes kombu computes before making them: kombu's Redis channel routes the prepared message and, for a
 publish batch, only *adds* its final commands (`LPUSH <queue> <message>`) to the batch instead of sending them
-(kombu/transport/redis.py:1679-1690, the seam its PublishBatch uses, :938-1000). The service's Celery application
+(kombu/transport/redis.py:1679-1690, the seam its PublishBatch uses, :938-993). The service's Celery application
 publishes through AdmissionTransport, whose channel hands every publish such a collector; the admission then buffers
 the collected commands onto its own transaction. Everything up to the last write is Celery's and kombu's own: the
 chain (`generate.si(id) | automate.si(id)`, celery/canvas.py:1229-1283), its task message (protocol 2, JSON, the
-chain inside), routing to the anonymous exchange and the queue (celery/app/amqp.py:548-551), kombu's envelope with
+chain inside), routing to the anonymous exchange and the queue (celery/app/amqp.py:586-588), kombu's envelope with
 its delivery tag and base64 body (kombu/transport/virtual/base.py:616-638).
 
 So a crash between the two steps cannot happen: the campaign (`accepted`) and its generation message are written by
@@ -20,7 +20,7 @@ follow-ups recorded, unless both copies run at the same time (the first one stil
 published, a visibility timeout later), which nothing here prevents.
 
 The service's channel connects once, at startup (kombu pings Redis when a channel opens, kombu/transport/redis.py:
-1199-1203, and declares the queue on the first publish, kombu/messaging.py:365-368): no request waits on either.
+1199-1203, and declares the queue on the first publish, kombu/messaging.py:367-370): no request waits on either.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ Configured as a careful engineer would for campaigns on Redis (each choice read 
   chain carried along (Context.as_execution_options, :191-212), due after the settings' backoff; the worker holds it
   on its timer and runs it at its ETA (celery/worker/strategy.py:210-214), to the millisecond when it is idle;
 - the chain (`generate.si(id) | automate.si(id)`, the canvas): the worker publishes automation only after generation
-  returned, before acknowledging it (celery/app/trace.py:405-451, called at :596-603 in the success branch only);
+  returned, before acknowledging it (celery/app/trace.py:405-451, called at :599-603 in the success branch only);
 - JSON on the wire (`task_serializer`, `accept_content`), no result backend (the campaign's state is the result), no
   remote control, events, gossip or mingle: what this job does not use costs each worker Redis traffic.
 """

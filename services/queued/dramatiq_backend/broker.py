@@ -3,10 +3,10 @@
 Configured as a careful engineer would for campaigns on Redis (each choice read in Dramatiq 2.2's sources):
 - acknowledgement after the actor returned: Dramatiq's Redis broker always works that way. A fetch moves the message
   id from the queue to this worker's ack set (dispatch.lua:154-172), and the ack, sent once the message was
-  processed, removes it (dispatch.lua:191-196; dramatiq/worker.py:423-452);
+  processed, removes it (dispatch.lua:191-196; dramatiq/worker.py:400-452);
 - what stands for a visibility timeout is a heartbeat: every call of the broker's script records the calling
   process's heartbeat (dispatch.lua:58), and a worker's consumer threads call it at least every worker_timeout while
-  it runs, whatever its job does (its delay-queue consumer keeps fetching: dramatiq/worker.py:290-320). Maintenance,
+  it runs, whatever its job does (its delay-queue consumer keeps fetching: dramatiq/worker.py:296-320). Maintenance,
   run by a random fraction of the script's calls, puts back on their queues the unacknowledged messages of every
   process silent for heartbeat_timeout (dispatch.lua:110-141). Dramatiq's defaults (60 s, one call in a thousand)
   would leave a killed worker's job for minutes; here a worker silent for HEARTBEAT_TIMEOUT_MS is dead, and one call
@@ -18,7 +18,7 @@ Configured as a careful engineer would for campaigns on Redis (each choice read 
   where the queue's consumer fetches it: each looks at least every worker_timeout, so a retry starts up to about two
   of them late;
 - the pipeline (`pipeline([generate, automate])`): the Pipelines middleware enqueues automation only after generation
-  returned without error, before the ack (dramatiq/middleware/pipelines.py:41-57);
+  returned without error, before the ack (dramatiq/middleware/pipelines.py:41-58);
 - JSON on the wire (Dramatiq's default encoder), no result backend; the TimeLimit middleware ends an actor that runs
   longer than JOB_TIMEOUT_S, as RQ's death penalty does.
 """
@@ -68,8 +68,8 @@ def dramatiq_broker(settings: Settings, context: StepContext | None = None) -> R
         # `throws`: the last attempt's ProviderError fails the message without another retry, logged at INFO
         # without a traceback (dramatiq/middleware/retries.py:101-106, dramatiq/worker.py:577-582); the one line
         # that says so is ours (services/queued/attempts.py).
-        dramatiq.actor(_actor_body(settings, context, step), broker=broker, actor_name=name,
-                       queue_name=settings.queue_name, max_retries=settings.retries, throws=(ProviderError,))
+        dramatiq.actor(broker=broker, actor_name=name, queue_name=settings.queue_name, max_retries=settings.retries,
+                       throws=(ProviderError,))(_actor_body(settings, context, step))
     return broker
 
 

@@ -34,7 +34,7 @@ __all__ = ["BURST_IDLE_S", "run_dramatiq_worker", "serve"]
 log = logging.getLogger("offpath.worker")
 
 BURST_IDLE_S = 0.5
-# A warm stop waits this long for the job in progress (Dramatiq's CLI: 600 s, dramatiq/cli.py:239).
+# A warm stop waits this long for the job in progress (Dramatiq's CLI: 600 s, dramatiq/cli.py:247-252).
 SHUTDOWN_TIMEOUT_MS = 600_000
 
 
