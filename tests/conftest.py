@@ -48,6 +48,7 @@ BROKEN_PROFILE = QUICK_PROFILE.replace('name = "quick"', 'name = "broken"').repl
 TEST_ENV = {"OFFPATH_RETRIES": "2", "OFFPATH_RETRY_BACKOFF_S": "1", "OFFPATH_LOG_LEVEL": "WARNING"}
 
 _databases = itertools.count(1)
+_returned_databases: list[int] = []  # emptied by launch_for_test's cleanup, reused before a new number is taken
 
 
 @dataclass
@@ -105,7 +106,8 @@ def launch(redis_server: RedisServer, supervisor: Supervisor) -> Callable[..., R
         design: str, profile: str, workers: int = 0, redis_url: str | None = None, env: dict[str, str] | None = None,
         backend: str = "rq",
     ) -> Running:
-        db_url = redis_url or _with_db(redis_server.url, next(_databases))
+        db_url = redis_url or _with_db(
+            redis_server.url, _returned_databases.pop() if _returned_databases else next(_databases))
         redis.Redis.from_url(db_url).flushdb()
         env = {**(env or {}), "OFFPATH_QUEUE_BACKEND": backend}
         service, url = start_service(supervisor, design, db_url, profile, env=env)
@@ -116,6 +118,34 @@ def launch(redis_server: RedisServer, supervisor: Supervisor) -> Callable[..., R
         return Running(url=url, redis_url=db_url, service=service, workers=started)
 
     return _launch
+
+
+@pytest.fixture
+def launch_for_test(launch: Callable[..., Running], supervisor: Supervisor, redis_server: RedisServer
+                    ) -> Iterator[Callable[..., Running]]:
+    """`launch`, for tests that start many deployments (the queue-backend contract): what a test launched stops when
+    it ends, and its Redis database, emptied, is reused, so that idle workers do not pile up in the session (they poll)
+    nor use up the server's databases."""
+    launched: list[Running] = []
+
+    def _launch(*args, **kwargs) -> Running:
+        running = launch(*args, **kwargs)
+        launched.append(running)
+        return running
+
+    yield _launch
+    for running in launched:
+        stop_launched(supervisor, redis_server, running)
+
+
+def stop_launched(supervisor: Supervisor, redis_server: RedisServer, running: Running) -> None:
+    """Stop a launched deployment's processes, empty its database and give the database back for reuse."""
+    for managed in [*running.workers, running.service]:
+        supervisor.stop(managed)
+    base, _, db = running.redis_url.rpartition("/")
+    if base == redis_server.url.rpartition("/")[0] and db.isdigit():
+        running.redis().flushdb()
+        _returned_databases.append(int(db))
 
 
 def start_queue_workers(supervisor: Supervisor, count: int, redis_url: str, profile: str,

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -23,7 +24,7 @@ from offpath.supervisor import Managed, Supervisor, start_workers
 from services.campaign.settings import Settings
 from services.queued.backend import queue_backend
 from services.queued.lifetime import READY
-from tests.conftest import Running, project_root, start_queue_workers, valid_body
+from tests.conftest import Running, project_root, start_queue_workers, stop_launched, valid_body
 from tests.processes import alive, wait_gone
 
 
@@ -87,8 +88,10 @@ class QueueBackendContract:
 
     @pytest.fixture(scope="class")
     @classmethod
-    def queued(cls, launch, profiles) -> Running:
-        return launch("queued", profiles["quick"], workers=2, backend=cls.backend)
+    def queued(cls, launch, profiles, supervisor, redis_server) -> Iterator[Running]:
+        running = launch("queued", profiles["quick"], workers=2, backend=cls.backend)
+        yield running
+        stop_launched(supervisor, redis_server, running)
 
     def settings(self, running: Running) -> Settings:
         return Settings(redis_url=running.redis_url, queue_backend=self.backend)
@@ -128,8 +131,8 @@ class QueueBackendContract:
             assert len(lines) == 1, lines
             assert f"backend={self.backend}" in lines[0] and f"name={worker.argv[-1]}" in lines[0]
 
-    def test_state_and_the_first_message_are_written_together(self, launch, profiles):
-        idle = launch("queued", profiles["quick"], backend=self.backend)  # no workers: what the admission wrote
+    def test_state_and_the_first_message_are_written_together(self, launch_for_test, profiles):
+        idle = launch_for_test("queued", profiles["quick"], backend=self.backend)  # no workers: what admission wrote
         with idle.client() as client:
             campaign_id = client.post("/campaigns", json=valid_body()).json()["id"]
         connection = idle.redis()
@@ -141,8 +144,8 @@ class QueueBackendContract:
         assert admitted.next_step == ("automate" if admitted.next_id else None)
         assert self.backlog(idle) == 1
 
-    def test_a_refused_request_writes_no_message(self, launch, profiles):
-        idle = launch("queued", profiles["quick"], backend=self.backend)
+    def test_a_refused_request_writes_no_message(self, launch_for_test, profiles):
+        idle = launch_for_test("queued", profiles["quick"], backend=self.backend)
         with idle.client() as client:
             assert client.post("/campaigns", json=valid_body(follow_ups=-1)).status_code == 422
             first = client.post("/campaigns", json=valid_body(), headers={"Idempotency-Key": "one"})
@@ -159,8 +162,8 @@ class QueueBackendContract:
         assert repeat.json() == {"id": first["id"], "status": "completed"}
         assert executions(queued, first["id"]) == {b"content": b"1", b"automation": b"1"}
 
-    def test_the_backlog_bound_sheds_new_campaigns(self, launch, profiles):
-        idle = launch("queued", profiles["quick"], backend=self.backend, env={"OFFPATH_MAX_BACKLOG": "3"})
+    def test_the_backlog_bound_sheds_new_campaigns(self, launch_for_test, profiles):
+        idle = launch_for_test("queued", profiles["quick"], backend=self.backend, env={"OFFPATH_MAX_BACKLOG": "3"})
         with idle.client() as client:
             answers = [client.post("/campaigns", json=valid_body(name=f"c{i}")).status_code for i in range(3)]
             time.sleep(0.3)  # the gauge samples every 100 ms
@@ -168,8 +171,8 @@ class QueueBackendContract:
         assert answers == [202, 202, 202]
         assert shed.status_code == 503 and "backlog of 3" in shed.json()["detail"]
 
-    def test_failed_attempts_wait_their_backoff_then_the_campaign_fails_visibly(self, launch, profiles):
-        broken = launch("queued", profiles["broken"], workers=1, backend=self.backend)
+    def test_failed_attempts_wait_their_backoff_then_the_campaign_fails_visibly(self, launch_for_test, profiles):
+        broken = launch_for_test("queued", profiles["broken"], workers=1, backend=self.backend)
         with broken.client() as client:
             campaign_id = client.post("/campaigns", json=valid_body()).json()["id"]
             campaign = wait_for_status(client, campaign_id, {"completed", "failed"}, timeout_s=60)
@@ -187,14 +190,14 @@ class QueueBackendContract:
         assert lines[2].endswith("no retry left, campaign failed")
         assert "Traceback" not in log_of(broken.workers[0])
 
-    def test_flaky_providers_cost_the_same_attempts_as_inline_and_each_retry_waits_its_backoff(self, launch):
+    def test_flaky_providers_cost_the_same_attempts_as_inline_and_each_retry_waits_its_backoff(self, launch_for_test):
         # The providers' dice are keyed by the request's body, step and attempt (services/campaign/work.py): the same
         # bodies meet the same failures in both designs, so every campaign must end as it does inline.
         bodies = [valid_body(name=f"flaky {i}", follow_ups=0) for i in range(12)]
-        inline = launch("inline", "flaky")
+        inline = launch_for_test("inline", "flaky")
         truth = [answer.json() for answer in post_all(inline.url, bodies)]
         truth = [(c["campaign"] if "campaign" in c else c) for c in truth]
-        running = launch("queued", "flaky", workers=2, backend=self.backend)
+        running = launch_for_test("queued", "flaky", workers=2, backend=self.backend)
         ids = [answer.json()["id"] for answer in post_all(running.url, bodies)]
         with running.client() as client:
             campaigns = [wait_for_status(client, i, {"completed", "failed"}, timeout_s=60) for i in ids]
@@ -220,14 +223,15 @@ class QueueBackendContract:
         assert campaign["status"] == "completed" and campaign["attempts"] == 2
         assert executions(queued, campaign_id) == {b"content": b"1", b"automation": b"1"}
 
-    def test_a_job_whose_worker_was_killed_runs_again_once(self, launch, profiles, supervisor):
-        running = launch("queued", profiles["slow"], workers=1, backend=self.backend)  # generation waits 1 s
+    def test_a_job_whose_worker_was_killed_runs_again_once(self, launch_for_test, profiles, supervisor):
+        running = launch_for_test("queued", profiles["slow"], workers=1, backend=self.backend)  # generation waits 1 s
         with running.client() as client:
             campaign_id = client.post("/campaigns", json=valid_body()).json()["id"]
             wait_for_status(client, campaign_id, {"generating"}, timeout_s=10)
             time.sleep(0.2)
             os.killpg(running.workers[0].pid, signal.SIGKILL)  # mid-job: the provider wait has 1 s to go
             survivor = _one_more_worker(supervisor, running, self.backend)
+            running.workers.append(survivor)  # stopped with the rest when the test ends
             self.recover(running)
             campaign = wait_for_status(client, campaign_id, {"completed", "failed"}, timeout_s=self.redelivery_s)
         assert campaign["status"] == "completed"
@@ -235,8 +239,8 @@ class QueueBackendContract:
         assert executions(running, campaign_id) == {b"content": b"1", b"automation": b"1"}
         assert survivor.alive()
 
-    def test_sigterm_lets_the_job_in_progress_finish(self, launch, profiles):
-        running = launch("queued", profiles["slow"], workers=1, backend=self.backend)
+    def test_sigterm_lets_the_job_in_progress_finish(self, launch_for_test, profiles):
+        running = launch_for_test("queued", profiles["slow"], workers=1, backend=self.backend)
         worker = running.workers[0]
         with running.client() as client:
             campaign_id = client.post("/campaigns", json=valid_body()).json()["id"]
@@ -245,8 +249,8 @@ class QueueBackendContract:
             assert worker.process.wait(timeout=15) == 0
         assert executions(running, campaign_id) == {b"content": b"1"}  # generation finished, then the worker stopped
 
-    def test_a_worker_stops_once_its_parent_is_gone(self, launch, profiles, tmp_path):
-        idle = launch("queued", profiles["quick"], backend=self.backend)
+    def test_a_worker_stops_once_its_parent_is_gone(self, launch_for_test, profiles, tmp_path):
+        idle = launch_for_test("queued", profiles["quick"], backend=self.backend)
         # A parent that starts the worker without the kernel's parent-death signal, waits until it is ready and exits:
         # the worker's own watch must notice.
         parent = subprocess.Popen(
