@@ -6,7 +6,7 @@ Per round every kind runs once, in turn (interleaved, so drift on the machine la
   unchanged      the candidate is BASE itself                         -> a regression verdict is a false alarm
   profile        BASE with `--profile 'default*1.1'` (+10% work, candidate only)      -> a regression is a detection
   ack-roundtrip  BASE + one extra Redis round trip (PING) on queued's POST path (services/queued/app.py)
-  worker-cpu     BASE + 1 ms of CPU per job in the RQ worker (services/queued/jobs.py, burn_cpu)
+  worker-cpu     BASE + 1 ms of CPU per job in the worker (services/queued/attempts.py, burn_cpu)
 The patches are applied inside the temporary worktree (never committed); a patch whose anchor is gone stops the
 benchmark. Prints one line per gate, how often each rule failed per kind (with its delta spread), and last
 `false_alarms: k/N` and `detections[<kind>]: k/N`; a kind with a harness error gets no figure (benchmarks/figure.py).
@@ -80,13 +80,14 @@ PATCHES: dict[str, list[tuple[str, str, str]]] = {
         "    await store.ping()  # injected regression: one extra Redis round trip on the acknowledgement path\n",
     )],
     "worker-cpu": [
-        ("services/queued/jobs.py",
-         "from services.campaign.work import generate_campaign_content, trigger_follow_up_automation\n",
-         "from services.campaign.work import burn_cpu, generate_campaign_content, trigger_follow_up_automation\n"),
-        ("services/queued/jobs.py",
-         "def _attempt(step: Step, campaign_id: str) -> None:\n    ctx = current_context()\n",
-         "def _attempt(step: Step, campaign_id: str) -> None:\n    ctx = current_context()\n"
-         "    burn_cpu(1.0, campaign_id.encode())  # injected regression: +1 ms of CPU per job\n"),
+        ("services/queued/attempts.py",
+         "from services.campaign.work import ProviderError, generate_campaign_content, trigger_follow_up_automation\n",
+         "from services.campaign.work import ProviderError, burn_cpu, generate_campaign_content, "
+         "trigger_follow_up_automation\n"),
+        ("services/queued/attempts.py",
+         "    try:\n        step(ctx, campaign_id)\n",
+         "    burn_cpu(1.0, campaign_id.encode())  # injected regression: +1 ms of CPU per job\n"
+         "    try:\n        step(ctx, campaign_id)\n"),
     ],
 }
 KINDS = tuple(PATCHES)

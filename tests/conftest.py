@@ -1,10 +1,11 @@
 """Real parts for the tests: an embedded Redis for the session, services as uvicorn subprocesses on
-free ports, RQ workers as real processes. Nothing that is measured is mocked."""
+free ports, workers (RQ, Celery or Dramatiq) as real processes. Nothing that is measured is mocked."""
 
 from __future__ import annotations
 
 import itertools
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +14,12 @@ import httpx
 import pytest
 import redis
 
-from offpath.redis_server import RedisServer, connect_redis, start_redis
-from offpath.supervisor import Managed, Supervisor, start_service, start_workers
-from services.campaign.profile import ProfileSpec
+pytest.register_assert_rewrite("tests.queue_backend_contract")
+
+from offpath.redis_server import RedisServer, connect_redis, start_redis  # noqa: E402
+from offpath.supervisor import Managed, Supervisor, python, start_service, start_workers  # noqa: E402
+from services.campaign.profile import ProfileSpec  # noqa: E402
+from services.queued.lifetime import READY  # noqa: E402
 
 QUICK_PROFILE = """
 name = "quick"
@@ -45,6 +49,7 @@ BROKEN_PROFILE = QUICK_PROFILE.replace('name = "quick"', 'name = "broken"').repl
 TEST_ENV = {"OFFPATH_RETRIES": "2", "OFFPATH_RETRY_BACKOFF_S": "1", "OFFPATH_LOG_LEVEL": "WARNING"}
 
 _databases = itertools.count(1)
+_returned_databases: list[int] = []  # emptied by launch_for_test's cleanup, reused before a new number is taken
 
 
 @dataclass
@@ -95,19 +100,69 @@ def supervisor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]
 
 @pytest.fixture(scope="session")
 def launch(redis_server: RedisServer, supervisor: Supervisor) -> Callable[..., Running]:
-    """Start a design on a free port, on a fresh Redis database, with `workers` RQ workers."""
+    """Start a design on a free port, on a fresh Redis database, with `workers` workers of the queue backend
+    `backend` (RQ's: started and awaited by the harness; another's: awaited by its ready line)."""
 
     def _launch(
-        design: str, profile: str, workers: int = 0, redis_url: str | None = None, env: dict[str, str] | None = None
+        design: str, profile: str, workers: int = 0, redis_url: str | None = None, env: dict[str, str] | None = None,
+        backend: str = "rq",
     ) -> Running:
-        db_url = redis_url or _with_db(redis_server.url, next(_databases))
+        db_url = redis_url or _with_db(
+            redis_server.url, _returned_databases.pop() if _returned_databases else next(_databases))
         redis.Redis.from_url(db_url).flushdb()
         spec = ProfileSpec.parse(profile)
+        env = {**(env or {}), "OFFPATH_QUEUE_BACKEND": backend}
         service, url = start_service(supervisor, design, db_url, spec, env=env)
-        started = start_workers(supervisor, workers, db_url, spec, env=env) if workers else []
+        if backend == "rq":
+            started = start_workers(supervisor, workers, db_url, spec, env=env) if workers else []
+        else:
+            started = start_queue_workers(supervisor, workers, db_url, str(spec), env)
         return Running(url=url, redis_url=db_url, service=service, workers=started)
 
     return _launch
+
+
+@pytest.fixture
+def launch_for_test(launch: Callable[..., Running], supervisor: Supervisor, redis_server: RedisServer
+                    ) -> Iterator[Callable[..., Running]]:
+    """`launch`, for tests that start many deployments (the queue-backend contract): what a test launched stops when
+    it ends, and its Redis database, emptied, is reused, so that idle workers do not pile up in the session (they poll)
+    nor use up the server's databases."""
+    launched: list[Running] = []
+
+    def _launch(*args, **kwargs) -> Running:
+        running = launch(*args, **kwargs)
+        launched.append(running)
+        return running
+
+    yield _launch
+    for running in launched:
+        stop_launched(supervisor, redis_server, running)
+
+
+def stop_launched(supervisor: Supervisor, redis_server: RedisServer, running: Running) -> None:
+    """Stop a launched deployment's processes, empty its database and give the database back for reuse."""
+    for managed in [*running.workers, running.service]:
+        supervisor.stop(managed)
+    base, _, db = running.redis_url.rpartition("/")
+    if base == redis_server.url.rpartition("/")[0] and db.isdigit():
+        running.redis().flushdb()
+        _returned_databases.append(int(db))
+
+
+def start_queue_workers(supervisor: Supervisor, count: int, redis_url: str, profile: str,
+                        env: dict[str, str]) -> list[Managed]:
+    """Start `count` workers (`python -m services.queued.worker`, the backend OFFPATH_QUEUE_BACKEND in `env` names)
+    and wait until each has written its ready line."""
+    started = []
+    for _ in range(count):
+        name = f"worker-{os.getpid()}-{time.monotonic_ns() % 10_000_000}"
+        started.append(supervisor.start(
+            name, [python(), "-m", "services.queued.worker", "--name", name], role="worker",
+            env={"REDIS_URL": redis_url, "OFFPATH_PROFILE": profile, **env}))
+    for managed in started:
+        supervisor.wait_ready(managed, lambda managed=managed: READY in managed.tail(1000), 30)  # type: ignore[misc]
+    return started
 
 
 def _with_db(url: str, db: int) -> str:

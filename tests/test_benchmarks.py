@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -199,3 +200,13 @@ def test_gate_discrimination_bad_input_is_one_line_and_exit_2_before_any_gate(ar
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
     assert done.stdout == "" and not list(tmp_path.iterdir()), "no gate ran, nothing was written"
+
+
+def test_worker_idle_prints_a_line_per_backend():
+    environ = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    result = subprocess.run([sys.executable, "benchmarks/worker_idle.py", "--seconds", "1"], cwd=ROOT, env=environ,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    for backend in ("rq", "celery", "dramatiq"):
+        assert re.search(rf"^idle {backend}: worker +\d+\.\d\d ms CPU/s, Redis +\d+\.\d\d ms CPU/s, +\d+\.\d "
+                         r"commands/s", result.stdout, re.M), result.stdout

@@ -11,6 +11,8 @@ from foundation.errors import ConfigurationError
 from services.campaign.profile import Profile, ProfileError, ProfileSpec
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# The queue libraries the queued design runs on (services/queued/backend.py), RQ first: the default.
+QUEUE_BACKENDS = ("rq", "celery", "dramatiq")
 
 T = TypeVar("T")
 
@@ -69,6 +71,8 @@ class Settings:
     retries: int = 3
     retry_backoff_s: list[int] = field(default_factory=lambda: [1, 2, 4])
     queue_name: str = "campaigns"
+    # The queue library of the queued design's service and workers (one of QUEUE_BACKENDS); the same for both.
+    queue_backend: str = "rq"
     # Idempotency keys are remembered this long.
     idempotency_ttl_s: int = 24 * 3600
     max_body_bytes: int = 64 * 1024
@@ -94,6 +98,8 @@ class Settings:
             retry_backoff_s=_read(env, "OFFPATH_RETRY_BACKOFF_S", "1,2,4", _int_list,
                                   "whole seconds >= 0 separated by commas, e.g. 1,2,4"),
             queue_name=_read(env, "OFFPATH_QUEUE", "campaigns", lambda t: t.strip() or None, "a non-empty name"),
+            queue_backend=_read(env, "OFFPATH_QUEUE_BACKEND", "rq", lambda t: t if t in QUEUE_BACKENDS else None,
+                                ", ".join(QUEUE_BACKENDS)),
             max_backlog=_read(env, "OFFPATH_MAX_BACKLOG", "10000", _non_negative_int,
                               "a whole number of queued jobs >= 0 (0: no bound)"),
             max_in_flight=_read(env, "OFFPATH_MAX_IN_FLIGHT", "512", _positive_int, "a whole number > 0"),

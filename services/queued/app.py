@@ -1,14 +1,17 @@
-"""The queued design: POST /campaigns validates, persists state and enqueues both jobs in one Redis
-transaction, and answers 202 with a Location to poll. RQ workers do the slow work."""
+"""The queued design: POST /campaigns validates, persists state and enqueues the generation job in one Redis
+transaction, and answers 202 with a Location to poll. Workers of the deployment's queue backend (RQ, Celery or
+Dramatiq: services/queued/backend.py) do the slow work."""
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Header, Request, Response
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
+from foundation.errors import EXIT_ERROR, ConfigurationError
 from services.campaign.api import (
     BODY_TOO_LARGE,
     INVALID_CAMPAIGN,
@@ -20,8 +23,9 @@ from services.campaign.api import (
 from services.campaign.outcome import FINAL, retry_after_s
 from services.campaign.schema import CampaignAccepted, CampaignRequest, ErrorBody, Status
 from services.campaign.settings import Settings
+from services.queued.backend import Admission, queue_backend
 from services.queued.backpressure import BacklogGauge
-from services.queued.enqueue import JobPlanner, campaign_queue, parse_redis_version
+from services.queued.enqueue import parse_redis_version
 
 router = APIRouter()
 
@@ -57,7 +61,7 @@ async def create_campaign(
                                "nothing was accepted, retry later"},
             headers={"Retry-After": str(gauge.retry_after_s())},
         )
-    planner: JobPlanner = request.app.state.planner
+    planner: Admission = request.app.state.planner
     admission = await store.admit(body, idempotency_key, also=planner.buffer)
     response.headers["Location"] = f"/campaigns/{admission.campaign_id}"
     profile = request.app.state.profile
@@ -72,23 +76,33 @@ async def create_campaign(
 
 async def _start_queue_side(app: FastAPI, redis: Redis, settings: Settings) -> None:
     info = await redis.info("server")
-    queue = campaign_queue(settings)
-    app.state.planner = JobPlanner(queue, settings, parse_redis_version(info["redis_version"]))
-    app.state.gauge = BacklogGauge(redis, queue.key, settings.max_backlog)
+    backend = queue_backend(settings.queue_backend)
+    app.state.planner = backend.admission(settings, parse_redis_version(info["redis_version"]))
+    app.state.gauge = BacklogGauge(redis, backend.backlog_key(settings), settings.max_backlog)
     await app.state.gauge.start()
 
 
 async def _stop_queue_side(app: FastAPI) -> None:
-    await app.state.gauge.stop()
+    try:
+        await app.state.gauge.stop()
+    finally:
+        app.state.planner.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The queued service (`uvicorn --factory services.queued.app:create_app`); without settings, from the
-    environment at the time of the call."""
+    environment at the time of the call (a value it cannot use: one line on stderr, exit 2)."""
+    if settings is None:
+        try:
+            settings = Settings.from_env()
+        except ConfigurationError as exc:
+            print(f"services.queued.app: {exc}", file=sys.stderr)
+            raise SystemExit(EXIT_ERROR) from None
     return campaign_app(
         title="offpath queued campaigns",
-        description="POST /campaigns persists the campaign and enqueues its slow work on RQ, answering 202.",
-        settings=settings if settings is not None else Settings.from_env(),
+        description=f"POST /campaigns persists the campaign and enqueues its slow work on {settings.queue_backend}, "
+                    "answering 202.",
+        settings=settings,
         post_router=router,
         on_start=_start_queue_side,
         on_stop=_stop_queue_side,

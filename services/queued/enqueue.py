@@ -39,15 +39,15 @@ from rq.queue import EnqueueData
 from rq.serializers import JSONSerializer
 
 from services.campaign.settings import Settings
+from services.queued.attempts import JOB_TIMEOUT_S, automation_job_id, generation_job_id
 from services.queued.retries import OffpathJob
 
 GENERATE = "services.queued.jobs.generate"
 AUTOMATE = "services.queued.jobs.automate"
 
-# A job running longer than this is killed (RQ's death penalty) and counts as a failed attempt. With a SimpleWorker it
-# also bounds how long RQ takes to notice a worker that died mid-job: the job's started-registry entry expires
-# min(timeout, job_monitoring_interval) + 60 s after it started (rq/worker/base.py:1112-1126).
-JOB_TIMEOUT_S = 60
+# A job running longer than JOB_TIMEOUT_S is killed (RQ's death penalty) and counts as a failed attempt. With a
+# SimpleWorker it also bounds how long RQ takes to notice a worker that died mid-job: the job's started-registry entry
+# expires min(timeout, job_monitoring_interval) + 60 s after it started (rq/worker/base.py:1112-1126).
 # Finished jobs stay in RQ's finished registry this long: the queue probe counts completions from it (offpath/probe.py).
 # Not 0, RQ's "keep no result": RQ 3 then deletes each finished job and its keys at once (rq/job.py:1595-1596) instead
 # of letting them expire, which costs more, not less (benchmarks/drain_cost.py: +12 Redis commands per campaign, more
@@ -55,14 +55,6 @@ JOB_TIMEOUT_S = 60
 RESULT_TTL_S = 3600
 # Failed jobs, with their tracebacks, stay in RQ's failed registry for a week: the visible record of a failure.
 FAILURE_TTL_S = 7 * 24 * 3600
-
-
-def generation_job_id(campaign_id: str) -> str:
-    return f"{campaign_id}-generation"
-
-
-def automation_job_id(campaign_id: str) -> str:
-    return f"{campaign_id}-automation"
 
 
 def campaign_queue(settings: Settings, connection: SyncRedis | None = None) -> Queue:
@@ -83,6 +75,9 @@ class JobPlanner:
         # A failed attempt is retried after the settings' backoff, on time (services/queued/retries.py); a job whose
         # worker died is retried at once (services/queued/liveness.py). Both count against the same retries.
         self.retry = Retry(max=settings.retries, interval=settings.retry_backoff_s) if settings.retries else None
+
+    def close(self) -> None:
+        self.queue.connection.close()
 
     def buffer(self, pipe: AsyncPipeline, campaign_id: str) -> None:
         """Admission (the service's transaction): the generation job, queued."""

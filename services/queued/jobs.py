@@ -1,99 +1,42 @@
-"""The RQ job functions: one attempt of a step each, with the state transitions around it. RQ retries
-them, on time (services/queued/retries.py); the last failed attempt marks the campaign `failed` (and RQ keeps the job
-in its failed registry).
-Generation, once it succeeded, enqueues automation itself, in the transaction that records its outcome (enqueue.py
-says why). They run with the context of the worker performing them (WorkerContext, installed by OffpathWorker)."""
+"""The RQ job functions: one attempt of a step each (services/queued/attempts.py, the same on every backend). RQ
+retries them, on time (services/queued/retries.py); the last failed attempt marks the campaign `failed` (and RQ keeps the
+job in its failed registry). Generation, once it succeeded, enqueues automation itself, in the transaction that records
+its outcome (enqueue.py says why). They run with the context of the worker performing them (WorkerContext, installed by
+OffpathWorker)."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
 from redis import Redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from rq import get_current_job
 
-from services.campaign.schema import Status
 from services.campaign.settings import Settings
-from services.campaign.steps import StepStore
-from services.campaign.store import IllegalTransition
-from services.campaign.work import generate_campaign_content, trigger_follow_up_automation
+from services.queued.attempts import (
+    Attempt,
+    Chain,
+    Step,
+    StepContext,
+    automation_attempt,
+    generation_attempt,
+    run_attempt,
+)
 from services.queued.enqueue import JobPlanner, campaign_queue
 
-log = logging.getLogger("offpath.jobs")
 
-Step = Callable[["WorkerContext", str], None]
-
-
-# Each step records its side effect atomically with its outcome (one MULTI), and begins by checking that record in
-# the same round trip as its status transition (StepStore.begin): a job delivered again after a worker crash does not
-# repeat a finished step. A step costs two round trips, begin and outcome, and one turn of the event loop for the
-# work between them.
+def rq_chaining(settings: Settings, redis: Redis) -> Chain:
+    """Generation's outcome transaction gets the automation job (enqueue.py says why not RQ's `depends_on`). A sync
+    pipeline: RQ reads the server's version over this connection on the first chain, once per process."""
+    return JobPlanner(campaign_queue(settings, redis), settings).buffer_automation
 
 
-def generation_attempt(ctx: WorkerContext, campaign_id: str) -> None:
-    start = ctx.steps.begin(campaign_id, Status.generating, done="content_digest",
-                            first_only={"started_at": time.time()})
-    if start is None:
-        log.info("campaign %s: content already generated (and automation enqueued with it); not again", campaign_id)
-        return
-    content = ctx.runner.run(generate_campaign_content(campaign_id, start.request, ctx.profile, attempt=start.attempt))
-    ctx.steps.record_outcome(campaign_id, "content", {"content_digest": content.digest},
-                             also=ctx.planner.buffer_automation)
-
-
-def automation_attempt(ctx: WorkerContext, campaign_id: str) -> None:
-    start = ctx.steps.begin(campaign_id, Status.automating, done="follow_ups_scheduled")
-    if start is None:
-        log.info("campaign %s: follow-ups already scheduled; not again", campaign_id)
-        return
-    automation = ctx.runner.run(
-        trigger_follow_up_automation(campaign_id, start.request, ctx.profile, attempt=start.attempt)
-    )
-    ctx.steps.finish(
-        campaign_id,
-        Status.completed,
-        {"completed_at": time.time(), "follow_ups_scheduled": automation.follow_ups_scheduled},
-        executions={"automation": 1},
-    )
-
-
-def worker_redis(settings: Settings) -> Redis:
-    # As the services' client (services/campaign/api.py redis_client): bounded timeouts and no client-side retries, so
-    # a job whose Redis is gone fails within about redis_timeout_s, and RQ retries it, instead of hanging.
-    return Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_timeout_s,
-        socket_connect_timeout=settings.redis_timeout_s,
-        retry=Retry(NoBackoff(), 0),
-    )
-
-
-class WorkerContext:
-    """What every job of one worker process shares, owned by the worker: its settings and profile, one event loop
-    for the slow work, one Redis connection for the steps' writes, and what chains automation to generation (a loop or
-    a connection per job would add their setup, a handshake, to each). The worker entry point builds it at start and
-    closes it at exit; nothing here reads the environment, and nothing connects before the first job."""
+class WorkerContext(StepContext):
+    """An RQ worker's StepContext: generation chains automation by enqueueing its job."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.profile = settings.profile()
-        self.runner = asyncio.Runner()
-        self.redis = worker_redis(settings)
-        self.steps = StepStore(self.redis)
-        # A sync pipeline: RQ reads the server's version over this connection on the first chain, once per process.
-        self.planner = JobPlanner(campaign_queue(settings, self.redis), settings)
-
-    def close(self) -> None:
-        try:
-            self.redis.close()
-        finally:
-            self.runner.close()
+        super().__init__(settings, rq_chaining)
 
 
 # RQ calls a job's function by its dotted path with only the arguments it was enqueued with: `Job.func`
@@ -127,22 +70,19 @@ def current_context() -> WorkerContext:
     return context
 
 
-def _is_last_attempt() -> bool:
+def _attempt_of_current_job(settings: Settings) -> Attempt:
+    """This delivery of the job RQ is performing, from RQ's own count: the retries it has left, and the interval it
+    will wait before the next (Job.get_retry_interval, which OffpathJob.retry files it for)."""
     job = get_current_job()
-    return job is None or not job.retries_left
+    if job is None or not job.retries_left:
+        return Attempt(number=settings.retries + 1, of=settings.retries + 1, backoff_s=0.0)
+    return Attempt(number=max(1, settings.retries - job.retries_left + 1), of=settings.retries + 1,
+                   backoff_s=float(job.get_retry_interval()))
 
 
 def _attempt(step: Step, campaign_id: str) -> None:
     ctx = current_context()
-    try:
-        step(ctx, campaign_id)
-    except IllegalTransition:
-        # Already completed or failed (e.g. a duplicate delivery after a worker crash): nothing to do.
-        log.warning("campaign %s is past this step; skipping", campaign_id)
-    except Exception as error:
-        if _is_last_attempt():
-            ctx.steps.fail(campaign_id, error)
-        raise
+    run_attempt(ctx, step, campaign_id, _attempt_of_current_job(ctx.settings))
 
 
 def generate(campaign_id: str) -> None:

@@ -1,4 +1,8 @@
-"""Entry point of one RQ worker process: `python -m services.queued.worker`.
+"""Entry point of one worker process, on the deployment's queue backend: `python -m services.queued.worker`; and the
+RQ backend's worker.
+
+Every backend's worker runs one job at a time in its own process, writes `offpath worker ready` on stderr once it
+consumes (services/queued/lifetime.py), stops warm on SIGTERM and ends with its parent. RQ's:
 
 A SimpleWorker runs jobs in its own process instead of forking a work horse per job: the jobs are
 short and mostly wait on providers, and a fork per job costs more than the work (measured in the
@@ -18,7 +22,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from types import FrameType
 
@@ -28,12 +32,17 @@ from rq import Queue, SimpleWorker
 from rq.exceptions import StopRequested
 from rq.executions import Execution
 from rq.job import Job
+from rq.job_lifecycle import call_exception_handlers
 from rq.serializers import JSONSerializer
 from rq.worker import WorkerStatus
 
+from foundation.errors import EXIT_ERROR, ConfigurationError
 from services.campaign.settings import Settings
+from services.campaign.work import ProviderError
+from services.queued.backend import queue_backend
 from services.queued.enqueue import campaign_queue
 from services.queued.jobs import WorkerContext, performing_with
+from services.queued.lifetime import announce_ready
 from services.queued.liveness import AbandonmentWatch, Pulse, liveness_redis
 from services.queued.retries import OffpathJob
 
@@ -50,7 +59,7 @@ class OffpathWorker(SimpleWorker):
     outlives the worker that received it, and a warm shutdown does not wait on a Redis that is gone."""
 
     def __init__(self, *args, context: WorkerContext | None = None, stopping: threading.Event | None = None,
-                 pulse: Pulse | None = None, **kwargs) -> None:
+                 pulse: Pulse | None = None, on_ready: Callable[[], None] | None = None, **kwargs) -> None:
         # Keyword arguments with defaults keep RQ's constructor contract (rq/worker/base.py:314 builds
         # workers by class to describe them); such a worker performs no job, so needs no context.
         super().__init__(*args, **kwargs)
@@ -60,6 +69,37 @@ class OffpathWorker(SimpleWorker):
         self.parent_pid = os.getppid()
         # Proves, while a job runs, that this worker is alive (services/queued/liveness.py).
         self.pulse = pulse
+        self.on_ready = on_ready
+
+    def bootstrap(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        # Registered, subscribed and listening (rq/worker/base.py:1006-1013); the dequeue loop follows.
+        super().bootstrap(*args, **kwargs)
+        if self.on_ready is not None:
+            self.on_ready()
+
+    def unsubscribe(self) -> None:
+        # RQ's teardown stops its pub/sub thread with `pubsub_thread.stop()` and then joins it for at most 1 s
+        # (rq/worker/base.py:1134-1140). redis-py 8's stop() joins the thread itself, without a bound
+        # (redis/client.py:1943-1956), and the thread RQ started with sleep_time=60 (rq/worker/base.py:1108-1110) waits
+        # up to 60 s for a subscription once unsubscribed (redis/client.py:1734-1737): measured, an orphaned worker
+        # (its parent gone) hung in its teardown for a minute. Same steps, the wait bounded as RQ meant it.
+        if self.pubsub_thread is None:
+            return
+        self.pubsub.unsubscribe()
+        try:
+            self.pubsub_thread.stop(timeout=1)
+        except TypeError:  # redis-py before 8: stop() only clears the flag
+            self.pubsub_thread.stop()
+            self.pubsub_thread.join(timeout=1)
+        self.pubsub.close()
+
+    def handle_exception(self, job: Job, *exc_info) -> None:  # type: ignore[no-untyped-def]
+        # RQ logs every exception a job raised with its traceback (rq/worker/base.py:1347-1354). A provider's failure
+        # is expected, and the job logged it as one line (services/queued/attempts.py); anything else keeps RQ's.
+        if exc_info and isinstance(exc_info[1], ProviderError):
+            call_exception_handlers(self._exc_handlers, job, *exc_info)
+            return
+        super().handle_exception(job, *exc_info)
 
     def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:  # type: ignore[no-untyped-def]
         # RQ's dequeue loop retries a lost Redis forever, heartbeat first (rq/worker/base.py:1160-1162, the
@@ -68,6 +108,9 @@ class OffpathWorker(SimpleWorker):
         # idle, a stop request or a vanished parent ends the loop instead; a busy worker's heartbeats (before
         # its job runs) are left alone, so a dequeued job is never dropped on the floor.
         if self.get_state() == WorkerStatus.IDLE and (self.stopping.is_set() or os.getppid() != self.parent_pid):
+            if not self.stopping.is_set():
+                log.warning("the process that started this worker (pid %d) is gone; stopping", self.parent_pid)
+                self.stopping.set()  # a stop like SIGTERM's: no fresh worker after this one (_serve)
             raise StopRequested()
         super().heartbeat(timeout, pipeline)
 
@@ -94,22 +137,34 @@ class OffpathWorker(SimpleWorker):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run one offpath RQ worker (SimpleWorker, JSON serializer).")
-    parser.add_argument("--name", default=None, help="worker name (default: RQ's)")
-    parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    parser = argparse.ArgumentParser(description="Run one offpath worker on the deployment's queue backend "
+                                                 "(OFFPATH_QUEUE_BACKEND: rq, celery or dramatiq; default rq).")
+    parser.add_argument("--name", default=None, help="worker name (default: the library's)")
+    parser.add_argument("--burst", action="store_true", help="exit when no job is left")
     parser.add_argument("--log-level", default=os.environ.get("OFFPATH_LOG_LEVEL", "WARNING"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s worker %(process)d %(levelname)s %(message)s")
+    try:
+        settings = Settings.from_env()
+        return queue_backend(settings.queue_backend).run_worker(settings, args.name, args.burst)
+    except ConfigurationError as exc:  # bad input (a setting, the profile): one line, not a traceback
+        print(f"services.queued.worker: {exc}", file=sys.stderr)
+        return EXIT_ERROR
 
-    settings = Settings.from_env()
+
+def run_rq_worker(settings: Settings, name: str | None, burst: bool, on_ready: Callable[[], None] | None = None) -> int:
+    """The RQ backend's worker (services/queued/rq_backend.py); `on_ready` runs once it consumes, after its ready
+    line."""
     context = WorkerContext(settings)  # loads the profile: a wrong one fails at start, not on the first job
     try:
-        return _serve(settings, context, args.name, args.burst, args.log_level)
+        return _serve(settings, context, name, burst, logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+                      on_ready)
     finally:
         context.close()
 
 
-def _serve(settings: Settings, context: WorkerContext, name: str | None, burst: bool, log_level: str) -> int:
+def _serve(settings: Settings, context: WorkerContext, name: str | None, burst: bool, log_level: str,
+           on_ready: Callable[[], None] | None = None) -> int:
     """Run workers one after another, a fresh one after each loss of Redis, until one stops."""
     parent = os.getppid()
     stopping = threading.Event()
@@ -121,9 +176,18 @@ def _serve(settings: Settings, context: WorkerContext, name: str | None, burst: 
     watch.start()
     pulse = Pulse(liveness_redis(settings.redis_url))
     pulse.start()
+    announced = threading.Event()  # once per process, not per fresh worker
+
+    def ready() -> None:
+        if not announced.is_set():
+            announced.set()
+            announce_ready("rq", name)
+            if on_ready is not None:
+                on_ready()
+
     while True:
         try:
-            if _work(settings, context, stopping, pulse, next(names), burst, log_level):
+            if _work(settings, context, stopping, pulse, next(names), burst, log_level, ready):
                 return 0
             # RQ's work loop quits, and returns as if done, on a Redis timeout or any error it does not handle
             # (rq/worker/base.py:679-695): measured with Redis at maxmemory, where a refused write of RQ's own
@@ -183,7 +247,7 @@ def _wait_for_redis(url: str, parent: int, pause_s: float, patience_s: float) ->
 
 
 def _work(settings: Settings, context: WorkerContext, stopping: threading.Event, pulse: Pulse, name: str | None,
-          burst: bool, log_level: str) -> bool:
+          burst: bool, log_level: str, ready: Callable[[], None]) -> bool:
     """Run one RQ worker until it returns; True when that was meant (a stop request, or burst mode's empty queue)."""
     connection = Redis.from_url(settings.redis_url)
     queue = campaign_queue(settings, connection)
@@ -195,7 +259,7 @@ def _work(settings: Settings, context: WorkerContext, stopping: threading.Event,
     worker = OffpathWorker(
         [queue], connection=connection, serializer=JSONSerializer, job_class=OffpathJob, name=name,
         job_monitoring_interval=5, maintenance_interval=5, worker_ttl=20,
-        context=context, stopping=stopping, pulse=pulse,
+        context=context, stopping=stopping, pulse=pulse, on_ready=ready,
     )
     worker.work(burst=burst, with_scheduler=True, logging_level=log_level)
     return burst or stopping.is_set() or worker._stop_requested
