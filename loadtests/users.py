@@ -1,23 +1,28 @@
-"""The Locust user: in the closed model a campaign client (loadtests/client.py) pausing --wait-s between campaigns;
+"""The Locust user: in the closed model a design's client (loadtests/client.py) pausing --wait-s between requests;
 in the open model an idle placeholder while the scheduler (loadtests/scheduler.py) sends."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import gevent
 from locust import task
 from locust.contrib.fasthttp import FastHttpUser
 
-from loadtests.client import JSON_HEADERS, run_campaign
+from foundation.format import REQUEST, STATUS
+from loadtests.client import ContractMismatch, run_request
+from loadtests.contract import Contract
+from loadtests.mismatch import report_mismatch
 from loadtests.options import DriverOptions
 from loadtests.payloads import PayloadFactory
-from loadtests.recorder import THINK_KEY
+from loadtests.recorder import LOG_KEY, THINK_KEY, record_value
 
-# How campaigns ended, per process, for the log at stop: created (201), completed, failed, accepted
-# (202, not polled), timeout (still running after --poll-timeout), error (a failed request), stopped.
+# How requests ended, per process, for the log at stop: finished (the answer was the outcome), completed, failed,
+# accepted (acknowledged, not followed), timeout (not final after --poll-timeout), error (a failed request), stopped,
+# mismatch (the service answered outside its contract).
 # Process state because Locust leaves no other place for it: it is written by every CampaignUser and by the
 # open-model sender (scheduler.py) and read, and cleared at each test start, by the locustfile's Coordinator;
 # Locust builds a user from its class with nothing but the Environment (locust/runners.py:227), and the
@@ -25,8 +30,22 @@ from loadtests.recorder import THINK_KEY
 OUTCOMES: Counter[str] = Counter()
 
 
+def request_headers(contract: Contract) -> dict[str, dict[str, str]]:
+    """The headers of the design's request (its contract's) and of its status GETs (those, without a body's)."""
+    ask = {"Accept": "application/json", **contract.request.headers}
+    status = {k: v for k, v in ask.items() if k.lower() not in ("content-type", "content-length")}
+    return {REQUEST: ask, STATUS: status}
+
+
+def status_name(contract: Contract) -> str:
+    """How Locust's statistics name the status GETs (one row for all of them)."""
+    check = contract.outcome.status
+    return check.url if check is not None and check.url is not None else f"{contract.request.path}/{{id}}"
+
+
 class CampaignUser(FastHttpUser):
-    """A campaign client. Closed model: each user creates a campaign, follows it if queued, pauses --wait-s, again.
+    """A design's client. Closed model: each user sends the request, follows it if acknowledged, pauses --wait-s,
+    again.
 
     Open model (--arrival-rate): arrivals must not depend on how many users exist or how fast they come
     back, so a per-process scheduler (loadtests/scheduler.py) sends them, and these users only idle in a
@@ -40,9 +59,16 @@ class CampaignUser(FastHttpUser):
 
     def on_start(self) -> None:
         self.options = DriverOptions.from_parsed(self.environment.parsed_options)
-        if CampaignUser._payloads is None and not self.options.open_model:
+        if self.options.open_model:
+            return
+        self.driven = self.options.driven()
+        self.following = self.options.following()
+        self._headers = request_headers(self.driven.contract)
+        self._status_name = status_name(self.driven.contract)
+        if CampaignUser._payloads is None:
             stream = max(getattr(self.environment.runner, "worker_index", 0), 0)
-            CampaignUser._payloads = PayloadFactory(self.options.payload_seed, stream)
+            CampaignUser._payloads = PayloadFactory(self.options.payload_seed, stream, self.driven.contract.request.body,
+                                                    Path(self.driven.base_dir) if self.driven.base_dir else None)
 
     def wait_time(self) -> float:
         return 3600.0 if self.options.open_model else self.options.wait_s
@@ -52,16 +78,21 @@ class CampaignUser(FastHttpUser):
         if self.options.open_model:
             return
         assert CampaignUser._payloads is not None
-        outcome = run_campaign(self._request, _sleep, CampaignUser._payloads.next_body(), time.monotonic(),
-                               self.options.poll_interval, self.options.poll_timeout, self.options.poll)
+        try:
+            outcome = run_request(self.driven.contract, self._request, _sleep, record_value,
+                                  CampaignUser._payloads.next_body(), time.monotonic(), self.following)
+        except ContractMismatch as mismatch:
+            report_mismatch(self.environment, self.options.hdr_dir, str(mismatch))
+            outcome = "mismatch"
         OUTCOMES[outcome] += 1
 
-    def _request(self, method: str, path: str, name: str, body: bytes | None, intended: float,
+    def _request(self, method: str, path: str, log_key: str, body: bytes | None, intended: float,
                  pause_s: float | None) -> Any:
         # The CO correction needs the pause after which this user would issue the request again.
         think_s = self.options.wait_s if pause_s is None else pause_s
-        return self.client.request(method, path, name=name, data=body, headers=JSON_HEADERS,
-                                   context={THINK_KEY: think_s * 1_000_000})
+        name = self.driven.contract.request.path if log_key == REQUEST else self._status_name
+        return self.client.request(method, path, name=name, data=body, headers=self._headers[log_key],
+                                   context={THINK_KEY: think_s * 1_000_000, LOG_KEY: log_key})
 
 
 def _sleep(seconds: float) -> bool:

@@ -25,11 +25,12 @@ from pathlib import Path
 
 from analysis.gate.judge import Commit
 from foundation.errors import ConfigurationError, HarnessError
-from offpath.designs import DESIGNS
+from offpath.designs import Design, built_in_names
 from offpath.experiment import Experiment
 from offpath.manifest import PROJECT_ROOT
 from offpath.runner import Runner
-from offpath.supervisor import SystemUnderTest, python, serving_from
+from offpath.serving import SystemUnderTest, built_in, serving_from
+from offpath.supervisor import python
 
 __all__ = ["MAIN_BRANCHES", "BaseCheckout", "base_checkout", "candidate_commit", "default_base", "resolve_commit",
            "run_interleaved"]
@@ -38,7 +39,6 @@ log = logging.getLogger("offpath.base_checkout")
 
 # Where the default base comes from: the merge base of HEAD with the first of these that exists.
 MAIN_BRANCHES = ("main", "origin/main", "master", "origin/master")
-WORKER_MODULE = "services.queued.worker"  # what offpath/supervisor.py starts as an RQ worker
 INSTALL_TIMEOUT_S = 600
 
 
@@ -148,7 +148,7 @@ def _run(commit: Commit, what: str, argv: list[str], cwd: Path | None = None) ->
 def _check_serves(commit: Commit, interpreter: str, source: Path) -> None:
     """Import what this harness will start from the base (each design's app factory, the worker module), as the
     harness starts it: the base's interpreter, from the base's folder."""
-    targets = [d.app_factory for d in DESIGNS.values()] + [f"{WORKER_MODULE}:"]
+    targets = sorted({target for name in built_in_names() for target in _imported_by(built_in(name))})
     probe = ("import importlib, sys\n"
              f"for target in {targets!r}:\n"
              "    module, _, attr = target.partition(':')\n"
@@ -168,8 +168,8 @@ def run_interleaved(candidate: Experiment, base: Experiment, checkout: BaseCheck
     one repetition of every design, on the same CPUs (the experiment's placement), each with fresh processes and a
     fresh Redis. Returns the run folders by side ("base", "candidate"), complete or not (the judgement refuses an
     incomplete one). Stops at the first incomplete run: a side that cannot be measured makes the rest pointless."""
-    sides = {"base": (replace(base, repetitions=1), checkout.system),
-             "candidate": (replace(candidate, repetitions=1), SystemUnderTest(python(), PROJECT_ROOT))}
+    sides = {"base": (base.model_copy(update={"repetitions": 1}), checkout.system),
+             "candidate": (candidate.model_copy(update={"repetitions": 1}), SystemUnderTest(python(), PROJECT_ROOT))}
     runs: dict[str, list[Path]] = {side: [] for side in sides}
     for repetition in range(1, candidate.repetitions + 1):
         for side, (experiment, system) in sides.items():
@@ -182,3 +182,17 @@ def run_interleaved(candidate: Experiment, base: Experiment, checkout: BaseCheck
             if not complete:
                 return runs
     return runs
+
+
+def _imported_by(design: Design) -> list[str]:
+    """What a design's commands import from its checkout: each `--factory module:function`, each `-m module` that is
+    not a third party's (uvicorn, gunicorn, celery...: the base's venv has them or its install failed already)."""
+    targets = []
+    for tier in (design.declaration.web, design.declaration.workers):
+        argv = tier.argv_template() if tier is not None else []
+        for flag, value in zip(argv, argv[1:], strict=False):
+            if flag == "--factory":
+                targets.append(value)
+            elif flag == "-m" and value.split(".")[0] in ("services",):
+                targets.append(f"{value}:")
+    return targets

@@ -17,7 +17,6 @@ from analysis.reports.chaos_report import fault_measures, fault_table
 from analysis.stats.load import read_errors_csv
 from foundation.format import ACKS_GLOB, CELLS_DIR, CHAOS_FILE, CHAOS_TABLE_FILE, ERRORS_FILE, LOGS_DIR, cell_id
 from offpath.audit import audit
-from offpath.designs import design
 from offpath.disconnect import disconnect_mid_request
 from offpath.experiment import EXPERIMENTS_DIR, ExperimentError, Phase
 from offpath.faults import (
@@ -35,11 +34,13 @@ from offpath.faults import (
 from offpath.manifest import write_json_atomic
 from offpath.placement import Placements, Placer
 from offpath.probe import QueueProbe
+from offpath.queues.rq import RqQueue
 from offpath.redis_server import RedisServer, start_redis
 from offpath.relay import TcpRelay
 from offpath.runner import locust_argv
+from offpath.serving import built_in, start_service, start_workers
 from offpath.session import RunSession
-from offpath.supervisor import Supervisor, start_service, start_workers
+from offpath.supervisor import Supervisor
 from services.campaign.settings import Settings
 from services.queued.liveness import ABANDONED_KEY, FALSE_ABANDONMENTS_KEY
 
@@ -145,7 +146,7 @@ def read_acknowledged(cell_dir: Path) -> list[str]:
 
 
 def run_fault(chaos: Chaos, fault: Fault, run_dir: Path, placer: Placer) -> dict[str, Any]:
-    serving = design(fault.design)
+    serving = built_in(fault.design)
     cell_dir = run_dir / CELLS_DIR / cell_id(fault.design, fault.name, 1)
     cell_dir.mkdir(parents=True)
     profile = fault.profile or chaos.profile
@@ -167,8 +168,8 @@ def run_fault(chaos: Chaos, fault: Fault, run_dir: Path, placer: Placer) -> dict
             workers = start_workers(supervisor, chaos.workers, workers_url, profile) \
                 if serving.has_workers else []
             phase = Phase(name=fault.name, kind="steady", rate_per_s=rate_per_s, duration_s=duration_s)
-            argv = locust_argv(url, cell_dir, phase, 1, 1.0 if serving.polls_for_outcome else 0, 1)
-            with QueueProbe(server.url, queue_name, cell_dir) as probe:
+            argv = locust_argv(url, cell_dir, phase, 1, 1.0 if serving.follows_outcome else 0, 1)
+            with QueueProbe(RqQueue(server.url, queue_name), cell_dir, server.url) as probe:
                 t0 = time.time()
                 locust = supervisor.start(f"locust-{fault.name}", argv, role="load", expect_exit=True)
                 # Faults run on this (main) thread: children get PR_SET_PDEATHSIG, which fires when the

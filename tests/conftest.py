@@ -14,7 +14,8 @@ import pytest
 import redis
 
 from offpath.redis_server import RedisServer, connect_redis, start_redis
-from offpath.supervisor import Managed, Supervisor, start_service, start_workers
+from offpath.serving import start_service, start_workers
+from offpath.supervisor import Managed, Supervisor
 
 QUICK_PROFILE = """
 name = "quick"

@@ -133,7 +133,7 @@ def test_the_circle_check_finds_a_circle():
     assert strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"], ["d"]]
 
 
-DESIGN_BRANCH = re.compile(r'"POST_campaigns"|[=!]= "(?:queued|inline)"')
+DESIGN_BRANCH = re.compile(r'"request"|[=!]= "(?:queued|inline)"')
 
 
 def test_designs_and_endpoint_keys_are_named_in_one_place():
