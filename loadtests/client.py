@@ -186,6 +186,19 @@ def acknowledged_id(contract: Contract, response: Any) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
+def request_headers(contract: Contract) -> dict[str, dict[str, str]]:
+    """The headers of the design's request (its contract's) and of its status GETs (those, without a body's)."""
+    ask = {"Accept": "application/json", **contract.request.headers}
+    status = {k: v for k, v in ask.items() if k.lower() not in ("content-type", "content-length")}
+    return {REQUEST: ask, STATUS: status}
+
+
+def status_name(contract: Contract) -> str:
+    """How Locust's statistics name the status GETs (one row for all of them)."""
+    check = contract.outcome.status
+    return check.url if check is not None and check.url is not None else f"{contract.request.path}/{{id}}"
+
+
 def _pause_after(following: Following, response: Any, held_out: bool) -> float:
     """Seconds between an answer without the outcome (the acknowledgement, or an unfinished state) and the next GET.
     A held GET that ran its course is asked again at once; one answered early without the outcome (a server that

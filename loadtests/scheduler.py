@@ -18,12 +18,12 @@ from locust.contrib.fasthttp import FastHttpSession
 
 from foundation.format import REQUEST
 from loadtests.arrivals import Shard, intended_times, parse_shape
-from loadtests.client import ContractMismatch, run_request
+from loadtests.client import ContractMismatch, request_headers, run_request, status_name
 from loadtests.mismatch import report_mismatch
 from loadtests.options import DriverOptions
 from loadtests.payloads import PayloadFactory
 from loadtests.recorder import LOG_KEY, SEND_LAG_KEY, record_value
-from loadtests.users import OUTCOMES, request_headers, status_name
+from loadtests.users import OUTCOMES
 
 log = logging.getLogger("offpath.scheduler")
 

@@ -12,9 +12,8 @@ import gevent
 from locust import task
 from locust.contrib.fasthttp import FastHttpUser
 
-from foundation.format import REQUEST, STATUS
-from loadtests.client import ContractMismatch, run_request
-from loadtests.contract import Contract
+from foundation.format import REQUEST
+from loadtests.client import ContractMismatch, request_headers, run_request, status_name
 from loadtests.mismatch import report_mismatch
 from loadtests.options import DriverOptions
 from loadtests.payloads import PayloadFactory
@@ -28,19 +27,6 @@ from loadtests.recorder import LOG_KEY, THINK_KEY, record_value
 # Locust builds a user from its class with nothing but the Environment (locust/runners.py:227), and the
 # Environment has no slot for a plugin's own objects (locust/env.py:Environment.__init__).
 OUTCOMES: Counter[str] = Counter()
-
-
-def request_headers(contract: Contract) -> dict[str, dict[str, str]]:
-    """The headers of the design's request (its contract's) and of its status GETs (those, without a body's)."""
-    ask = {"Accept": "application/json", **contract.request.headers}
-    status = {k: v for k, v in ask.items() if k.lower() not in ("content-type", "content-length")}
-    return {REQUEST: ask, STATUS: status}
-
-
-def status_name(contract: Contract) -> str:
-    """How Locust's statistics name the status GETs (one row for all of them)."""
-    check = contract.outcome.status
-    return check.url if check is not None and check.url is not None else f"{contract.request.path}/{{id}}"
 
 
 class CampaignUser(FastHttpUser):

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from foundation.errors import ConfigurationError
-from loadtests.client import ContractMismatch, Following, run_request
+from loadtests.client import ContractMismatch, Following, request_headers, run_request
 from loadtests.contract import Driven, pointer
 from loadtests.payloads import PayloadFactory
-from loadtests.users import request_headers
 
 __all__ = ["ContractBroken", "check_contract"]
 

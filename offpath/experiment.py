@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
@@ -180,32 +180,34 @@ class Sweep(ConfigModel):
         return {name: list(values) for name, values in self.parameters}
 
 
-class _SweepTable(ConfigModel):
-    """`[sweep]` as a file writes it."""
+_Positive = Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=2)]
+_Whole = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2)]
+_AtLeastOne = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=2)]
 
-    provider_wait_scale: list[float] | None = Field(None, description="a list of at least two numbers > 0")
-    cpu_work_scale: list[float] | None = Field(None, description="a list of at least two numbers > 0")
-    concurrency: list[int] | None = Field(None, description="a list of at least two whole numbers >= 0")
-    workers: list[int] | None = Field(None, description="a list of at least two whole numbers >= 1")
-    rate_per_s: list[float] | None = Field(None, description="a list of at least two numbers > 0")
-    backend: list[str] | None = Field(None, description="a list of at least two queue backends' names")
+
+class _SweepTable(ConfigModel):
+    """`[sweep]` as a file writes it: one or two parameters, each a list of at least two distinct values."""
+
+    provider_wait_scale: _Positive | None = None
+    cpu_work_scale: _Positive | None = None
+    concurrency: _Whole | None = None
+    workers: _AtLeastOne | None = None
+    rate_per_s: _Positive | None = None
+    backend: Annotated[list[str], Field(min_length=2)] | None = None
+
+    @field_validator("*")
+    @classmethod
+    def _distinct(cls, values: list[Any] | None) -> list[Any] | None:
+        if values is not None and len(set(values)) != len(values):
+            raise ValueError(f"allowed: distinct values (this list names one twice: {values!r})")
+        return values
 
     @model_validator(mode="after")
-    def _values(self) -> _SweepTable:
-        given = {name: getattr(self, name) for name in SWEEP_PARAMETERS if getattr(self, name) is not None}
+    def _one_or_two(self) -> _SweepTable:
+        given = [name for name in SWEEP_PARAMETERS if getattr(self, name) is not None]
         if not 1 <= len(given) <= 2:
-            raise ValueError(f"allowed: one or two of {', '.join(SWEEP_PARAMETERS)} (got {len(given)})")
-        lowest = {"concurrency": 0, "workers": 1}
-        for name, values in given.items():
-            allowed = SWEEP_PARAMETERS[name]
-            if len(values) < 2:
-                raise ValueError(f"allowed for sweep.{name}: a list of at least two values, each {allowed}")
-            if len(set(values)) != len(values):
-                raise ValueError(f"allowed for sweep.{name}: distinct values (got {values!r})")
-            for value in values:
-                if name in lowest and value < lowest[name] or (name not in lowest and name != "backend"
-                                                                and not value > 0):
-                    raise ValueError(f"allowed for sweep.{name}: {allowed} (got {value!r})")
+            raise ValueError(f"allowed: one or two of {', '.join(SWEEP_PARAMETERS)} (this sweep varies "
+                             f"{len(given)})")
         return self
 
     def sweep(self) -> Sweep:

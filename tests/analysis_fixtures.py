@@ -32,12 +32,12 @@ from foundation.format import (
     raw_log,
 )
 from loadtests.hlog_writer import IntervalLog, new_histogram
-from offpath.designs import DESIGNS
+from offpath.designs import built_in_names
 
 EPOCH_S = 1_795_917_800.0  # fixed, so generated folders are byte-for-byte reproducible
 # The designs a run declares unless told otherwise: what `offpath bench` resolves for an experiment file that names
 # none (every design, in the registry's order), however few of them have cells here.
-EXPERIMENT_DESIGNS = tuple(DESIGNS)
+EXPERIMENT_DESIGNS = tuple(built_in_names())
 
 
 @dataclass
