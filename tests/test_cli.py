@@ -3,6 +3,7 @@ never a traceback, and nothing is started."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -57,3 +58,16 @@ def test_a_chaos_fault_of_the_wrong_type_is_one_line_and_exit_2(tmp_path, line, 
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
     assert not list(tmp_path.glob("*-bad-*")), "nothing was started"
+
+
+@pytest.mark.fast
+def test_help_lists_every_command(capsys):
+    from offpath.cli import build_parser, main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    shown = capsys.readouterr().out
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(commands) == {"up", "bench", "chaos", "report", "compare", "gate"}
+    assert all(f"\n    {command} " in shown for command in commands)

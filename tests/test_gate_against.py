@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from analysis.gate.against import judge_against, load_side, merge_runs
-from analysis.gate.judge import Commit
+from analysis.gate.against_base import judge_against, load_side, merge_runs
 from analysis.gate.rules import load_rules
-from analysis.gate.verdict import junit, markdown, text, to_json
+from analysis.gate.verdict import Commit
+from analysis.gate.verdict_formats import junit, markdown, text, to_json
 from analysis.stats.load import ResultsFolderError, load_run
 from tests.analysis_fixtures import Cpu, write_run
 from tests.conftest import project_root
