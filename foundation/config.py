@@ -68,7 +68,10 @@ def parse(data: Mapping[str, Any], model: type[Model], source: str, context: dic
     try:
         return model.model_validate(data, context=context)
     except ValidationError as exc:
-        raise ConfigError(describe(exc.errors()[0], model, source)) from None
+        errors = exc.errors()
+        # A misspelt key shows twice, as unknown and as the key it meant missing: the unknown one is what to fix.
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        raise ConfigError(describe(first, model, source)) from None
 
 
 def describe(error: ErrorDetails, model: type[BaseModel], source: str) -> str:

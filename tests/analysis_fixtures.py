@@ -136,7 +136,7 @@ def write_cell(cell_dir: Path, spec: CellSpec, start_s: float, rng: np.random.Ge
         writer.writerow(ERROR_COLUMNS)
         for second in seconds:
             for status, count in spec.errors_per_s.items():
-                writer.writerow([second + 1, "POST /campaigns", status, count])
+                writer.writerow([second + 1, CREATE, status, count])
     if spec.queue is not None:
         truth.update(_write_queue(cell_dir, spec, start_s, rng))
     if spec.cpu is not None:  # drawn last, so a spec without it draws everything else as before

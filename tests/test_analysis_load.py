@@ -89,8 +89,8 @@ def test_unparseable_manifest_is_foreign(tmp_path):
 
 
 def test_other_schema_version_says_which_it_reads(tmp_path):
-    (tmp_path / "manifest.json").write_text(json.dumps({"schema_version": 2, "status": "complete"}))
-    with pytest.raises(SchemaVersionError, match="schema_version 2; this offpath reads schema_version 1"):
+    (tmp_path / "manifest.json").write_text(json.dumps({"schema_version": 1, "status": "complete"}))
+    with pytest.raises(SchemaVersionError, match="schema_version 1; this offpath reads schema_version 2"):
         load_run(tmp_path)
 
 
@@ -103,8 +103,8 @@ def test_incomplete_run_is_refused_with_its_reason_unless_allowed(tmp_path):
 
 
 def test_errors_csv_endpoints_are_normalised():
-    assert endpoint_key("POST /campaigns") == "request"
-    assert endpoint_key("GET /campaigns/{id}") == "status"
+    assert endpoint_key("POST /orders") == "POST_orders"
+    assert endpoint_key("GET /orders/{id}") == "GET_orders_id"
     assert endpoint_key("request") == "request"
 
 

@@ -12,7 +12,7 @@ from hdrh.log import HistogramLogReader
 
 from loadtests.merger import IntervalMerger
 from loadtests.payloads import PayloadFactory
-from loadtests.recorder import SEND_LAG_KEY, THINK_KEY, Recorder, endpoint_key
+from loadtests.recorder import LOG_KEY, SEND_LAG_KEY, THINK_KEY, Recorder, endpoint_key
 from services.campaign.schema import CampaignRequest
 
 EPOCH = 1_800_000_000.0
@@ -32,14 +32,17 @@ def _read(path: Path) -> list[HdrHistogram]:
     return out
 
 
-def test_endpoint_keys_are_the_results_file_names() -> None:
-    assert endpoint_key("POST", "/campaigns") == "request"
-    assert endpoint_key("GET", "/campaigns/{id}") == "status"
+def test_a_request_is_logged_under_the_log_its_client_names() -> None:
+    recorder = Recorder()
+    recorder.on_request("POST", "/orders", response_time=2.0, response_length=10, context={LOG_KEY: "request"})
+    recorder.on_request("GET", "/health", response_time=1.0, response_length=10)  # named by nobody: by its path
+    assert set(recorder.take_interval(0)["histograms"]) == {"request", "request.raw", "GET_health", "GET_health.raw"}
+    assert endpoint_key("GET", "/orders/{id}") == "GET_orders_id"
 
 
 def test_open_model_latency_counts_from_the_intended_send() -> None:
     recorder = Recorder()
-    recorder.on_request("POST", "/campaigns", response_time=2.0, response_length=10, context={SEND_LAG_KEY: 500.0})
+    recorder.on_request("POST", "/campaigns", response_time=2.0, response_length=10, context={SEND_LAG_KEY: 500.0, LOG_KEY: "request"})
     message = recorder.take_interval(0)
     histograms = {name: HdrHistogram.decode(encoded) for name, encoded in message["histograms"].items()}
     # HDR keeps 3 significant digits: compare within 0.1 %.
@@ -51,7 +54,7 @@ def test_open_model_latency_counts_from_the_intended_send() -> None:
 def test_closed_model_correction_fills_in_what_the_user_would_have_sent() -> None:
     recorder = Recorder()
     recorder.on_request("POST", "/campaigns", response_time=1000.0, response_length=0,
-                        context={THINK_KEY: 100_000})
+                        context={THINK_KEY: 100_000, LOG_KEY: "request"})
     histograms = {n: HdrHistogram.decode(e) for n, e in recorder.take_interval(0)["histograms"].items()}
     assert histograms["request.raw"].get_total_count() == 1
     # 1 s against an expected 100 ms interval: 1000, 900, ..., 100 ms.
@@ -63,7 +66,7 @@ def test_failures_are_counted_by_status_not_timed() -> None:
     recorder = Recorder()
     for status in (500, 500, 0):
         recorder.on_request("POST", "/campaigns", response_time=3.0, response_length=0,
-                            exception=RuntimeError("x"), response=_Response(status))
+                            exception=RuntimeError("x"), response=_Response(status), context={LOG_KEY: "request"})
     message = recorder.take_interval(4)
     assert message["histograms"] == {}
     assert sorted(map(tuple, message["errors"])) == [("request", 0, 1), ("request", 500, 2)]
