@@ -28,7 +28,8 @@ from offpath.queues import QueueAdapter, adapter_for
 from offpath.supervisor import Managed, NotReady, ProcessDied, Restart, Supervisor, http_ok, python
 from services.campaign.profile import ProfileSpec
 
-__all__ = ["Conditions", "NotReady", "ProcessDied", "Served", "SystemUnderTest", "built_in", "serve", "serving_from",
+__all__ = ["Conditions", "NotReady", "ProcessDied", "Served", "SystemUnderTest", "add_worker", "built_in", "serve",
+           "serving_from",
            "start_service", "start_workers", "system_under_test"]
 
 
@@ -196,6 +197,18 @@ def _start_workers(supervisor: Supervisor, design: Design, tier: Tier, values: d
     for managed in started:
         _wait_ready(supervisor, managed, tier.ready, worker_values, served=served, count=number, group=started)
     return started
+
+
+def add_worker(supervisor: Supervisor, served: Served, conditions: Conditions) -> Managed:
+    """One more worker of a served design, as a process manager replacing one would start it (not waited for: the
+    fault that killed the other measures how soon the work goes on)."""
+    tier = served.design.declaration.workers
+    assert tier is not None, f"design {served.design.name!r} has no workers"
+    index = len(served.workers)
+    values = {**served.values, "redis_url": conditions.worker_redis_url or conditions.redis_url, "index": str(index),
+              "name": f"offpath-worker-{index}-{time.monotonic_ns() % 1_000_000_000}"}
+    return _start(supervisor, served.design, "worker", tier, values, system_under_test(), conditions,
+                  name=f"worker-{index}")
 
 
 def _wait_ready(supervisor: Supervisor, managed: Managed, ready: Ready | None, values: Mapping[str, str],
