@@ -31,7 +31,7 @@ from offpath.serving import SystemUnderTest, built_in
 from offpath.supervisor import python
 
 __all__ = ["MAIN_BRANCHES", "BaseCheckout", "BaseError", "base_checkout", "candidate_commit", "default_base",
-           "resolve_commit"]
+           "repository_of", "resolve_commit"]
 
 log = logging.getLogger("offpath.base_checkout")
 
@@ -98,27 +98,45 @@ def candidate_commit(root: Path = PROJECT_ROOT) -> Commit:
                   dirty=dirty)
 
 
+def repository_of(path: Path) -> Path:
+    """The repository whose commits `offpath gate --against` compares for an experiment file: the git repository
+    holding it (a team's own, gating its own endpoint), or offpath's where it is in none (a file written for offpath's
+    own designs)."""
+    folder = path.resolve().parent
+    found = _git("rev-parse", "--show-toplevel", cwd=folder) if folder.is_dir() else None
+    if found is None or found.returncode != 0 or not found.stdout.strip():
+        return PROJECT_ROOT.resolve()
+    return Path(found.stdout.strip()).resolve()
+
+
 @dataclass(frozen=True)
 class BaseCheckout:
     commit: Commit
     source: Path  # the worktree
-    python: str  # its venv's interpreter
+    python: str  # its venv's interpreter (offpath's own repository), or the one the designs declare (a team's)
+    home: Path = PROJECT_ROOT  # the repository it is a commit of
 
     @property
     def system(self) -> SystemUnderTest:
-        return SystemUnderTest(self.python, self.source)
+        return SystemUnderTest(self.python, self.source, self.home)
 
 
 @contextmanager
 def base_checkout(commit: Commit, say: Callable[[str], None], root: Path = PROJECT_ROOT) -> Iterator[BaseCheckout]:
-    """Check `commit` out into a temporary worktree, install it editable into a venv of its own (pip's cache is
-    reused) and check that its services import as this harness starts them; removed again on leaving."""
+    """Check `commit` of the repository at `root` out into a temporary worktree; removed again on leaving. offpath's
+    own repository is installed editable into a venv of its own (pip's cache is reused) and its services are checked
+    to import as this harness starts them. A team's repository is not installed: its designs' commands run inside the
+    worktree, with the interpreter they declare (or offpath's)."""
     folder = Path(tempfile.mkdtemp(prefix=f"offpath-base-{commit.short}-"))
     source, venv = folder / "src", folder / "venv"
     try:
         added = _git("worktree", "add", "--detach", "--quiet", str(source), commit.sha, cwd=root)
         if added.returncode != 0:
             raise BaseError(f"base {commit.label}: git worktree add failed: {_last_line(added.stderr)}")
+        if root.resolve() != PROJECT_ROOT.resolve():
+            say(f"base {commit.label}: checked out into {source}; its designs run there")
+            yield BaseCheckout(commit, source, python(), root.resolve())
+            return
         say(f"base {commit.label}: checked out into {source}; installing it into its own venv")
         _run(commit, "creating its venv", [python(), "-m", "venv", str(venv)])
         interpreter = str(venv / "bin" / "python")

@@ -142,7 +142,9 @@ def _interpreter(design: Design, system: SystemUnderTest) -> str:
         return system.python
     path = Path(design.declaration.python)
     if not path.is_absolute() and "/" in design.declaration.python:
-        path = system.relocate(design.base_dir / path)
+        path = design.base_dir / path
+        moved = system.relocate(path)
+        path = moved if moved.exists() else path  # a venv git does not track stays where it is, for both sides
     return str(path)
 
 

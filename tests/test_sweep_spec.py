@@ -52,8 +52,8 @@ def test_one_parameter_makes_a_point_per_value_each_a_plain_experiment(tmp_path)
     assert [p.id for p in points] == ["01-provider_wait_scale=0.25", "02-provider_wait_scale=1",
                                       "03-provider_wait_scale=4"]
     at = experiment.at(points[2])
-    assert at.sweep is None and at.profile == "default*wait=4"
-    base, scaled = load_profile("default"), load_profile(at.profile)
+    assert at.sweep is None and str(at.profile) == "default*wait=4"
+    base, scaled = load_profile("default"), at.profile.load()
     assert scaled.generation.wait_median_ms == 4 * base.generation.wait_median_ms
     assert scaled.automation.wait_p99_ms == 4 * base.automation.wait_p99_ms
     assert scaled.generation.cpu_ms == base.generation.cpu_ms  # waits only: the CPU work is as it was
@@ -74,9 +74,9 @@ def test_two_parameters_make_the_grid_first_varying_slowest(tmp_path):
 def test_cpu_work_and_workers_are_set_per_point(tmp_path):
     experiment = load_experiment(str(_experiment(tmp_path, "[sweep]\ncpu_work_scale = [0.5, 2]\nworkers = [2, 6]")))
     at = experiment.at(experiment.sweep.points()[1])
-    assert at.profile == "default*cpu=0.5" and at.layout.workers == 6
-    assert load_profile(at.profile).generation.cpu_ms == 0.5 * load_profile("default").generation.cpu_ms
-    assert load_profile(at.profile).generation.wait_median_ms == load_profile("default").generation.wait_median_ms
+    assert str(at.profile) == "default*cpu=0.5" and at.layout.workers == 6
+    assert at.profile.load().generation.cpu_ms == 0.5 * load_profile("default").generation.cpu_ms
+    assert at.profile.load().generation.wait_median_ms == load_profile("default").generation.wait_median_ms
 
 
 @pytest.mark.parametrize(("sweep", "layout", "says"), [
