@@ -43,7 +43,8 @@ from benchmarks.figure import NO_FIGURE, SideErrors, refused  # noqa: E402
 from benchmarks.scratch import empty_database  # noqa: E402
 from offpath.process import available_cpus, pin  # noqa: E402
 from offpath.redis_server import redis_for_run  # noqa: E402
-from offpath.supervisor import Supervisor, start_service  # noqa: E402
+from offpath.serving import start_service  # noqa: E402
+from offpath.supervisor import Supervisor  # noqa: E402
 from services.campaign.profile import ProfileSpec  # noqa: E402
 
 # A billion jobs: a round of seconds at any rate one service process reaches stays orders of magnitude below.

@@ -73,7 +73,10 @@ def parse(data: Mapping[str, Any], model: type[Model], source: str, context: dic
     try:
         return model.model_validate(data, context={} if context is None else context)
     except ValidationError as exc:
-        raise error(describe(exc.errors()[0], model, source)) from None
+        errors = exc.errors()
+        # A misspelt key shows twice, as unknown and as the key it meant missing: the unknown one is what to fix.
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        raise error(describe(first, model, source)) from None
 
 
 def one_of(allowed: Iterable[str], why: str = "") -> AfterValidator:
@@ -193,20 +196,40 @@ def _allowed(error: ErrorDetails, owner: type[BaseModel] | None, field_name: str
         message = str(ctx.get("error", error["msg"]))
         return message.split("allowed: ", 1)[1] if "allowed: " in message else message
     info = _fields(owner).get(field_name) if owner is not None and field_name else None
-    if info is not None and info.description:
+    annotation = info.annotation if info is not None else None
+    if annotation is not None and isinstance(error["loc"][-1], int):
+        annotation = _item_of(annotation)  # an error on a list's item speaks of the item
+        info = None
+    elif info is not None and info.description:
         return info.description
     if kind in ("literal_error", "enum"):
         return "one of " + str(ctx.get("expected", error["msg"])).replace("'", "").replace(" or ", ", ")
     bounds = {"greater_than": "> {gt}", "greater_than_equal": ">= {ge}", "less_than": "< {lt}",
               "less_than_equal": "<= {le}"}
     if kind in bounds:
-        noun = _noun(info.annotation) if info is not None else "a value"
+        noun = _noun(annotation) if annotation is not None else "a value"
         return f"{noun} " + bounds[kind].format(**{k: f"{v:g}" if isinstance(v, float) else v for k, v in ctx.items()})
-    if kind in ("too_short", "too_long"):
-        return error["msg"].replace("List should", "a list that should").replace("Value should", "a value that should")
-    if info is not None:
-        return _noun(info.annotation)
+    if kind == "too_short":
+        return f"a list of at least {ctx.get('min_length')} values"
+    if kind == "too_long":
+        return f"a list of at most {ctx.get('max_length')} values"
+    if annotation is not None:
+        return _noun(annotation)
     return error["msg"]
+
+
+def _item_of(annotation: Any) -> Any:
+    """The type of a list's items, through Optional and Annotated."""
+    origin = get_origin(annotation)
+    if origin is typing.Annotated:
+        return _item_of(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        inner = [a for a in get_args(annotation) if a is not type(None)]
+        return _item_of(inner[0]) if len(inner) == 1 else annotation
+    if origin in (list, tuple):
+        args = get_args(annotation)
+        return args[0] if args else annotation
+    return annotation
 
 
 _NOUNS = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}

@@ -27,6 +27,12 @@ History of the format (`SCHEMA_VERSION`, in manifest.json; a reader refuses any 
   files are unchanged, the same keys with the same values in the same order (each record's `to_dict()` gives the
   JSON the harness wrote before them; tests/test_manifest_records.py holds manifests written before the change).
 
+- 2, 2026-12-06: designs are declared as data (any service, not only offpath's own): the logs are named by what they
+  time, not by a path — `request.hlog` (was `POST_campaigns.hlog`), `status.hlog` (was `GET_campaigns_id.hlog`) —
+  and cells gain the client's `outcome_seen.hlog` and `failed_seen.hlog`, and, from the service's timestamps,
+  `queue_wait.hlog` and `run.hlog`; manifest.json's experiment gains `declarations` (design name -> its resolved
+  declaration: tiers, request, outcome contract, queue adapter). Readers of 1 would look for logs that are gone.
+
 Bump SCHEMA_VERSION (and add a line above) when a reader of the previous version would misread a folder: a file,
 key or column renamed or removed, a unit or the HDR range changed. Adding a file or a key is not a bump.
 """
@@ -42,8 +48,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACKS_GLOB", "CELLS_DIR", "DECISION_MAP_FILE", "POINTS_DIR", "SWEEP_KIND",
-    "CHAOS_FILE", "CHAOS_TABLE_FILE", "COMPARISON_FILE", "COMPLETION", "COMPLETION_FILE",
-    "CPU_COLUMNS", "CPU_FILE", "CREATE", "ENDPOINT_LABELS", "ERRORS_FILE", "ERROR_COLUMNS", "HIGHEST_US",
+    "CHAOS_FILE", "CHAOS_TABLE_FILE", "CONTRACT_MISMATCH_FILE", "COMPARISON_FILE", "COMPLETION", "COMPLETION_FILE",
+    "CPU_COLUMNS", "CPU_FILE", "CREATE", "FAILED_SEEN", "OUTCOME_SEEN", "QUEUE_WAIT", "REQUEST", "RUN_TIME",
+    "STATUS", "ENDPOINT_LABELS", "ERRORS_FILE", "ERROR_COLUMNS", "HIGHEST_US",
     "INCOMPLETE_MARKER", "LOGS_DIR", "LOG_SUFFIX", "LOWEST_US", "MANIFEST_FILE", "NON_ENDPOINT_LOGS", "OUTCOME",
     "PLOTS_DIR", "POLL", "QUEUE_COLUMNS", "QUEUE_FILE", "RAW_SUFFIX", "REPORT_HTML_FILE", "REPORT_MD_FILE", "SCHEMA_VERSION",
     "SEND_LAG", "SIGNIFICANT_DIGITS", "SUMMARY_FILE", "SUMMARY_PERCENTILES", "SYSTEM_TIERS", "TIERS",
@@ -51,7 +58,7 @@ __all__ = [
     "QueueFigures", "Slo", "acks_file", "cell_id", "endpoint_key", "label", "log_file", "raw_log", "record_from",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # -- the run folder ----------------------------------------------------------------------------------------------
 MANIFEST_FILE = "manifest.json"
@@ -81,7 +88,9 @@ COMPLETION_FILE = "completion.json"  # CompletionCensus
 QUEUE_FILE = "queue.csv"  # QUEUE_COLUMNS, one row a second
 ERRORS_FILE = "errors.csv"  # ERROR_COLUMNS
 CPU_FILE = "cpu.csv"  # CPU_COLUMNS, one row a second: CPU seconds used since the cell's start, by tier
-ACKS_GLOB = "acks-*.txt"  # acks-<pid>.txt: ids of the campaigns each Locust process saw acknowledged
+ACKS_GLOB = "acks-*.txt"  # acks-<pid>.txt: ids of the requests each Locust process saw acknowledged or finished
+# Written by a Locust process whose service answered outside its contract: the one line saying how (the run stops).
+CONTRACT_MISMATCH_FILE = "contract_mismatch.txt"
 
 
 def acks_file(pid: int) -> str:
@@ -100,17 +109,27 @@ SIGNIFICANT_DIGITS = 3
 SUMMARY_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 99.0, 99.9)  # the p50_us .. p999_us of LatencyFigures
 
 # -- interval logs: `<key>.hlog` ----------------------------------------------------------------------------------
-CREATE = "POST_campaigns"  # POST /campaigns, the request both designs answer
-POLL = "GET_campaigns_id"  # GET /campaigns/{id}, when the load polls for the outcome
-COMPLETION = "completion"  # accepted -> completed, from the probe's census
-# Not a log: comparison.json's rows that set what each side's campaign owner waits for against the other's, the
-# completion of a design with queue data (its POST only acknowledges), the POST's answer of one without.
-OUTCOME = "outcome"
+# The logs are named by what they time, not by the design's path: every design's request is `request`, whatever its
+# method and path (the manifest's design declarations say them; reports label rows with them).
+REQUEST = "request"  # the design's request (a campaign's POST /campaigns for offpath's own designs)
+STATUS = "status"  # GETs of an acknowledged request's state, when the load follows it
+OUTCOME_SEEN = "outcome_seen"  # the client: intended send -> first observation of the final state `done`
+FAILED_SEEN = "failed_seen"  # the same for the final state `failed`
+COMPLETION = "completion"  # the service's own clock: accepted -> completed (the probe's census, or the final answer)
+QUEUE_WAIT = "queue_wait"  # the service's own clock: accepted -> started
+RUN_TIME = "run"  # the service's own clock: started -> completed
 SEND_LAG = "send_lag"  # open model: actual minus intended send time of every request
-ENDPOINT_LABELS: Mapping[str, str] = {CREATE: "POST /campaigns", POLL: "GET /campaigns/{id}",
-                                      COMPLETION: "completion", SEND_LAG: "send lag", OUTCOME: "outcome"}
-# Logs that time something other than an endpoint's responses.
-NON_ENDPOINT_LOGS = frozenset({COMPLETION, SEND_LAG})
+# Not a log: comparison.json's rows that set what each side's owner waits for against the other's: the completion of a
+# design with queue data (its request only acknowledges), else what its client saw of the outcome, else the answer.
+OUTCOME = "outcome"
+# Until every reader says REQUEST and STATUS (the names before the format's version 2).
+CREATE = REQUEST
+POLL = STATUS
+ENDPOINT_LABELS: Mapping[str, str] = {REQUEST: "request", STATUS: "status", OUTCOME_SEEN: "outcome seen",
+                                      FAILED_SEEN: "failure seen", COMPLETION: "completion", QUEUE_WAIT: "queue wait",
+                                      RUN_TIME: "run time", SEND_LAG: "send lag", OUTCOME: "outcome"}
+# Logs that time something other than responses to requests.
+NON_ENDPOINT_LOGS = frozenset({OUTCOME_SEEN, FAILED_SEEN, COMPLETION, QUEUE_WAIT, RUN_TIME, SEND_LAG})
 
 
 def endpoint_key(*parts: str) -> str:
@@ -121,17 +140,17 @@ def endpoint_key(*parts: str) -> str:
 
 
 def label(key: str) -> str:
-    """How reports name a log: 'POST_campaigns' -> 'POST /campaigns'; an unknown key as it is."""
+    """How reports name a log: 'request' -> 'request'; an unknown key as it is."""
     return ENDPOINT_LABELS.get(key, key)
 
 
 def raw_log(key: str) -> str:
-    """'POST_campaigns' -> 'POST_campaigns.raw', the log of the same requests timed from their actual send."""
+    """'request' -> 'request.raw', the log of the same requests timed from their actual send."""
     return key + RAW_SUFFIX
 
 
 def log_file(name: str) -> str:
-    """'POST_campaigns.raw' -> 'POST_campaigns.raw.hlog'."""
+    """'request.raw' -> 'request.raw.hlog'."""
     return name + LOG_SUFFIX
 
 

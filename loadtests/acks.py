@@ -1,10 +1,10 @@
-"""The client's record of acknowledged campaigns: every POST /campaigns answered 201 or 202 appends the
-campaign id to `<hdr-dir>/acks-<pid>.txt`, one per line. The fault audit checks each of these ids
-against the service's state afterwards (a lost acknowledgement is only visible from the client side)."""
+"""The client's record of what the service promised: every request answered with one of its contract's finished or
+acknowledged statuses appends its id (where the contract says the id is) to `<hdr-dir>/acks-<pid>.txt`, one per line.
+The fault audit checks each of these ids against the service afterwards (a lost acknowledgement is only visible from
+the client's side)."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import IO, Any
@@ -12,17 +12,21 @@ from typing import IO, Any
 from locust import events
 from locust.env import Environment
 
-from foundation.format import acks_file
-
-_ACKED = (201, 202)
+from foundation.format import REQUEST, acks_file
+from loadtests.client import acknowledged_id
+from loadtests.contract import Contract
+from loadtests.options import DriverOptions
+from loadtests.recorder import LOG_KEY
 
 
 class AckLog:
     """One Locust process's acknowledged ids, in the file it owns; it listens on that process's events."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, contract: Contract):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.contract = contract
+        self._promised = frozenset(contract.outcome.finished) | frozenset(contract.outcome.acknowledged)
         self._file: IO[str] = open(path, "a", buffering=64 * 1024)
 
     def install(self, environment: Environment) -> None:
@@ -30,17 +34,15 @@ class AckLog:
         environment.events.test_stop.add_listener(self.flush)
         environment.events.quitting.add_listener(self.close)
 
-    def record(self, request_type: str, name: str, response: Any = None, exception: Any = None, **_: Any) -> None:
-        if request_type != "POST" or exception is not None or response is None or self._file.closed:
+    def record(self, request_type: str, name: str, response: Any = None, exception: Any = None,
+               context: dict[str, Any] | None = None, **_: Any) -> None:
+        if exception is not None or response is None or self._file.closed or (context or {}).get(LOG_KEY) != REQUEST:
             return
-        if getattr(response, "status_code", 0) not in _ACKED:
+        if getattr(response, "status_code", 0) not in self._promised:
             return
-        try:
-            campaign_id = json.loads(response.content or b"{}").get("id")
-        except (ValueError, AttributeError):
-            return
-        if campaign_id:
-            self._file.write(f"{campaign_id}\n")
+        promised_id = acknowledged_id(self.contract, response)
+        if promised_id:
+            self._file.write(f"{promised_id}\n")
 
     def flush(self, **_: Any) -> None:
         if not self._file.closed:
@@ -59,4 +61,5 @@ class AckLog:
 def _open(environment: Environment, **_: Any) -> None:
     hdr_dir = getattr(environment.parsed_options, "hdr_dir", None) if environment.parsed_options else None
     if hdr_dir:
-        AckLog(Path(hdr_dir) / acks_file(os.getpid())).install(environment)
+        contract = DriverOptions.from_parsed(environment.parsed_options).driven().contract
+        AckLog(Path(hdr_dir) / acks_file(os.getpid()), contract).install(environment)

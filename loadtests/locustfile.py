@@ -29,12 +29,13 @@ from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
 import loadtests.acks  # noqa: F401 - registers the acknowledgement log
-from foundation.format import CREATE, SEND_LAG, raw_log
+from foundation.format import OUTCOME_SEEN, REQUEST, SEND_LAG, raw_log
 from loadtests.arrivals import Shard
 from loadtests.loopback import RemoteTargetRefused, require_loopback
 from loadtests.merger import IntervalMerger, MergeSummary
+from loadtests.mismatch import clear as clear_mismatch
 from loadtests.options import DriverOptions, add_arguments
-from loadtests.payloads import body_pool
+from loadtests.payloads import PayloadFactory
 from loadtests.recorder import Recorder, Ship
 from loadtests.scheduler import LATE_US, OpenModelSender
 from loadtests.users import OUTCOMES, CampaignUser
@@ -105,7 +106,7 @@ class Coordinator:
         else:
             sources = {"local"}
         if options.hdr_dir:
-            always = (CREATE, raw_log(CREATE)) + ((SEND_LAG,) if options.open_model else ())
+            always = (REQUEST, raw_log(REQUEST), OUTCOME_SEEN) + ((SEND_LAG,) if options.open_model else ())
             self.merger = IntervalMerger(Path(options.hdr_dir), epoch_s, sources, always)
         if self.role == "local":
             self._begin(options, epoch_s, end_s, Shard(0, 1), "local", self.merger.add if self.merger else None)
@@ -142,6 +143,7 @@ class Coordinator:
     def _begin(self, options: DriverOptions, epoch_s: float, end_s: float | None, shard: Shard, source: str,
                ship: Ship | None) -> None:
         OUTCOMES.clear()
+        clear_mismatch(self.env)
         if ship is not None:
             self.recorder.start(epoch_s, ship, source)
             self.env.events.request.add_listener(self.recorder.on_request)
@@ -187,11 +189,10 @@ class Coordinator:
             self.runner.send_message(INTERVAL, {"source": self.runner.client_id, "index": 0, "final": True,
                                                 "histograms": {}, "errors": []})
         if OUTCOMES:
-            log.info("campaigns by outcome: %s", dict(OUTCOMES))
+            log.info("requests by outcome: %s", dict(OUTCOMES))
         if OUTCOMES["timeout"]:
-            log.warning("%d campaigns were neither completed nor failed --poll-timeout after their 202; the "
-                        "queue's own completion latency (completion.hlog) says how long they took",
-                        OUTCOMES["timeout"])
+            log.warning("%d acknowledged requests were neither done nor failed --poll-timeout after their "
+                        "acknowledgement", OUTCOMES["timeout"])
         self._start_message = None
         self._test_started = False
         if self.merger is not None:
@@ -255,7 +256,9 @@ def _install(environment: Environment, **_: Any) -> None:
     if environment.runner is not None:
         Coordinator(environment).install()
         if not isinstance(environment.runner, MasterRunner):
-            body_pool(options.payload_seed)  # built now, not on the run's clock
+            driven = options.driven()  # the contract read, and its bodies built, now: not on the run's clock
+            PayloadFactory(options.payload_seed, 0, driven.contract.request.body,
+                           Path(driven.base_dir) if driven.base_dir else None)
     # Locust times --run-time with gevent.spawn_later, which counts from the event loop's cached clock;
     # that clock was last read before the locustfile and its imports loaded, so a "-t 30s" run would
     # end about half a second early. Refresh it: runs then last -t, and a cell has -t intervals.

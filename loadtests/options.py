@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from loadtests.arrivals import SHAPE_HELP, parse_shape
-from loadtests.client import POLL_MODES
+from loadtests.client import POLL_MODES, Following
+from loadtests.contract import CAMPAIGNS_FILE, Driven
 
 
 def _shape(value: str) -> str:
@@ -51,18 +54,22 @@ def add_arguments(parser: Any) -> None:
                             "expects a user to send every --wait-s plus the endpoint's median latency of the "
                             "previous second (polls: every --poll-interval plus that median).")
     group.add_argument("--poll-interval", type=_non_negative, default=1.0, metavar="S", include_in_web_ui=True,
-                       help="Queued design (a 202 answer): poll the Location every S seconds until the campaign "
-                            "is completed or failed (default 1; 0: never poll, whatever --poll). Inline (201): "
-                            "nothing to poll.")
+                       help="An acknowledged request (the queued kind): ask for its state every S seconds until it "
+                            "is final (default 1; 0: never follow it, whatever --poll). A finished answer (the inline "
+                            "kind): nothing to follow.")
     group.add_argument("--poll", choices=POLL_MODES, default="interval", include_in_web_ui=True,
-                       help="Queued design: how the client learns the outcome: interval (GET every --poll-interval), "
-                            "retry-after (GET when the service's Retry-After says; --poll-interval when it says "
-                            "nothing), wait (GET ?wait=N, held by the service until the campaign is final). "
-                            "Default interval.")
+                       help="An acknowledged request: how the client learns the outcome: interval (GET every "
+                            "--poll-interval), retry-after (GET when the service's Retry-After says; --poll-interval "
+                            "when it says nothing), wait (a GET the service holds until the state is final: the "
+                            "contract's `hold` parameter). Default interval.")
     group.add_argument("--poll-timeout", type=_positive, default=60.0, metavar="S", include_in_web_ui=True,
                        help="Stop polling one campaign after S seconds (default 60).")
     group.add_argument("--payload-seed", type=int, default=1, metavar="N", include_in_web_ui=True,
-                       help="Seed of the POST /campaigns bodies (default 1).")
+                       help="Seed of the request bodies (default 1).")
+    group.add_argument("--contract", default=None, metavar="FILE", include_in_web_ui=False,
+                       help="The design to drive: a contract file ([request] and [outcome], loadtests/contract.py; "
+                            "offpath writes one per cell). Absent: offpath's own campaign services "
+                            "(services/campaign/contract.toml).")
     group.add_argument("--allow-remote", action="store_true", default=False, include_in_web_ui=False,
                        help="Allow a --host that is not loopback (127.0.0.0/8, ::1). Without it offpath refuses to "
                             "send load anywhere but this machine.")
@@ -84,6 +91,7 @@ class DriverOptions:
     poll_timeout: float = 60.0
     payload_seed: int = 1
     max_in_flight: int = 1000
+    contract: str | None = None
 
     @property
     def open_model(self) -> bool:
@@ -95,7 +103,7 @@ class DriverOptions:
         hands custom options over as strings (an empty field for an unset one), hence the conversions."""
         defaults = cls()
         values = {name: getattr(parsed, name, getattr(defaults, name)) for name in cls.__dataclass_fields__}
-        for name in ("arrival_rate", "hdr_dir"):
+        for name in ("arrival_rate", "hdr_dir", "contract"):
             if values[name] in ("", "None"):
                 values[name] = None
         return cls(
@@ -108,7 +116,16 @@ class DriverOptions:
             poll_timeout=float(values["poll_timeout"]),
             payload_seed=int(values["payload_seed"]),
             max_in_flight=int(values["max_in_flight"]),
+            contract=str(values["contract"]) if values["contract"] is not None else None,
         )
+
+    def driven(self) -> Driven:
+        """The design this run drives (--contract), read once per process."""
+        return _driven(self.contract)
+
+    def following(self) -> Following:
+        return Following(interval_s=self.poll_interval, mode=self.poll, timeout_s=self.poll_timeout,
+                         service_timestamps=self.driven().service_timestamps)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DriverOptions:
@@ -116,6 +133,15 @@ class DriverOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@functools.cache
+def _driven(path: str | None) -> Driven:
+    driven = Driven.read(path or CAMPAIGNS_FILE)
+    for folder in driven.pythonpath:  # where its payload function imports from
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    return driven
 
 
 def main() -> None:

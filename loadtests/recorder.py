@@ -31,6 +31,7 @@ log = logging.getLogger("offpath.recorder")
 
 # Keys users put in a request's Locust `context` to tell the recorder how to time it.
 SEND_LAG_KEY = "offpath_send_lag_us"  # open model: this request left send_lag µs after its intended time
+LOG_KEY = "offpath_log"  # the log the request is recorded in (results/format.py: REQUEST, STATUS); absent: its name
 THINK_KEY = "offpath_think_us"  # closed model: the user pauses think µs before issuing this request again
 
 # The CO correction's expected interval is how often a closed-model user issues this request when the
@@ -40,6 +41,17 @@ THINK_KEY = "offpath_think_us"  # closed model: the user pauses think µs before
 MIN_EXPECTED_INTERVAL_US = 1_000
 
 Ship = Callable[[dict[str, Any]], None]
+
+# The recorder of this process's run, for values that are not Locust requests (record_value). Process state for the
+# reason loadtests/users.py keeps OUTCOMES: the client that observes an outcome gets nothing from Locust but the
+# Environment, which has no slot for a plugin's objects.
+_ACTIVE: list[Recorder] = []
+
+
+def record_value(name: str, value_us: float) -> None:
+    """Record a value into this process's current interval of log `name`; nothing while no run is recording."""
+    if _ACTIVE:
+        _ACTIVE[0].record(name, value_us)
 
 
 def status_of(response: Any) -> int:
@@ -67,10 +79,12 @@ class Recorder:
     def on_request(self, request_type: str, name: str, response_time: float, response_length: int,
                    exception: BaseException | None = None, context: dict[str, Any] | None = None,
                    response: Any = None, **_: Any) -> None:
-        key = self._keys.get((request_type, name))
-        if key is None:
-            key = self._keys[(request_type, name)] = endpoint_key(request_type, name)
         context = context or {}
+        key = context.get(LOG_KEY)
+        if key is None:
+            key = self._keys.get((request_type, name))
+            if key is None:
+                key = self._keys[(request_type, name)] = endpoint_key(request_type, name)
         lag_us = context.get(SEND_LAG_KEY)
         if lag_us is not None:
             self._histogram(SEND_LAG).record_value(clamp_us(lag_us))
@@ -88,6 +102,11 @@ class Recorder:
             return
         expected_us = max(int(think_us) + self._typical_us.get(key, 0), MIN_EXPECTED_INTERVAL_US)
         self._histogram(key).record_corrected_value(raw_us, expected_us)
+
+    def record(self, name: str, value_us: float) -> None:
+        """A value that is not a request's response time (what the client saw of an outcome, a service's own
+        timings), into the current interval of log `name`."""
+        self._histogram(name).record_value(clamp_us(value_us))
 
     def _histogram(self, name: str) -> HdrHistogram:
         histogram = self._histograms.get(name)
@@ -123,6 +142,7 @@ class Recorder:
         self.shipped.clear()
         self.source = source
         self._ship = ship
+        _ACTIVE[:] = [self]
         # One epoch for every process of the run (sent by the master), mapped once onto this process's
         # monotonic clock so that wall-clock steps during the run do not move interval boundaries.
         self._epoch_mono = time.monotonic() - (time.time() - epoch_s)
@@ -154,4 +174,6 @@ class Recorder:
         self.stop_clock()
         self._ship(self.take_interval(self._index_now(), final=True))
         self._ship = None
+        if _ACTIVE and _ACTIVE[0] is self:
+            _ACTIVE.clear()
         log.info("%s recorded %s", self.source, ", ".join(f"{k} {v}" for k, v in sorted(self.shipped.items())))

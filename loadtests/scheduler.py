@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -15,11 +16,13 @@ from gevent.lock import BoundedSemaphore
 from gevent.pool import Pool
 from locust.contrib.fasthttp import FastHttpSession
 
+from foundation.format import REQUEST
 from loadtests.arrivals import Shard, intended_times, parse_shape
-from loadtests.client import JSON_HEADERS, run_campaign
+from loadtests.client import ContractMismatch, request_headers, run_request, status_name
+from loadtests.mismatch import report_mismatch
 from loadtests.options import DriverOptions
 from loadtests.payloads import PayloadFactory
-from loadtests.recorder import SEND_LAG_KEY
+from loadtests.recorder import LOG_KEY, SEND_LAG_KEY, record_value
 from loadtests.users import OUTCOMES
 
 log = logging.getLogger("offpath.scheduler")
@@ -103,12 +106,18 @@ class OpenModelSender:
         assert options.arrival_rate is not None
         self.options = options
         self.shard = shard
+        self.environment = environment
+        self.driven = options.driven()
+        self.following = options.following()
+        self._headers = request_headers(self.driven.contract)
+        self._status_name = status_name(self.driven.contract)
         self._request_event = environment.events.request
         # One connection per request in flight: a smaller pool would queue requests inside the client,
         # where the wait would pass for service latency instead of showing up as send lag. Held GETs (--poll wait)
         # have slots and connections of their own: a client waiting for outcomes must not take the places of the
         # POSTs whose latency is measured, nor delay their sends.
-        self._holds = options.poll == "wait"
+        self._holds = options.poll == "wait" and self.driven.contract.outcome.status is not None \
+            and self.driven.contract.outcome.status.hold is not None
         self._session = FastHttpSession(environment.host, request_event=environment.events.request, user=None,
                                         concurrency=options.max_in_flight * (2 if self._holds else 1),
                                         network_timeout=TIMEOUT_S, connection_timeout=TIMEOUT_S)
@@ -117,7 +126,8 @@ class OpenModelSender:
         # With a known run time the schedule ends exactly there (R x T arrivals), before Locust's own
         # stop work (which blocks the event loop for tens of ms) could delay arrivals due at its end.
         self._end_t_s = end_s - epoch_s if end_s is not None else float("inf")
-        self._payloads = PayloadFactory(options.payload_seed, shard.index)
+        self._payloads = PayloadFactory(options.payload_seed, shard.index, self.driven.contract.request.body,
+                                        Path(self.driven.base_dir) if self.driven.base_dir else None)
         self._slots = BoundedSemaphore(options.max_in_flight)
         self._held_slots = BoundedSemaphore(options.max_in_flight)
         self._campaigns = Pool(options.max_in_flight * CAMPAIGNS_PER_SLOT)
@@ -143,17 +153,24 @@ class OpenModelSender:
             self._campaigns.spawn(self._campaign, intended)  # blocks while full: the lag then shows it
 
     def _campaign(self, intended: float) -> None:
-        outcome = run_campaign(self._request, self._pause, self._payloads.next_body(), intended,
-                               self.options.poll_interval, self.options.poll_timeout, self.options.poll)
+        try:
+            outcome = run_request(self.driven.contract, self._request, self._pause, record_value,
+                                  self._payloads.next_body(), intended, self.following)
+        except ContractMismatch as mismatch:
+            report_mismatch(self.environment, self.options.hdr_dir, str(mismatch))
+            outcome = "mismatch"
         OUTCOMES[outcome] += 1
 
     def _pause(self, seconds: float) -> bool:
         return not self._stopping.wait(seconds) if seconds > 0 else not self._stopping.is_set()
 
-    def _request(self, method: str, path: str, name: str, body: bytes | None, intended: float,
+    def _request(self, method: str, path: str, log_key: str, body: bytes | None, intended: float,
                  pause_s: float | None = None) -> Any:
-        if self._holds and method == "GET":
-            return self._held_request(path, name, intended)
+        request = log_key == REQUEST
+        name = self.driven.contract.request.path if request else self._status_name
+        headers = self._headers[log_key]
+        if self._holds and not request:
+            return self._held_request(path, name, log_key, headers, intended)
         if self._slots.locked():
             self.watch.cap_reached("requests in flight")
         with self._slots:
@@ -162,20 +179,20 @@ class OpenModelSender:
             self.watch.observe(sent, lag_us, self._in_flight)
             self._in_flight += 1
             try:
-                return self._session.request(method, path, name=name, data=body, headers=JSON_HEADERS,
-                                             context={SEND_LAG_KEY: lag_us})
+                return self._session.request(method, path, name=name, data=body, headers=headers,
+                                             context={SEND_LAG_KEY: lag_us, LOG_KEY: log_key})
             except GreenletExit:
                 # Killed after the drain: report it, so Locust's counts and ours still hold every request sent.
                 self._request_event.fire(
                     request_type=method, name=name, response_time=(time.monotonic() - sent) * 1000,
-                    response_length=0, response=None, context={SEND_LAG_KEY: lag_us}, url=path,
+                    response_length=0, response=None, context={SEND_LAG_KEY: lag_us, LOG_KEY: log_key}, url=path,
                     start_time=time.time() - (time.monotonic() - sent),
                     exception=UnfinishedAtStop(f"no answer within the drain after stop ({self._drain_s:g} s)"))
                 raise
             finally:
                 self._in_flight -= 1
 
-    def _held_request(self, path: str, name: str, intended: float) -> Any:
+    def _held_request(self, path: str, name: str, log_key: str, headers: dict[str, str], intended: float) -> Any:
         """A GET the service holds until the campaign is final. The drain at stop does not wait for it (it is a client
         waiting for an outcome, like one asleep between polls), and one cut off there is reported to nobody: Locust's
         counts and ours both leave it out, as a poll that was never sent."""
@@ -185,7 +202,8 @@ class OpenModelSender:
             sent = time.monotonic()
             lag_us = max(sent - intended, 0.0) * 1_000_000
             self.watch.observe(sent, lag_us, self._in_flight)
-            return self._session.request("GET", path, name=name, headers=JSON_HEADERS, context={SEND_LAG_KEY: lag_us})
+            return self._session.request("GET", path, name=name, headers=headers,
+                                         context={SEND_LAG_KEY: lag_us, LOG_KEY: log_key})
 
     def stop_sending(self) -> None:
         """No new arrivals and no new polls from now on; requests in flight carry on."""

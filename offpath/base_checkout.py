@@ -25,18 +25,18 @@ from pathlib import Path
 
 from analysis.gate.verdict import Commit
 from foundation.errors import ConfigurationError, HarnessError
-from offpath.designs import DESIGNS
+from offpath.designs import Design, built_in_names
 from offpath.manifest import PROJECT_ROOT
-from offpath.supervisor import SystemUnderTest, python
+from offpath.serving import SystemUnderTest, built_in
+from offpath.supervisor import python
 
 __all__ = ["MAIN_BRANCHES", "BaseCheckout", "BaseError", "base_checkout", "candidate_commit", "default_base",
-           "resolve_commit"]
+           "repository_of", "resolve_commit"]
 
 log = logging.getLogger("offpath.base_checkout")
 
 # Where the default base comes from: the merge base of HEAD with the first of these that exists.
 MAIN_BRANCHES = ("main", "origin/main", "master", "origin/master")
-WORKER_MODULE = "services.queued.worker"  # what offpath/supervisor.py starts as an RQ worker
 INSTALL_TIMEOUT_S = 600
 
 
@@ -98,27 +98,45 @@ def candidate_commit(root: Path = PROJECT_ROOT) -> Commit:
                   dirty=dirty)
 
 
+def repository_of(path: Path) -> Path:
+    """The repository whose commits `offpath gate --against` compares for an experiment file: the git repository
+    holding it (a team's own, gating its own endpoint), or offpath's where it is in none (a file written for offpath's
+    own designs)."""
+    folder = path.resolve().parent
+    found = _git("rev-parse", "--show-toplevel", cwd=folder) if folder.is_dir() else None
+    if found is None or found.returncode != 0 or not found.stdout.strip():
+        return PROJECT_ROOT.resolve()
+    return Path(found.stdout.strip()).resolve()
+
+
 @dataclass(frozen=True)
 class BaseCheckout:
     commit: Commit
     source: Path  # the worktree
-    python: str  # its venv's interpreter
+    python: str  # its venv's interpreter (offpath's own repository), or the one the designs declare (a team's)
+    home: Path = PROJECT_ROOT  # the repository it is a commit of
 
     @property
     def system(self) -> SystemUnderTest:
-        return SystemUnderTest(self.python, self.source)
+        return SystemUnderTest(self.python, self.source, self.home)
 
 
 @contextmanager
 def base_checkout(commit: Commit, say: Callable[[str], None], root: Path = PROJECT_ROOT) -> Iterator[BaseCheckout]:
-    """Check `commit` out into a temporary worktree, install it editable into a venv of its own (pip's cache is
-    reused) and check that its services import as this harness starts them; removed again on leaving."""
+    """Check `commit` of the repository at `root` out into a temporary worktree; removed again on leaving. offpath's
+    own repository is installed editable into a venv of its own (pip's cache is reused) and its services are checked
+    to import as this harness starts them. A team's repository is not installed: its designs' commands run inside the
+    worktree, with the interpreter they declare (or offpath's)."""
     folder = Path(tempfile.mkdtemp(prefix=f"offpath-base-{commit.short}-"))
     source, venv = folder / "src", folder / "venv"
     try:
         added = _git("worktree", "add", "--detach", "--quiet", str(source), commit.sha, cwd=root)
         if added.returncode != 0:
             raise BaseError(f"base {commit.label}: git worktree add failed: {_last_line(added.stderr)}")
+        if root.resolve() != PROJECT_ROOT.resolve():
+            say(f"base {commit.label}: checked out into {source}; its designs run there")
+            yield BaseCheckout(commit, source, python(), root.resolve())
+            return
         say(f"base {commit.label}: checked out into {source}; installing it into its own venv")
         _run(commit, "creating its venv", [python(), "-m", "venv", str(venv)])
         interpreter = str(venv / "bin" / "python")
@@ -146,7 +164,7 @@ def _run(commit: Commit, what: str, argv: list[str], cwd: Path | None = None) ->
 def _check_serves(commit: Commit, interpreter: str, source: Path) -> None:
     """Import what this harness will start from the base (each design's app factory, the worker module), as the
     harness starts it: the base's interpreter, from the base's folder."""
-    targets = [d.app_factory for d in DESIGNS.values()] + [f"{WORKER_MODULE}:"]
+    targets = sorted({target for name in built_in_names() for target in _imported_by(built_in(name))})
     probe = ("import importlib, sys\n"
              f"for target in {targets!r}:\n"
              "    module, _, attr = target.partition(':')\n"
@@ -158,3 +176,17 @@ def _check_serves(commit: Commit, interpreter: str, source: Path) -> None:
     except BaseError as exc:
         raise BaseError(f"{exc}; this harness cannot serve that base (its services differ in how they are "
                         "started): judge against a later base, or against a stored baseline") from None
+
+
+def _imported_by(design: Design) -> list[str]:
+    """What a design's commands import from its checkout: each `--factory module:function`, each `-m module` that is
+    not a third party's (uvicorn, gunicorn, celery...: the base's venv has them or its install failed already)."""
+    targets = []
+    for tier in (design.declaration.web, design.declaration.workers):
+        argv = tier.argv_template() if tier is not None else []
+        for flag, value in zip(argv, argv[1:], strict=False):
+            if flag == "--factory":
+                targets.append(value)
+            elif flag == "-m" and value.split(".")[0] in ("services",):
+                targets.append(f"{value}:")
+    return targets

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, NoReturn
 # the runner, the gate and the analysis with their libraries (numpy, pandas, matplotlib, aiohttp) take ~1.4 s to
 # import, and `offpath --help` or a mistyped option should answer at once (~0.25 s).
 from foundation.errors import EXIT_ERROR, EXIT_OK, CheckFailed, ConfigurationError, OffpathError, exit_code
-from offpath.designs import DESIGNS, design
+from offpath.designs import built_in_names
 from offpath.redis_server import RedisUnavailable, redis_for_run
+from offpath.serving import Conditions, built_in, serve
 from offpath.session import Interrupted, stop_signals
-from offpath.supervisor import Restart, Supervisor, start_service, start_workers
+from offpath.supervisor import Restart, Supervisor
 from services.campaign.profile import ProfileSpec
 from services.campaign.settings import Settings
 
@@ -31,6 +32,8 @@ log = logging.getLogger("offpath")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Commands that start services: they check the services' environment variables before starting anything.
 STARTS_SERVICES = {"up", "bench", "chaos", "gate"}
+# The queue libraries offpath's queued design runs on (services/queued/: OFFPATH_QUEUE_BACKEND).
+QUEUE_BACKENDS = ("rq", "celery", "dramatiq")
 
 
 def _say(line: str) -> None:
@@ -38,23 +41,24 @@ def _say(line: str) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    serving = design(args.design)
+    design = built_in(args.design, **({"backend": args.queue} if args.queue else {}))
+    if args.queue and "backend" not in design.declaration.params:
+        raise ConfigurationError(f"--queue {args.queue}: the {args.design} design has no queue; allowed with: "
+                                 + ", ".join(n for n in built_in_names() if "backend" in built_in(n).declaration.params))
     profile = ProfileSpec.parse(args.profile)
     profile.load()  # a wrong name or a bad profile file fails here, in one line, before anything starts
     try:
         with stop_signals(), redis_for_run(aof=args.aof) as redis, Supervisor() as supervisor:
             origin = "embedded redis-server" if redis.embedded else "REDIS_URL"
             log.info("redis %s (%s, version %s)", redis.url, origin, redis.version())
-            _, url = start_service(
-                supervisor, serving.name, redis.url, profile, port=args.port,
-                processes=args.processes, log_level="info", concurrency=args.concurrency,
-            )
-            if serving.has_workers:
-                # A crashed worker is replaced and the service keeps serving; RQ retries its job.
-                start_workers(supervisor, args.workers, redis.url, profile, restart=Restart())
-                log.info("%d RQ workers running", args.workers)
+            # A crashed worker is replaced and the service keeps serving; the queue runs its job again.
+            served = serve(supervisor, design, Conditions(
+                redis_url=redis.url, profile=str(profile), processes=args.processes, concurrency=args.concurrency,
+                workers=args.workers, log_level="info", port=args.port, worker_restart=Restart()))
+            if served.workers:
+                log.info("%d %s workers running", len(served.workers), design.declaration.params.get("backend", ""))
             log.info("%s service serving on %s (profile %s); docs at %s/docs; Ctrl-C stops everything",
-                     serving.name, url, profile, url)
+                     design.name, served.url, profile, served.url)
             while True:
                 supervisor.check()  # the service's death stops everything; a worker's is repaired
                 if redis.process is not None and redis.process.poll() is not None:
@@ -180,9 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="serve one design on 127.0.0.1 (with Redis and, for queued, RQ workers)")
-    up.add_argument("design", choices=list(DESIGNS))
+    up.add_argument("design", choices=built_in_names())
     up.add_argument("--port", type=whole_number(1, 65535), default=8000)
-    up.add_argument("--workers", type=whole_number(1), default=4, help="RQ worker processes (queued design)")
+    up.add_argument("--workers", type=whole_number(1), default=4, help="worker processes (queued design)")
+    up.add_argument("--queue", choices=QUEUE_BACKENDS, default=None,
+                    help="the queued design's queue library (default rq)")
     up.add_argument("--processes", type=whole_number(1), default=1, help="uvicorn worker processes")
     up.add_argument("--concurrency", type=whole_number(0), default=0,
                     help="requests in progress per service process: 0 unbounded asyncio (default), N the model of a "

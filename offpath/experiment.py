@@ -1,49 +1,75 @@
-"""Experiment files (`offpath/experiments/*.toml`) loaded into typed, validated objects."""
+"""Experiment files (`offpath/experiments/*.toml`, or any .toml path) read into typed, validated objects.
+
+An experiment says which designs it compares (declared as data: offpath/designs.py), under what deployment (the
+layout), what load (phases; a capacity search), what SLO, how many interleaved repetitions, and optionally a sweep
+over one or two conditions. Read through foundation/config.py: an unknown key, a wrong type or a value out of range
+is one line naming the file, the key, the value and what is allowed.
+"""
 
 from __future__ import annotations
 
 import itertools
-import tomllib
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+
+from foundation.config import ConfigError, ConfigModel, parse, read_toml
 from foundation.errors import ConfigurationError
 from foundation.format import Slo
-from loadtests.client import POLL_MODES
-from offpath.designs import DESIGNS
+from offpath.designs import BUILT_IN, Design, declare
 from offpath.placement import Placements
-from services.campaign.profile import ProfileError, load_profile
+from services.campaign.profile import ProfileSpec
+
+__all__ = ["CapacitySearch", "Claim", "EXPERIMENTS_DIR", "Experiment", "ExperimentError", "Layout", "Phase",
+           "SWEEP_PARAMETERS", "SloSettings", "Sweep", "SweepPoint", "available_experiments", "load_experiment",
+           "parse_experiment"]
 
 EXPERIMENTS_DIR = Path(__file__).parent / "experiments"
 PHASE_KINDS = ("warmup", "steady")
 
 
-class ExperimentError(ConfigurationError):
-    pass
+class ExperimentError(ConfigError):
+    """An experiment file offpath cannot use; the message is one line naming the file, the key and what is allowed."""
 
 
-@dataclass(frozen=True)
-class Phase:
+class Phase(ConfigModel):
+    """A phase of load: open model (`rate_per_s`) or closed (`users`, each pausing `wait_s`), for `duration_s`.
+    warmup: measured but not compared; steady: compared across designs; capacity: a step of the capacity search (the
+    runner's own, never in a file)."""
+
     name: str
-    kind: str  # warmup: measured but not compared; steady: compared across designs
-    rate_per_s: float | None  # open model; None with users = closed model
-    duration_s: float
-    users: int | None = None
-    wait_s: float = 1.0  # closed model: each user's pause between requests
+    kind: Literal["warmup", "steady", "capacity"] = "steady"
+    rate_per_s: float | None = Field(None, gt=0, description="a number of requests per second > 0")
+    duration_s: float = Field(gt=0, description="seconds > 0")
+    users: int | None = Field(None, ge=1, description="a whole number of users >= 1")
+    wait_s: float = Field(1.0, ge=0, description="seconds >= 0")
+
+    @model_validator(mode="after")
+    def _one_model(self) -> Phase:
+        if (self.rate_per_s is None) == (self.users is None):
+            raise ValueError("allowed: exactly one of rate_per_s (open model) or users (closed model)")
+        return self
 
 
-@dataclass(frozen=True)
-class CapacitySearch:
+class CapacitySearch(ConfigModel):
     """Step the offered rate up until the P99 SLO or the error budget breaks (or max_per_s): by step_per_s each step,
     or, with step_factor, by that factor (the same relative resolution at every rate: what a sweep whose points'
     capacities differ several-fold needs)."""
 
-    start_per_s: float
-    step_per_s: float
-    max_per_s: float
-    step_duration_s: float
-    step_factor: float | None = None
+    start_per_s: float = Field(gt=0, description="a number of requests per second > 0")
+    step_per_s: float = Field(0.0, ge=0, description="a number of requests per second > 0")
+    max_per_s: float = Field(gt=0, description="a number of requests per second > 0")
+    step_duration_s: float = Field(gt=0, description="seconds > 0")
+    step_factor: float | None = Field(None, gt=1, description="a number > 1")
+
+    @model_validator(mode="after")
+    def _one_step(self) -> CapacitySearch:
+        if (self.step_per_s > 0) == (self.step_factor is not None):
+            raise ValueError("allowed: exactly one of step_per_s (add a rate each step) or step_factor (multiply the "
+                             "rate each step)")
+        return self
 
     def rates(self) -> list[float]:
         rates, rate = [], self.start_per_s
@@ -54,70 +80,92 @@ class CapacitySearch:
         return rates
 
 
-@dataclass(frozen=True)
-class Layout:
-    service_processes: int = 1
-    workers: int = 8
-    locust_processes: int = 1
-    poll_interval_s: float = 1.0  # queued: how often the simulated client polls its campaign (0: never)
-    # queued: how the simulated client learns the outcome (loadtests/client.py POLL_MODES): "interval" GETs every
+class Layout(ConfigModel):
+    """The deployment both designs get: processes, workers, the client's polling, Redis, server concurrency, and where
+    each tier runs."""
+
+    service_processes: int = Field(1, ge=1, description="a whole number >= 1")
+    workers: int = Field(8, ge=1, description="a whole number >= 1")
+    locust_processes: int = Field(1, ge=1, description="a whole number >= 1")
+    # A design whose answers acknowledge: how often the simulated client polls its request's state (0: never).
+    poll_interval_s: float = Field(1.0, ge=0, description="seconds >= 0 (0: never follow the outcome)")
+    # How the simulated client learns the outcome (loadtests/client.py POLL_MODES): "interval" GETs every
     # poll_interval_s, "retry-after" when the service's Retry-After says, "wait" one GET the service holds until final.
-    poll: str = "interval"
-    drain_timeout_s: float = 20.0  # queued: after a cell, wait this long at most for the queue to empty
-    redis_aof: str = "everysec"
-    # Requests in progress per service process, the same for both designs: 0 unbounded asyncio, N a sync
-    # server's N workers or threads (services/campaign/concurrency.py).
-    concurrency: int = 0
-    # Where each tier runs (offpath/placement.py): CPU sets, CPU budgets, or "shared" (the default: the load
-    # generator on the last CPU, everything measured on the others).
-    placement: Placements = field(default_factory=Placements.shared)
+    poll: Literal["interval", "retry-after", "wait"] = "interval"
+    drain_timeout_s: float = Field(20.0, ge=0, description="seconds >= 0")
+    redis_aof: Literal["off", "everysec", "always"] = "everysec"
+    # Requests in progress per service process, the same for both designs: 0 unbounded asyncio, N a sync server's N
+    # workers or threads (services/campaign/concurrency.py).
+    concurrency: int = Field(0, ge=0, description="a whole number >= 0 (0: unbounded)")
+    # Where each tier runs (offpath/placement.py): "shared" (the load generator on the last CPU, everything measured
+    # on the others) or per tier a CPU set or budget. Read by Placements when the experiment is loaded.
+    placement: str | dict[str, Any] = "shared"
+
+    @model_validator(mode="after")
+    def _held_gets_need_free_slots(self) -> Layout:
+        if self.poll == "wait" and self.concurrency > 0:
+            # Decided, not left to a flag: a sync server's worker held by a GET serves nothing else while it is held.
+            raise ValueError(f"allowed with a bounded server (concurrency {self.concurrency}): poll = interval or "
+                             "retry-after; each held GET would occupy a request slot until its outcome is final, "
+                             "starving the requests a sync server has to answer")
+        return self
 
 
-# Each layout number's lowest allowed value.
-LAYOUT_MINIMUM = {"service_processes": 1, "workers": 1, "locust_processes": 1, "poll_interval_s": 0,
-                  "drain_timeout_s": 0, "concurrency": 0}
+
+class SloSettings(ConfigModel):
+    """`[slo]`: the request's P99 and error budget, and for a design with queue data its completion P99."""
+
+    p99_ms: float = Field(gt=0, description="milliseconds > 0")
+    error_rate: float = Field(ge=0, le=1, description="a fraction from 0 to 1")
+    completion_p99_ms: float | None = Field(None, gt=0, description="milliseconds > 0 (leave it out to use p99_ms)")
+
+    def slo(self) -> Slo:
+        return Slo(p99_ms=self.p99_ms, error_rate=self.error_rate,
+                   completion_p99_ms=self.completion_p99_ms if self.completion_p99_ms is not None else self.p99_ms)
 
 
-@dataclass(frozen=True)
-class Claim:
-    """A result measured elsewhere that this experiment is compared with (the report sets it beside what
-    offpath measured): changes of the candidate design against the baseline, in percent."""
+class Claim(ConfigModel):
+    """A result measured elsewhere that this experiment is compared with (the report sets it beside what offpath
+    measured): changes of the candidate design against the baseline, in percent."""
 
     source: str
     throughput_at_slo_change_pct: float
     p99_at_equal_load_change_pct: float
 
 
-# What a sweep may vary (one or two of them), and each one's lowest allowed value: provider waits and CPU work scale
-# the workload profile ('default*wait=2', 'default*cpu=0.5'), concurrency and workers set the layout, rate_per_s
-# sets every steady phase's offered rate.
+# What a sweep may vary (one or two of them), and what each takes: provider waits and CPU work scale the workload
+# profile ('default*wait=2', 'default*cpu=0.5'), concurrency and workers set the layout, rate_per_s sets every steady
+# phase's offered rate, backend the queue library of every design that has a `backend` parameter (offpath's queued
+# design: rq, celery, dramatiq).
 SWEEP_PARAMETERS = {"provider_wait_scale": "a number > 0", "cpu_work_scale": "a number > 0",
                     "concurrency": "a whole number >= 0", "workers": "a whole number >= 1",
-                    "rate_per_s": "a number > 0"}
-_WHOLE = {"concurrency": 0, "workers": 1}
+                    "rate_per_s": "a number > 0", "backend": "a queue backend's name"}
+SweepValue = float | str
 
 
-@dataclass(frozen=True)
-class SweepPoint:
+class SweepPoint(ConfigModel):
     """One point of a sweep: the value of each swept parameter, in the sweep's order; `id` names its folder."""
 
     index: int  # 1-based, in the order the points run
-    values: tuple[tuple[str, float], ...]
+    values: tuple[tuple[str, SweepValue], ...]
 
     @property
     def id(self) -> str:
-        return f"{self.index:02d}-" + ",".join(f"{name}={value:g}" for name, value in self.values)
+        return f"{self.index:02d}-" + ",".join(f"{name}={_text(value)}" for name, value in self.values)
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, SweepValue]:
         return dict(self.values)
 
 
-@dataclass(frozen=True)
-class Sweep:
+def _text(value: SweepValue) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class Sweep(ConfigModel):
     """`[sweep]`: one or two parameters (SWEEP_PARAMETERS), each over listed values; every combination is a point,
     the first parameter varying slowest."""
 
-    parameters: tuple[tuple[str, tuple[float, ...]], ...]
+    parameters: tuple[tuple[str, tuple[SweepValue, ...]], ...]
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -125,59 +173,181 @@ class Sweep:
 
     def points(self) -> list[SweepPoint]:
         combos = itertools.product(*(values for _, values in self.parameters))
-        return [SweepPoint(number, tuple(zip(self.names, combo, strict=True)))
+        return [SweepPoint(index=number, values=tuple(zip(self.names, combo, strict=True)))
                 for number, combo in enumerate(combos, start=1)]
 
-    def as_dict(self) -> dict[str, list[float]]:
+    def as_dict(self) -> dict[str, list[SweepValue]]:
         return {name: list(values) for name, values in self.parameters}
 
 
-@dataclass(frozen=True)
-class Experiment:
+_Positive = Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=2)]
+_Whole = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2)]
+_AtLeastOne = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=2)]
+
+
+class _SweepTable(ConfigModel):
+    """`[sweep]` as a file writes it: one or two parameters, each a list of at least two distinct values."""
+
+    provider_wait_scale: _Positive | None = None
+    cpu_work_scale: _Positive | None = None
+    concurrency: _Whole | None = None
+    workers: _AtLeastOne | None = None
+    rate_per_s: _Positive | None = None
+    backend: Annotated[list[str], Field(min_length=2)] | None = None
+
+    @field_validator("*")
+    @classmethod
+    def _distinct(cls, values: list[Any] | None) -> list[Any] | None:
+        if values is not None and len(set(values)) != len(values):
+            raise ValueError(f"allowed: distinct values (this list names one twice: {values!r})")
+        return values
+
+    @model_validator(mode="after")
+    def _one_or_two(self) -> _SweepTable:
+        given = [name for name in SWEEP_PARAMETERS if getattr(self, name) is not None]
+        if not 1 <= len(given) <= 2:
+            raise ValueError(f"allowed: one or two of {', '.join(SWEEP_PARAMETERS)} (this sweep varies "
+                             f"{len(given)})")
+        return self
+
+    def sweep(self) -> Sweep:
+        return Sweep(parameters=tuple(
+            (name, tuple(float(v) if name != "backend" else str(v) for v in getattr(self, name)))
+            for name in SWEEP_PARAMETERS if getattr(self, name) is not None))
+
+
+class _File(ConfigModel):
+    """An experiment file as written; `designs` is a table of declarations, or a list naming built-in ones."""
+
     name: str
-    description: str
-    profile: str
-    designs: tuple[str, ...]
-    repetitions: int
-    payload_seed: int
-    slo: Slo
-    layout: Layout
-    phases: tuple[Phase, ...]
-    capacity: CapacitySearch | None
-    source: str = field(default="", compare=False)
+    description: str = ""
+    profile: ProfileSpec = ProfileSpec()
+    designs: dict[str, Any] = Field(default_factory=lambda: {name: {"use": name} for name in BUILT_IN},
+                                    description="a table of design declarations ([designs.<name>]), or a list of "
+                                                f"built-in designs' names ({', '.join(BUILT_IN)})")
+    repetitions: int = Field(1, ge=1, description="a whole number >= 1")
+    payload_seed: int = 1
+    slo: SloSettings
+    layout: Layout = Layout()
+    phases: list[Phase] = []
+    capacity: CapacitySearch | None = None
+    claim: Claim | None = None
+    sweep: _SweepTable | None = None
+
+    @field_validator("designs", mode="before")
+    @classmethod
+    def _names_are_built_ins(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if not value or not all(isinstance(name, str) for name in value):
+                raise ValueError(f"allowed: a list of built-in designs' names ({', '.join(BUILT_IN)}), or a table of "
+                                 "design declarations")
+            return {name: {"use": name} for name in value}
+        return value
+
+    @field_validator("phases")
+    @classmethod
+    def _phases(cls, phases: list[Phase]) -> list[Phase]:
+        for phase in phases:
+            if phase.kind not in PHASE_KINDS:
+                raise ValueError(f"allowed for a phase's kind: one of {', '.join(PHASE_KINDS)} (got {phase.kind!r})")
+        names = [p.name for p in phases]
+        if len(set(names)) != len(names):
+            raise ValueError(f"allowed: phases with distinct names (got {names})")
+        return phases
+
+
+class Experiment(ConfigModel):
+    """An experiment as the harness runs it: its designs declared and resolved, in the order the file gives them (the
+    first is a comparison's baseline, A; the second its candidate, B)."""
+
+    name: str
+    description: str = ""
+    profile: ProfileSpec = ProfileSpec()
+    declared: tuple[Design, ...] = ()
+    repetitions: int = 1
+    payload_seed: int = 1
+    slo_settings: SloSettings
+    layout: Layout = Layout()
+    phases: tuple[Phase, ...] = ()
+    capacity: CapacitySearch | None = None
     claim: Claim | None = None
     sweep: Sweep | None = None
+    source: str = ""
+    _placements: Placements | None = PrivateAttr(default=None)
+
+    model_config = {**ConfigModel.model_config, "arbitrary_types_allowed": True}
+
+    @property
+    def designs(self) -> tuple[str, ...]:
+        return tuple(design.name for design in self.declared)
+
+    def design(self, name: str) -> Design:
+        for design in self.declared:
+            if design.name == name:
+                return design
+        raise ConfigurationError(f"design {name!r} is not one of this experiment's: {', '.join(self.designs)}")
+
+    @property
+    def slo(self) -> Slo:
+        return self.slo_settings.slo()
+
+    @property
+    def placements(self) -> Placements:
+        if self._placements is None:
+            self._placements = Placements.from_table(self.layout.placement)
+        return self._placements
+
+    def with_profile(self, profile: ProfileSpec | str) -> Experiment:
+        return self._copy(profile=ProfileSpec.parse(profile) if isinstance(profile, str) else profile)
+
+    def _copy(self, **update: Any) -> Experiment:
+        copied = self.model_copy(update=update)
+        copied._placements = self._placements
+        return copied
 
     def resolved(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["designs"] = list(self.designs)
-        data["phases"] = [asdict(p) for p in self.phases]
-        data["layout"]["placement"] = self.layout.placement.as_dict()
-        if self.sweep is None:
-            del data["sweep"]  # a plain experiment's manifest is as it was before sweeps
-        else:
+        """The experiment as it ran, for the manifest: `designs` the names in order, `declarations` each design's
+        resolved declaration."""
+        data: dict[str, Any] = {
+            "name": self.name, "description": self.description, "profile": str(self.profile),
+            "designs": list(self.designs), "repetitions": self.repetitions, "payload_seed": self.payload_seed,
+            "slo": self.slo.to_dict(), "layout": {**self.layout.model_dump(), "placement": self.placements.as_dict()},
+            "phases": [p.model_dump() for p in self.phases],
+            "capacity": self.capacity.model_dump() if self.capacity is not None else None,
+            "source": self.source, "claim": self.claim.model_dump() if self.claim is not None else None,
+            "declarations": {d.name: d.resolved() for d in self.declared},
+        }
+        if self.sweep is not None:
             data["sweep"] = self.sweep.as_dict()
         return data
 
     def at(self, point: SweepPoint) -> Experiment:
         """The plain experiment a sweep runs at one of its points: its parameters set, no sweep."""
-        experiment = replace(self, sweep=None)
-        # TODO(#22): with `profile: ProfileSpec` (services/campaign/profile.py), scale the spec instead of its text:
-        # `experiment.profile.scaled(wait=value)` / `.scaled(cpu=value)`; str(spec) gives back the same text.
+        experiment = self._copy(sweep=None)
         for name, value in point.values:
             if name == "provider_wait_scale":
-                experiment = replace(experiment, profile=f"{experiment.profile}*wait={value:g}")
+                experiment = experiment._copy(profile=experiment.profile.scaled(wait=float(value)))
             elif name == "cpu_work_scale":
-                experiment = replace(experiment, profile=f"{experiment.profile}*cpu={value:g}")
+                experiment = experiment._copy(profile=experiment.profile.scaled(cpu=float(value)))
             elif name == "concurrency":
-                experiment = replace(experiment, layout=replace(experiment.layout, concurrency=int(value)))
+                experiment = experiment._copy(layout=experiment.layout.model_copy(update={"concurrency": int(value)}))
             elif name == "workers":
-                experiment = replace(experiment, layout=replace(experiment.layout, workers=int(value)))
+                experiment = experiment._copy(layout=experiment.layout.model_copy(update={"workers": int(value)}))
             elif name == "rate_per_s":
-                experiment = replace(experiment, phases=tuple(
-                    replace(phase, rate_per_s=float(value)) if phase.kind == "steady" else phase
-                    for phase in experiment.phases))
+                experiment = experiment._copy(phases=tuple(
+                    p.model_copy(update={"rate_per_s": float(value)}) if p.kind == "steady" else p
+                    for p in experiment.phases))
+            elif name == "backend":
+                experiment = experiment._copy(declared=tuple(
+                    _with_param(d, "backend", str(value)) for d in experiment.declared))
         return experiment
+
+
+def _with_param(design: Design, name: str, value: str) -> Design:
+    if name not in design.declaration.params:
+        return design
+    declaration = design.declaration.model_copy(update={"params": {**design.declaration.params, name: value}})
+    return Design(design.name, declaration, design.base_dir, design.contract)
 
 
 def available_experiments() -> list[str]:
@@ -185,201 +355,58 @@ def available_experiments() -> list[str]:
 
 
 def load_experiment(spec: str) -> Experiment:
+    """An experiment by name (offpath/experiments/<name>.toml) or path; ExperimentError (one line) otherwise."""
     path = Path(spec) if spec.endswith(".toml") else EXPERIMENTS_DIR / f"{spec}.toml"
     if not path.is_file():
         raise ExperimentError(
             f"experiment {spec!r} not found; use one of {', '.join(available_experiments())} or a path to a .toml file"
         )
     try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ExperimentError(f"{path}: not valid TOML: {exc}") from exc
-    return parse_experiment(data, str(path))
+        data = read_toml(path)
+    except ConfigError as exc:
+        raise ExperimentError(str(exc)) from None
+    return parse_experiment(data, str(path), base_dir=path.resolve().parent)
 
 
-def parse_experiment(data: dict[str, Any], source: str) -> Experiment:
-    reader = _Reader(data, source)
-    allowed_top = {"name", "description", "profile", "designs", "repetitions", "payload_seed", "slo", "layout",
-                   "phases", "capacity", "claim", "sweep"}
-    reader.no_unknown(data, allowed_top, "")
-    profile = reader.get(data, "profile", str, "", default="default")
+def parse_experiment(data: Mapping[str, Any], source: str, base_dir: Path | None = None) -> Experiment:
+    """An experiment from a file's data; relative paths in its designs resolve from `base_dir` (the file's folder)."""
     try:
-        load_profile(profile)
-    except ProfileError as exc:
-        raise ExperimentError(f"{source}: key 'profile': {exc}") from None
-    designs = reader.get(data, "designs", list, "", default=list(DESIGNS))
-    for design in designs:
-        if design not in DESIGNS:
-            raise ExperimentError(f"{source}: key 'designs': {design!r} is not one of {', '.join(DESIGNS)}")
-    slo_table = reader.get(data, "slo", dict, "")
-    reader.no_unknown(slo_table, {"p99_ms", "error_rate", "completion_p99_ms"}, "slo.")
-    layout_table = reader.get(data, "layout", dict, "", default={})
-    layout_fields = {f for f in Layout.__dataclass_fields__}
-    reader.no_unknown(layout_table, layout_fields, "layout.")
-    for key, lowest in LAYOUT_MINIMUM.items():
-        if key not in layout_table:
-            continue
-        value = layout_table[key]
-        whole = isinstance(getattr(Layout, key), int)
-        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) or value < lowest:
-            kind = "a whole number" if whole else "a number"
-            raise ExperimentError(f"{source}: key 'layout.{key}' is {value!r}; allowed: {kind} >= {lowest}")
+        file = parse(data, _File, source)
+    except ConfigError as exc:
+        raise ExperimentError(str(exc)) from None
+    if not file.designs:
+        raise ExperimentError(f"{source}: key 'designs' is empty; allowed: one or more design declarations")
+    declared = tuple(declare(name, table, source, base_dir or Path.cwd(), f"designs.{name}")
+                     for name, table in file.designs.items())
+    if not file.phases and file.capacity is None:
+        raise ExperimentError(f"{source}: an experiment needs [[phases]] or a [capacity] search")
+    sweep = file.sweep.sweep() if file.sweep is not None else None
+    experiment = Experiment(
+        name=file.name, description=file.description, profile=file.profile, declared=declared,
+        repetitions=file.repetitions, payload_seed=file.payload_seed, slo_settings=file.slo, layout=file.layout,
+        phases=tuple(file.phases), capacity=file.capacity, claim=file.claim, sweep=sweep, source=source)
     try:
-        placement = Placements.from_table(layout_table.pop("placement", None))
+        experiment.placements  # noqa: B018 - read now, so a bad placement is refused before anything starts
     except ConfigurationError as exc:
         raise ExperimentError(f"{source}: {exc}") from None
-    layout = Layout(**layout_table, placement=placement)
-    if layout.redis_aof not in ("off", "everysec", "always"):
-        raise ExperimentError(f"{source}: key 'layout.redis_aof' must be one of off, everysec, always")
-    _check_poll(layout, source)
-    phases = []
-    for index, table in enumerate(reader.get(data, "phases", list, "", default=[])):
-        where = f"phases[{index}]."
-        reader.no_unknown(table, {"name", "kind", "rate_per_s", "duration_s", "users", "wait_s"}, where)
-        kind = reader.get(table, "kind", str, where, default="steady")
-        if kind not in PHASE_KINDS:
-            raise ExperimentError(f"{source}: key '{where}kind' is {kind!r}; allowed: {', '.join(PHASE_KINDS)}")
-        rate = reader.get(table, "rate_per_s", (int, float), where, default=None)
-        users = reader.get(table, "users", int, where, default=None)
-        if (rate is None) == (users is None):
-            raise ExperimentError(f"{source}: {where[:-1]} needs exactly one of rate_per_s (open model) or users (closed)")
-        phases.append(Phase(
-            name=reader.get(table, "name", str, where),
-            kind=kind,
-            rate_per_s=float(rate) if rate is not None else None,
-            duration_s=float(reader.get(table, "duration_s", (int, float), where)),
-            users=users,
-            wait_s=float(reader.get(table, "wait_s", (int, float), where, default=1.0)),
-        ))
-    capacity = None
-    if "capacity" in data:
-        table = reader.get(data, "capacity", dict, "")
-        reader.no_unknown(table, {"start_per_s", "step_per_s", "step_factor", "max_per_s", "step_duration_s"},
-                          "capacity.")
-        if ("step_per_s" in table) == ("step_factor" in table):
-            raise ExperimentError(f"{source}: [capacity] needs exactly one of step_per_s (add a rate each step) or "
-                                  "step_factor (multiply the rate each step)")
-        factor = reader.get(table, "step_factor", (int, float), "capacity.", default=None)
-        capacity = CapacitySearch(**{k: float(reader.get(table, k, (int, float), "capacity.",
-                                                         default=0.0 if k == "step_per_s" else _MISSING))
-                                     for k in ("start_per_s", "step_per_s", "max_per_s", "step_duration_s")},
-                                  step_factor=float(factor) if factor is not None else None)
-        if capacity.start_per_s <= 0 or (factor is None and capacity.step_per_s <= 0):
-            raise ExperimentError(f"{source}: capacity.start_per_s and capacity.step_per_s must be > 0")
-        if factor is not None and not factor > 1:
-            raise ExperimentError(f"{source}: key 'capacity.step_factor' is {factor!r}; allowed: a number > 1")
-    if not phases and capacity is None:
-        raise ExperimentError(f"{source}: an experiment needs [[phases]] or a [capacity] search")
-    claim = None
-    if "claim" in data:
-        table = reader.get(data, "claim", dict, "")
-        fields_ = ("throughput_at_slo_change_pct", "p99_at_equal_load_change_pct")
-        reader.no_unknown(table, {"source", *fields_}, "claim.")
-        claim = Claim(source=reader.get(table, "source", str, "claim."),
-                      **{k: float(reader.get(table, k, (int, float), "claim.")) for k in fields_})
-    names = [p.name for p in phases]
-    if len(set(names)) != len(names):
-        raise ExperimentError(f"{source}: phase names must be unique, got {names}")
-    sweep = _sweep(reader, data, source) if "sweep" in data else None
     if sweep is not None:
-        _check_sweep(sweep, phases, layout, source)
-    return Experiment(
-        name=reader.get(data, "name", str, ""),
-        description=reader.get(data, "description", str, "", default=""),
-        profile=profile,
-        designs=tuple(designs),
-        repetitions=reader.get(data, "repetitions", int, "", default=1),
-        payload_seed=reader.get(data, "payload_seed", int, "", default=1),
-        slo=_slo(reader, slo_table, source),
-        layout=layout,
-        phases=tuple(phases),
-        capacity=capacity,
-        source=source,
-        claim=claim,
-        sweep=sweep,
-    )
+        _check_sweep(experiment, source)
+    return experiment
 
 
-def _sweep(reader: _Reader, data: dict[str, Any], source: str) -> Sweep:
-    """`[sweep]`: one or two of SWEEP_PARAMETERS, each a list of at least two distinct allowed values."""
-    table = reader.get(data, "sweep", dict, "")
-    reader.no_unknown(table, set(SWEEP_PARAMETERS), "sweep.")
-    if not 1 <= len(table) <= 2:
-        raise ExperimentError(f"{source}: [sweep] varies {len(table)} parameters; allowed: one or two of "
-                              f"{', '.join(SWEEP_PARAMETERS)}")
-    parameters = []
-    for name, values in table.items():
-        allowed = SWEEP_PARAMETERS[name]
-        if not isinstance(values, list) or len(values) < 2:
-            raise ExperimentError(f"{source}: key 'sweep.{name}' is {values!r}; allowed: a list of at least two "
-                                  f"values, each {allowed}")
-        for value in values:
-            whole = name in _WHOLE
-            wrong_type = isinstance(value, bool) or not isinstance(value, int if whole else (int, float))
-            if wrong_type or (value < _WHOLE[name] if whole else not value > 0):
-                raise ExperimentError(f"{source}: key 'sweep.{name}' has value {value!r}; allowed: {allowed}")
-        if len(set(values)) != len(values):
-            raise ExperimentError(f"{source}: key 'sweep.{name}' lists a value twice ({values!r}); allowed: "
-                                  "distinct values")
-        parameters.append((name, tuple(float(v) for v in values)))
-    return Sweep(tuple(parameters))
-
-
-def _check_sweep(sweep: Sweep, phases: list[Phase], layout: Layout, source: str) -> None:
-    """What a sweep may not do to this experiment: vary a rate it has no open-model steady phase for, or bound the
-    server's concurrency where the client's held GETs would starve it (as `_check_poll` says of a plain one)."""
-    if "rate_per_s" in sweep.names and not any(p.kind == "steady" and p.rate_per_s is not None for p in phases):
+def _check_sweep(experiment: Experiment, source: str) -> None:
+    """What a sweep may not do to this experiment: vary a rate it has no open-model steady phase for, bound the
+    server's concurrency where the client's held GETs would starve it, or vary a backend no design takes."""
+    sweep = experiment.sweep
+    assert sweep is not None
+    if "rate_per_s" in sweep.names and not any(p.kind == "steady" and p.rate_per_s is not None
+                                               for p in experiment.phases):
         raise ExperimentError(f"{source}: key 'sweep.rate_per_s' sets the offered rate of the steady phases, and "
                               "this experiment has no open-model steady phase (a [[phases]] of kind steady with "
                               "rate_per_s)")
-    if "concurrency" in sweep.names and layout.poll == "wait" and any(v for v in sweep.as_dict()["concurrency"]):
+    if "concurrency" in sweep.names and experiment.layout.poll == "wait" and any(sweep.as_dict()["concurrency"]):
         raise ExperimentError(f"{source}: key 'sweep.concurrency' bounds the server while layout.poll is 'wait'; "
                               "allowed with a bounded server: layout.poll = interval or retry-after")
-
-
-def _slo(reader: _Reader, table: dict[str, Any], source: str) -> Slo:
-    p99_ms = float(reader.get(table, "p99_ms", (int, float), "slo."))
-    completion = float(reader.get(table, "completion_p99_ms", (int, float), "slo.", default=p99_ms))
-    if completion <= 0:
-        raise ExperimentError(f"{source}: key 'slo.completion_p99_ms' is {completion:g}; allowed: a number of "
-                              "milliseconds > 0 (leave it out to use slo.p99_ms)")
-    return Slo(p99_ms=p99_ms, error_rate=float(reader.get(table, "error_rate", (int, float), "slo.")),
-               completion_p99_ms=completion)
-
-
-def _check_poll(layout: Layout, source: str) -> None:
-    if layout.poll not in POLL_MODES:
-        raise ExperimentError(f"{source}: key 'layout.poll' is {layout.poll!r}; allowed: {', '.join(POLL_MODES)}")
-    if layout.poll == "wait" and layout.concurrency > 0:
-        # Decided, not left to a flag: a sync server's worker held by a GET serves nothing else while it is held.
-        raise ExperimentError(
-            f"{source}: key 'layout.poll' is 'wait' with layout.concurrency = {layout.concurrency}: each held GET "
-            f"would occupy one of the {layout.concurrency} request slots per process until its campaign is final, "
-            "starving the POSTs a sync server has to answer; allowed with a bounded server: interval, retry-after")
-
-
-_MISSING = object()
-
-
-class _Reader:
-    def __init__(self, data: dict[str, Any], source: str):
-        self.source = source
-
-    def get(self, table: dict[str, Any], key: str, kind: Any, where: str, default: Any = _MISSING) -> Any:
-        if key not in table:
-            if default is _MISSING:
-                raise ExperimentError(f"{self.source}: missing key '{where}{key}'")
-            return default
-        value = table[key]
-        if isinstance(value, bool) or not isinstance(value, kind):
-            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise ExperimentError(f"{self.source}: key '{where}{key}' must be {names}, got {value!r}")
-        return value
-
-    def no_unknown(self, table: dict[str, Any], allowed: set[str], where: str) -> None:
-        unknown = set(table) - allowed
-        if unknown:
-            raise ExperimentError(
-                f"{self.source}: unknown key(s) {', '.join(where + k for k in sorted(unknown))}; "
-                f"allowed: {', '.join(sorted(allowed))}"
-            )
+    if "backend" in sweep.names and not any("backend" in d.declaration.params for d in experiment.declared):
+        raise ExperimentError(f"{source}: key 'sweep.backend' sets the `backend` parameter of the designs, and none of "
+                              f"{', '.join(experiment.designs)} has one (params = {{ backend = ... }})")

@@ -23,15 +23,12 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from foundation.config import ConfigModel, distinct, one_of
-from offpath.designs import DESIGNS
+from foundation.config import ConfigModel, distinct
 from offpath.disconnect import disconnect_mid_request
 from offpath.redis_server import RedisServer
 from offpath.relay import TcpRelay
 from offpath.supervisor import Managed
 from services.campaign.profile import ProfileSpec
-
-WORKER_DESIGNS = tuple(name for name, d in DESIGNS.items() if d.has_workers)
 
 
 @dataclass
@@ -47,6 +44,9 @@ class FaultTarget:
     log: FaultLog
     t0: float
     replace: Callable[[], Managed]
+    # The workers' jobs can be read (offpath's own design on RQ): a kill picks a worker running a job, and the time
+    # until that job runs again is measured. Otherwise a kill picks a live worker in turn.
+    jobs_visible: bool = True
 
 
 class Fault(ConfigModel):
@@ -56,13 +56,15 @@ class Fault(ConfigModel):
     name: Annotated[str, Field(min_length=1, description="a non-empty name"),
                     distinct("fault names", "a name no other fault has (it names the fault's cell)")]
     kind: str  # each kind's own Literal, which FaultKind tells the kinds apart by
-    design: Annotated[str, one_of(DESIGNS)] = "queued"
+    design: str = Field("queued", description="one of the chaos experiment's designs")
     aof: Literal["off", "everysec", "always"] = "everysec"
     profile: ProfileSpec | None = None
     rate_per_s: float | None = Field(None, gt=0, description="requests per second > 0")
     duration_s: float | None = Field(None, gt=0, description="seconds > 0")
     # The workers reach Redis through a relay offpath controls (which the fault cuts), not directly.
     relayed: ClassVar[bool] = False
+    # The fault acts on the design's workers: only a design that has them.
+    on_workers: ClassVar[bool] = False
 
     def run(self, target: FaultTarget) -> dict[str, Any]:
         """Inject the fault into the running cell; what it measured beyond the audit, for the fault's row."""
@@ -89,9 +91,9 @@ class TimedFault(Fault):
 
 
 class WorkerFault(TimedFault):
-    """A fault done to the workers: only a design that has them."""
+    """A fault done to the workers: only a design that has them (chaos.py checks)."""
 
-    design: Annotated[str, one_of(WORKER_DESIGNS, "a design with workers: the fault acts on them")] = "queued"
+    on_workers: ClassVar[bool] = True
 
 
 class KillWorker(WorkerFault):
@@ -100,8 +102,8 @@ class KillWorker(WorkerFault):
     every_s: float = Field(1.5, ge=0, description="seconds >= 0 between kills")
 
     def inject(self, target: FaultTarget) -> dict[str, Any]:
-        kill_workers_mid_job(target.workers, target.server.url, target.log, target.t0, target.replace, self.kills,
-                             self.every_s)
+        kill_workers_mid_job(target.workers, target.server.url if target.jobs_visible else None, target.log,
+                             target.t0, target.replace, self.kills, self.every_s)
         return {}
 
 
@@ -111,7 +113,8 @@ class StopWorker(WorkerFault):
     grace_s: float = Field(70.0, gt=0, description="seconds > 0")
 
     def inject(self, target: FaultTarget) -> dict[str, Any]:
-        stop_worker_mid_job(target.workers, target.server.url, target.log, target.t0, target.replace, self.grace_s)
+        stop_worker_mid_job(target.workers, target.server.url if target.jobs_visible else None, target.log,
+                            target.t0, target.replace, self.grace_s)
         return {}
 
 
@@ -203,9 +206,12 @@ class FaultLog:
         self.events.append({"t_s": round(t_s, 3), "what": what, **details})
 
 
-def busy_worker(workers: list[Managed], redis_url: str, avoid: set[str], wait_s: float = 5.0) -> tuple[Managed, str | None]:
+def busy_worker(workers: list[Managed], redis_url: str | None, avoid: set[str],
+                wait_s: float = 5.0) -> tuple[Managed, str | None]:
     """A live worker that is running a job right now, one not in `avoid` (waiting up to wait_s for one), or, with
-    none busy, any live worker."""
+    none busy — or no RQ registry to tell (`redis_url` None) — the live worker started longest ago."""
+    if redis_url is None:
+        return next(m for m in workers if m.alive()), None
     connection = redis_py.Redis.from_url(redis_url)
     deadline = time.monotonic() + wait_s
     try:
@@ -223,7 +229,7 @@ def busy_worker(workers: list[Managed], redis_url: str, avoid: set[str], wait_s:
 
 
 def kill_workers_mid_job(
-    workers: list[Managed], redis_url: str, log: FaultLog, t0: float, replace: Callable[[], Managed],
+    workers: list[Managed], redis_url: str | None, log: FaultLog, t0: float, replace: Callable[[], Managed],
     kills: int, every_s: float,
 ) -> None:
     """SIGKILL a worker that is running a job, `kills` times, every_s apart, each time starting a replacement, as a
@@ -267,7 +273,7 @@ def recovery_times(redis_url: str, events: list[dict]) -> list[float | None]:
 
 
 def stop_worker_mid_job(
-    workers: list[Managed], redis_url: str, log: FaultLog, t0: float, replace: Callable[[], Managed], grace_s: float,
+    workers: list[Managed], redis_url: str | None, log: FaultLog, t0: float, replace: Callable[[], Managed], grace_s: float,
 ) -> None:
     """SIGTERM a worker that is running a job (a warm shutdown: RQ finishes the job, then exits) and see it go within
     grace_s; then start a replacement. A worker still there after the grace period is killed, and that is logged."""

@@ -14,7 +14,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from analysis.gate.against_base import SIDES, judge_against, load_side
@@ -24,11 +24,19 @@ from analysis.gate.rules import RuleSet, load_rules
 from analysis.gate.verdict import Commit, Verdict, harness_error
 from analysis.stats.load import load_run
 from foundation.errors import ConfigurationError, HarnessError, OffpathError
-from offpath.base_checkout import BaseCheckout, base_checkout, candidate_commit, default_base, resolve_commit
+from offpath.base_checkout import (
+    BaseCheckout,
+    base_checkout,
+    candidate_commit,
+    default_base,
+    repository_of,
+    resolve_commit,
+)
 from offpath.experiment import Experiment, load_experiment
 from offpath.manifest import PROJECT_ROOT
 from offpath.runner import Runner
-from offpath.supervisor import SystemUnderTest, python, serving_from
+from offpath.serving import SystemUnderTest, serving_from
+from offpath.supervisor import python
 from services.campaign.profile import ProfileSpec
 
 __all__ = ["GateOptions", "VerdictContext", "run_gate", "run_interleaved"]
@@ -139,14 +147,17 @@ def _against_baseline(options: GateOptions, context: VerdictContext, say: Say) -
 def _against_base(options: GateOptions, context: VerdictContext, say: Say) -> Verdict:
     """The base (--against REF, or offpath/base_checkout.py's default_base) installed beside this checkout, both run
     interleaved, the candidate judged against the base."""
-    context.base = base = resolve_commit(options.against) if options.against else default_base()
-    context.candidate = candidate = candidate_commit()
+    # The repository whose commits are compared: the one holding the experiment file (a team's own, gating its own
+    # endpoint), or offpath's for its shipped experiments.
+    root = repository_of(Path(options.experiment)) if options.experiment.endswith(".toml") else PROJECT_ROOT
+    context.base = base = resolve_commit(options.against, root) if options.against else default_base(root)
+    context.candidate = candidate = candidate_commit(root)
     context.rules = rules = _rules(options)
     base_experiment, candidate_experiment = _experiments(options)
     say(f"gate --against: candidate {candidate.label} against base {base.label}")
     out = options.out / f"against-{time.strftime('%Y%m%d-%H%M%S')}-{base.short}"
     context.run_dir = str(out)
-    with base_checkout(base, say=say) as checkout:
+    with base_checkout(base, say=say, root=root) as checkout:
         runs = run_interleaved(candidate_experiment, base_experiment, checkout, out, say=say)
     commits = {"base": base, "candidate": candidate}
     sides = {side: load_side(side, runs[side], commits[side]) for side in SIDES}
@@ -164,7 +175,7 @@ def _experiments(options: GateOptions) -> tuple[Experiment, Experiment]:
     if not options.profile:
         return experiment, experiment
     ProfileSpec.parse(options.profile).load()  # a wrong spec or profile file fails here, before anything starts
-    return experiment, replace(experiment, profile=options.profile)
+    return experiment, experiment.with_profile(options.profile)
 
 
 def _run_experiment(options: GateOptions, say: Say) -> Path:
@@ -181,8 +192,9 @@ def run_interleaved(candidate: Experiment, base: Experiment, checkout: BaseCheck
     one repetition of every design, on the same CPUs (the experiment's placement), each with fresh processes and a
     fresh Redis. Returns the run folders by side ("base", "candidate"), complete or not (the judgement refuses an
     incomplete one). Stops at the first incomplete run: a side that cannot be measured makes the rest pointless."""
-    sides = {"base": (replace(base, repetitions=1), checkout.system),
-             "candidate": (replace(candidate, repetitions=1), SystemUnderTest(python(), PROJECT_ROOT))}
+    sides = {"base": (base.model_copy(update={"repetitions": 1}), checkout.system),
+             "candidate": (candidate.model_copy(update={"repetitions": 1}),
+                           SystemUnderTest(python(), None, checkout.home))}
     runs: dict[str, list[Path]] = {side: [] for side in sides}
     for repetition in range(1, candidate.repetitions + 1):
         for side, (experiment, system) in sides.items():

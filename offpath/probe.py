@@ -1,14 +1,12 @@
-"""The queue probe: samples the queued design's backlog every second while a cell runs, and at the cell's
-end takes a census of the campaigns it accepted — completion latency (accepted → completed) of each one
-as an HDR interval log, and how many completed, failed or were still pending.
+"""The queue probe: while a cell runs, samples a design's queue every second through its adapter (queue.csv); at the
+cell's end, for a design that keeps its campaigns' state where offpath can read it (offpath's own, `census =
+"campaigns"`), takes a census of the campaigns it accepted — completion latency (accepted → completed) of each one as
+an HDR interval log, and how many completed, failed or were still pending.
 
-Completion latency comes from each campaign's own state (accepted_at, completed_at), read once at the
-end, not from RQ's finished registry while it runs: the registry's scores are whole seconds and its
-writes land out of order, so any cursor over it drops jobs, and it cannot see campaigns that finish
-after the probe stops. The census can: each of those is counted as pending.
-
-Registries are read without side effects (ZCARD/LLEN/ZRANGEBYSCORE, never a registry's cleanup), so
-probing does not change what it measures.
+Completion latency comes from each campaign's own state (accepted_at, started_at, completed_at), read once at the end,
+not from a broker's registry while it runs: RQ's registry scores are whole seconds and its writes land out of order, so
+any cursor over them drops jobs, and no registry sees campaigns that finish after the probe stops. The census can: each
+of those is counted as pending. Adapters read without side effects, so probing does not change what it measures.
 """
 
 from __future__ import annotations
@@ -24,14 +22,22 @@ from typing import Any
 
 import redis
 from hdrh.histogram import HdrHistogram
-from rq import Queue
-from rq.serializers import JSONSerializer
 
-from foundation.format import COMPLETION, COMPLETION_FILE, QUEUE_COLUMNS, QUEUE_FILE, CompletionCensus, log_file
+from foundation.format import (
+    COMPLETION,
+    COMPLETION_FILE,
+    QUEUE_COLUMNS,
+    QUEUE_FILE,
+    QUEUE_WAIT,
+    RUN_TIME,
+    CompletionCensus,
+    log_file,
+)
 from loadtests.hlog_writer import IntervalLog, clamp_us, new_histogram
+from offpath.queues import QueueAdapter, QueueState
+from offpath.queues.rq import RqQueue
 from services.campaign.store import campaign_key
 from services.queued.enqueue import FAILURE_TTL_S, RESULT_TTL_S
-from services.queued.retries import retrying_key
 
 # RQ scores its registries in whole seconds (rq.utils.current_timestamp) and a worker's registry write can
 # land after a later-finishing job's: the live counts re-read this many seconds behind the newest score
@@ -47,11 +53,11 @@ class QueueSample:
     deferred: int
     scheduled: int
     started: int
-    finished_total: int
-    failed_total: int
-    completed_total: int
-    campaigns_failed_total: int
-    workers: int
+    finished_total: int | None
+    failed_total: int | None
+    completed_total: int | None
+    campaigns_failed_total: int | None
+    workers: int | None
 
     @property
     def backlog(self) -> int:
@@ -68,8 +74,9 @@ class Census:
     completed: int = 0
     failed: int = 0
     pending: int = 0
-    # (completed_at, accepted → completed in µs) of every completed campaign
-    completions: list[tuple[float, int]] = field(default_factory=list, repr=False)
+    # (completed_at, accepted → completed, accepted → started or None, started → completed or None), in µs, of every
+    # completed campaign
+    completions: list[tuple[float, int, int | None, int | None]] = field(default_factory=list, repr=False)
 
     def record(self) -> CompletionCensus:
         """What completion.json holds of it."""
@@ -88,15 +95,18 @@ def take_census(connection: redis.Redis, started_at: float, stopped_at: float) -
     for first in range(0, len(keys), CENSUS_BATCH):
         pipe = connection.pipeline(transaction=False)
         for key in keys[first:first + CENSUS_BATCH]:
-            pipe.hmget(key, "accepted_at", "completed_at", "failed_at")
-        for accepted_at, completed_at, failed_at in pipe.execute():
+            pipe.hmget(key, "accepted_at", "started_at", "completed_at", "failed_at")
+        for accepted_at, started_at_, completed_at, failed_at in pipe.execute():
             if accepted_at is None or not started_at <= float(accepted_at) < stopped_at:
                 continue
             census.accepted += 1
             if completed_at is not None and float(completed_at) < stopped_at:
                 census.completed += 1
-                latency_us = clamp_us((float(completed_at) - float(accepted_at)) * 1_000_000)
-                census.completions.append((float(completed_at), latency_us))
+                accepted, completed = float(accepted_at), float(completed_at)
+                began = float(started_at_) if started_at_ is not None else None
+                wait_us = clamp_us((began - accepted) * 1_000_000) if began is not None and began >= accepted else None
+                ran_us = clamp_us((completed - began) * 1_000_000) if began is not None and completed >= began else None
+                census.completions.append((completed, clamp_us((completed - accepted) * 1_000_000), wait_us, ran_us))
             elif failed_at is not None and float(failed_at) < stopped_at:
                 census.failed += 1
             else:
@@ -104,168 +114,58 @@ def take_census(connection: redis.Redis, started_at: float, stopped_at: float) -
     return census
 
 
-def write_completion_log(path: Path, census: Census, interval_s: float) -> HdrHistogram:
-    """completion.hlog: intervals of interval_s from the census' start (the last one shorter), each holding
-    the campaigns that completed in it; returns the histogram of them all."""
+def write_census_logs(cell_dir: Path, census: Census, interval_s: float) -> HdrHistogram:
+    """completion.hlog, queue_wait.hlog and run.hlog: intervals of interval_s from the census' start (the last one
+    shorter), each holding the campaigns that completed in it; returns the completion histogram of them all."""
     span_s = census.stopped_at - census.started_at
     n_intervals = max(1, math.ceil(span_s / interval_s))
-    intervals = [new_histogram() for _ in range(n_intervals)]
+    logs = {name: [new_histogram() for _ in range(n_intervals)] for name in (COMPLETION, QUEUE_WAIT, RUN_TIME)}
     total = new_histogram()
-    for completed_at, latency_us in census.completions:
+    for completed_at, latency_us, wait_us, ran_us in census.completions:
         index = min(int((completed_at - census.started_at) // interval_s), n_intervals - 1)
-        intervals[index].record_value(latency_us)
+        logs[COMPLETION][index].record_value(latency_us)
         total.record_value(latency_us)
-    log = IntervalLog(path, census.started_at)
-    try:
-        for index, histogram in enumerate(intervals):
-            start = census.started_at + index * interval_s
-            log.write(histogram, start, min(start + interval_s, census.stopped_at))
-    finally:
-        log.close()
+        if wait_us is not None:
+            logs[QUEUE_WAIT][index].record_value(wait_us)
+        if ran_us is not None:
+            logs[RUN_TIME][index].record_value(ran_us)
+    for name, intervals in logs.items():
+        log = IntervalLog(cell_dir / log_file(name), census.started_at)
+        try:
+            for index, histogram in enumerate(intervals):
+                start = census.started_at + index * interval_s
+                log.write(histogram, start, min(start + interval_s, census.stopped_at))
+        finally:
+            log.close()
     return total
 
 
-class QueueProbe:
-    """Run as a context manager around a cell: a background thread samples once a second; leaving it takes
-    the census and writes completion.hlog and completion.json (foundation/format.py names every file)."""
+class CampaignCounts:
+    """Live counts of offpath's own campaigns from RQ's registries, for queue.csv's completed_total and
+    campaigns_failed_total while a cell runs (the census at its end has the final figures): a campaign completed when
+    its automation job finished, failed when any of its jobs failed. Job ids are offpath's (services/queued/enqueue.py)."""
 
-    def __init__(self, redis_url: str, queue_name: str, cell_dir: Path, interval_s: float = 1.0):
-        self.connection = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
-        self.queue = Queue(queue_name, connection=self.connection, serializer=JSONSerializer)
-        self.cell_dir = cell_dir
-        self.interval_s = interval_s
-        self.samples: list[QueueSample] = []
-        self.errors: list[str] = []
-        self.census: Census | None = None
-        self.completion_total = new_histogram()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="queue-probe", daemon=True)
+    def __init__(self, queue: RqQueue, start_time_s: float):
+        self.queue = queue
         self._seen: dict[str, dict[str, float]] = {"finished": {}, "failed": {}}
-        self._floor: dict[str, float] = {}
-        self._completed = 0
-        self._campaigns_failed: set[str] = set()
+        self._floor = {"finished": math.floor(start_time_s) + RESULT_TTL_S - LOOKBACK_S,
+                       "failed": math.floor(start_time_s) + FAILURE_TTL_S - LOOKBACK_S}
+        self.completed = 0
+        self._failed: set[str] = set()
 
-    # Registry keys, read directly: the registries' .count would run cleanup, which moves jobs.
-    def _keys(self) -> dict[str, str]:
-        q = self.queue
-        return {
-            "queue": q.key,
-            "ready": q.ready_job_registry.key,
-            "intermediate": q.intermediate_queue_key,
-            "deferred": q.deferred_job_registry.key,
-            "scheduled": q.scheduled_job_registry.key,
-            # retries waiting for their time (services/queued/retries.py): scheduled, on a set of offpath's own
-            "retrying": retrying_key(q.name),
-            "started": q.started_job_registry.key,
-            "finished": q.finished_job_registry.key,
-            "failed": q.failed_job_registry.key,
-            "workers": f"rq:workers:{q.name}",
-        }
+    def buffer(self, pipe: Any) -> None:
+        pipe.zrangebyscore(self.queue.keys["finished"], self._floor["finished"], "+inf", withscores=True)
+        pipe.zrangebyscore(self.queue.keys["failed"], self._floor["failed"], "+inf", withscores=True)
 
-    def __enter__(self) -> QueueProbe:
-        self.start_time_s = time.time()
-        keys = self._keys()
-        pipe = self.connection.pipeline(transaction=True)
-        pipe.zcard(keys["finished"])
-        pipe.zcard(keys["failed"])
-        # Jobs already in the registries near the start are not this cell's finishes.
-        pipe.zrangebyscore(keys["finished"], math.floor(self.start_time_s) + RESULT_TTL_S - LOOKBACK_S, "+inf",
-                           withscores=True)
-        pipe.zrangebyscore(keys["failed"], math.floor(self.start_time_s) + FAILURE_TTL_S - LOOKBACK_S, "+inf",
-                           withscores=True)
-        self._base_finished, self._base_failed, finished, failed = pipe.execute()
-        self._floor = {"finished": math.floor(self.start_time_s) + RESULT_TTL_S - LOOKBACK_S,
-                       "failed": math.floor(self.start_time_s) + FAILURE_TTL_S - LOOKBACK_S}
-        self._new_ids("finished", finished)
-        self._new_ids("failed", failed)
-        self._csv_file = open(self.cell_dir / QUEUE_FILE, "w", newline="")
-        self._csv = csv.writer(self._csv_file)
-        self._csv.writerow(QUEUE_COLUMNS)
-        self._thread.start()
-        return self
+    def take(self, finished: list[tuple[bytes, float]], failed: list[tuple[bytes, float]], count: bool = True) -> None:
+        new_finished, new_failed = self._new_ids("finished", finished), self._new_ids("failed", failed)
+        if count:
+            self.completed += sum(1 for job_id in new_finished if job_id.endswith("-automation"))
+            self._failed.update(job_id.rsplit("-", 1)[0] for job_id in new_failed)
 
-    def __exit__(self, *exc: object) -> None:
-        if self._thread.ident is None:  # __enter__ failed (Redis did not answer): nothing was measured
-            self.connection.close()
-            return
-        self._stop.set()
-        self._thread.join(timeout=10)
-        stopped_at = time.time()
-        try:
-            self.census = take_census(self.connection, self.start_time_s, stopped_at)
-            self.completion_total = write_completion_log(self.cell_dir / log_file(COMPLETION), self.census,
-                                                         self.interval_s)
-            outcome = self.census.record()
-        except redis.RedisError as exc:
-            self.errors.append(f"census: {exc}")
-            outcome = CompletionCensus(started_at=self.start_time_s, stopped_at=stopped_at, error=str(exc))
-        (self.cell_dir / COMPLETION_FILE).write_text(json.dumps(outcome.to_dict(), indent=2) + "\n")
-        try:
-            self._sample(stopped_at, self.census)
-        except redis.RedisError as exc:
-            self.errors.append(f"final: {exc}")
-        self._csv_file.close()
-        self.connection.close()
-
-    def backlog(self) -> int:
-        """Jobs not finished yet, read now in one snapshot (the last sample's figure if Redis does not answer)."""
-        try:
-            pipe = self.connection.pipeline(transaction=True)
-            self._buffer_backlog(pipe, self._keys())
-            depth, ready, deferred, scheduled, retrying, started, intermediate = pipe.execute()
-        except redis.RedisError:
-            return self.samples[-1].backlog if self.samples else 0
-        return int(depth + ready + deferred + scheduled + retrying + started + intermediate)
-
-    @staticmethod
-    def _buffer_backlog(pipe: Any, keys: dict[str, str]) -> None:
-        pipe.llen(keys["queue"])
-        pipe.zcard(keys["ready"])
-        pipe.zcard(keys["deferred"])
-        pipe.zcard(keys["scheduled"])
-        pipe.zcard(keys["retrying"])
-        pipe.zcard(keys["started"])
-        pipe.llen(keys["intermediate"])
-
-    def _run(self) -> None:
-        next_tick = self.start_time_s + self.interval_s
-        while not self._stop.wait(max(0.0, next_tick - time.time())):
-            tick_end = next_tick
-            try:
-                self._sample(tick_end)
-            except redis.RedisError as exc:  # a Redis fault mid-run is data, not a probe crash
-                self.errors.append(f"{tick_end - self.start_time_s:.0f}s: {exc}")
-            next_tick += self.interval_s
-
-    def _sample(self, now: float, census: Census | None = None) -> None:
-        keys = self._keys()
-        # One MULTI: a job moving between lists while we read (queue → a worker, deferred → ready → queue)
-        # is counted exactly once, so an empty backlog means every job is done.
-        pipe = self.connection.pipeline(transaction=True)
-        self._buffer_backlog(pipe, keys)
-        pipe.zcard(keys["finished"])
-        pipe.zcard(keys["failed"])
-        pipe.scard(keys["workers"])
-        pipe.zrangebyscore(keys["finished"], self._floor["finished"], "+inf", withscores=True)
-        pipe.zrangebyscore(keys["failed"], self._floor["failed"], "+inf", withscores=True)
-        (depth, ready, deferred, scheduled, retrying, started, intermediate, finished, failed, workers,
-         recent_finished, recent_failed) = pipe.execute()
-        self._completed += sum(1 for job_id in self._new_ids("finished", recent_finished)
-                               if job_id.endswith("-automation"))
-        self._campaigns_failed.update(job_id.rsplit("-", 1)[0] for job_id in self._new_ids("failed", recent_failed))
-        sample = QueueSample(
-            t_s=round(now - self.start_time_s, 3), depth=depth + ready, deferred=deferred, scheduled=scheduled + retrying,
-            # a job being handed to a worker sits on RQ's intermediate list until its execution has started
-            started=started + intermediate,
-            finished_total=finished - self._base_finished, failed_total=failed - self._base_failed,
-            # the last row, written after the census, holds the campaigns' own final figures
-            completed_total=census.completed if census else self._completed,
-            campaigns_failed_total=census.failed if census else len(self._campaigns_failed),
-            workers=workers,
-        )
-        self.samples.append(sample)
-        self._csv.writerow([getattr(sample, c) for c in QUEUE_COLUMNS])
-        self._csv_file.flush()
+    @property
+    def failed(self) -> int:
+        return len(self._failed)
 
     def _new_ids(self, registry: str, rows: list[tuple[bytes, float]]) -> list[str]:
         """Job ids of `rows` not seen before in `registry`; forgets ids that fell below the re-read window."""
@@ -282,3 +182,121 @@ class QueueProbe:
                 self._floor[registry] = floor
                 self._seen[registry] = {j: s for j, s in seen.items() if s >= floor}
         return new
+
+
+class QueueProbe:
+    """Run as a context manager around a cell: a background thread samples the queue once a second; leaving it takes
+    the census (when asked for) and writes completion.json and the census' logs (foundation/format.py names them)."""
+
+    def __init__(self, adapter: QueueAdapter, cell_dir: Path, census_redis_url: str | None = None,
+                 interval_s: float = 1.0):
+        self.adapter = adapter
+        self.census_url = census_redis_url
+        self.cell_dir = cell_dir
+        self.interval_s = interval_s
+        self.samples: list[QueueSample] = []
+        self.errors: list[str] = []
+        self.census: Census | None = None
+        self.completion_total = new_histogram()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="queue-probe", daemon=True)
+        self._base: QueueState | None = None
+        self._counts: CampaignCounts | None = None
+
+    def __enter__(self) -> QueueProbe:
+        self.start_time_s = time.time()
+        if isinstance(self.adapter, RqQueue) and self.census_url is not None:
+            self._counts = CampaignCounts(self.adapter, self.start_time_s)
+            base, finished, failed = self._read()
+            self._counts.take(finished, failed, count=False)  # jobs already there at the start are not this cell's
+        else:
+            base = self.adapter.read()
+        self._base = base
+        self._csv_file = open(self.cell_dir / QUEUE_FILE, "w", newline="")
+        self._csv = csv.writer(self._csv_file)
+        self._csv.writerow(QUEUE_COLUMNS)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread.ident is None:  # __enter__ failed (the queue did not answer): nothing was measured
+            self.adapter.close()
+            return
+        self._stop.set()
+        self._thread.join(timeout=10)
+        stopped_at = time.time()
+        if self.census_url is not None:
+            self._take_census(stopped_at)
+        try:
+            self._sample(stopped_at, self.census)
+        except Exception as exc:  # noqa: BLE001 - a queue that does not answer is data for that second
+            self.errors.append(f"final: {exc}")
+        self._csv_file.close()
+        self.adapter.close()
+
+    def _take_census(self, stopped_at: float) -> None:
+        assert self.census_url is not None
+        connection = redis.Redis.from_url(self.census_url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            self.census = take_census(connection, self.start_time_s, stopped_at)
+            self.completion_total = write_census_logs(self.cell_dir, self.census, self.interval_s)
+            outcome = self.census.record()
+        except redis.RedisError as exc:
+            self.errors.append(f"census: {exc}")
+            outcome = CompletionCensus(started_at=self.start_time_s, stopped_at=stopped_at, error=str(exc))
+        finally:
+            connection.close()
+        (self.cell_dir / COMPLETION_FILE).write_text(json.dumps(outcome.to_dict(), indent=2) + "\n")
+
+    def backlog(self) -> int:
+        """Work not finished yet, read now (the last sample's figure if the queue does not answer)."""
+        try:
+            return self.adapter.read().backlog
+        except Exception:  # noqa: BLE001 - see above
+            return self.samples[-1].backlog if self.samples else 0
+
+    def _run(self) -> None:
+        next_tick = self.start_time_s + self.interval_s
+        while not self._stop.wait(max(0.0, next_tick - time.time())):
+            tick_end = next_tick
+            try:
+                self._sample(tick_end)
+            except Exception as exc:  # noqa: BLE001 - a broker fault mid-run is data, not a probe crash
+                self.errors.append(f"{tick_end - self.start_time_s:.0f}s: {exc}")
+            next_tick += self.interval_s
+
+    def _read(self) -> tuple[QueueState, list[tuple[bytes, float]], list[tuple[bytes, float]]]:
+        """One MULTI for the RQ queue and offpath's campaign counts together."""
+        assert isinstance(self.adapter, RqQueue) and self._counts is not None
+        pipe = self.adapter.connection.pipeline(transaction=True)
+        self.adapter.buffer(pipe)
+        self._counts.buffer(pipe)
+        values = pipe.execute()
+        reads = RqQueue.READS
+        return RqQueue.state(values[:reads]), values[reads], values[reads + 1]
+
+    def _sample(self, now: float, census: Census | None = None) -> None:
+        if self._counts is not None:
+            state, finished, failed = self._read()
+            self._counts.take(finished, failed)
+            completed, campaigns_failed = self._counts.completed, self._counts.failed
+        else:
+            state = self.adapter.read()
+            completed = campaigns_failed = None
+        if census is not None:  # the last row, written after the census, holds the campaigns' own final figures
+            completed, campaigns_failed = census.completed, census.failed
+        base = self._base
+        sample = QueueSample(
+            t_s=round(now - self.start_time_s, 3), depth=state.depth, deferred=state.deferred,
+            scheduled=state.scheduled, started=state.started,
+            finished_total=_since(state.finished_total, base.finished_total if base else None),
+            failed_total=_since(state.failed_total, base.failed_total if base else None),
+            completed_total=completed, campaigns_failed_total=campaigns_failed, workers=state.workers,
+        )
+        self.samples.append(sample)
+        self._csv.writerow(["" if getattr(sample, c) is None else getattr(sample, c) for c in QUEUE_COLUMNS])
+        self._csv_file.flush()
+
+
+def _since(now: int | None, then: int | None) -> int | None:
+    return None if now is None else now - (then or 0)

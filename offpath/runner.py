@@ -24,14 +24,15 @@ import redis as redis_py
 
 from analysis.stats.capacity import StepFigures, broken_limits
 from analysis.stats.summary import cell_summary, format_table
-from foundation.errors import HarnessError
+from foundation.errors import ConfigurationError, HarnessError
 from foundation.experiment_facts import ExperimentFacts
 from foundation.format import (
     BENCH_KIND,
     CELLS_DIR,
+    CONTRACT_MISMATCH_FILE,
     CPU_FILE,
-    CREATE,
     POINTS_DIR,
+    REQUEST,
     SUMMARY_FILE,
     SWEEP_KIND,
     CellSummary,
@@ -48,18 +49,19 @@ from foundation.manifest_format import (
     Seeds,
     TierGrant,
 )
+from loadtests.contract import Driven
+from offpath.contract_check import check_contract
 from offpath.cpu_meter import CpuLog, CpuMeter
-from offpath.designs import design
+from offpath.designs import Design
 from offpath.experiment import Experiment, Phase, SweepPoint
 from offpath.manifest import PROJECT_ROOT, Manifest, git_facts, now_iso, write_json_atomic
 from offpath.placement import Placer
 from offpath.probe import QueueProbe
 from offpath.redis_server import RedisServer, redis_for_run
+from offpath.serving import Conditions, Served, serve
 from offpath.session import RunSession
-from offpath.supervisor import Managed, Supervisor, python, start_service, start_workers
+from offpath.supervisor import Managed, Supervisor, python
 from offpath.sweep import check_resumable, point_record, profile_facts
-from services.campaign.profile import ProfileSpec
-from services.campaign.settings import Settings
 
 LOCUSTFILE = PROJECT_ROOT / "loadtests" / "locustfile.py"
 # The queued design's backlog past which a capacity search stops: the workers are long since lost.
@@ -117,19 +119,28 @@ def planned_duration_s(experiment: Experiment) -> tuple[float, float]:
 
 
 def _start_s(experiment: Experiment, name: str) -> float:
-    """Starting one block's fresh processes: the service, and the RQ workers of a design that has them."""
-    return BLOCK_OVERHEAD_S + (WORKER_START_S * experiment.layout.workers if design(name).has_workers else 0.0)
+    """Starting one block's fresh processes: the service, and the workers of a design that has them."""
+    return BLOCK_OVERHEAD_S + (WORKER_START_S * experiment.layout.workers if experiment.design(name).has_workers
+                               else 0.0)
 
 
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
+def driven(design: Design, census: bool) -> Driven:
+    """What Locust drives for `design`: its contract, where its templates and payload functions are, and whether the
+    client records the service's own timings (when the harness takes no census of its own)."""
+    folder = str(design.base_dir)
+    return Driven(contract=design.contract, base_dir=folder, pythonpath=[folder], service_timestamps=not census)
+
+
 def locust_argv(
     url: str, cell_dir: Path, phase: Phase, payload_seed: int, poll_interval_s: float, processes: int,
-    poll: str = "interval",
+    poll: str = "interval", contract: Path | None = None,
 ) -> list[str]:
-    """Locust's command line for one cell; `poll` is how the client of a 202 learns the outcome (POLL_MODES)."""
+    """Locust's command line for one cell; `poll` is how the client of an acknowledged request learns the outcome
+    (POLL_MODES); `contract` the design it drives (loadtests/contract.py Driven; absent: offpath's campaigns)."""
     argv = [
         python(), "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", url,
         "-t", f"{phase.duration_s:g}s", "--stop-timeout", "10",
@@ -138,6 +149,8 @@ def locust_argv(
         "--payload-seed", str(payload_seed),
         "--poll-interval", f"{poll_interval_s:g}", "--poll", poll,
     ]
+    if contract is not None:
+        argv += ["--contract", str(contract)]
     if phase.rate_per_s is not None:
         # -r as high as -u: Locust would otherwise send a spawn message every second, each freezing workers.
         argv += ["--arrival-rate", f"{phase.rate_per_s:g}", "-u", str(processes), "-r", str(processes)]
@@ -180,6 +193,7 @@ class Runner:
         self._cells_done = 0
         self._started = time.monotonic()
         self._redis: RedisServer | None = None
+        self._served: Served | None = None
 
     @property
     def manifest(self) -> Manifest:
@@ -197,11 +211,11 @@ class Runner:
 
     def _measure(self) -> None:
         layout = self.experiment.layout
-        with Placer(layout.placement, self.session.id) as placer, redis_for_run(aof=layout.redis_aof) as redis:
+        with Placer(self.experiment.placements, self.session.id) as placer, redis_for_run(aof=layout.redis_aof) as redis:
             self._placer, self._meter, self._redis = placer, CpuMeter.of(placer), redis
             if redis.process is not None:
                 placer.add("redis", redis.process.pid)
-            profile = ProfileSpec.parse(self.experiment.profile).load()
+            profile = self.experiment.profile.load()
             if self.resuming:
                 self.manifest.add_resume(ResumeRecord(at=now_iso(), git=git_facts(), redone=tuple(
                     p.id for p in self.manifest.record.points if p.status != "complete")))
@@ -212,7 +226,7 @@ class Runner:
                     profile=profile_facts(profile),
                     seeds=Seeds(profile=profile.seed, payload=self.experiment.payload_seed),
                     redis=RedisFacts(embedded=redis.embedded, aof=self.experiment.layout.redis_aof),
-                    cpus=CpuSplit.from_dict(layout.placement.split()),
+                    cpus=CpuSplit.from_dict(self.experiment.placements.split()),
                     cpu_accounting=self._meter.methods(),
                     points=self._sweep_points(),
                 ))
@@ -264,13 +278,16 @@ class Runner:
         assert self._redis is not None
         redis_url = self._fresh_db(self._redis)
         log_dir = stage.dir / "logs" / block.label
+        design = experiment.design(block.design)
+        layout = experiment.layout
         with Supervisor(log_dir=log_dir, env={"OFFPATH_LOG_LEVEL": "WARNING"}, placer=self._placer) as supervisor:
-            spec = ProfileSpec.parse(experiment.profile)
-            _, url = start_service(supervisor, block.design, redis_url, spec,
-                                   processes=experiment.layout.service_processes,
-                                   concurrency=experiment.layout.concurrency)
-            if design(block.design).has_workers:
-                start_workers(supervisor, experiment.layout.workers, redis_url, spec)
+            self._served = served = serve(supervisor, design, Conditions(
+                redis_url=redis_url, profile=str(experiment.profile), processes=layout.service_processes,
+                concurrency=layout.concurrency, workers=layout.workers))
+            url = served.url
+            # One request sent and followed before anything is measured: a contract the service does not keep stops
+            # the run here, within seconds, with what the service answered.
+            check_contract(design.name, url, driven(design, census=False), experiment.payload_seed)
             # What each tier got, read back from the kernel once all are running.
             granted = {tier: TierGrant.from_dict(got) for tier, got in self._placer.granted().items()} \
                 if self._placer is not None else None
@@ -319,21 +336,26 @@ class Runner:
         load = f"{phase.rate_per_s:g}/s" if phase.rate_per_s is not None else f"{phase.users} users"
         self.say(f"[{self._cells_done}/{self._cells_total}] {cell_id}: {load} for {phase.duration_s:g} s "
                  f"(elapsed {time.monotonic() - self._started:.0f} s)")
-        serving = design(block.design)
+        served = self._served
+        assert served is not None
+        design = served.design
+        census = design.declaration.census is not None
+        contract_file = cell_dir / "contract.json"
+        contract_file.write_text(driven(design, census).to_json())
         try:
             with ExitStack() as cell:
                 # The CPU log spans the cell and, for a queued design, its drain: the work it accepted is its cost.
                 if self._meter is not None:
                     cell.enter_context(CpuLog(self._meter, cell_dir / CPU_FILE))
-                probe = cell.enter_context(QueueProbe(redis_url, Settings.from_env().queue_name, cell_dir)) \
-                    if serving.has_workers else None
+                probe = cell.enter_context(QueueProbe(served.queue, cell_dir, redis_url if census else None)) \
+                    if served.queue is not None else None
                 layout = stage.experiment.layout
                 argv = locust_argv(url, cell_dir, phase, stage.experiment.payload_seed,
-                                   layout.poll_interval_s if serving.polls_for_outcome else 0, layout.locust_processes,
-                                   layout.poll)
+                                   layout.poll_interval_s if design.follows_outcome else 0, layout.locust_processes,
+                                   layout.poll, contract_file)
                 locust = supervisor.start(f"locust-{cell_id}", argv, role="load", expect_exit=True)
                 locust.log_path = supervisor.log_dir / f"locust-{cell_id}.log" if supervisor.log_dir else None
-                self._watch(supervisor, locust, phase.duration_s)
+                self._watch(supervisor, locust, phase.duration_s, cell_dir)
                 if probe is not None:
                     self._drain(supervisor, probe, layout.drain_timeout_s)
         finally:
@@ -355,14 +377,21 @@ class Runner:
         if redis is not None and redis.process is not None and redis.process.poll() is not None:
             raise HarnessError(f"redis-server ({redis.url}) died with code {redis.process.returncode} mid-run")
 
-    def _watch(self, supervisor: Supervisor, locust: Managed, duration_s: float) -> None:
+    def _watch(self, supervisor: Supervisor, locust: Managed, duration_s: float, cell_dir: Path) -> None:
         deadline = time.monotonic() + duration_s + 60
+        mismatch = cell_dir / CONTRACT_MISMATCH_FILE
         while locust.alive():
             self._check(supervisor)
+            if mismatch.is_file():
+                supervisor.stop(locust)
+                raise ConfigurationError(f"design {self._served.design.name if self._served else '?'}: "
+                                         f"{mismatch.read_text().strip()}")
             if time.monotonic() > deadline:
                 supervisor.stop(locust)
                 raise HarnessError(f"Locust did not finish within {duration_s + 60:g} s; stopped it")
             time.sleep(0.25)
+        if mismatch.is_file():
+            raise ConfigurationError(mismatch.read_text().strip())
         if locust.process.returncode != 0:
             raise HarnessError(f"Locust exited with code {locust.process.returncode}:\n{locust.tail()}")
         self._check(supervisor)
@@ -378,8 +407,8 @@ class Runner:
 
 
 def _one_line(summary: CellSummary) -> str:
-    create = summary.endpoint(CREATE)
-    text = (f"    {label(CREATE)} n={create.count} errors={create.errors} {create.throughput_per_s:.1f}/s "
+    create = summary.endpoint(REQUEST)
+    text = (f"    {label(REQUEST)} n={create.count} errors={create.errors} {create.throughput_per_s:.1f}/s "
             f"P50 {(create.p50_us or 0) / 1000:.1f} ms P99 {(create.p99_us or 0) / 1000:.1f} ms")
     queue = summary.queue
     if queue is not None:

@@ -12,20 +12,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import IO
 
 from foundation.errors import HarnessError
-from offpath.designs import design as design_named
 from offpath.placement import Placer, cpus_allowed
-from offpath.ports import free_port
 from offpath.process import new_group_dying_with_parent, pin, signal_group
-from services.campaign.profile import ProfileSpec
 
 log = logging.getLogger("offpath.supervisor")
 
@@ -257,127 +251,3 @@ class Supervisor:
 
 def python() -> str:
     return sys.executable
-
-
-@dataclass(frozen=True)
-class SystemUnderTest:
-    """Where the measured processes (services, RQ workers) come from: an interpreter, and the folder they start in,
-    whose `services/` package is the one `python -m` imports first. Locust and the recorder always run this
-    checkout's: `offpath gate --against` measures a base commit's services with the candidate's harness."""
-
-    python: str
-    cwd: Path | None = None
-
-
-_SERVED_BY: ContextVar[SystemUnderTest | None] = ContextVar("offpath_system_under_test", default=None)
-
-
-@contextmanager
-def serving_from(system: SystemUnderTest) -> Iterator[None]:
-    """Start the services and workers of every experiment run inside this block from `system`."""
-    token = _SERVED_BY.set(system)
-    try:
-        yield
-    finally:
-        _SERVED_BY.reset(token)
-
-
-def system_under_test() -> SystemUnderTest:
-    """The services' interpreter and folder: this checkout's, unless serving_from() says otherwise."""
-    return _SERVED_BY.get() or SystemUnderTest(python())
-
-
-def start_service(
-    supervisor: Supervisor,
-    design: str,
-    redis_url: str,
-    profile: ProfileSpec,
-    port: int | None = None,
-    processes: int = 1,
-    cpus: list[int] | None = None,
-    env: dict[str, str] | None = None,
-    log_level: str = "warning",
-    concurrency: int = 0,
-) -> tuple[Managed, str]:
-    """Start a design's service under uvicorn on 127.0.0.1 and wait for /healthz.
-
-    uvicorn calls the design's application factory in the service process, which reads its settings from
-    the environment given here (REDIS_URL, OFFPATH_PROFILE, then `env`). The profile goes as its spec's text, the one
-    form the services of every commit read (the gate's base may be an older one)."""
-    factory = design_named(design).app_factory  # ConfigurationError naming the designs, for an unknown one
-    port = port or free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    system = system_under_test()
-    argv = [
-        system.python, "-m", "uvicorn", "--factory", factory,
-        "--host", "127.0.0.1", "--port", str(port),
-        "--log-level", log_level, "--no-access-log",
-        "--workers", str(processes),
-    ]
-    managed = supervisor.start(
-        f"{design}-service",
-        argv,
-        role="service",
-        env={"REDIS_URL": redis_url, "OFFPATH_PROFILE": str(profile), "OFFPATH_CONCURRENCY": str(concurrency),
-             **(env or {})},
-        cpus=cpus,
-        ready=lambda: http_ok(f"{base_url}/healthz"),
-        cwd=system.cwd,
-    )
-    return managed, base_url
-
-
-def start_workers(
-    supervisor: Supervisor,
-    count: int,
-    redis_url: str,
-    profile: ProfileSpec,
-    cpus: list[int] | None = None,
-    env: dict[str, str] | None = None,
-    restart: Restart | None = None,
-) -> list[Managed]:
-    """Start `count` RQ worker processes and wait until each has registered with Redis.
-
-    With `restart`, a worker that dies is replaced (under a new RQ name: RQ refuses the name of a
-    worker that died without registering its death). `offpath up` wants that; an experiment does
-    not: a worker lost mid-run changes what is measured, so there it is a harness fault."""
-    import redis as redis_py
-    from rq import Worker
-
-    system = system_under_test()
-
-    def worker_argv(index: int) -> list[str]:
-        name = f"offpath-worker-{os.getpid()}-{index}-{time.monotonic_ns() % 1_000_000}"
-        return [system.python, "-m", "services.queued.worker", "--name", name]
-
-    connection = redis_py.Redis.from_url(redis_url)
-    before = {w.name for w in Worker.all(connection=connection)}
-    started = []
-    for index in range(count):
-        started.append(
-            supervisor.start(
-                f"worker-{index}",
-                worker_argv(index),
-                role="worker",
-                env={"REDIS_URL": redis_url, "OFFPATH_PROFILE": str(profile), **(env or {})},
-                cpus=cpus,
-                restart=restart,
-                fresh_argv=partial(worker_argv, index),
-                cwd=system.cwd,
-            )
-        )
-    names = {m.argv[-1] for m in started}
-
-    def all_registered() -> bool:
-        return names <= {w.name for w in Worker.all(connection=connection)} - before
-
-    deadline = time.monotonic() + 30
-    while not all_registered():
-        for managed in started:
-            if not managed.alive():
-                raise ProcessDied(f"{managed.name} exited with code {managed.process.returncode}:\n{managed.tail()}")
-        if time.monotonic() > deadline:
-            raise NotReady(f"{count} RQ workers did not all register within 30 s")
-        time.sleep(0.05)
-    connection.close()
-    return started

@@ -13,7 +13,7 @@ from foundation.experiment_facts import ExperimentFacts
 from foundation.format import MANIFEST_FILE, SCHEMA_VERSION, SWEEP_KIND
 from foundation.manifest_format import PointRecord, ProfileFacts, RunRecord, schema_version_of
 from offpath.experiment import Experiment, SweepPoint
-from services.campaign.profile import Profile, ProfileSpec
+from services.campaign.profile import Profile
 
 __all__ = ["check_resumable", "point_record", "profile_facts"]
 
@@ -29,7 +29,7 @@ def point_record(point: SweepPoint, experiment: Experiment) -> PointRecord:
     its processes, placement and cells join it, as a plain run's manifest holds them)."""
     return PointRecord(id=point.id, values=point.as_dict(), status="pending",
                        experiment=ExperimentFacts(experiment.resolved()),
-                       profile=profile_facts(ProfileSpec.parse(experiment.profile).load()))
+                       profile=profile_facts(experiment.profile.load()))
 
 
 def _comparable(resolved: Mapping[str, Any]) -> dict[str, Any]:

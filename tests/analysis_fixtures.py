@@ -32,12 +32,12 @@ from foundation.format import (
     raw_log,
 )
 from loadtests.hlog_writer import IntervalLog, new_histogram
-from offpath.designs import DESIGNS
+from offpath.designs import built_in_names
 
 EPOCH_S = 1_795_917_800.0  # fixed, so generated folders are byte-for-byte reproducible
 # The designs a run declares unless told otherwise: what `offpath bench` resolves for an experiment file that names
 # none (every design, in the registry's order), however few of them have cells here.
-EXPERIMENT_DESIGNS = tuple(DESIGNS)
+EXPERIMENT_DESIGNS = tuple(built_in_names())
 
 
 @dataclass
@@ -136,7 +136,7 @@ def write_cell(cell_dir: Path, spec: CellSpec, start_s: float, rng: np.random.Ge
         writer.writerow(ERROR_COLUMNS)
         for second in seconds:
             for status, count in spec.errors_per_s.items():
-                writer.writerow([second + 1, "POST /campaigns", status, count])
+                writer.writerow([second + 1, CREATE, status, count])
     if spec.queue is not None:
         truth.update(_write_queue(cell_dir, spec, start_s, rng))
     if spec.cpu is not None:  # drawn last, so a spec without it draws everything else as before

@@ -17,7 +17,8 @@ import redis
 pytest.register_assert_rewrite("tests.queue_backend_contract")
 
 from offpath.redis_server import RedisServer, connect_redis, start_redis  # noqa: E402
-from offpath.supervisor import Managed, Supervisor, python, start_service, start_workers  # noqa: E402
+from offpath.serving import start_service, start_workers  # noqa: E402
+from offpath.supervisor import Managed, Supervisor, python  # noqa: E402
 from services.campaign.profile import ProfileSpec  # noqa: E402
 from services.queued.lifetime import READY  # noqa: E402
 

@@ -20,7 +20,8 @@ import httpx
 import pytest
 import redis
 
-from offpath.supervisor import Managed, Supervisor, start_workers
+from offpath.serving import start_workers
+from offpath.supervisor import Managed, Supervisor
 from services.campaign.settings import Settings
 from services.queued.backend import queue_backend
 from services.queued.lifetime import READY

@@ -40,8 +40,8 @@ def same(tmp_path_factory):
 def test_faster_design_is_better_with_the_true_delta(different):
     run_dir, truth = different
     comparison = compare_designs(run_dir)
-    inline = np.concatenate([truth[f"inline.steady.r{r}"]["POST_campaigns"] for r in (1, 2)])
-    queued = np.concatenate([truth[f"queued.steady.r{r}"]["POST_campaigns"] for r in (1, 2)])
+    inline = np.concatenate([truth[f"inline.steady.r{r}"]["request"] for r in (1, 2)])
+    queued = np.concatenate([truth[f"queued.steady.r{r}"]["request"] for r in (1, 2)])
     for metric, percentile in (("p50_us", 50), ("p90_us", 90), ("p99_us", 99)):
         row = comparison.row(metric)
         assert EQUIVALENCE.values_are_equivalent(int(row.a), rank_value(inline, percentile))

@@ -37,10 +37,10 @@ def test_run_lists_its_cells_and_designs(small_run):
 
 def test_interval_log_reads_every_interval_and_count(small_run):
     run_dir, truth = small_run
-    log = read_interval_log(run_dir / "cells" / "inline.steady.r1" / "POST_campaigns.hlog")
+    log = read_interval_log(run_dir / "cells" / "inline.steady.r1" / "request.hlog")
     assert log.n_intervals == 5
     assert list(log.start_s) == [0, 1, 2, 3, 4] and list(log.length_s) == [1, 1, 1, 1, 1]
-    assert log.total_count == len(truth["inline.steady.r1"]["POST_campaigns"])
+    assert log.total_count == len(truth["inline.steady.r1"]["request"])
 
 
 def test_interval_log_agrees_with_hdrhistograms_own_reader(small_run):
@@ -59,7 +59,7 @@ def test_absent_log_reads_as_empty(tmp_path):
 
 
 def test_damaged_log_is_a_clear_error(tmp_path):
-    path = tmp_path / "POST_campaigns.hlog"
+    path = tmp_path / "request.hlog"
     path.write_text("#[StartTime: 1795917800.000 (seconds since epoch), x]\n#[BaseTime: 1795917800.000 (seconds since "
                     "epoch)]\n0.000,1.000,0.1,HISTFAAAnot-base64!!\n")
     with pytest.raises(ResultsFolderError, match="not a readable HdrHistogram interval log"):
@@ -89,8 +89,8 @@ def test_unparseable_manifest_is_foreign(tmp_path):
 
 
 def test_other_schema_version_says_which_it_reads(tmp_path):
-    (tmp_path / "manifest.json").write_text(json.dumps({"schema_version": 2, "status": "complete"}))
-    with pytest.raises(SchemaVersionError, match="schema_version 2; this offpath reads schema_version 1"):
+    (tmp_path / "manifest.json").write_text(json.dumps({"schema_version": 1, "status": "complete"}))
+    with pytest.raises(SchemaVersionError, match="schema_version 1; this offpath reads schema_version 2"):
         load_run(tmp_path)
 
 
@@ -103,9 +103,9 @@ def test_incomplete_run_is_refused_with_its_reason_unless_allowed(tmp_path):
 
 
 def test_errors_csv_endpoints_are_normalised():
-    assert endpoint_key("POST /campaigns") == "POST_campaigns"
-    assert endpoint_key("GET /campaigns/{id}") == "GET_campaigns_id"
-    assert endpoint_key("POST_campaigns") == "POST_campaigns"
+    assert endpoint_key("POST /orders") == "POST_orders"
+    assert endpoint_key("GET /orders/{id}") == "GET_orders_id"
+    assert endpoint_key("request") == "request"
 
 
 def test_log_from_hdrhistograms_own_writer_with_absolute_times_and_tags(tmp_path):

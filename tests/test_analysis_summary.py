@@ -45,8 +45,8 @@ def run(tmp_path_factory):
 def test_percentiles_are_the_drawn_values_within_hdr_precision(run, cell_id):
     loaded, truth = run
     cell = next(c for c in loaded.cells if c.id == cell_id)
-    post = summarize(cell)["endpoints"]["POST_campaigns"]
-    values = truth[cell_id]["POST_campaigns"]
+    post = summarize(cell)["endpoints"]["request"]
+    values = truth[cell_id]["request"]
     assert post["count"] == len(values)
     for key, percentile in (("p50_us", 50), ("p90_us", 90), ("p99_us", 99), ("p999_us", 99.9)):
         assert_equivalent(post[key], exact_percentile(values, percentile))
@@ -62,21 +62,21 @@ def test_summary_is_plain_json(run):
 
 def test_throughput_is_successes_per_second(run):
     loaded, _ = run
-    post = summarize(loaded.cells[0])["endpoints"]["POST_campaigns"]
+    post = summarize(loaded.cells[0])["endpoints"]["request"]
     assert post["throughput_per_s"] == 150.0
     assert post["intervals"] == 20
 
 
 def test_errors_are_counted_by_status_next_to_successes(run):
     loaded, _ = run
-    post = summarize(loaded.cells[0])["endpoints"]["POST_campaigns"]
+    post = summarize(loaded.cells[0])["endpoints"]["request"]
     assert post["errors"] == 60 and post["errors_by_status"] == {"0": 20, "503": 40}
     assert post["error_rate"] == pytest.approx(60 / 3060, abs=1e-6)
 
 
 def test_raw_latency_is_summarised_beside_the_corrected(run):
     loaded, truth = run
-    post = summarize(loaded.cells[0])["endpoints"]["POST_campaigns"]
+    post = summarize(loaded.cells[0])["endpoints"]["request"]
     assert post["raw"]["count"] == 3000 and post["raw"]["p99_us"] > 0
 
 
@@ -120,11 +120,11 @@ def test_sustainability_rule_needs_material_and_significant_growth():
 
 def test_partial_cell_with_only_a_latency_log_is_summarised(run, tmp_path):
     loaded, _ = run
-    source = loaded.cells[0].dir / "POST_campaigns.hlog"
-    (tmp_path / "POST_campaigns.hlog").write_bytes(source.read_bytes())
+    source = loaded.cells[0].dir / "request.hlog"
+    (tmp_path / "request.hlog").write_bytes(source.read_bytes())
     summary = summarize_cell(tmp_path, CellRecord(id="inline.steady.r9", design="inline", phase="steady", kind="steady",
                                                   repetition=9, duration_s=20))
-    assert summary["endpoints"]["POST_campaigns"]["count"] == 3000
+    assert summary["endpoints"]["request"]["count"] == 3000
     assert summary["send_lag"] is None and summary["queue"] is None and summary["driver_bottleneck"] is False
 
 
@@ -138,7 +138,7 @@ def test_repetitions_merge_histograms_not_percentiles(tmp_path):
              CellSpec("inline", "steady", repetition=2, duration_s=10, latency=Latency(100_000, 0.2))]
     run_dir, truth = write_run(tmp_path, specs)
     figures = merged_figures(load_run(run_dir).cells)
-    pooled = np.concatenate([truth[s.id]["POST_campaigns"] for s in specs])
+    pooled = np.concatenate([truth[s.id]["request"] for s in specs])
     assert figures["count"] == len(pooled)
     assert_equivalent(figures["p99_us"], exact_percentile(pooled, 99))
     assert_equivalent(figures["p50_us"], exact_percentile(pooled, 50))

@@ -255,7 +255,7 @@ def test_baseline_round_trip_keeps_every_interval(tmp_path, baseline):
             assert np.array_equal(before.interval_counts(), after.interval_counts())
             assert np.array_equal(before.start_s, after.start_s)
     data = json.loads(path.read_text())
-    summary = data["series"]["inline.steady.POST_campaigns"]["summary"]
+    summary = data["series"]["inline.steady.request"]["summary"]
     assert summary["count"] == 1200 and 80_000 < summary["p50_us"] < 100_000  # readable in a diff
 
 
@@ -293,7 +293,7 @@ def test_default_rules_cover_the_work_errors_throughput_and_the_advantage():
     kinds = {r.kind for r in rules.rules}
     assert kinds == {"regression", "advantage", "error_rate", "throughput", "sustainable", "cost"}
     regressed = {(r.design, r.endpoint, r.metric) for r in rules.rules if r.kind == "regression"}
-    assert {("inline", "POST_campaigns", "p50"), ("queued", "completion", "p50")} <= regressed
+    assert {("inline", "request", "p50"), ("queued", "completion", "p50")} <= regressed
     assert all(r.why for r in rules.rules)
 
 

@@ -46,7 +46,7 @@ def gate(*args: str, tmp_path) -> tuple[int, dict, ET.Element, str]:
 def test_update_baseline_writes_the_named_baseline(project, runs):
     data = json.loads((project / "results" / "baselines" / "default.json").read_text())
     assert data["name"] == "default" and data["run_id"] == "run-base"
-    assert set(data["series"]) == {"inline.steady.POST_campaigns", "queued.steady.POST_campaigns",
+    assert set(data["series"]) == {"inline.steady.request", "queued.steady.request",
                                    "queued.steady.completion"}
 
 

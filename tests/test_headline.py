@@ -75,8 +75,8 @@ def test_outcome_rows_set_the_completion_against_the_end_to_end_answer(both_halv
 def test_the_comparison_table_names_both_sides_of_the_outcome_row(both_halves):
     run_dir, _ = both_halves
     markdown = comparison_markdown(compare_designs(run_dir))
-    assert "| steady | outcome: POST /campaigns vs completion | P99 |" in markdown
-    assert "| steady | POST /campaigns | P99 |" in markdown
+    assert "| steady | outcome: request vs completion | P99 |" in markdown
+    assert "| steady | request | P99 |" in markdown
 
 
 def test_the_headline_tells_the_completion_beside_the_acknowledgement(both_halves):

@@ -12,7 +12,7 @@ from hdrh.log import HistogramLogReader
 
 from loadtests.merger import IntervalMerger
 from loadtests.payloads import PayloadFactory
-from loadtests.recorder import SEND_LAG_KEY, THINK_KEY, Recorder, endpoint_key
+from loadtests.recorder import LOG_KEY, SEND_LAG_KEY, THINK_KEY, Recorder, endpoint_key
 from services.campaign.schema import CampaignRequest
 
 EPOCH = 1_800_000_000.0
@@ -32,30 +32,34 @@ def _read(path: Path) -> list[HdrHistogram]:
     return out
 
 
-def test_endpoint_keys_are_the_results_file_names() -> None:
-    assert endpoint_key("POST", "/campaigns") == "POST_campaigns"
-    assert endpoint_key("GET", "/campaigns/{id}") == "GET_campaigns_id"
+def test_a_request_is_logged_under_the_log_its_client_names() -> None:
+    recorder = Recorder()
+    recorder.on_request("POST", "/orders", response_time=2.0, response_length=10, context={LOG_KEY: "request"})
+    recorder.on_request("GET", "/health", response_time=1.0, response_length=10)  # named by nobody: by its path
+    assert set(recorder.take_interval(0)["histograms"]) == {"request", "request.raw", "GET_health", "GET_health.raw"}
+    assert endpoint_key("GET", "/orders/{id}") == "GET_orders_id"
 
 
 def test_open_model_latency_counts_from_the_intended_send() -> None:
     recorder = Recorder()
-    recorder.on_request("POST", "/campaigns", response_time=2.0, response_length=10, context={SEND_LAG_KEY: 500.0})
+    recorder.on_request("POST", "/campaigns", response_time=2.0, response_length=10,
+                        context={SEND_LAG_KEY: 500.0, LOG_KEY: "request"})
     message = recorder.take_interval(0)
     histograms = {name: HdrHistogram.decode(encoded) for name, encoded in message["histograms"].items()}
     # HDR keeps 3 significant digits: compare within 0.1 %.
-    assert histograms["POST_campaigns.raw"].get_max_value() == pytest.approx(2000, rel=1e-3)
-    assert histograms["POST_campaigns"].get_max_value() == pytest.approx(2500, rel=1e-3)
+    assert histograms["request.raw"].get_max_value() == pytest.approx(2000, rel=1e-3)
+    assert histograms["request"].get_max_value() == pytest.approx(2500, rel=1e-3)
     assert histograms["send_lag"].get_max_value() == pytest.approx(500, rel=1e-3)
 
 
 def test_closed_model_correction_fills_in_what_the_user_would_have_sent() -> None:
     recorder = Recorder()
     recorder.on_request("POST", "/campaigns", response_time=1000.0, response_length=0,
-                        context={THINK_KEY: 100_000})
+                        context={THINK_KEY: 100_000, LOG_KEY: "request"})
     histograms = {n: HdrHistogram.decode(e) for n, e in recorder.take_interval(0)["histograms"].items()}
-    assert histograms["POST_campaigns.raw"].get_total_count() == 1
+    assert histograms["request.raw"].get_total_count() == 1
     # 1 s against an expected 100 ms interval: 1000, 900, ..., 100 ms.
-    assert histograms["POST_campaigns"].get_total_count() == 10
+    assert histograms["request"].get_total_count() == 10
     assert "send_lag" not in histograms
 
 
@@ -63,10 +67,10 @@ def test_failures_are_counted_by_status_not_timed() -> None:
     recorder = Recorder()
     for status in (500, 500, 0):
         recorder.on_request("POST", "/campaigns", response_time=3.0, response_length=0,
-                            exception=RuntimeError("x"), response=_Response(status))
+                            exception=RuntimeError("x"), response=_Response(status), context={LOG_KEY: "request"})
     message = recorder.take_interval(4)
     assert message["histograms"] == {}
-    assert sorted(map(tuple, message["errors"])) == [("POST_campaigns", 0, 1), ("POST_campaigns", 500, 2)]
+    assert sorted(map(tuple, message["errors"])) == [("request", 0, 1), ("request", 500, 2)]
 
 
 def _message(source: str, index: int, values: dict[str, list[int]], final: bool = False,
@@ -81,39 +85,39 @@ def _message(source: str, index: int, values: dict[str, list[int]], final: bool 
 
 
 def test_merged_count_equals_sum_with_empty_and_late_logs_still_one_interval_per_second(tmp_path: Path) -> None:
-    merger = IntervalMerger(tmp_path, EPOCH, {"w1", "w2"}, always=("POST_campaigns",))
-    merger.add(_message("w1", 0, {"POST_campaigns": [1000, 2000]}))
-    merger.add(_message("w2", 0, {"POST_campaigns": [3000]}))
+    merger = IntervalMerger(tmp_path, EPOCH, {"w1", "w2"}, always=("request",))
+    merger.add(_message("w1", 0, {"request": [1000, 2000]}))
+    merger.add(_message("w2", 0, {"request": [3000]}))
     merger.add(_message("w1", 1, {}))  # an empty second
     merger.add(_message("w2", 1, {}))
-    merger.add(_message("w1", 2, {"GET_campaigns_id": [500]}))  # the first poll, in second 2
-    merger.add(_message("w2", 2, {"POST_campaigns": [4000]}, errors=[["POST_campaigns", 503, 2]]))
+    merger.add(_message("w1", 2, {"status": [500]}))  # the first poll, in second 2
+    merger.add(_message("w2", 2, {"request": [4000]}, errors=[["request", 503, 2]]))
     merger.stopping(EPOCH + 4.3)  # a 4 s run, stopped a little late
-    merger.add(_message("w1", 3, {"POST_campaigns": [5000]}))
-    merger.add(_message("w1", 4, {"POST_campaigns": [6000]}, final=True))  # drained after the stop
+    merger.add(_message("w1", 3, {"request": [5000]}))
+    merger.add(_message("w1", 4, {"request": [6000]}, final=True))  # drained after the stop
     merger.add(_message("w2", 4, {}, final=True))
     assert merger.all_final
     summary = merger.finish(EPOCH + 4.3)
 
     assert summary.intervals == 4 and summary.missing_sources == []
-    post, get = _read(tmp_path / "POST_campaigns.hlog"), _read(tmp_path / "GET_campaigns_id.hlog")
+    post, get = _read(tmp_path / "request.hlog"), _read(tmp_path / "status.hlog")
     assert [h.get_total_count() for h in post] == [3, 0, 1, 2]  # the drained value folds into the last second
     assert [h.get_total_count() for h in get] == [0, 0, 1, 0]
-    assert summary.counts["POST_campaigns"] == 6
-    lines = (tmp_path / "POST_campaigns.hlog").read_text().splitlines()
+    assert summary.counts["request"] == 6
+    lines = (tmp_path / "request.hlog").read_text().splitlines()
     assert lines[1].startswith(f"#[StartTime: {EPOCH:.3f} (seconds since epoch), ")
     assert [line.split(",")[:2] for line in lines[4:]] == [
         ["0.000", "1.000"], ["1.000", "1.000"], ["2.000", "1.000"], ["3.000", "1.300"]]
     with open(tmp_path / "errors.csv", newline="") as file:
-        assert list(csv.DictReader(file)) == [{"t_s": "2", "endpoint": "POST_campaigns", "status": "503", "count": "2"}]
+        assert list(csv.DictReader(file)) == [{"t_s": "2", "endpoint": "request", "status": "503", "count": "2"}]
 
 
 def test_a_worker_that_never_finishes_is_named(tmp_path: Path) -> None:
     merger = IntervalMerger(tmp_path, EPOCH, {"w1", "w2"})
-    merger.add(_message("w1", 0, {"POST_campaigns": [1000]}, final=True))
+    merger.add(_message("w1", 0, {"request": [1000]}, final=True))
     summary = merger.finish(EPOCH + 1.0)
     assert summary.missing_sources == ["w2"]
-    assert [h.get_total_count() for h in _read(tmp_path / "POST_campaigns.hlog")] == [1]
+    assert [h.get_total_count() for h in _read(tmp_path / "request.hlog")] == [1]
 
 
 def test_payloads_are_valid_varied_and_seeded() -> None:

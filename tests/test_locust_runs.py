@@ -149,10 +149,10 @@ def test_closed_model_counts_equal_locusts_and_correction_adds_the_omitted(tmp_p
                          "--exit-code-on-error", "0")
     assert run.returncode == 0, run.log
     requests, failures = run.stats()["POST /campaigns"]
-    raw = read_log(tmp_path / "cell" / "POST_campaigns.raw.hlog")
-    corrected = read_log(tmp_path / "cell" / "POST_campaigns.hlog")
+    raw = read_log(tmp_path / "cell" / "request.raw.hlog")
+    corrected = read_log(tmp_path / "cell" / "request.hlog")
     assert failures > 0 and raw.count == requests - failures, run.log
-    assert run.errors() == {"POST_campaigns": failures}
+    assert run.errors() == {"request": failures}
     assert not (tmp_path / "cell" / "send_lag.hlog").exists()  # closed model: no intended send times
     assert_one_interval_per_second(raw, 6)
     assert_one_interval_per_second(corrected, 6)
@@ -170,7 +170,7 @@ def test_distributed_merged_counts_equal_the_workers_sum_and_locusts(tmp_path: P
                          f"{rate:g}", "--rate-shape", shape, "--poll-interval", "0.2", "-t", f"{run_s}s")
     assert run.returncode == 0, run.log
     stats = run.stats()
-    for endpoint, name in (("POST /campaigns", "POST_campaigns"), ("GET /campaigns/{id}", "GET_campaigns_id")):
+    for endpoint, name in (("POST /campaigns", "request"), ("GET /campaigns/{id}", "status")):
         merged = read_log(tmp_path / "cell" / f"{name}.raw.hlog")
         per_worker = worker_counts(run.log, f"{name}.raw")
         assert len(per_worker) == 2 and merged.count == sum(per_worker) == stats[endpoint][0], (per_worker, stats)
@@ -178,7 +178,7 @@ def test_distributed_merged_counts_equal_the_workers_sum_and_locusts(tmp_path: P
     send_lag = read_log(tmp_path / "cell" / "send_lag.hlog")
     assert send_lag.count == sum(n for n, _ in stats.values())
     # The two workers' shards add up to the shape: R * f(t) integrated over each interval.
-    post = read_log(tmp_path / "cell" / "POST_campaigns.hlog")
+    post = read_log(tmp_path / "cell" / "request.hlog")
     expected = [rate * _area(shape, s, s + length) for s, length in zip(post.starts_s, post.lengths_s, strict=True)]
     counts = [int(h.get_total_count()) for h in post.intervals]
     assert all(abs(c - e) <= max(0.1 * e, 3) for c, e in zip(counts, expected, strict=True)), (counts, expected)
@@ -189,7 +189,7 @@ def test_open_model_percentiles_show_the_stall(tmp_path: Path) -> None:
     with stall_app("--stall-period", f"{period_s:g}", "--stall-s", f"{stall_s:g}") as url:
         run = run_locust(url, tmp_path / "cell", "--arrival-rate", f"{rate:g}", "-t", f"{run_s}s")
     assert run.returncode == 0, run.log
-    log = read_log(tmp_path / "cell" / "POST_campaigns.hlog")
+    log = read_log(tmp_path / "cell" / "request.hlog")
     assert_one_interval_per_second(log, run_s)
     # Arrivals are uniform in time; a fraction stall/period of them lands in a stall, uniformly within
     # it, and waits for its end: P(latency > x) = (stall - x) / period for 0 < x < stall. So the p-th
@@ -207,7 +207,7 @@ def test_open_model_holds_its_offered_rate(tmp_path: Path) -> None:
     with stall_app() as url:
         run = run_locust(url, tmp_path / "cell", "--arrival-rate", f"{rate:g}", "-t", f"{run_s}s")
     assert run.returncode == 0, run.log
-    log = read_log(tmp_path / "cell" / "POST_campaigns.hlog")
+    log = read_log(tmp_path / "cell" / "request.hlog")
     assert_one_interval_per_second(log, run_s)
     achieved = log.count / log.duration_s
     assert abs(achieved - rate) <= 0.05 * rate, f"offered {rate:g}/s, achieved {achieved:.1f}/s"

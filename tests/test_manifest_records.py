@@ -5,7 +5,9 @@ and nothing outside foundation/ reads a manifest by key.
 tests/manifests/ holds manifests written by real runs of 92b1c05, the last commit before the records (from a copy
 outside git, so their git sha reads "unknown"): a plain run complete (`smoke`) and one interrupted by SIGINT mid-cell,
 a two-point sweep complete, the same interrupted in its second point and then resumed, and a chaos run. Beside each,
-`<name>.read.json` holds what analysis read of it at that commit: `reads` below, run there over each manifest.
+`<name>.read.json` holds what analysis read of it at that commit: `reads` below, run there over each manifest. Their
+schema_version reads 2: the format's version 2 renamed log files and added `experiment.declarations`, which a
+manifest may lack (these read as they did); the manifests' other keys did not change.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def _run_until_load(command: list[str], runs: Path) -> tuple[subprocess.Popen, s
                                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        found = list(runs.glob("*/cells/*/POST_campaigns.hlog"))
+        found = list(runs.glob("*/cells/*/request.hlog"))
         if found and found[0].stat().st_size > 300:
             return process, descendants(process.pid)
         assert process.poll() is None, f"offpath {command[0]} exited with {process.returncode} before its load ran"

@@ -17,7 +17,8 @@ import redis.asyncio as aioredis
 
 from analysis.stats.load import read_interval_log
 from foundation.format import CREATE, POLL, log_file
-from loadtests.client import run_campaign
+from loadtests.client import Following, run_request
+from loadtests.contract import campaign_contract
 from offpath.experiment import ExperimentError, parse_experiment
 from offpath.process import new_group_dying_with_parent, signal_group
 from offpath.runner import locust_argv
@@ -242,6 +243,12 @@ class FakeResponse:
         return self._body
 
 
+def follow(request, pause, mode: str) -> str:
+    """One campaign through the client, following its acknowledgement the way `mode` says."""
+    return run_request(campaign_contract(), request, pause, lambda name, value: None, b"{}", time.monotonic(),
+                       Following(1.0, mode, 60.0))
+
+
 def scripted(answers: list[FakeResponse]):
     sent: list[tuple[str, str, float | None]] = []
 
@@ -263,17 +270,17 @@ def test_the_client_honours_retry_after_and_holds_its_gets():
         return True
 
     request, sent = scripted([accepted, running, done])
-    assert run_campaign(request, pause, b"{}", time.monotonic(), 1.0, 60.0, "retry-after") == "completed"
+    assert follow(request, pause, "retry-after") == "completed"
     assert [p for _, _, p in sent] == [None, 3.0, 2.0]
     assert pauses[0] == pytest.approx(3.0, abs=0.05) and pauses[1] == pytest.approx(2.0, abs=0.05)
 
     request, sent = scripted([accepted, done])
     pauses.clear()
-    assert run_campaign(request, pause, b"{}", time.monotonic(), 1.0, 60.0, "wait") == "completed"
+    assert follow(request, pause, "wait") == "completed"
     assert sent[1][1] == "/campaigns/c1?wait=20" and pauses == [0.0]
 
     request, sent = scripted([accepted, running, running, done])
-    assert run_campaign(request, pause, b"{}", time.monotonic(), 1.0, 60.0, "interval") == "completed"
+    assert follow(request, pause, "interval") == "completed"
     assert [p for _, _, p in sent] == [None, 1.0, 1.0, 1.0]
 
 
@@ -284,7 +291,7 @@ def test_a_held_get_answered_early_without_the_outcome_is_not_asked_again_at_onc
     done = FakeResponse(200, {"status": "completed"})
     pauses: list[float] = []
     request, sent = scripted([accepted, running, done])
-    run_campaign(request, lambda s: pauses.append(s) or True, b"{}", time.monotonic(), 1.0, 60.0, "wait")
+    follow(request, lambda s: pauses.append(s) or True, "wait")
     assert pauses[1] == pytest.approx(4.0, abs=0.05)
 
 
@@ -336,11 +343,11 @@ BASE = {"name": "x", "slo": {"p99_ms": 500, "error_rate": 0.01},
 def test_the_polling_mode_is_declared_in_the_layout_and_validated():
     assert parse_experiment(BASE, "x.toml").layout.poll == "interval"
     assert parse_experiment({**BASE, "layout": {"poll": "wait"}}, "x.toml").layout.poll == "wait"
-    with pytest.raises(ExperimentError, match=r"x.toml: key 'layout.poll' is 'sometimes'; allowed: interval, "
-                                              r"retry-after, wait"):
+    with pytest.raises(ExperimentError, match=r"x.toml: key 'layout.poll' has value 'sometimes'; allowed: one of "
+                                              r"interval, retry-after, wait"):
         parse_experiment({**BASE, "layout": {"poll": "sometimes"}}, "x.toml")
-    with pytest.raises(ExperimentError, match=r"key 'layout.poll' is 'wait' with layout.concurrency = 4.*allowed with "
-                                              r"a bounded server: interval, retry-after"):
+    with pytest.raises(ExperimentError, match=r"key 'layout' has value .*allowed with a bounded server \(concurrency "
+                                              r"4\): poll = interval or retry-after"):
         parse_experiment({**BASE, "layout": {"poll": "wait", "concurrency": 4}}, "x.toml")
 
 
@@ -348,12 +355,14 @@ def test_the_completion_slo_defaults_to_the_request_slo():
     assert parse_experiment(BASE, "x.toml").slo.completion_p99_ms == 500
     declared = parse_experiment({**BASE, "slo": {**BASE["slo"], "completion_p99_ms": 2000}}, "x.toml")
     assert declared.slo.completion_p99_ms == 2000 and declared.resolved()["slo"]["completion_p99_ms"] == 2000
-    with pytest.raises(ExperimentError, match=r"x.toml: key 'slo.completion_p99_ms' is -1; allowed: a number"):
+    with pytest.raises(ExperimentError, match=r"x.toml: key 'slo.completion_p99_ms' has value -1; allowed: "
+                                              r"milliseconds > 0"):
         parse_experiment({**BASE, "slo": {**BASE["slo"], "completion_p99_ms": -1}}, "x.toml")
 
 
 def test_locust_argv_defaults_to_interval_polling(tmp_path):
     from offpath.experiment import Phase
 
-    argv = locust_argv("http://127.0.0.1:1", tmp_path, Phase("s", "steady", 10, 5), 1, 1.0, 1)
+    phase = Phase(name="s", kind="steady", rate_per_s=10, duration_s=5)
+    argv = locust_argv("http://127.0.0.1:1", tmp_path, phase, 1, 1.0, 1)
     assert argv[argv.index("--poll") + 1] == "interval"

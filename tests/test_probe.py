@@ -16,7 +16,8 @@ import redis
 
 from analysis.stats.histogram import stats
 from analysis.stats.load import load_run, read_interval_log
-from offpath.probe import QueueProbe, take_census, write_completion_log
+from offpath.probe import QueueProbe, take_census, write_census_logs
+from offpath.queues.rq import RqQueue
 from services.campaign.store import campaign_key
 from tests.conftest import _databases, _with_db
 
@@ -58,7 +59,7 @@ def test_every_accepted_campaign_is_counted_with_twelve_workers(tmp_path, profil
     assert [c.id for c in run.cells] == ["queued.warmup.r1", "queued.steady.r1"]
     for cell in run.cells:
         summary = json.loads((cell.dir / "summary.json").read_text())
-        acknowledged = summary["endpoints"]["POST_campaigns"]["count"]  # the 202s Locust recorded
+        acknowledged = summary["endpoints"]["request"]["count"]  # the 202s Locust recorded
         queue = summary["queue"]
         assert acknowledged > 0
         assert queue["completion"]["count"] == acknowledged, cell.id
@@ -96,7 +97,7 @@ def test_census_counts_the_window_s_campaigns_by_where_they_stood_at_its_end(db_
 
     assert census.counts() == {"started_at": start, "stopped_at": stop, "accepted": 11, "completed": 8, "failed": 1,
                                "pending": 2}
-    total = write_completion_log(tmp_path / "completion.hlog", census, interval_s=1.0)
+    total = write_census_logs(tmp_path, census, interval_s=1.0)
     log = read_interval_log(tmp_path / "completion.hlog")
     assert total.get_total_count() == log.total_count == 8
     assert log.n_intervals == 10 and list(log.start_s) == [float(i) for i in range(10)]
@@ -106,7 +107,7 @@ def test_census_counts_the_window_s_campaigns_by_where_they_stood_at_its_end(db_
 
 def test_probe_writes_the_census_beside_its_samples(db_url, tmp_path):
     connection = redis.Redis.from_url(db_url)
-    with QueueProbe(db_url, "probe-test", tmp_path) as probe:
+    with QueueProbe(RqQueue(db_url, "probe-test"), tmp_path, census_redis_url=db_url) as probe:
         now = time.time()
         _campaign(connection, "a", now, completed_at=now + 0.02)
         _campaign(connection, "b", now, completed_at=now + 0.03)
@@ -123,9 +124,10 @@ def test_probe_writes_the_census_beside_its_samples(db_url, tmp_path):
 
 def test_backlog_counts_jobs_between_rq_s_lists(db_url, tmp_path):
     connection = redis.Redis.from_url(db_url)
-    with QueueProbe(db_url, "probe-test", tmp_path) as probe:
+    queue = RqQueue(db_url, "probe-test")
+    with QueueProbe(queue, tmp_path) as probe:
         assert probe.backlog() == 0
         # released by its dependency but not yet on the queue, and taken by a worker but not yet started
-        connection.zadd(probe.queue.ready_job_registry.key, {"x-automation": time.time()})
-        connection.rpush(probe.queue.intermediate_queue_key, "y-generation")
+        connection.zadd(queue.queue.ready_job_registry.key, {"x-automation": time.time()})
+        connection.rpush(queue.queue.intermediate_queue_key, "y-generation")
         assert probe.backlog() == 2

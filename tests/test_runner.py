@@ -80,7 +80,7 @@ def test_smoke_experiment_writes_a_complete_schema_valid_folder(tmp_path):
     text = (run_dir / "manifest.json").read_text()
     manifest = json.loads(text)
     assert json.dumps(RunRecord.from_dict(manifest).to_dict(), indent=2) + "\n" == text  # the record is the file
-    assert manifest["schema_version"] == 1 and manifest["status"] == "complete"
+    assert manifest["schema_version"] == 2 and manifest["status"] == "complete"
     assert manifest["versions"]["redis_server"] and manifest["git"]["sha"]
     designs = {cell["design"] for cell in manifest["cells"]}
     assert designs == {"inline", "queued"}
@@ -89,13 +89,13 @@ def test_smoke_experiment_writes_a_complete_schema_valid_folder(tmp_path):
     for cell in manifest["cells"]:
         cell_dir = run_dir / "cells" / cell["id"]
         assert cell["status"] == "complete"
-        for name in ("summary.json", "POST_campaigns.hlog", "POST_campaigns.raw.hlog", "send_lag.hlog",
+        for name in ("summary.json", "request.hlog", "request.raw.hlog", "send_lag.hlog",
                      "errors.csv", "locust_stats.csv"):
             assert (cell_dir / name).is_file(), f"{cell['id']} lacks {name}"
         if cell["design"] == "queued":
             assert (cell_dir / "completion.hlog").is_file() and (cell_dir / "queue.csv").is_file()
         summary = json.loads((cell_dir / "summary.json").read_text())
-        post = summary["endpoints"]["POST_campaigns"]
+        post = summary["endpoints"]["request"]
         assert post["count"] > 0 and post["p99_us"] >= post["p50_us"] > 0
     run = load_run(run_dir)  # the analysis side accepts it
     assert len(run.cells) == len(manifest["cells"])
@@ -113,7 +113,7 @@ def test_harness_fault_marks_the_run_incomplete_and_leaves_no_process(fault, tmp
     deadline = time.monotonic() + 60
     manifest_path = None
     while time.monotonic() < deadline:  # wait until the load is running
-        found = list((tmp_path / "runs").glob("*/cells/*/POST_campaigns.hlog"))
+        found = list((tmp_path / "runs").glob("*/cells/*/request.hlog"))
         if found and found[0].stat().st_size > 300:
             manifest_path = found[0].parents[2] / "manifest.json"
             break
@@ -141,6 +141,6 @@ def test_harness_fault_marks_the_run_incomplete_and_leaves_no_process(fault, tmp
     assert RunRecord.from_dict(manifest).to_dict() == manifest
     assert manifest["status"] == "incomplete" and manifest["error"]
     cell_dir = run_dir / "cells" / manifest["cells"][0]["id"]
-    assert (cell_dir / "POST_campaigns.hlog").stat().st_size > 300  # what was measured is kept
+    assert (cell_dir / "request.hlog").stat().st_size > 300  # what was measured is kept
     time.sleep(0.5)
     assert not _alive(started), f"orphans left behind: {_alive(started)}"

@@ -18,7 +18,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from rq import Worker
 
 from offpath.redis_server import RedisServer, start_redis
-from offpath.supervisor import Supervisor, start_service, start_workers
+from offpath.serving import start_service, start_workers
+from offpath.supervisor import Supervisor
 from services.campaign.profile import ProfileSpec
 from services.queued.backpressure import BacklogGauge
 from tests.conftest import valid_body

@@ -107,7 +107,7 @@ def test_a_two_point_sweep_writes_one_folder_one_manifest_and_the_map(uninterrup
             cell_dir = run_dir / "points" / point["id"] / "cells" / cell["id"]
             assert cell["status"] == "complete" and (cell_dir / "summary.json").is_file()
             summary = json.loads((cell_dir / "summary.json").read_text())
-            assert summary["endpoints"]["POST_campaigns"]["count"] > 0
+            assert summary["endpoints"]["request"]["count"] > 0
         assert (run_dir / "points" / point["id"] / "report.html").is_file()
     dmap = decision_map(load_run(run_dir))
     for point in dmap.points:
@@ -126,7 +126,7 @@ def test_a_resumed_sweep_ends_as_the_same_folder_as_an_uninterrupted_one(experim
     process = _bench([str(experiment), "--out", str(tmp_path)])
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # interrupt once the second point has measured something
-        logs = list(tmp_path.glob(f"*/points/{POINTS[1]}/cells/*/POST_campaigns.hlog"))
+        logs = list(tmp_path.glob(f"*/points/{POINTS[1]}/cells/*/request.hlog"))
         if logs and logs[0].stat().st_size > 200:
             break
         assert process.poll() is None, process.communicate()

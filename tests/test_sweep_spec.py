@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from foundation.format import SCHEMA_VERSION
 from offpath.experiment import ExperimentError, load_experiment, parse_experiment
 from offpath.runner import planned_duration_s
 from services.campaign.profile import load_profile
@@ -51,8 +52,8 @@ def test_one_parameter_makes_a_point_per_value_each_a_plain_experiment(tmp_path)
     assert [p.id for p in points] == ["01-provider_wait_scale=0.25", "02-provider_wait_scale=1",
                                       "03-provider_wait_scale=4"]
     at = experiment.at(points[2])
-    assert at.sweep is None and at.profile == "default*wait=4"
-    base, scaled = load_profile("default"), load_profile(at.profile)
+    assert at.sweep is None and str(at.profile) == "default*wait=4"
+    base, scaled = load_profile("default"), at.profile.load()
     assert scaled.generation.wait_median_ms == 4 * base.generation.wait_median_ms
     assert scaled.automation.wait_p99_ms == 4 * base.automation.wait_p99_ms
     assert scaled.generation.cpu_ms == base.generation.cpu_ms  # waits only: the CPU work is as it was
@@ -73,23 +74,24 @@ def test_two_parameters_make_the_grid_first_varying_slowest(tmp_path):
 def test_cpu_work_and_workers_are_set_per_point(tmp_path):
     experiment = load_experiment(str(_experiment(tmp_path, "[sweep]\ncpu_work_scale = [0.5, 2]\nworkers = [2, 6]")))
     at = experiment.at(experiment.sweep.points()[1])
-    assert at.profile == "default*cpu=0.5" and at.layout.workers == 6
-    assert load_profile(at.profile).generation.cpu_ms == 0.5 * load_profile("default").generation.cpu_ms
-    assert load_profile(at.profile).generation.wait_median_ms == load_profile("default").generation.wait_median_ms
+    assert str(at.profile) == "default*cpu=0.5" and at.layout.workers == 6
+    assert at.profile.load().generation.cpu_ms == 0.5 * load_profile("default").generation.cpu_ms
+    assert at.profile.load().generation.wait_median_ms == load_profile("default").generation.wait_median_ms
 
 
 @pytest.mark.parametrize(("sweep", "layout", "says"), [
-    ("[sweep]", "", "varies 0 parameters; allowed: one or two of provider_wait_scale"),
-    ("[sweep]\nprovider_wait_scale = [1, 2]\nworkers = [1, 2]\nconcurrency = [1, 2]", "", "varies 3 parameters"),
-    ("[sweep]\nwait_scale = [1, 2]", "", "unknown key(s) sweep.wait_scale; allowed: concurrency, cpu_work_scale"),
-    ("[sweep]\nprovider_wait_scale = 2", "", "key 'sweep.provider_wait_scale' is 2; allowed: a list of at least two"),
-    ("[sweep]\nprovider_wait_scale = [2]", "", "allowed: a list of at least two values, each a number > 0"),
-    ("[sweep]\nprovider_wait_scale = [1, 0]", "", "key 'sweep.provider_wait_scale' has value 0; allowed: a number > 0"),
-    ("[sweep]\nprovider_wait_scale = [1, \"2\"]", "", "has value '2'; allowed: a number > 0"),
-    ("[sweep]\nconcurrency = [2, 2.5]", "", "key 'sweep.concurrency' has value 2.5; allowed: a whole number >= 0"),
-    ("[sweep]\nworkers = [0, 2]", "", "key 'sweep.workers' has value 0; allowed: a whole number >= 1"),
-    ("[sweep]\nworkers = [true, 2]", "", "key 'sweep.workers' has value True"),
-    ("[sweep]\ncpu_work_scale = [1, 2, 1]", "", "lists a value twice"),
+    ("[sweep]", "", "allowed: one or two of provider_wait_scale, cpu_work_scale, concurrency, workers, rate_per_s, "
+                    "backend (this sweep varies 0)"),
+    ("[sweep]\nprovider_wait_scale = [1, 2]\nworkers = [1, 2]\nconcurrency = [1, 2]", "", "(this sweep varies 3)"),
+    ("[sweep]\nwait_scale = [1, 2]", "", "unknown key 'sweep.wait_scale'; allowed: backend, concurrency, cpu_work_scale"),
+    ("[sweep]\nprovider_wait_scale = 2", "", "key 'sweep.provider_wait_scale' has value 2; allowed: a list of numbers"),
+    ("[sweep]\nprovider_wait_scale = [2]", "", "has value [2]; allowed: a list of at least 2 values"),
+    ("[sweep]\nprovider_wait_scale = [1, 0]", "", "key 'sweep.provider_wait_scale[1]' has value 0; allowed: a number > 0"),
+    ("[sweep]\nprovider_wait_scale = [1, \"2\"]", "", "has value '2'; allowed: a number"),
+    ("[sweep]\nconcurrency = [2, 2.5]", "", "key 'sweep.concurrency[1]' has value 2.5; allowed: a whole number"),
+    ("[sweep]\nworkers = [0, 2]", "", "key 'sweep.workers[0]' has value 0; allowed: a whole number >= 1"),
+    ("[sweep]\nworkers = [true, 2]", "", "key 'sweep.workers[0]' has value True"),
+    ("[sweep]\ncpu_work_scale = [1, 2, 1]", "", "allowed: distinct values"),
     ("[sweep]\nconcurrency = [0, 4]", 'poll = "wait"', "bounds the server while layout.poll is 'wait'"),
 ])
 def test_bad_sweep_specs_name_the_key_and_what_is_allowed(tmp_path, sweep, layout, says):
@@ -104,7 +106,7 @@ def test_an_offered_rate_sweep_needs_an_open_model_steady_phase():
             "sweep": {"rate_per_s": [10, 20]}}
     with pytest.raises(ExperimentError, match="no open-model steady phase"):
         parse_experiment(data, "x.toml")
-    with pytest.raises(ExperimentError, match="key 'sweep' must be dict, got 3"):
+    with pytest.raises(ExperimentError, match="key 'sweep' has value 3; allowed: a table"):
         parse_experiment(data | {"sweep": 3}, "x.toml")
 
 
@@ -114,7 +116,7 @@ def test_a_capacity_search_steps_by_a_rate_or_by_a_factor_not_both(tmp_path):
     with pytest.raises(ExperimentError, match="exactly one of step_per_s"):
         load_experiment(str(tmp_path / "both.toml"))
     (tmp_path / "flat.toml").write_text(BASE.format(sweep="", layout="").replace("step_factor = 2", "step_factor = 1"))
-    with pytest.raises(ExperimentError, match="'capacity.step_factor' is 1; allowed: a number > 1"):
+    with pytest.raises(ExperimentError, match="'capacity.step_factor' has value 1; allowed: a number > 1"):
         load_experiment(str(tmp_path / "flat.toml"))
     geometric = load_experiment(str(_experiment(tmp_path, "")))
     assert geometric.capacity.rates() == [10, 20, 40, 80]
@@ -144,7 +146,7 @@ def test_a_bad_sweep_exits_2_with_one_line(tmp_path):
 def _sweep_folder(tmp_path: Path, experiment: dict, kind: str = "sweep") -> Path:
     run = tmp_path / "runs" / "20261130-000000-sweepy-abcdef"
     run.mkdir(parents=True)
-    (run / "manifest.json").write_text(json.dumps({"schema_version": 1, "kind": kind, "experiment": experiment,
+    (run / "manifest.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION, "kind": kind, "experiment": experiment,
                                                    "points": [], "status": "incomplete"}))
     return run
 
@@ -163,6 +165,6 @@ def test_resume_refuses_a_run_of_other_settings_a_plain_experiment_and_a_missing
     assert result.returncode == 2 and "no readable manifest.json" in result.stderr
     plain = tmp_path / "plain"
     plain.mkdir()
-    (plain / "manifest.json").write_text(json.dumps({"schema_version": 1, "experiment": resolved, "cells": []}))
+    (plain / "manifest.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION, "experiment": resolved, "cells": []}))
     result = _offpath("bench", str(path), "--resume", str(plain))
     assert result.returncode == 2 and "not a sweep's run folder" in result.stderr
