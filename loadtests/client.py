@@ -153,37 +153,52 @@ def _status_url(contract: Contract, response: Any) -> str:
     """Where the acknowledged request's state is read; ContractMismatch when its id is not where the contract says."""
     outcome = contract.outcome
     assert outcome.id is not None and outcome.status is not None
-    if outcome.id.header is not None:
-        headers = response.headers or {}
-        value = headers.get(outcome.id.header) or headers.get(outcome.id.header.lower())
-        where = f"header {outcome.id.header}"
-    else:
-        assert outcome.id.pointer is not None
-        value = pointer(_json(response), outcome.id.pointer)
-        where = f"body pointer '{outcome.id.pointer}'"
-    if value is None or str(value) == "":
+    value = _id_value(contract, response)
+    if value is None:
+        where = f"header {outcome.id.header}" if outcome.id.header is not None else f"body pointer '{outcome.id.pointer}'"
         raise ContractMismatch(f"{contract.label} acknowledged with {response.status_code} but has no id at its "
                                f"{where}: {_excerpt(response)}")
     if outcome.status.url is None:
-        return str(value)  # a Location: the status URL itself
-    return outcome.status.url.replace("{id}", urllib.parse.quote(str(value), safe=""))
+        return value  # a Location: the status URL itself
+    return status_url(contract, _last_segment(value) if outcome.id.header is not None else value)
+
+
+def status_url(contract: Contract, request_id: str) -> str:
+    """The status URL of an acknowledged request's id (the contract's template; None-safe only with one)."""
+    check = contract.outcome.status
+    assert check is not None and check.url is not None
+    return check.url.replace("{id}", urllib.parse.quote(request_id, safe=""))
+
+
+def _id_value(contract: Contract, response: Any) -> str | None:
+    """The id as the answer gives it: a header's value (a Location is a whole path), or the value at a body pointer."""
+    source = contract.outcome.id
+    if source is None:
+        return None
+    if source.header is not None:
+        headers = response.headers or {}
+        value = headers.get(source.header) or headers.get(source.header.lower())
+    else:
+        assert source.pointer is not None
+        value = pointer(_json(response), source.pointer)
+    return str(value) if value not in (None, "") else None
+
+
+def _last_segment(value: str) -> str:
+    """An id carried in a URL or path (a Location): its last segment."""
+    return value.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] if "/" in value else value
 
 
 def acknowledged_id(contract: Contract, response: Any) -> str | None:
     """The id of an acknowledged or finished answer, for the acknowledgement log: where the contract says it is (the
     last segment of a Location), else the body's `/id`; None when it has none."""
-    outcome = contract.outcome
-    value = None
-    if outcome.id is not None and outcome.id.header is not None:
-        headers = response.headers or {}
-        value = headers.get(outcome.id.header) or headers.get(outcome.id.header.lower())
-        if value is not None and "/" in str(value):
-            value = str(value).split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-    elif outcome.id is not None and outcome.id.pointer is not None:
-        value = pointer(_json(response), outcome.id.pointer)
-    if value in (None, ""):
-        value = pointer(_json(response), "/id")
-    return str(value) if value not in (None, "") else None
+    value = _id_value(contract, response)
+    if value is not None and contract.outcome.id is not None and contract.outcome.id.header is not None:
+        value = _last_segment(value)
+    if value is None:
+        found = pointer(_json(response), "/id")
+        value = str(found) if found not in (None, "") else None
+    return value
 
 
 def request_headers(contract: Contract) -> dict[str, dict[str, str]]:

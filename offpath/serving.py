@@ -9,6 +9,7 @@ chaos scenarios and tests that start one tier at a time; they take the same path
 from __future__ import annotations
 
 import re
+import shlex
 import socket
 import subprocess
 import time
@@ -22,11 +23,12 @@ from pathlib import Path
 from foundation.errors import ConfigurationError
 from offpath.designs import PROJECT_ROOT, Declaration, Design, Ready, Tier, declare
 from offpath.ports import free_port
+from offpath.process import pin
 from offpath.queues import QueueAdapter, adapter_for
 from offpath.supervisor import Managed, NotReady, ProcessDied, Restart, Supervisor, http_ok, python
 
-__all__ = ["Conditions", "Served", "SystemUnderTest", "built_in", "serve", "serving_from", "start_service",
-           "start_workers", "system_under_test"]
+__all__ = ["Conditions", "NotReady", "ProcessDied", "Served", "SystemUnderTest", "built_in", "serve", "serving_from",
+           "start_service", "start_workers", "system_under_test"]
 
 
 @dataclass(frozen=True)
@@ -219,7 +221,7 @@ def _readiness(managed: Managed, ready: Ready | None, values: Mapping[str, str],
         return lambda: managed.log_path is not None and _log_matches(managed, pattern)
     if ready.command is not None:
         argv = [_fill(part, values) for part in (ready.command if isinstance(ready.command, list)
-                                                  else __import__("shlex").split(ready.command))]
+                                                  else shlex.split(ready.command))]
         return lambda: _command_ok(argv)
     if ready.adapter:
         queue = served.queue if served is not None else None
@@ -309,8 +311,6 @@ def start_workers(supervisor: Supervisor, count: int, redis_url: str, profile: s
     served = Served(design, "", [], [], values, _queue(design, values, conditions))
     workers = _start_workers(supervisor, design, declaration.workers, values, system, conditions, served)
     if cpus:
-        from offpath.process import pin
-
         for managed in workers:
             if pin(managed.pid, cpus):
                 managed.cpus = list(cpus)
@@ -325,5 +325,3 @@ def _serve_tier(supervisor: Supervisor, design: Design, conditions: Conditions, 
         design.contract)
     return serve(supervisor, web_only, conditions)
 
-
-__all__ += ["ProcessDied", "NotReady"]

@@ -110,7 +110,7 @@ def test_use_starts_from_a_built_in_and_overrides_it(tmp_path):
      'acknowledged = [202]\n', "allowed: acknowledged statuses with an id and a status check"),
     ('[layout]\nworkers = 0\n', "key 'layout.workers' has value 0; allowed: a whole number >= 1"),
     ('[layout]\npoll = "wait"\nconcurrency = 4\n', "allowed with a bounded server (concurrency 4): poll = interval"),
-    ('[sweep]\nbackend = ["rq"]\n', "allowed for sweep.backend: a list of at least two values"),
+    ('[sweep]\nbackend = ["rq"]\n', "key 'sweep.backend' has value ['rq']; allowed: a list of at least 2 values"),
 ])
 @pytest.mark.fast
 def test_a_bad_declaration_is_one_line_naming_the_key(tmp_path, extra, line):

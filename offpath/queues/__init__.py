@@ -8,8 +8,10 @@ broker, and two generic ones for anything else: a command that prints the depth,
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 
+from foundation.errors import ConfigurationError
 from offpath.designs import QueueSpec
 from offpath.queues.adapter import QueueAdapter, QueueState
 
@@ -41,13 +43,11 @@ def adapter_for(spec: QueueSpec, values: Mapping[str, str]) -> QueueAdapter:
 
         if kind == "command":
             if spec.command is None:
-                raise ValueError("queue adapter 'command' needs `command`")
-            command = spec.command if isinstance(spec.command, list) else __import__("shlex").split(spec.command)
+                raise ConfigurationError("queue adapter 'command' needs `command`: what prints the queue's depth")
+            command = spec.command if isinstance(spec.command, list) else shlex.split(spec.command)
             return CommandQueue([part.format_map(values) for part in command])
         if spec.url is None:
-            raise ValueError("queue adapter 'metrics' needs `url`")
+            raise ConfigurationError("queue adapter 'metrics' needs `url`: where the queue's depth is answered")
         return MetricsQueue(spec.url.format_map(values), spec.pointer)
-    from foundation.errors import ConfigurationError
-
     raise ConfigurationError(f"queue adapter {kind!r} is not one offpath knows; allowed: rq, celery, dramatiq, arq, "
                              "command, metrics")
