@@ -61,6 +61,8 @@ from analysis.gate.verdict import Commit  # noqa: E402
 from analysis.gate.verdict_formats import to_json  # noqa: E402
 from analysis.stats.load import ResultsFolderError, load_run  # noqa: E402
 from benchmarks.figure import NO_FIGURE, SideErrors, refused  # noqa: E402
+from foundation.format import MANIFEST_FILE  # noqa: E402
+from foundation.manifest_format import RunRecord  # noqa: E402
 
 REGRESSION = "default*1.3"
 SIDES = ("unchanged", "regressed")
@@ -144,7 +146,8 @@ def kept_verdict(out: Path, side: str, number: int, baseline: str, regression: s
     verdict = kept(out, side, number)
     if verdict is None or verdict["status"] == "error":  # a harness error is counted as it was
         return verdict
-    profile = json.loads((Path(verdict["run_dir"]) / "manifest.json").read_text())["profile"]["name"]
+    record = RunRecord.from_dict(json.loads((Path(verdict["run_dir"]) / MANIFEST_FILE).read_text()))
+    profile = record.profile.name if record.profile is not None else None
     if verdict["baseline"] != baseline_path(baseline).stem or (side == "regressed") != (profile == regression):
         raise BadInput(f"--resume: {verdict_file(out, side, number)} was judged against baseline "
                        f"{verdict['baseline']!r} with profile "

@@ -40,7 +40,7 @@ class Audit:
     def ok(self) -> bool:
         return self.lost == 0 and self.duplicated == 0 and self.pending == 0 and self.stuck == 0
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         data = asdict(self)
         data["lost_ids"] = self.lost_ids[:20]
         data["duplicated_ids"] = self.duplicated_ids[:20]

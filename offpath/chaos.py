@@ -4,65 +4,46 @@ every acknowledged campaign (lost and duplicated must be 0) and measure the time
 from __future__ import annotations
 
 import time
-import tomllib
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import redis as redis_py
+from pydantic import Field, PrivateAttr
 
 from analysis.reports.chaos_report import fault_measures, fault_table
 from analysis.stats.load import read_errors_csv
-from foundation.format import ACKS_GLOB, CELLS_DIR, CHAOS_FILE, CHAOS_TABLE_FILE, ERRORS_FILE, LOGS_DIR, cell_id
-from offpath.audit import audit
-from offpath.disconnect import disconnect_mid_request
-from offpath.experiment import EXPERIMENTS_DIR, ExperimentError, Phase
-from offpath.faults import (
-    FAULT_KINDS,
-    FaultLog,
-    fill_memory,
-    kill_workers_mid_job,
-    partition,
-    pause_redis,
-    recovery_times,
-    restart_redis,
-    slow_redis,
-    stop_worker_mid_job,
+from foundation.config import ConfigError, ConfigModel, load_toml
+from foundation.experiment_facts import ExperimentFacts
+from foundation.format import (
+    ACKS_GLOB,
+    CELLS_DIR,
+    CHAOS_FILE,
+    CHAOS_KIND,
+    CHAOS_TABLE_FILE,
+    ERRORS_FILE,
+    LOGS_DIR,
+    cell_id,
 )
+from foundation.manifest_format import CpuSplit, RunRecord
+from offpath.audit import audit
+from offpath.designs import Design, built_in_names, declare
+from offpath.experiment import EXPERIMENTS_DIR, Phase
+from offpath.faults import Fault, FaultKind, FaultLog, FaultTarget, recovery_times
+from offpath.http_audit import audit_over_http
 from offpath.manifest import write_json_atomic
 from offpath.placement import Placements, Placer
 from offpath.probe import QueueProbe
-from offpath.queues.rq import RqQueue
-from offpath.redis_server import RedisServer, start_redis
+from offpath.redis_server import start_redis
 from offpath.relay import TcpRelay
-from offpath.runner import locust_argv
-from offpath.serving import built_in, start_service, start_workers
+from offpath.runner import driven, locust_argv
+from offpath.serving import Conditions, add_worker, serve
 from offpath.session import RunSession
 from offpath.supervisor import Supervisor
-from services.campaign.settings import Settings
+from services.campaign.profile import ProfileSpec
 from services.queued.liveness import ABANDONED_KEY, FALSE_ABANDONMENTS_KEY
-
-
-@dataclass(frozen=True)
-class Fault:
-    name: str
-    kind: str
-    at_s: float = 5.0
-    aof: str = "everysec"
-    down_s: float = 2.0  # restart-redis: how long Redis stays down
-    stall_ms: int = 300  # slow-redis
-    for_s: float = 5.0  # slow-redis, pause-redis, partition, maxmemory: how long the fault lasts
-    kills: int = 1  # kill-worker: how many workers to SIGKILL mid-job, every_s apart
-    every_s: float = 1.5
-    grace_s: float = 70.0  # stop-worker: how long a worker asked to stop may take to finish its job (job timeout+)
-    count: int = 20  # client-disconnect: campaigns whose client goes away mid-request
-    abort_after_ms: tuple[float, float] = (5.0, 150.0)
-    profile: str | None = None
-    design: str = "queued"
-    rate_per_s: float | None = None  # the experiment's load, unless set here
-    duration_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -72,70 +53,66 @@ class ChaosOutcome:
     broken: tuple[str, ...]  # faults after which acknowledged work was lost, duplicated, stuck or pending
 
 
-@dataclass(frozen=True)
-class Chaos:
-    name: str
-    description: str
-    profile: str
-    rate_per_s: float
-    duration_s: float
-    workers: int
-    settle_timeout_s: float
-    faults: tuple[Fault, ...]
+class Chaos(ConfigModel):
+    """A chaos experiment file: the load and workers every fault runs under, and the faults, one model per kind
+    (offpath/faults.py)."""
+
+    name: str = Field(min_length=1, description="a non-empty name")
+    description: str = ""
+    profile: ProfileSpec = ProfileSpec()
+    rate_per_s: float = Field(gt=0, description="requests per second > 0")
+    duration_s: float = Field(gt=0, description="seconds > 0")
+    workers: int = Field(4, ge=1, description="a whole number of RQ workers >= 1")
+    settle_timeout_s: float = Field(120.0, gt=0, description="seconds > 0")
+    # The designs the faults may run against, declared as in a bench experiment (offpath/designs.py); by default
+    # offpath's own two. A fault's `design` names one of them.
+    designs: dict[str, Any] = Field(default_factory=lambda: {name: {"use": name} for name in built_in_names()})
+    # Run every fault once per queue backend, for a design that takes a `backend` parameter (offpath's queued design:
+    # rq, celery, dramatiq); empty: the design's own.
+    backends: list[str] = []
+    faults: list[FaultKind] = Field(min_length=1, description="at least one [[faults]] table")
+    _declared: dict[str, Design] = PrivateAttr(default_factory=dict)
+
+    def resolved(self) -> dict[str, Any]:
+        """The experiment as the manifest records it: every key, the faults' own and their defaults, each design's
+        resolved declaration."""
+        return {**self.model_dump(mode="json"), "declarations": {n: d.resolved() for n, d in self._declared.items()}}
+
+    def design(self, name: str, backend: str | None = None) -> Design:
+        """The declared design `name`, on `backend` when it takes one."""
+        design = self._declared[name]
+        if backend is None or "backend" not in design.declaration.params:
+            return design
+        declaration = design.declaration.model_copy(update={"params": {**design.declaration.params,
+                                                                       "backend": backend}})
+        return Design(design.name, declaration, design.base_dir, design.contract)
+
+    def runs(self, fault: Fault) -> list[str | None]:
+        """The backends a fault runs on: each of `backends` where its design takes one, else its design's own."""
+        takes = "backend" in self._declared[fault.design].declaration.params
+        return list(self.backends) if self.backends and takes else [None]
 
 
 def load_chaos(spec: str) -> Chaos:
+    """A chaos experiment by name (offpath/experiments/NAME.toml) or path; ConfigError (one line) for a file offpath
+    cannot use."""
     path = Path(spec) if spec.endswith(".toml") else EXPERIMENTS_DIR / f"{spec}.toml"
     if not path.is_file():
-        raise ExperimentError(f"chaos experiment {spec!r} not found (looked for {path})")
-    data = tomllib.loads(path.read_text())
-    faults = []
-    for index, table in enumerate(data.get("faults", [])):
-        unknown = set(table) - set(Fault.__dataclass_fields__)
-        if unknown:
-            raise ExperimentError(f"{path}: faults[{index}] has unknown keys {sorted(unknown)}; "
-                                  f"allowed: {sorted(Fault.__dataclass_fields__)}")
-        fault = Fault(**{key: _fault_value(path, index, key, value) for key, value in table.items()})
-        if fault.kind not in FAULT_KINDS:
-            raise ExperimentError(f"{path}: faults[{index}].kind is {fault.kind!r}; allowed: {', '.join(FAULT_KINDS)}")
-        faults.append(fault)
-    try:
-        return Chaos(
-            name=data["name"], description=data.get("description", ""), profile=data.get("profile", "default"),
-            rate_per_s=float(data["rate_per_s"]), duration_s=float(data["duration_s"]),
-            workers=int(data.get("workers", 4)), settle_timeout_s=float(data.get("settle_timeout_s", 120)),
-            faults=tuple(faults),
-        )
-    except KeyError as exc:
-        raise ExperimentError(f"{path}: missing key {exc}") from None
-
-
-def _fault_value(path: Path, index: int, key: str, value: Any) -> Any:
-    """A fault's value, checked against the type of the field's default: one line naming the key and what it takes."""
-    default = Fault.__dataclass_fields__[key].default
-    where = f"{path}: faults[{index}].{key}"
-    if key == "abort_after_ms":
-        if not (isinstance(value, list) and len(value) == 2 and all(_number(v) and v >= 0 for v in value)
-                and value[0] <= value[1]):
-            raise ExperimentError(f"{where} is {value!r}; allowed: [low, high] milliseconds, 0 <= low <= high")
-        return (float(value[0]), float(value[1]))
-    if key in ("rate_per_s", "duration_s"):  # default None: the experiment's
-        if not (_number(value) and value > 0):
-            raise ExperimentError(f"{where} is {value!r}; allowed: a number > 0")
-        return float(value)
-    if default is None or isinstance(default, str):
-        if not isinstance(value, str):
-            raise ExperimentError(f"{where} is {value!r}; allowed: a string")
-        return value
-    if isinstance(default, int) and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-        raise ExperimentError(f"{where} is {value!r}; allowed: a whole number >= 1")
-    if isinstance(default, float) and not (_number(value) and value >= 0):
-        raise ExperimentError(f"{where} is {value!r}; allowed: a number >= 0")
-    return value
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+        names = sorted(p.stem for p in EXPERIMENTS_DIR.glob("chaos*.toml"))
+        raise ConfigError(f"chaos experiment {spec!r} not found (looked for {path}); allowed: one of "
+                          f"{', '.join(names)} or a path to a .toml file")
+    chaos = load_toml(path, Chaos)
+    chaos._declared = {name: declare(name, table, str(path), path.resolve().parent, f"designs.{name}")
+                       for name, table in chaos.designs.items()}
+    for index, fault in enumerate(chaos.faults):
+        design = chaos._declared.get(fault.design)
+        if design is None:
+            raise ConfigError(f"{path}: key 'faults[{index}].design' has value {fault.design!r}; allowed: one of "
+                              f"{', '.join(chaos._declared)}")
+        if fault.on_workers and design.declaration.workers is None:
+            raise ConfigError(f"{path}: key 'faults[{index}].design' has value {fault.design!r}; allowed: a design "
+                              f"with workers (the {fault.kind} fault acts on them)")
+    return chaos
 
 
 def read_acknowledged(cell_dir: Path) -> list[str]:
@@ -145,68 +122,78 @@ def read_acknowledged(cell_dir: Path) -> list[str]:
     return ids
 
 
-def run_fault(chaos: Chaos, fault: Fault, run_dir: Path, placer: Placer) -> dict[str, Any]:
-    serving = built_in(fault.design)
-    cell_dir = run_dir / CELLS_DIR / cell_id(fault.design, fault.name, 1)
+def run_fault(chaos: Chaos, fault: Fault, run_dir: Path, placer: Placer, backend: str | None = None) -> dict[str, Any]:
+    design = chaos.design(fault.design, backend)
+    census = design.declaration.census is not None
+    on_rq = design.declaration.queue is not None and design.declaration.params.get("backend", "rq") == "rq" \
+        and census  # offpath's own design on RQ: its registries, its watch, its jobs' restarts can be read
+    phase_name = fault.name if backend is None else f"{fault.name}-{backend}"
+    cell_dir = run_dir / CELLS_DIR / cell_id(fault.design, phase_name, 1)
     cell_dir.mkdir(parents=True)
     profile = fault.profile or chaos.profile
     rate_per_s = fault.rate_per_s if fault.rate_per_s is not None else chaos.rate_per_s
     duration_s = fault.duration_s if fault.duration_s is not None else chaos.duration_s
-    queue_name = Settings.from_env().queue_name
+    queue_name = design.declaration.queue.name if design.declaration.queue is not None else ""
     server = start_redis(aof=fault.aof)
     if server.process is not None:
         placer.add("redis", server.process.pid)
     log = FaultLog()
     errors: list[str] = []
     extra: dict[str, Any] = {}
-    # The partition's workers reach Redis through a relay offpath controls; everything else connects directly.
-    relay = TcpRelay(*_host_port(server.url)).start() if fault.kind == "partition" else None
+    relay = TcpRelay(*_host_port(server.url)).start() if fault.relayed else None
     workers_url = relay.url(server.url) if relay is not None else server.url
+    conditions = Conditions(redis_url=server.url, profile=str(profile), workers=chaos.workers,
+                            worker_redis_url=workers_url if relay is not None else None)
     try:
         with Supervisor(log_dir=cell_dir / LOGS_DIR, placer=placer) as supervisor:
-            _, url = start_service(supervisor, fault.design, server.url, profile)
-            workers = start_workers(supervisor, chaos.workers, workers_url, profile) \
-                if serving.has_workers else []
-            phase = Phase(name=fault.name, kind="steady", rate_per_s=rate_per_s, duration_s=duration_s)
-            argv = locust_argv(url, cell_dir, phase, 1, 1.0 if serving.follows_outcome else 0, 1)
-            with QueueProbe(RqQueue(server.url, queue_name), cell_dir, server.url) as probe:
+            served = serve(supervisor, design, conditions)
+            phase = Phase(name=phase_name, kind="steady", rate_per_s=rate_per_s, duration_s=duration_s)
+            contract_file = cell_dir / "contract.json"
+            contract_file.write_text(driven(design, census).to_json())
+            argv = locust_argv(served.url, cell_dir, phase, 1, 1.0 if design.follows_outcome else 0, 1,
+                               contract=contract_file)
+            probing = QueueProbe(served.queue, cell_dir, server.url if census else None) \
+                if served.queue is not None else nullcontext(None)
+            with probing as probe:
                 t0 = time.time()
-                locust = supervisor.start(f"locust-{fault.name}", argv, role="load", expect_exit=True)
+                locust = supervisor.start(f"locust-{phase_name}", argv, role="load", expect_exit=True)
                 # Faults run on this (main) thread: children get PR_SET_PDEATHSIG, which fires when the
                 # *thread* that started them exits, so a Redis or worker restarted from a short-lived
                 # thread would be killed again the moment that thread ended.
-                replace = lambda: start_workers(supervisor, 1, workers_url, profile)[0]  # noqa: E731
-                action = _fault_action(fault, workers, server, relay, url, log, t0, replace, extra)
-                if action is not None:
-                    time.sleep(max(0.0, t0 + fault.at_s - time.time()))
-                    try:
-                        action()
-                    except Exception as exc:  # noqa: BLE001 - reported below, not swallowed
-                        errors.append(f"{type(exc).__name__}: {exc}")
+                target = FaultTarget(served.workers, server, relay, served.url, log, t0,
+                                     replace=lambda: add_worker(supervisor, served, conditions), jobs_visible=on_rq)
+                try:
+                    extra = fault.run(target)
+                except Exception as exc:  # noqa: BLE001 - reported below, not swallowed
+                    errors.append(f"{type(exc).__name__}: {exc}")
                 while locust.alive():
                     time.sleep(0.25)
                 load_ended = time.time()
                 acknowledged = read_acknowledged(cell_dir)
                 if errors:
                     raise RuntimeError(f"fault {fault.name} could not be injected: {'; '.join(errors)}")
+                # offpath's own designs: their state in Redis says more than HTTP can (side effects run twice, jobs
+                # stuck in RQ's registries); any other design is audited through its status URL alone.
                 result = audit(server.url, acknowledged, settle_timeout_s=chaos.settle_timeout_s,
-                               queue_name=queue_name if serving.has_workers else None)
+                               queue_name=queue_name if on_rq else None) if census else \
+                    audit_over_http(served.url, design.contract, acknowledged, chaos.settle_timeout_s)
                 settled = time.time()
-            alive = sum(1 for w in workers if w.alive())
+            alive = sum(1 for w in served.workers if w.alive())
             fault_t = log.events[0]["t_s"] if log.events else None
             row = {
-                "fault": fault.name, "kind": fault.kind, "design": fault.design, "profile": profile, "aof": fault.aof,
-                "load": f"{rate_per_s:g}/s for {duration_s:g} s",
-                **result.as_dict(),
+                "fault": fault.name, "kind": fault.kind, "design": fault.design, "backend": backend,
+                "profile": str(profile), "aof": fault.aof, "load": f"{rate_per_s:g}/s for {duration_s:g} s",
+                **result.to_dict(),
                 "recovered_after_fault_s": round(settled - t0 - fault_t, 1) if fault_t is not None and result.ok else None,
                 "drained_after_load_s": round(settled - load_ended, 1),
                 "refused": _refused(cell_dir),
-                "workers_alive": f"{alive}/{chaos.workers}" if serving.has_workers else None,
-                **(_liveness(server.url, queue_name, log) if serving.has_workers else {}),
+                "workers_alive": f"{alive}/{chaos.workers}" if design.has_workers else None,
+                **(_liveness(server.url, queue_name, log) if on_rq else {}),
                 **extra,
-                "events": log.events, "errors": errors, "probe_errors": probe.errors[:5],
+                "events": log.events, "errors": errors, "probe_errors": probe.errors[:5] if probe is not None else [],
             }
-            row["ok"] = row["ok"] and not row.get("false_abandonments") and extra.get("ok", True) \
+            # A fault's own check (a client-disconnect's consistency) adds to the audit's, never replaces it.
+            row["ok"] = result.ok and not row.get("false_abandonments") and extra.get("ok", True) \
                 and all(t is not None for t in row.get("recovery_s", []))
             return row
     finally:
@@ -241,37 +228,6 @@ def _liveness(redis_url: str, queue_name: str, log: FaultLog) -> dict[str, Any]:
     return figures
 
 
-def _fault_action(fault: Fault, workers: list, server: RedisServer, relay: TcpRelay | None, service_url: str,
-                  log: FaultLog, t0: float, replace: Callable[[], Any],
-                  extra: dict[str, Any]) -> Callable[[], None] | None:
-    if fault.kind == "kill-worker":
-        return lambda: kill_workers_mid_job(workers, server.url, log, t0, replace, fault.kills, fault.every_s)
-    if fault.kind == "stop-worker":
-        return lambda: stop_worker_mid_job(workers, server.url, log, t0, replace, fault.grace_s)
-    if fault.kind == "restart-redis":
-        return lambda: restart_redis(server, fault.down_s, log, t0)
-    if fault.kind == "pause-redis":
-        return lambda: pause_redis(server, fault.for_s, log, t0)
-    if fault.kind == "slow-redis":
-        return lambda: slow_redis(server.url, fault.stall_ms, fault.for_s, log, t0)
-    if fault.kind == "partition":
-        assert relay is not None
-        return lambda: partition(relay, fault.for_s, log, t0)
-    if fault.kind == "maxmemory":
-        return lambda: fill_memory(server.url, fault.for_s, log, t0)
-    if fault.kind == "client-disconnect":
-        def disconnect() -> None:
-            log.add(time.time() - t0, "clients disconnect mid-request", count=fault.count)
-            outcome = disconnect_mid_request(
-                service_url, server.url, fault.count,
-                (fault.abort_after_ms[0] / 1000, fault.abort_after_ms[1] / 1000),
-                payload_seed=1, settle_timeout_s=60.0)
-            extra["disconnect"] = asdict(outcome)
-            extra["ok"] = outcome.ok
-        return disconnect
-    return None
-
-
 def run_chaos(chaos: Chaos, out_root: Path, only: list[str] | None = None, say=print) -> ChaosOutcome:
     session = RunSession(out_root, chaos.name, say)
     results: list[dict[str, Any]] = []
@@ -279,10 +235,10 @@ def run_chaos(chaos: Chaos, out_root: Path, only: list[str] | None = None, say=p
     def measure() -> None:
         placements = Placements.shared()
         # Each fault starts its own redis-server (it crashes and restarts it): no one version for the run.
-        session.start_manifest("per fault: bundled or PATH redis-server", {
-            "kind": "chaos", "experiment": {**asdict(chaos), "faults": [asdict(f) for f in chaos.faults]},
-            "cpus": placements.split(),
-        })
+        session.start_manifest("per fault: bundled or PATH redis-server", RunRecord(
+            kind=CHAOS_KIND, experiment=ExperimentFacts(chaos.resolved()),
+            cpus=CpuSplit.from_dict(placements.split()),
+        ))
         with Placer(placements, session.id) as placer:
             run_faults(placer)
 
@@ -292,13 +248,17 @@ def run_chaos(chaos: Chaos, out_root: Path, only: list[str] | None = None, say=p
                 continue
             rate_per_s = fault.rate_per_s if fault.rate_per_s is not None else chaos.rate_per_s
             duration_s = fault.duration_s if fault.duration_s is not None else chaos.duration_s
-            say(f"fault {fault.name}: {fault.kind} ({fault.design}) under {rate_per_s:g}/s for {duration_s:g} s")
-            row = run_fault(chaos, fault, session.run_dir, placer)
-            results.append(row)
-            write_json_atomic(session.run_dir / CHAOS_FILE, results)
-            say(f"  acknowledged {row['acknowledged']}, completed {row['completed']}, failed {row['failed']}, "
-                f"lost {row['lost']}, duplicated {row['duplicated']}, pending {row['pending']}, stuck {row['stuck']}; "
-                f"recovered after {row['recovered_after_fault_s']} s; {fault_measures(row) or 'no more measures'}")
+            for backend in chaos.runs(fault):
+                on = f" on {backend}" if backend else ""
+                say(f"fault {fault.name}: {fault.kind} ({fault.design}{on}) under {rate_per_s:g}/s for "
+                    f"{duration_s:g} s")
+                row = run_fault(chaos, fault, session.run_dir, placer, backend)
+                results.append(row)
+                write_json_atomic(session.run_dir / CHAOS_FILE, results)
+                say(f"  acknowledged {row['acknowledged']}, completed {row['completed']}, failed {row['failed']}, "
+                    f"lost {row['lost']}, duplicated {row.get('duplicated', '-')}, pending {row['pending']}, "
+                    f"stuck {row.get('stuck', '-')}; recovered after {row['recovered_after_fault_s']} s; "
+                    f"{fault_measures(row) or 'no more measures'}")
 
     error = session.run(measure)
     (session.run_dir / CHAOS_TABLE_FILE).write_text(fault_table(results))
@@ -306,4 +266,5 @@ def run_chaos(chaos: Chaos, out_root: Path, only: list[str] | None = None, say=p
     if error:
         say(f"chaos run INCOMPLETE: {error}")
     return ChaosOutcome(run_dir=session.run_dir, complete=error is None and bool(results),
-                        broken=tuple(r["fault"] for r in results if not r["ok"]))
+                        broken=tuple(r["fault"] + (f" on {r['backend']}" if r.get("backend") else "")
+                                     for r in results if not r["ok"]))

@@ -21,7 +21,7 @@ from offpath.redis_server import RedisUnavailable, redis_for_run
 from offpath.serving import Conditions, built_in, serve
 from offpath.session import Interrupted, stop_signals
 from offpath.supervisor import Restart, Supervisor
-from services.campaign.profile import load_profile
+from services.campaign.profile import ProfileSpec
 from services.campaign.settings import Settings
 
 if TYPE_CHECKING:
@@ -45,19 +45,20 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.queue and "backend" not in design.declaration.params:
         raise ConfigurationError(f"--queue {args.queue}: the {args.design} design has no queue; allowed with: "
                                  + ", ".join(n for n in built_in_names() if "backend" in built_in(n).declaration.params))
-    load_profile(args.profile)  # a wrong profile name fails here, with the list of valid ones
+    profile = ProfileSpec.parse(args.profile)
+    profile.load()  # a wrong name or a bad profile file fails here, in one line, before anything starts
     try:
         with stop_signals(), redis_for_run(aof=args.aof) as redis, Supervisor() as supervisor:
             origin = "embedded redis-server" if redis.embedded else "REDIS_URL"
             log.info("redis %s (%s, version %s)", redis.url, origin, redis.version())
             # A crashed worker is replaced and the service keeps serving; the queue runs its job again.
             served = serve(supervisor, design, Conditions(
-                redis_url=redis.url, profile=args.profile, processes=args.processes, concurrency=args.concurrency,
+                redis_url=redis.url, profile=str(profile), processes=args.processes, concurrency=args.concurrency,
                 workers=args.workers, log_level="info", port=args.port, worker_restart=Restart()))
             if served.workers:
                 log.info("%d %s workers running", len(served.workers), design.declaration.params.get("backend", ""))
             log.info("%s service serving on %s (profile %s); docs at %s/docs; Ctrl-C stops everything",
-                     design.name, served.url, args.profile, served.url)
+                     design.name, served.url, profile, served.url)
             while True:
                 supervisor.check()  # the service's death stops everything; a worker's is repaired
                 if redis.process is not None and redis.process.poll() is not None:

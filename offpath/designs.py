@@ -170,8 +170,9 @@ class Design:
         return {**data, **contract, "base_dir": str(self.base_dir)}
 
 
-def built_in_names() -> list[str]:
-    return list(BUILT_IN)
+def built_in_names(with_workers: bool = False) -> list[str]:
+    """offpath's own designs' names; with_workers: only those with a workers tier."""
+    return [name for name, path in BUILT_IN.items() if not with_workers or "workers" in read_toml(path)]
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

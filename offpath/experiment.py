@@ -20,7 +20,7 @@ from foundation.errors import ConfigurationError
 from foundation.format import Slo
 from offpath.designs import BUILT_IN, Design, declare
 from offpath.placement import Placements
-from services.campaign.profile import ProfileError, load_profile
+from services.campaign.profile import ProfileSpec
 
 __all__ = ["CapacitySearch", "Claim", "EXPERIMENTS_DIR", "Experiment", "ExperimentError", "Layout", "Phase",
            "SWEEP_PARAMETERS", "SloSettings", "Sweep", "SweepPoint", "available_experiments", "load_experiment",
@@ -221,7 +221,7 @@ class _File(ConfigModel):
 
     name: str
     description: str = ""
-    profile: str = "default"
+    profile: ProfileSpec = ProfileSpec()
     designs: dict[str, Any] = Field(default_factory=lambda: {name: {"use": name} for name in BUILT_IN},
                                     description="a table of design declarations ([designs.<name>]), or a list of "
                                                 f"built-in designs' names ({', '.join(BUILT_IN)})")
@@ -262,7 +262,7 @@ class Experiment(ConfigModel):
 
     name: str
     description: str = ""
-    profile: str = "default"
+    profile: ProfileSpec = ProfileSpec()
     declared: tuple[Design, ...] = ()
     repetitions: int = 1
     payload_seed: int = 1
@@ -297,8 +297,8 @@ class Experiment(ConfigModel):
             self._placements = Placements.from_table(self.layout.placement)
         return self._placements
 
-    def with_profile(self, profile: str) -> Experiment:
-        return self._copy(profile=profile)
+    def with_profile(self, profile: ProfileSpec | str) -> Experiment:
+        return self._copy(profile=ProfileSpec.parse(profile) if isinstance(profile, str) else profile)
 
     def _copy(self, **update: Any) -> Experiment:
         copied = self.model_copy(update=update)
@@ -309,7 +309,7 @@ class Experiment(ConfigModel):
         """The experiment as it ran, for the manifest: `designs` the names in order, `declarations` each design's
         resolved declaration."""
         data: dict[str, Any] = {
-            "name": self.name, "description": self.description, "profile": self.profile,
+            "name": self.name, "description": self.description, "profile": str(self.profile),
             "designs": list(self.designs), "repetitions": self.repetitions, "payload_seed": self.payload_seed,
             "slo": self.slo.to_dict(), "layout": {**self.layout.model_dump(), "placement": self.placements.as_dict()},
             "phases": [p.model_dump() for p in self.phases],
@@ -326,9 +326,9 @@ class Experiment(ConfigModel):
         experiment = self._copy(sweep=None)
         for name, value in point.values:
             if name == "provider_wait_scale":
-                experiment = experiment._copy(profile=f"{experiment.profile}*wait={_text(value)}")
+                experiment = experiment._copy(profile=experiment.profile.scaled(wait=float(value)))
             elif name == "cpu_work_scale":
-                experiment = experiment._copy(profile=f"{experiment.profile}*cpu={_text(value)}")
+                experiment = experiment._copy(profile=experiment.profile.scaled(cpu=float(value)))
             elif name == "concurrency":
                 experiment = experiment._copy(layout=experiment.layout.model_copy(update={"concurrency": int(value)}))
             elif name == "workers":
@@ -374,10 +374,6 @@ def parse_experiment(data: Mapping[str, Any], source: str, base_dir: Path | None
         file = parse(data, _File, source)
     except ConfigError as exc:
         raise ExperimentError(str(exc)) from None
-    try:
-        load_profile(file.profile)
-    except ProfileError as exc:
-        raise ExperimentError(f"{source}: key 'profile' has value {file.profile!r}; {exc}") from None
     if not file.designs:
         raise ExperimentError(f"{source}: key 'designs' is empty; allowed: one or more design declarations")
     declared = tuple(declare(name, table, source, base_dir or Path.cwd(), f"designs.{name}")

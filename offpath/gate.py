@@ -30,7 +30,7 @@ from offpath.manifest import PROJECT_ROOT
 from offpath.runner import Runner
 from offpath.serving import SystemUnderTest, serving_from
 from offpath.supervisor import python
-from services.campaign.profile import load_profile
+from services.campaign.profile import ProfileSpec
 
 __all__ = ["GateOptions", "VerdictContext", "run_gate", "run_interleaved"]
 
@@ -164,7 +164,7 @@ def _experiments(options: GateOptions) -> tuple[Experiment, Experiment]:
     experiment = load_experiment(options.experiment)
     if not options.profile:
         return experiment, experiment
-    load_profile(options.profile)  # a wrong spec fails here, before anything starts
+    ProfileSpec.parse(options.profile).load()  # a wrong spec or profile file fails here, before anything starts
     return experiment, experiment.with_profile(options.profile)
 
 

@@ -26,8 +26,10 @@ from offpath.ports import free_port
 from offpath.process import pin
 from offpath.queues import QueueAdapter, adapter_for
 from offpath.supervisor import Managed, NotReady, ProcessDied, Restart, Supervisor, http_ok, python
+from services.campaign.profile import ProfileSpec
 
-__all__ = ["Conditions", "NotReady", "ProcessDied", "Served", "SystemUnderTest", "built_in", "serve", "serving_from",
+__all__ = ["Conditions", "NotReady", "ProcessDied", "Served", "SystemUnderTest", "add_worker", "built_in", "serve",
+           "serving_from",
            "start_service", "start_workers", "system_under_test"]
 
 
@@ -197,6 +199,18 @@ def _start_workers(supervisor: Supervisor, design: Design, tier: Tier, values: d
     return started
 
 
+def add_worker(supervisor: Supervisor, served: Served, conditions: Conditions) -> Managed:
+    """One more worker of a served design, as a process manager replacing one would start it (not waited for: the
+    fault that killed the other measures how soon the work goes on)."""
+    tier = served.design.declaration.workers
+    assert tier is not None, f"design {served.design.name!r} has no workers"
+    index = len(served.workers)
+    values = {**served.values, "redis_url": conditions.worker_redis_url or conditions.redis_url, "index": str(index),
+              "name": f"offpath-worker-{index}-{time.monotonic_ns() % 1_000_000_000}"}
+    return _start(supervisor, served.design, "worker", tier, values, system_under_test(), conditions,
+                  name=f"worker-{index}")
+
+
 def _wait_ready(supervisor: Supervisor, managed: Managed, ready: Ready | None, values: Mapping[str, str],
                 port: int | None = None, served: Served | None = None, count: int = 1,
                 group: list[Managed] | None = None) -> None:
@@ -284,17 +298,19 @@ def built_in(name: str, **params: str) -> Design:
     return declare(name, table, source=f"built-in design {name!r}", base_dir=PROJECT_ROOT, where=name)
 
 
-def start_service(supervisor: Supervisor, design: str, redis_url: str, profile: str, port: int | None = None,
+def start_service(supervisor: Supervisor, design: str, redis_url: str, profile: ProfileSpec | str,
+                  port: int | None = None,
                   processes: int = 1, cpus: list[int] | None = None, env: dict[str, str] | None = None,
                   log_level: str = "warning", concurrency: int = 0, **params: str) -> tuple[Managed, str]:
     """The web tier of one of offpath's own designs, on 127.0.0.1, ready; (its process, its base URL)."""
     served = _serve_tier(supervisor, built_in(design, **params), Conditions(
-        redis_url=redis_url, profile=profile, processes=processes, concurrency=concurrency, log_level=log_level,
+        redis_url=redis_url, profile=str(profile), processes=processes, concurrency=concurrency, log_level=log_level,
         env=env or {}, port=port, cpus=cpus), with_workers=False)
     return served.web[0], served.url
 
 
-def start_workers(supervisor: Supervisor, count: int, redis_url: str, profile: str, cpus: list[int] | None = None,
+def start_workers(supervisor: Supervisor, count: int, redis_url: str, profile: ProfileSpec | str,
+                  cpus: list[int] | None = None,
                   env: dict[str, str] | None = None, restart: Restart | None = None, **params: str) -> list[Managed]:
     """`count` workers of offpath's queued design, each registered with its queue (ready). With `restart`, a worker
     that dies is replaced (`offpath up`); an experiment's workers are not: a worker lost mid-run changes what is
@@ -302,10 +318,10 @@ def start_workers(supervisor: Supervisor, count: int, redis_url: str, profile: s
     design = built_in("queued", **params)
     declaration = design.declaration
     assert declaration.workers is not None
-    conditions = Conditions(redis_url=redis_url, profile=profile, workers=count, env=env or {}, worker_restart=restart,
-                            cpus=cpus)
+    conditions = Conditions(redis_url=redis_url, profile=str(profile), workers=count, env=env or {},
+                            worker_restart=restart, cpus=cpus)
     system = system_under_test()
-    values = {"python": _interpreter(design, system), "redis_url": redis_url, "profile": profile, "processes": "1",
+    values = {"python": _interpreter(design, system), "redis_url": redis_url, "profile": str(profile), "processes": "1",
               "concurrency": "0", "workers": str(count), "log_level": "warning", "url": "", "port": "",
               **declaration.params}
     served = Served(design, "", [], [], values, _queue(design, values, conditions))

@@ -50,7 +50,7 @@ def test_merged_runs_are_one_run_of_their_repetitions_in_order(tmp_path):
     inline = merged.select(design="inline")
     assert [c.repetition for c in inline] == [1, 2, 3]
     assert [c.dir for c in inline] == [r.select(design="inline")[0].dir for r in runs]
-    assert merged.manifest["experiment"]["repetitions"] == 3
+    assert merged.record.experiment.repetitions == 3
     assert sum(c.log("request").total_count for c in inline) == sum(
         r.select(design="inline")[0].log("request").total_count for r in runs)
     assert len({c.id for c in merged.cells}) == len(merged.cells)

@@ -118,7 +118,7 @@ def test_bad_rules_file_exits_2(project, runs):
     bad = project / "rules.toml"
     bad.write_text('[[rules]]\nname = "x"\nkind = "speed"\n')
     code, verdict, _, _ = gate("--run", str(runs["same"]), "--rules", str(bad), tmp_path=project)
-    assert code == 2 and "kind 'speed'" in verdict["errors"][0]
+    assert code == 2 and "key 'rules[0].kind' has value 'speed'; allowed: one of regression" in verdict["errors"][0]
 
 
 def test_markdown_summary_has_one_row_per_rule_and_the_method(project, runs):

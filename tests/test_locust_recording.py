@@ -42,7 +42,8 @@ def test_a_request_is_logged_under_the_log_its_client_names() -> None:
 
 def test_open_model_latency_counts_from_the_intended_send() -> None:
     recorder = Recorder()
-    recorder.on_request("POST", "/campaigns", response_time=2.0, response_length=10, context={SEND_LAG_KEY: 500.0, LOG_KEY: "request"})
+    recorder.on_request("POST", "/campaigns", response_time=2.0, response_length=10,
+                        context={SEND_LAG_KEY: 500.0, LOG_KEY: "request"})
     message = recorder.take_interval(0)
     histograms = {name: HdrHistogram.decode(encoded) for name, encoded in message["histograms"].items()}
     # HDR keeps 3 significant digits: compare within 0.1 %.

@@ -101,7 +101,7 @@ def harness_problems(run: Run, rules: RuleSet, baseline: Baseline | None) -> lis
         if not cells:
             problems.append(f"run {run.id} has no steady {design} cells in phase {rules.phase!r}, which the rules "
                             "judge; run the gate experiment (offpath/experiments/gate.toml) or pass its results")
-        elif any(c.meta.get("status") != "complete" for c in cells):
+        elif any(c.record.status != "complete" for c in cells):
             problems.append(f"run {run.id}: a {design} cell of phase {rules.phase!r} did not complete")
     if baseline is not None:
         differences = mismatches(baseline.facts, run_facts(run))

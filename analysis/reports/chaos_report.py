@@ -89,10 +89,18 @@ def fault_measures(row: dict[str, Any]) -> str:
     return "; ".join(said)
 
 
+def fault_name(row: dict[str, Any]) -> str:
+    """The fault, and where it ran when that is not offpath's queued design on its own queue."""
+    where = [part for part in (row.get("design") if row.get("design") != "queued" else None, row.get("backend"))
+             if part]
+    return str(row["fault"]) + (f" ({', '.join(where)})" if where else "")
+
+
 def fault_rows(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
-    return [dict(zip(COLUMNS, (str(r["fault"]), str(r["load"]), str(r["acknowledged"]), str(r["completed"]),
-                               str(r["failed"]), str(r["lost"]), str(r["duplicated"]), str(r["pending"]),
-                               str(r.get("stuck", "not checked")), recovery(r), fault_measures(r)), strict=True))
+    # A design audited through HTTP alone cannot show a side effect run twice or a job left in a broker: "not seen".
+    return [dict(zip(COLUMNS, (fault_name(r), str(r["load"]), str(r["acknowledged"]), str(r["completed"]),
+                               str(r["failed"]), str(r["lost"]), str(r.get("duplicated", "not seen")), str(r["pending"]),
+                               str(r.get("stuck", "not seen")), recovery(r), fault_measures(r)), strict=True))
             for r in rows]
 
 
