@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -247,3 +248,10 @@ class Driven(ConfigModel):
 
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True, exclude_none=True)
+
+    def make_importable(self) -> None:
+        """Put the folders its payload function imports from on this process's import path (every process that builds
+        its bodies: each Locust process, and the harness for the check before a run)."""
+        for folder in self.pythonpath:
+            if folder not in sys.path:
+                sys.path.insert(0, folder)

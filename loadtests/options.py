@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -138,9 +137,7 @@ class DriverOptions:
 @functools.cache
 def _driven(path: str | None) -> Driven:
     driven = Driven.read(path or CAMPAIGNS_FILE)
-    for folder in driven.pythonpath:  # where its payload function imports from
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
+    driven.make_importable()
     return driven
 
 

@@ -70,6 +70,7 @@ def check_contract(design_name: str, base_url: str, driven: Driven, payload_seed
     pending states, for a few seconds); returns how it ended. ContractBroken, one line, when the service answers
     outside the contract or its state stays outside every declared value."""
     contract = driven.contract
+    driven.make_importable()
     body = PayloadFactory(payload_seed, 0, contract.request.body,
                           Path(driven.base_dir) if driven.base_dir else None).next_body()
     seen: list[_Answer] = []

@@ -344,8 +344,10 @@ class Runner:
         contract_file.write_text(driven(design, census).to_json())
         try:
             with ExitStack() as cell:
-                # The CPU log spans the cell and, for a queued design, its drain: the work it accepted is its cost.
-                if self._meter is not None:
+                # The CPU log spans the cell and, for a queued design, its drain: the work it accepted is its cost. A
+                # deployment already running (a design's `url`) has no process of offpath's to count: no cpu.csv, so
+                # its cost reads as unmeasured, never as the few milliseconds of offpath's own idle Redis.
+                if self._meter is not None and served.started_anything:
                     cell.enter_context(CpuLog(self._meter, cell_dir / CPU_FILE))
                 probe = cell.enter_context(QueueProbe(served.queue, cell_dir, redis_url if census else None)) \
                     if served.queue is not None else None

@@ -161,10 +161,12 @@ def queue_summary(queue: pd.DataFrame | None, completion: Intervals, load_durati
     late = during & (t >= end / 2)
     slope, se = backlog_trend(t[late], backlog[late])
     enough = int(late.sum()) >= 3
+    # A queue without offpath's census has no live count of completions (empty columns): no drain rate from it.
     completed = queue["completed_total"].to_numpy(float)
     late_t = t[late]
     drain = (float((completed[late][-1] - completed[late][0]) / (late_t[-1] - late_t[0]))
-             if enough and late_t[-1] > late_t[0] else None)
+             if enough and late_t[-1] > late_t[0] and not np.isnan(completed[late][[0, -1]]).any() else None)
+    failed = queue["campaigns_failed_total"].iloc[-1]
     depth = queue["depth"].to_numpy(int)
     return QueueFigures(
         completion=latency, **accounting,
@@ -174,7 +176,7 @@ def queue_summary(queue: pd.DataFrame | None, completion: Intervals, load_durati
         backlog_slope_per_s=round(slope, 3) if enough else None,
         backlog_slope_se_per_s=round(se, 3) if enough else None,
         drain_rate_per_s=round(drain, 3) if drain is not None else None,
-        campaigns_failed=int(queue["campaigns_failed_total"].iloc[-1]),
+        campaigns_failed=None if pd.isna(failed) else int(failed),
         sustainable=is_sustainable(slope, se, accepted_rate_per_s) if enough else None,
         samples=len(queue),
     )
