@@ -1,11 +1,12 @@
 """Real parts for the tests: an embedded Redis for the session, services as uvicorn subprocesses on
-free ports, RQ workers as real processes. Nothing that is measured is mocked."""
+free ports, RQ workers as real processes. Nothing that is measured is mocked. A test marked `fast` gets none of
+them: tests/fast_guard.py fails it if it starts a process or connects a socket."""
 
 from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,9 @@ import redis
 
 from offpath.redis_server import RedisServer, connect_redis, start_redis
 from offpath.supervisor import Managed, Supervisor, start_service, start_workers
+from tests.fast_guard import kept
+
+pytest_plugins = ["pytester"]  # tests/test_fast_guard.py runs small sessions of its own
 
 QUICK_PROFILE = """
 name = "quick"
@@ -44,6 +48,26 @@ BROKEN_PROFILE = QUICK_PROFILE.replace('name = "quick"', 'name = "broken"').repl
 TEST_ENV = {"OFFPATH_RETRIES": "2", "OFFPATH_RETRY_BACKOFF_S": "1", "OFFPATH_LOG_LEVEL": "WARNING"}
 
 _databases = itertools.count(1)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    with kept(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    with kept(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
+    if nextitem is None:  # the session's last teardown also stops what earlier, unmarked tests started
+        return (yield)
+    with kept(item):
+        return (yield)
 
 
 @dataclass

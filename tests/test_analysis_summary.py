@@ -12,6 +12,8 @@ from analysis.stats.load import load_run
 from analysis.stats.summary import backlog_trend, format_table, is_sustainable, merged_figures, summarize, summarize_cell
 from tests.analysis_fixtures import CellSpec, Latency, Queue, write_run
 
+pytestmark = pytest.mark.fast
+
 EQUIVALENCE = HdrHistogram(1, 3_600_000_000, 3)
 
 

@@ -13,6 +13,8 @@ from offpath.cli import main
 from tests.analysis_fixtures import write_run
 from tests.test_gate import COMPLETION, INLINE, gate_specs, scaled
 
+pytestmark = pytest.mark.fast
+
 RULES = len(load_rules().rules)
 
 
