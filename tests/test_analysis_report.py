@@ -98,7 +98,8 @@ def test_report_opens_in_headless_chromium(rendered):
     run_dir, html_path = rendered
     page = check_page(html_path)
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-    (SCREENSHOT_DIR / "report.png").write_bytes(page.screenshot)
+    for width, shot in page.screenshots.items():
+        (SCREENSHOT_DIR / f"report-{width}.png").write_bytes(shot)
     shutil.copy(html_path, SCREENSHOT_DIR / "report.html")
     assert page.screenshot.startswith(b"\x89PNG") and len(page.screenshot) > 50_000
     assert len(page.images) == 5
@@ -106,3 +107,7 @@ def test_report_opens_in_headless_chromium(rendered):
     assert page.console_errors == []
     assert page.title.startswith("offpath — ")
     assert "queued sustains" in page.text and "How it was measured" in page.text
+    # comparison, capacity, its steps (folded), per design and phase: at each width, each with its last column seen
+    assert [(t.width_px, t.last_column) for t in page.tables] == [
+        (width, last) for width in page.screenshots for last in ("n (A / B)", "tested up to", "within SLO", "backlog")]
+    assert not (unfit := page.unfit_tables()), "\n".join(unfit)
