@@ -64,7 +64,8 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
-    if nextitem is None:  # the session's last teardown also stops what earlier, unmarked tests started
+    if nextitem is None or nextitem.parent is not item.parent:
+        # Leaving its module (or class, or the session), the teardown also stops what unmarked tests started there.
         return (yield)
     with kept(item):
         return (yield)

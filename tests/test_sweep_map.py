@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from analysis.reports.map_plots import map_plots
 from analysis.reports.render import render
 from analysis.stats.decision_map import (
     INLINE,
@@ -202,8 +203,10 @@ def test_two_parameters_draw_heat_maps_and_a_sentence_per_value_of_the_second(tm
             for c, row in ((4, ((160, 40), (40, 160))), (16, ((160, 40), (160, 40))))
             for x, holds in zip((0.5, 4.0), row, strict=True)]
     run_dir = write_sweep(tmp_path, grid)
-    render(run_dir)
-    dmap = json.loads((run_dir / "decision_map.json").read_text())
+    # The map alone: drawing each point's report is test_the_sweep_report_shows_a_map_per_ratio_and_each_points_report's.
+    found = decision_map(load_run(run_dir))
+    map_plots(found, run_dir / "plots")
+    dmap = found.to_dict()
     crossings = [c for c in dmap["crossovers"] if c["measure"] == "ack_capacity"]
     assert crossings == [{"measure": "ack_capacity", "between": [0.5, 4.0], "queue": "starts to win",
                           "at": {"concurrency": 4.0}}]
