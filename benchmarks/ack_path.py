@@ -44,6 +44,7 @@ from benchmarks.scratch import empty_database  # noqa: E402
 from offpath.process import available_cpus, pin  # noqa: E402
 from offpath.redis_server import redis_for_run  # noqa: E402
 from offpath.supervisor import Supervisor, start_service  # noqa: E402
+from services.campaign.profile import ProfileSpec  # noqa: E402
 
 # A billion jobs: a round of seconds at any rate one service process reaches stays orders of magnitude below.
 UNREACHABLE_BACKLOG = 1_000_000_000
@@ -54,15 +55,15 @@ REQUEST_TIMEOUT_S = 10.0  # an answer slower than this is an error (a hung servi
 class Side:
     name: str
     design: str
-    profile: str
+    profile: ProfileSpec
     database: int
     ack_status: int  # the one answer that counts as an acknowledged request
     env: dict[str, str] = field(default_factory=dict)
 
 
 SIDES = (
-    Side("queued", "queued", "default", 1, 202, {"OFFPATH_MAX_BACKLOG": str(UNREACHABLE_BACKLOG)}),
-    Side("persist-only", "inline", "none", 2, 201),
+    Side("queued", "queued", ProfileSpec("default"), 1, 202, {"OFFPATH_MAX_BACKLOG": str(UNREACHABLE_BACKLOG)}),
+    Side("persist-only", "inline", ProfileSpec("none"), 2, 201),
 )
 
 

@@ -53,13 +53,16 @@ from typing import NoReturn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.gate.against import judge_against, load_side  # noqa: E402
+from analysis.gate.against_base import judge_against, load_side  # noqa: E402
 from analysis.gate.baseline import BaselineError, baseline_path, read_baseline  # noqa: E402
-from analysis.gate.judge import Commit, judge  # noqa: E402
+from analysis.gate.judge import judge  # noqa: E402
 from analysis.gate.rules import RulesError, load_rules  # noqa: E402
-from analysis.gate.verdict import to_json  # noqa: E402
+from analysis.gate.verdict import Commit  # noqa: E402
+from analysis.gate.verdict_formats import to_json  # noqa: E402
 from analysis.stats.load import ResultsFolderError, load_run  # noqa: E402
 from benchmarks.figure import NO_FIGURE, SideErrors, refused  # noqa: E402
+from foundation.format import MANIFEST_FILE  # noqa: E402
+from foundation.manifest_format import RunRecord  # noqa: E402
 
 REGRESSION = "default*1.3"
 SIDES = ("unchanged", "regressed")
@@ -114,10 +117,10 @@ def gate(out: Path, side: str, number: int, baseline: str, regression: str, rule
             "--json", str(verdict_path)]
     argv += ["--profile", regression] if side == "regressed" else []
     argv += ["--rules", rules] if rules else []
-    return run_gate(argv, verdict_path)
+    return gate_command(argv, verdict_path)
 
 
-def run_gate(argv: list[str], verdict_path: Path, cwd: Path | None = None) -> dict:
+def gate_command(argv: list[str], verdict_path: Path, cwd: Path | None = None) -> dict:
     """Run one gate command; its JSON verdict, or a harness error carrying its output when it wrote none."""
     with open(verdict_path.with_suffix(".log"), "w") as log:
         completed = subprocess.run(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=log, text=True)
@@ -143,7 +146,8 @@ def kept_verdict(out: Path, side: str, number: int, baseline: str, regression: s
     verdict = kept(out, side, number)
     if verdict is None or verdict["status"] == "error":  # a harness error is counted as it was
         return verdict
-    profile = json.loads((Path(verdict["run_dir"]) / "manifest.json").read_text())["profile"]["name"]
+    record = RunRecord.from_dict(json.loads((Path(verdict["run_dir"]) / MANIFEST_FILE).read_text()))
+    profile = record.profile.name if record.profile is not None else None
     if verdict["baseline"] != baseline_path(baseline).stem or (side == "regressed") != (profile == regression):
         raise BadInput(f"--resume: {verdict_file(out, side, number)} was judged against baseline "
                        f"{verdict['baseline']!r} with profile "
@@ -280,7 +284,7 @@ def gate_against(out: Path, kind: str, number: int, base: str, tree: Path, rules
             "--json", str(verdict_path)]
     argv += ["--profile", AGAINST_REGRESSION] if kind == "profile" else []
     argv += ["--rules", str(Path(rules).resolve())] if rules else []
-    return run_gate(argv, verdict_path, cwd=tree)
+    return gate_command(argv, verdict_path, cwd=tree)
 
 
 def kept_against(out: Path, kind: str, number: int, base: str) -> dict | None:

@@ -11,7 +11,9 @@ every format alike:
     offpath/experiments/x.toml: not valid TOML: Expected '=' after a key in a key/value pair (at line 3, column 7)
 
 A model says what a key allows where pydantic's own words would not: `Field(description=...)` is used as the
-"allowed" text of its errors, and a validator raising ValueError("allowed: ...") words its own.
+"allowed" text of its errors, and a validator raising ValueError("allowed: ...") words its own (`one_of` for names
+known at run time, `distinct` for names no two entries may share). A format whose callers catch its own kind of error
+passes it (`load_toml(path, Rules, error=RulesError)`, a subclass of ConfigError): the wording stays this one.
 """
 
 from __future__ import annotations
@@ -19,16 +21,16 @@ from __future__ import annotations
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo
 from pydantic_core import ErrorDetails
 
 from foundation.errors import ConfigurationError
 
-__all__ = ["ConfigModel", "ConfigError", "load_toml", "parse", "read_toml"]
+__all__ = ["ConfigModel", "ConfigError", "distinct", "load_toml", "one_of", "parse", "read_toml"]
 
 
 class ConfigError(ConfigurationError):
@@ -45,30 +47,60 @@ class ConfigModel(BaseModel):
 Model = TypeVar("Model", bound=BaseModel)
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    """A TOML file's data; ConfigError for a file that is missing or not valid TOML."""
+def read_toml(path: Path, error: type[ConfigError] = ConfigError) -> dict[str, Any]:
+    """A TOML file's data; `error` (ConfigError or a format's own kind of it) for a file that is missing or not valid
+    TOML."""
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+        raise error(f"{path}: cannot read it ({exc.strerror or exc})") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        raise error(f"{path}: not valid TOML: {exc}") from None
 
 
-def load_toml(path: Path, model: type[Model]) -> Model:
-    """Read `path` into `model`; ConfigError (one line) for a missing file, bad TOML or data the model refuses."""
-    return parse(read_toml(path), model, str(path))
+def load_toml(path: Path, model: type[Model], error: type[ConfigError] = ConfigError) -> Model:
+    """Read `path` into `model`; `error` (one line) for a missing file, bad TOML or data the model refuses."""
+    return parse(read_toml(path, error), model, str(path), error=error)
 
 
-def parse(data: Mapping[str, Any], model: type[Model], source: str, context: dict[str, Any] | None = None) -> Model:
-    """Validate `data` into `model`; ConfigError (one line: source, key, value, what is allowed) otherwise.
-    `context` reaches the model's validators (pydantic's validation context)."""
+def parse(data: Mapping[str, Any], model: type[Model], source: str, context: dict[str, Any] | None = None,
+          error: type[ConfigError] = ConfigError) -> Model:
+    """Validate `data` into `model`; `error` (one line: source, key, value, what is allowed) otherwise.
+    `context` reaches the model's validators (pydantic's validation context); without one they get a fresh dict,
+    which `distinct` keeps its names in."""
     try:
-        return model.model_validate(data, context=context)
+        return model.model_validate(data, context={} if context is None else context)
     except ValidationError as exc:
-        raise ConfigError(describe(exc.errors()[0], model, source)) from None
+        raise error(describe(exc.errors()[0], model, source)) from None
+
+
+def one_of(allowed: Iterable[str], why: str = "") -> AfterValidator:
+    """A string key that takes one of names known only at run time (designs, endpoints), where a Literal cannot
+    list them: `Annotated[str, one_of(DESIGNS)]`; `why` is said after them."""
+    names = tuple(allowed)
+
+    def check(value: str) -> str:
+        if value not in names:
+            raise ValueError(f"allowed: one of {', '.join(names)}" + (f" ({why})" if why else ""))
+        return value
+
+    return AfterValidator(check)
+
+
+def distinct(group: str, allowed: str) -> AfterValidator:
+    """A key whose value no other entry of the same file may repeat (fault names, rule names): the repeat is refused
+    at its own key, `allowed` saying why. Needs the validation context `parse` gives."""
+
+    def check(value: Any, info: ValidationInfo) -> Any:
+        seen = info.context.setdefault(("distinct", group), set()) if isinstance(info.context, dict) else set()
+        if value in seen:
+            raise ValueError(f"allowed: {allowed}")
+        seen.add(value)
+        return value
+
+    return AfterValidator(check)
 
 
 def describe(error: ErrorDetails, model: type[BaseModel], source: str) -> str:

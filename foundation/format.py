@@ -2,7 +2,9 @@
 
 `offpath bench` (the harness in offpath/, the recording plugin in loadtests/) writes `results/<run-id>/`;
 analysis/ reads it back, and nothing else passes between them. Both sides import this module, and it imports
-nothing of theirs: it is the bottom layer, stdlib only. results/README.md documents every file.
+nothing of theirs: it is the bottom layer, stdlib only. results/README.md documents every file. manifest.json's
+records (the run, its cells, a sweep's points and resumes) are in foundation/manifest_format.py, under this module's
+version and history.
 
 History of the format (`SCHEMA_VERSION`, in manifest.json; a reader refuses any other version):
 
@@ -20,6 +22,10 @@ History of the format (`SCHEMA_VERSION`, in manifest.json; a reader refuses any 
   cells) and `resumes`; its top-level `cells` stay empty. Each point's cells are under points/<point-id>/cells/, laid
   out as a plain run's; analysis writes decision_map.json beside the report. `[capacity] step_factor` (a geometric
   search) may replace `step_per_s`. No bump: a plain run's folder is unchanged.
+- 1, 2026-12-06: manifest.json written and read as typed records (foundation/manifest_format.py: RunRecord,
+  CellRecord, PointRecord, ResumeRecord) instead of dicts built at each writer and read key by key. No bump: the
+  files are unchanged, the same keys with the same values in the same order (each record's `to_dict()` gives the
+  JSON the harness wrote before them; tests/test_manifest_records.py holds manifests written before the change).
 
 Bump SCHEMA_VERSION (and add a line above) when a reader of the previous version would misread a folder: a file,
 key or column renamed or removed, a unit or the HDR range changed. Adding a file or a key is not a bump.
@@ -40,9 +46,9 @@ __all__ = [
     "CPU_COLUMNS", "CPU_FILE", "CREATE", "ENDPOINT_LABELS", "ERRORS_FILE", "ERROR_COLUMNS", "HIGHEST_US",
     "INCOMPLETE_MARKER", "LOGS_DIR", "LOG_SUFFIX", "LOWEST_US", "MANIFEST_FILE", "NON_ENDPOINT_LOGS", "OUTCOME",
     "PLOTS_DIR", "POLL", "QUEUE_COLUMNS", "QUEUE_FILE", "RAW_SUFFIX", "REPORT_HTML_FILE", "REPORT_MD_FILE", "SCHEMA_VERSION",
-    "SEND_LAG", "SIGNIFICANT_DIGITS", "SUMMARY_FILE", "SUMMARY_PERCENTILES", "SYSTEM_TIERS", "TIERS", "CellFacts",
-    "CellSummary", "CompletionCensus", "CostFigures", "EndpointFigures", "ExperimentFacts", "LatencyFigures",
-    "QueueFigures", "RunFacts", "Slo", "acks_file", "cell_id", "endpoint_key", "label", "log_file", "raw_log",
+    "SEND_LAG", "SIGNIFICANT_DIGITS", "SUMMARY_FILE", "SUMMARY_PERCENTILES", "SYSTEM_TIERS", "TIERS",
+    "BENCH_KIND", "CHAOS_KIND", "CellSummary", "CompletionCensus", "CostFigures", "EndpointFigures", "LatencyFigures",
+    "QueueFigures", "Slo", "acks_file", "cell_id", "endpoint_key", "label", "log_file", "raw_log", "record_from",
 ]
 
 SCHEMA_VERSION = 1
@@ -55,8 +61,11 @@ CELLS_DIR = "cells"  # cells/<cell-id>/, cell-id "<design>.<phase>.r<repetition>
 LOGS_DIR = "logs"  # logs/<block>/: stdout and stderr of every process
 CHAOS_FILE = "chaos.json"  # `offpath chaos` runs: the audit of each fault
 CHAOS_TABLE_FILE = "chaos.md"  # `offpath chaos` runs: the fault table as Markdown
-# A sweep (manifest `kind` SWEEP_KIND): points/<point-id>/ per point, laid out as a plain run's folder (cells/, logs/,
-# and analysis' report, comparison and plots), its facts in the one manifest's `points`.
+# What ran, manifest.json's `kind`: `offpath bench` (a plain run, whose manifest has no `kind`), `offpath chaos`, or a
+# sweep, which has points/<point-id>/ per point, laid out as a plain run's folder (cells/, logs/, and analysis'
+# report, comparison and plots), its facts in the one manifest's `points`.
+BENCH_KIND = "bench"
+CHAOS_KIND = "chaos"
 SWEEP_KIND = "sweep"
 POINTS_DIR = "points"
 # Written by analysis (`offpath report`) beside what was measured.
@@ -137,7 +146,7 @@ _Record = TypeVar("_Record", bound="DataclassInstance")
 # it back (a key the reader does not know is ignored, one it misses takes its default).
 
 
-def _from(cls: type[_Record], data: Mapping[str, Any], **nested: Any) -> _Record:
+def record_from(cls: type[_Record], data: Mapping[str, Any], **nested: Any) -> _Record:
     known = {f.name: data[f.name] for f in fields(cls) if f.name in data and f.name not in nested}
     return cls(**known, **nested)
 
@@ -156,7 +165,7 @@ class LatencyFigures:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LatencyFigures:
-        return _from(cls, data)
+        return record_from(cls, data)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -185,7 +194,7 @@ class EndpointFigures:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EndpointFigures:
         raw = data.get("raw")
-        return _from(cls, data, raw=LatencyFigures.from_dict(raw) if raw is not None else None)
+        return record_from(cls, data, raw=LatencyFigures.from_dict(raw) if raw is not None else None)
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "raw"}
@@ -229,7 +238,7 @@ class QueueFigures:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> QueueFigures:
-        return _from(cls, data, completion=LatencyFigures.from_dict(data.get("completion") or {}))
+        return record_from(cls, data, completion=LatencyFigures.from_dict(data.get("completion") or {}))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -273,7 +282,7 @@ class CostFigures:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CostFigures:
-        return _from(cls, data, cpu_s=dict(data.get("cpu_s") or {}),
+        return record_from(cls, data, cpu_s=dict(data.get("cpu_s") or {}),
                      cpu_ms_per_campaign=dict(data.get("cpu_ms_per_campaign") or {}))
 
     def to_dict(self) -> dict[str, Any]:
@@ -308,7 +317,7 @@ class CellSummary:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CellSummary:
         lag, queue, cost = data.get("send_lag"), data.get("queue"), data.get("cost")
-        return _from(cls, data,
+        return record_from(cls, data,
                      endpoints={k: EndpointFigures.from_dict(v) for k, v in (data.get("endpoints") or {}).items()},
                      send_lag=LatencyFigures.from_dict(lag) if lag is not None else None,
                      queue=QueueFigures.from_dict(queue) if queue is not None else None,
@@ -351,13 +360,13 @@ class CompletionCensus:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CompletionCensus:
-        return _from(cls, data)
+        return record_from(cls, data)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-# -- manifest.json: the facts analysis reads (the manifest holds more: versions, machine, layout, ...) ---------------
+# -- the SLO an experiment declares (manifest.json's experiment.slo; foundation/manifest_format.py reads it) -----------
 
 
 @dataclass(frozen=True)
@@ -374,70 +383,3 @@ class Slo:
 
     def to_dict(self) -> dict[str, float | None]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class ExperimentFacts:
-    """manifest["experiment"]: `designs` in the order declared, the first the baseline (A) of a comparison and the
-    second its candidate (B)."""
-
-    name: str = ""
-    designs: tuple[str, ...] = ()
-    repetitions: int = 1
-    slo: Slo | None = None
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ExperimentFacts:
-        slo = data.get("slo")
-        return _from(cls, data, designs=tuple(str(d) for d in data.get("designs") or ()),
-                     slo=_slo(slo) if slo else None)
-
-
-def _slo(data: Mapping[str, Any]) -> Slo:
-    completion = data.get("completion_p99_ms")
-    return Slo(float(data.get("p99_ms") or 0.0), float(data.get("error_rate") or 0.0),
-               float(completion) if completion is not None else None)
-
-
-@dataclass(frozen=True)
-class CellFacts:
-    """One entry of manifest["cells"]: what a cell was asked to do, and when it ran."""
-
-    id: str
-    design: str = ""
-    phase: str = ""
-    kind: str = ""  # "warmup" | "steady" | "capacity"
-    repetition: int = 1
-    model: str | None = None  # "open" | "closed"
-    offered_rate_per_s: float | None = None
-    users: int | None = None
-    duration_s: float = 0.0
-    started_at: float | None = None
-    ended_at: float | None = None
-    status: str | None = None  # "complete" | "incomplete" (| "running" while it runs)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CellFacts:
-        rate = data.get("offered_rate_per_s")
-        return _from(cls, data, id=str(data["id"]), repetition=int(data.get("repetition") or 1),
-                     duration_s=float(data.get("duration_s") or 0.0),
-                     offered_rate_per_s=float(rate) if rate is not None else None)
-
-
-@dataclass(frozen=True)
-class RunFacts:
-    """What analysis reads of manifest.json."""
-
-    schema_version: int | None = None
-    run_id: str = ""
-    kind: str = "bench"  # "chaos" for `offpath chaos` runs (bench runs write no kind)
-    status: str | None = None  # "complete" | "incomplete"
-    error: str | None = None
-    experiment: ExperimentFacts = field(default_factory=ExperimentFacts)
-    cells: tuple[CellFacts, ...] = ()
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RunFacts:
-        cells = tuple(CellFacts.from_dict(c) for c in data.get("cells") or () if isinstance(c, Mapping) and "id" in c)
-        return _from(cls, data, experiment=ExperimentFacts.from_dict(data.get("experiment") or {}),
-                     cells=cells)

@@ -1,5 +1,5 @@
-"""The base commit of `offpath gate --against REF`: resolved from git, checked out into a temporary worktree, installed
-into its own venv, and measured interleaved with the candidate (base, candidate, base, candidate) on the same CPUs.
+"""The base commit of `offpath gate --against REF`: resolved from git, checked out into a temporary worktree and
+installed into its own venv, ready to be measured interleaved with the candidate on the same CPUs (offpath/gate.py).
 
 What runs from which tree. The measuring harness — runner, Locust and its recorder, the queue probe, the analysis and
 the rules — is always the candidate's (this checkout's); only the system under test, `services/` (the two apps, the RQ
@@ -23,16 +23,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from analysis.gate.judge import Commit
+from analysis.gate.verdict import Commit
 from foundation.errors import ConfigurationError, HarnessError
 from offpath.designs import DESIGNS
-from offpath.experiment import Experiment
 from offpath.manifest import PROJECT_ROOT
-from offpath.runner import Runner
-from offpath.supervisor import SystemUnderTest, python, serving_from
+from offpath.supervisor import SystemUnderTest, python
 
-__all__ = ["MAIN_BRANCHES", "BaseCheckout", "base_checkout", "candidate_commit", "default_base", "resolve_commit",
-           "run_interleaved"]
+__all__ = ["MAIN_BRANCHES", "BaseCheckout", "BaseError", "base_checkout", "candidate_commit", "default_base",
+           "resolve_commit"]
 
 log = logging.getLogger("offpath.base_checkout")
 
@@ -160,25 +158,3 @@ def _check_serves(commit: Commit, interpreter: str, source: Path) -> None:
     except BaseError as exc:
         raise BaseError(f"{exc}; this harness cannot serve that base (its services differ in how they are "
                         "started): judge against a later base, or against a stored baseline") from None
-
-
-def run_interleaved(candidate: Experiment, base: Experiment, checkout: BaseCheckout, out: Path,
-                    say: Callable[[str], None]) -> dict[str, list[Path]]:
-    """Run the experiment once per repetition and side, base first: base r1, candidate r1, base r2, ... — each run
-    one repetition of every design, on the same CPUs (the experiment's placement), each with fresh processes and a
-    fresh Redis. Returns the run folders by side ("base", "candidate"), complete or not (the judgement refuses an
-    incomplete one). Stops at the first incomplete run: a side that cannot be measured makes the rest pointless."""
-    sides = {"base": (replace(base, repetitions=1), checkout.system),
-             "candidate": (replace(candidate, repetitions=1), SystemUnderTest(python(), PROJECT_ROOT))}
-    runs: dict[str, list[Path]] = {side: [] for side in sides}
-    for repetition in range(1, candidate.repetitions + 1):
-        for side, (experiment, system) in sides.items():
-            say(f"--against: repetition {repetition}/{candidate.repetitions}, {side} "
-                f"({checkout.commit.label if side == 'base' else 'this checkout'})")
-            runner = Runner(experiment, out / side, say=say)
-            with serving_from(system):
-                complete = runner.run()
-            runs[side].append(runner.run_dir)
-            if not complete:
-                return runs
-    return runs

@@ -12,16 +12,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+# Only what is quick to import is imported here; each command imports what it runs inside its own function, since
+# the runner, the gate and the analysis with their libraries (numpy, pandas, matplotlib, aiohttp) take ~1.4 s to
+# import, and `offpath --help` or a mistyped option should answer at once (~0.25 s).
 from foundation.errors import EXIT_ERROR, EXIT_OK, CheckFailed, ConfigurationError, OffpathError, exit_code
 from offpath.designs import DESIGNS, design
 from offpath.redis_server import RedisUnavailable, redis_for_run
 from offpath.session import Interrupted, stop_signals
 from offpath.supervisor import Restart, Supervisor, start_service, start_workers
-from services.campaign.profile import ProfileError, load_profile
+from services.campaign.profile import ProfileSpec
 from services.campaign.settings import Settings
 
 if TYPE_CHECKING:
-    from analysis.gate.judge import Commit, Verdict
+    from analysis.gate.verdict import Verdict
 
 log = logging.getLogger("offpath")
 
@@ -36,21 +39,22 @@ def _say(line: str) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     serving = design(args.design)
-    load_profile(args.profile)  # a wrong profile name fails here, with the list of valid ones
+    profile = ProfileSpec.parse(args.profile)
+    profile.load()  # a wrong name or a bad profile file fails here, in one line, before anything starts
     try:
         with stop_signals(), redis_for_run(aof=args.aof) as redis, Supervisor() as supervisor:
             origin = "embedded redis-server" if redis.embedded else "REDIS_URL"
             log.info("redis %s (%s, version %s)", redis.url, origin, redis.version())
             _, url = start_service(
-                supervisor, serving.name, redis.url, args.profile, port=args.port,
+                supervisor, serving.name, redis.url, profile, port=args.port,
                 processes=args.processes, log_level="info", concurrency=args.concurrency,
             )
             if serving.has_workers:
                 # A crashed worker is replaced and the service keeps serving; RQ retries its job.
-                start_workers(supervisor, args.workers, redis.url, args.profile, restart=Restart())
+                start_workers(supervisor, args.workers, redis.url, profile, restart=Restart())
                 log.info("%d RQ workers running", args.workers)
             log.info("%s service serving on %s (profile %s); docs at %s/docs; Ctrl-C stops everything",
-                     serving.name, url, args.profile, url)
+                     serving.name, url, profile, url)
             while True:
                 supervisor.check()  # the service's death stops everything; a worker's is repaired
                 if redis.process is not None and redis.process.poll() is not None:
@@ -128,135 +132,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from analysis.gate.judge import harness_error
-    from analysis.gate.verdict import text, write_verdict
+    from analysis.gate.verdict_formats import text, write_verdict
+    from offpath.gate import GateOptions, VerdictContext, run_gate
 
+    def publish(verdict: Verdict) -> None:
+        write_verdict(verdict, junit_path=args.junit, summary_path=args.summary, json_path=args.json)
+        print(text(verdict), end="")
+
+    context = VerdictContext()
     try:
-        commits = _against_commits(args) if args.against is not None else None
-    except OffpathError as exc:  # bad input, no base: one line and exit 2 (main), and CI still gets its verdict files
-        write_verdict(harness_error(str(exc)), junit_path=args.junit, summary_path=args.summary, json_path=args.json)
-        raise
-    try:
-        verdict = _gate_verdict(args) if commits is None else _gate_against(args, *commits)
-    except Exception as exc:  # noqa: BLE001 - a crash must exit 2 (harness error), never Python's 1 (= regression)
-        log.exception("the gate crashed")
-        verdict = harness_error(f"the gate crashed: {type(exc).__name__}: {exc}")
-    write_verdict(verdict, junit_path=args.junit, summary_path=args.summary, json_path=args.json)
-    print(text(verdict), end="")
+        verdict = run_gate(GateOptions(
+            experiment=args.experiment, profile=args.profile, rules=Path(args.rules) if args.rules else None,
+            out=Path(args.out), run=Path(args.run) if args.run else None, baseline=args.baseline,
+            update_baseline=args.update_baseline, against=args.against,
+        ), context, say=_say)
+    except OffpathError as exc:  # CI reads the verdict files whatever happened: a harness-error verdict, exit 2
+        publish(context.harness_error(exc))
+        raise  # and, as for every command, one line on stderr (main)
+    publish(verdict)
     return verdict.exit_code
-
-
-def _against_commits(args: argparse.Namespace) -> tuple[Commit, Commit]:
-    """The base (--against REF, or offpath/base_checkout.py's default_base) and the candidate (this checkout); the
-    options --against excludes are refused here, before anything is installed or run."""
-    from offpath.base_checkout import candidate_commit, default_base, resolve_commit
-
-    excluded = [option for option, given in (("--baseline", args.baseline is not None), ("--run", args.run),
-                                             ("--update-baseline", args.update_baseline)) if given]
-    if excluded:
-        raise ConfigurationError(f"--against measures base and candidate in this job; it takes no "
-                                 f"{', '.join(excluded)} (allowed with it: --profile, --experiment, --rules, --out, "
-                                 "--junit, --summary, --json)")
-    return (resolve_commit(args.against) if args.against else default_base()), candidate_commit()
-
-
-def _gate_against(args: argparse.Namespace, base: Commit, candidate: Commit) -> Verdict:
-    """Install the base beside this checkout, run both interleaved, judge the candidate against the base."""
-    from dataclasses import replace
-
-    from analysis.gate.against import judge_against, load_side
-    from analysis.gate.judge import harness_error
-    from analysis.gate.rules import RulesError, load_rules
-    from analysis.stats.load import ResultsFolderError
-    from offpath.base_checkout import BaseError, base_checkout, run_interleaved
-    from offpath.experiment import ExperimentError, load_experiment
-
-    commits = {"base": base, "candidate": candidate}
-    try:
-        rules = load_rules(Path(args.rules)) if args.rules else load_rules()
-    except RulesError as exc:
-        return harness_error(str(exc), **commits)
-    try:
-        experiment = load_experiment(args.experiment)
-        # --profile is the candidate's change (e.g. 'default*1.1': a regression injected on purpose); the base keeps
-        # the experiment's profile.
-        changed = replace(experiment, profile=args.profile) if args.profile else experiment
-        load_profile(changed.profile)
-    except (ExperimentError, ProfileError) as exc:
-        return harness_error(str(exc), rules, **commits)
-    _say(f"gate --against: candidate {candidate.label} against base {base.label}")
-    out = Path(args.out) / f"against-{time.strftime('%Y%m%d-%H%M%S')}-{base.short}"
-    try:
-        with base_checkout(base, say=_say) as checkout:
-            runs = run_interleaved(changed, experiment, checkout, out, say=_say)
-        sides = {side: load_side(side, runs[side], commits[side]) for side in ("base", "candidate")}
-    except (BaseError, ResultsFolderError) as exc:
-        return harness_error(str(exc), rules, run_dir=str(out), **commits)
-    return judge_against(sides["base"], sides["candidate"], rules, base, candidate)
-
-
-def _gate_verdict(args: argparse.Namespace) -> Verdict:
-    """Rules, then the baseline (before any load: a missing one must not cost a run to find out), then the run."""
-    from analysis.gate.baseline import BaselineError, baseline_from_run, baseline_path, read_baseline, write_baseline
-    from analysis.gate.judge import harness_error, judge
-    from analysis.gate.rules import RulesError, load_rules
-    from analysis.stats.load import ResultsFolderError, load_run
-
-    try:
-        rules = load_rules(Path(args.rules)) if args.rules else load_rules()
-    except RulesError as exc:
-        return harness_error(str(exc))
-    baseline = None
-    args.baseline = args.baseline or "default"
-    try:
-        path = baseline_path(args.baseline) if args.baseline.lower() != "none" else None
-        if path is not None and not args.update_baseline:
-            baseline = read_baseline(path)
-    except BaselineError as exc:
-        return harness_error(str(exc), rules, baseline=args.baseline)
-    if args.update_baseline and path is None:
-        return harness_error("--update-baseline needs a baseline name (--baseline NAME), not 'none'", rules)
-    if args.run and args.profile:
-        return harness_error("--profile changes the run the gate starts; a run given with --run keeps the profile "
-                             "it ran with", rules, baseline=args.baseline)
-    run_dir = Path(args.run) if args.run else _gate_run(args)
-    if run_dir is None:
-        return harness_error(f"the gate experiment {args.experiment!r} could not be loaded (see above)", rules)
-    try:
-        run = load_run(run_dir)
-    except ResultsFolderError as exc:
-        return harness_error(str(exc), rules, run_dir=str(run_dir), baseline=args.baseline)
-    verdict = judge(run, rules, baseline)
-    if args.update_baseline and path is not None:
-        if verdict.status != "pass":
-            log.error("baseline not written: run %s does not pass the within-run rules", run.id)
-            return verdict
-        try:
-            written = write_baseline(baseline_from_run(run, path.stem), path)
-        except BaselineError as exc:
-            return harness_error(str(exc), rules, run_id=run.id, run_dir=str(run.dir))
-        log.info("baseline %r written to %s from run %s", path.stem, written, run.id)
-    return verdict
-
-
-def _gate_run(args: argparse.Namespace) -> Path | None:
-    """Run the gate experiment (its profile overridden by --profile); the run folder, complete or not."""
-    from dataclasses import replace
-
-    from offpath.experiment import ExperimentError, load_experiment
-    from offpath.runner import Runner
-
-    try:
-        experiment = load_experiment(args.experiment)
-        if args.profile:
-            load_profile(args.profile)
-            experiment = replace(experiment, profile=args.profile)
-    except (ExperimentError, ProfileError) as exc:
-        log.error("%s", exc)
-        return None
-    runner = Runner(experiment, Path(args.out), say=lambda line: print(line, file=sys.stderr, flush=True))
-    runner.run()  # an incomplete run is marked INCOMPLETE in its folder; load_run turns that into a harness error
-    return runner.run_dir
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -316,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--partial", action="store_true", help="render an incomplete run from what it measured")
     report.set_defaults(func=cmd_report)
 
-    compare = sub.add_parser("compare", help="compare two runs: deltas with 95% confidence intervals")
+    compare = sub.add_parser("compare", help="compare two runs: deltas with 95%% confidence intervals")
     compare.add_argument("a", help="baseline results folder")
     compare.add_argument("b", help="candidate results folder")
     compare.set_defaults(func=cmd_compare)

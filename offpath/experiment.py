@@ -162,6 +162,8 @@ class Experiment:
     def at(self, point: SweepPoint) -> Experiment:
         """The plain experiment a sweep runs at one of its points: its parameters set, no sweep."""
         experiment = replace(self, sweep=None)
+        # TODO(#22): with `profile: ProfileSpec` (services/campaign/profile.py), scale the spec instead of its text:
+        # `experiment.profile.scaled(wait=value)` / `.scaled(cpu=value)`; str(spec) gives back the same text.
         for name, value in point.values:
             if name == "provider_wait_scale":
                 experiment = replace(experiment, profile=f"{experiment.profile}*wait={value:g}")

@@ -1,4 +1,10 @@
-"""Faults the chaos experiment injects into a running queued (or inline) system, at a set time."""
+"""Faults the chaos experiment injects into a running queued (or inline) system, at a set time: one model per kind,
+with exactly the keys of its kind in offpath/experiments/chaos.toml, and the way that kind injects itself.
+
+Each kind is a class (`KillWorker`, `PauseRedis`, ...) rather than a registry from kind to a function, as starlette's
+`BaseRoute` has `Route` and `Mount`: the keys a kind reads and the code that reads them are one thing, so a new kind is
+one class (and its line in `FaultKind`), and the runner calls `fault.run(target)` without asking what it is.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +14,183 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC
+from typing import Annotated, Any, ClassVar, Literal
 
 import redis as redis_py
+from pydantic import Field, field_validator
 from rq import Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from foundation.config import ConfigModel, distinct, one_of
+from offpath.designs import DESIGNS
+from offpath.disconnect import disconnect_mid_request
 from offpath.redis_server import RedisServer
 from offpath.relay import TcpRelay
 from offpath.supervisor import Managed
+from services.campaign.profile import ProfileSpec
 
-FAULT_KINDS = ("none", "kill-worker", "stop-worker", "restart-redis", "pause-redis", "slow-redis", "partition",
-               "maxmemory", "client-disconnect")
+WORKER_DESIGNS = tuple(name for name, d in DESIGNS.items() if d.has_workers)
+
+
+@dataclass
+class FaultTarget:
+    """What a fault acts on in its cell: the workers (a replacement started by `replace`, as a process manager
+    would), Redis, the relay the workers reach it through (partition only), the service, and the log of what was
+    done, in seconds since the load started at t0."""
+
+    workers: list[Managed]
+    server: RedisServer
+    relay: TcpRelay | None
+    service_url: str
+    log: FaultLog
+    t0: float
+    replace: Callable[[], Managed]
+
+
+class Fault(ConfigModel):
+    """What every fault declares: its name, the design it runs against, that run's Redis persistence, profile and
+    load (the experiment's unless set here). A kind adds its own keys and how it runs."""
+
+    name: Annotated[str, Field(min_length=1, description="a non-empty name"),
+                    distinct("fault names", "a name no other fault has (it names the fault's cell)")]
+    kind: str  # each kind's own Literal, which FaultKind tells the kinds apart by
+    design: Annotated[str, one_of(DESIGNS)] = "queued"
+    aof: Literal["off", "everysec", "always"] = "everysec"
+    profile: ProfileSpec | None = None
+    rate_per_s: float | None = Field(None, gt=0, description="requests per second > 0")
+    duration_s: float | None = Field(None, gt=0, description="seconds > 0")
+    # The workers reach Redis through a relay offpath controls (which the fault cuts), not directly.
+    relayed: ClassVar[bool] = False
+
+    def run(self, target: FaultTarget) -> dict[str, Any]:
+        """Inject the fault into the running cell; what it measured beyond the audit, for the fault's row."""
+        return {}
+
+
+class NoFault(Fault):
+    """No fault: the load alone, e.g. under a profile whose providers fail or take long."""
+
+    kind: Literal["none"]
+
+
+class TimedFault(Fault):
+    """A fault injected `at_s` seconds after the load starts."""
+
+    at_s: float = Field(5.0, ge=0, description="seconds >= 0 after the load starts")
+
+    def run(self, target: FaultTarget) -> dict[str, Any]:
+        time.sleep(max(0.0, target.t0 + self.at_s - time.time()))
+        return self.inject(target)
+
+    def inject(self, target: FaultTarget) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class WorkerFault(TimedFault):
+    """A fault done to the workers: only a design that has them."""
+
+    design: Annotated[str, one_of(WORKER_DESIGNS, "a design with workers: the fault acts on them")] = "queued"
+
+
+class KillWorker(WorkerFault):
+    kind: Literal["kill-worker"]
+    kills: int = Field(1, ge=1, description="a whole number of SIGKILLs >= 1")
+    every_s: float = Field(1.5, ge=0, description="seconds >= 0 between kills")
+
+    def inject(self, target: FaultTarget) -> dict[str, Any]:
+        kill_workers_mid_job(target.workers, target.server.url, target.log, target.t0, target.replace, self.kills,
+                             self.every_s)
+        return {}
+
+
+class StopWorker(WorkerFault):
+    kind: Literal["stop-worker"]
+    # How long a worker asked to stop may take to finish its job: past the job timeout.
+    grace_s: float = Field(70.0, gt=0, description="seconds > 0")
+
+    def inject(self, target: FaultTarget) -> dict[str, Any]:
+        stop_worker_mid_job(target.workers, target.server.url, target.log, target.t0, target.replace, self.grace_s)
+        return {}
+
+
+class Partition(WorkerFault):
+    kind: Literal["partition"]
+    for_s: float = Field(5.0, gt=0, description="seconds > 0")
+    relayed: ClassVar[bool] = True
+
+    def inject(self, target: FaultTarget) -> dict[str, Any]:
+        assert target.relay is not None, "a partition's workers are started behind the relay (Partition.relayed)"
+        partition(target.relay, self.for_s, target.log, target.t0)
+        return {}
+
+
+class RestartRedis(TimedFault):
+    kind: Literal["restart-redis"]
+    down_s: float = Field(2.0, ge=0, description="seconds >= 0 that Redis stays down")
+
+    def inject(self, target: FaultTarget) -> dict[str, Any]:
+        restart_redis(target.server, self.down_s, target.log, target.t0)
+        return {}
+
+
+class PauseRedis(TimedFault):
+    kind: Literal["pause-redis"]
+    for_s: float = Field(5.0, gt=0, description="seconds > 0")
+
+    def inject(self, target: FaultTarget) -> dict[str, Any]:
+        pause_redis(target.server, self.for_s, target.log, target.t0)
+        return {}
+
+
+class SlowRedis(TimedFault):
+    kind: Literal["slow-redis"]
+    # Redis stalls this long once a second: up to the whole second.
+    stall_ms: int = Field(300, ge=1, le=1000, description="a whole number of milliseconds from 1 to 1000")
+    for_s: float = Field(5.0, gt=0, description="seconds > 0")
+
+    def inject(self, target: FaultTarget) -> dict[str, Any]:
+        slow_redis(target.server.url, self.stall_ms, self.for_s, target.log, target.t0)
+        return {}
+
+
+class MaxMemory(TimedFault):
+    kind: Literal["maxmemory"]
+    for_s: float = Field(5.0, gt=0, description="seconds > 0")
+
+    def inject(self, target: FaultTarget) -> dict[str, Any]:
+        fill_memory(target.server.url, self.for_s, target.log, target.t0)
+        return {}
+
+
+class ClientDisconnect(TimedFault):
+    kind: Literal["client-disconnect"]
+    count: int = Field(20, ge=1, description="a whole number of campaigns >= 1")
+    abort_after_ms: tuple[float, float] = Field(
+        (5.0, 150.0), description="[low, high] milliseconds, 0 <= low <= high")
+
+    @field_validator("abort_after_ms", mode="before")
+    @classmethod
+    def _a_pair(cls, value: Any) -> Any:
+        """TOML gives an array; the model keeps the pair as a tuple, low first."""
+        numbers = isinstance(value, list | tuple) and len(value) == 2 \
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        if numbers and 0 <= value[0] <= value[1]:
+            return tuple(value)
+        raise ValueError("allowed: [low, high] milliseconds, 0 <= low <= high")
+
+    def inject(self, target: FaultTarget) -> dict[str, Any]:
+        target.log.add(time.time() - target.t0, "clients disconnect mid-request", count=self.count)
+        low_ms, high_ms = self.abort_after_ms
+        outcome = disconnect_mid_request(target.service_url, target.server.url, self.count,
+                                         (low_ms / 1000, high_ms / 1000), payload_seed=1, settle_timeout_s=60.0)
+        return {"disconnect": asdict(outcome), "ok": outcome.ok}
+
+
+# Every kind a chaos experiment may declare, told apart by its `kind` key.
+FaultKind = Annotated[NoFault | KillWorker | StopWorker | RestartRedis | PauseRedis | SlowRedis | Partition
+                      | MaxMemory | ClientDisconnect, Field(discriminator="kind")]
 
 
 @dataclass

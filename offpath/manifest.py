@@ -1,4 +1,5 @@
-"""The run manifest: what ran, where, with what — written atomically, kept current as cells finish."""
+"""The run manifest: what ran, where, with what — a RunRecord (foundation/manifest_format.py) kept current as blocks
+start and cells end, and saved atomically after every change."""
 
 from __future__ import annotations
 
@@ -8,11 +9,22 @@ import os
 import platform
 import socket
 import subprocess
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from foundation.format import INCOMPLETE_MARKER, MANIFEST_FILE, SCHEMA_VERSION
+from foundation.manifest_format import (
+    CellRecord,
+    GitFacts,
+    MachineFacts,
+    PointRecord,
+    ProcessFacts,
+    ResumeRecord,
+    RunRecord,
+    TierGrant,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,14 +42,14 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def git_facts() -> dict[str, Any]:
+def git_facts() -> GitFacts:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10,
                               check=True).stdout.strip()
     try:
-        return {"sha": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+        return GitFacts(sha=git("rev-parse", "HEAD"), dirty=bool(git("status", "--porcelain", "--untracked-files=no")))
     except (OSError, subprocess.SubprocessError):
-        return {"sha": "unknown", "dirty": None}
+        return GitFacts(sha="unknown", dirty=None)
 
 
 def versions(redis_server: str) -> dict[str, str]:
@@ -50,7 +62,7 @@ def versions(redis_server: str) -> dict[str, str]:
     return found
 
 
-def machine() -> dict[str, Any]:
+def machine() -> MachineFacts:
     model = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -59,35 +71,64 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "cpu_model": model,
-        "platform": platform.platform(),
-        "hostname": socket.gethostname(),
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-    }
+    return MachineFacts(
+        cpu_count=os.cpu_count(),
+        cpus_available=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        cpu_model=model,
+        platform=platform.platform(),
+        hostname=socket.gethostname(),
+        memory_gib=round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+    )
 
 
 class Manifest:
-    def __init__(self, run_dir: Path, data: dict[str, Any], *, fresh: bool = True):
+    """The run's record as it goes, and its manifest.json: every change below is saved at once, so that a run that
+    dies leaves a manifest as current as its last change. `point` names the sweep point a block or cell belongs to
+    (None: the run's own, a plain run's)."""
+
+    def __init__(self, run_dir: Path, record: RunRecord, *, fresh: bool = True):
         self.run_dir = run_dir
-        self.data = {"schema_version": SCHEMA_VERSION, **data, "status": "incomplete", "error": None,
-                     "layout": {}, "cells": []} if fresh else data
+        self.record = replace(record, schema_version=SCHEMA_VERSION, status="incomplete", error=None, layout={},
+                              cells=()) if fresh else record
         self.mark_incomplete("running")
         self.save()
 
     @classmethod
     def reopen(cls, run_dir: Path) -> Manifest:
         """The manifest of an existing run folder, marked running again (a sweep's resume goes on with it)."""
-        return cls(run_dir, json.loads((run_dir / MANIFEST_FILE).read_text()), fresh=False)
+        return cls(run_dir, RunRecord.from_dict(json.loads((run_dir / MANIFEST_FILE).read_text())), fresh=False)
 
     @property
     def path(self) -> Path:
         return self.run_dir / MANIFEST_FILE
 
     def save(self) -> None:
-        write_json_atomic(self.path, self.data)
+        write_json_atomic(self.path, self.record.to_dict())
+
+    def add_resume(self, resume: ResumeRecord) -> None:
+        self.record = replace(self.record, resumes=(*self.record.resumes, resume))
+        self.save()
+
+    def put_point(self, point: PointRecord) -> None:
+        self.record = self.record.with_point(point)
+        self.save()
+
+    def add_block(self, point: str | None, label: str, processes: list[ProcessFacts],
+                  granted: dict[str, TierGrant] | None) -> None:
+        """A block's processes as started, and what each tier got (None: no placement was read back)."""
+        if point is None:
+            self.record = self.record.with_block(label, processes, granted)
+        else:
+            self.record = self.record.with_point(self.record.point(point).with_block(label, processes, granted))
+        self.save()
+
+    def put_cell(self, point: str | None, cell: CellRecord) -> None:
+        """A cell as it starts, or as it ends (in place of the entry of its id)."""
+        if point is None:
+            self.record = self.record.with_cell(cell)
+        else:
+            self.record = self.record.with_point(self.record.point(point).with_cell(cell))
+        self.save()
 
     def mark_incomplete(self, reason: str) -> None:
         Manifest.mark(self.run_dir, reason)
@@ -98,19 +139,7 @@ class Manifest:
         (run_dir / INCOMPLETE_MARKER).write_text(reason.rstrip() + "\n")
 
     def finish(self, error: str | None) -> None:
-        self.data["finished_at"] = now_iso()
-        self.data["status"] = "incomplete" if error else "complete"
-        self.data["error"] = error
-        # A sweep keeps its cells per point (foundation/format.py POINTS_DIR); a point cut short is incomplete, and a
-        # resume redoes it from scratch.
-        points = self.data.get("points") or []
-        for record in [self.data, *points]:
-            for cell in record["cells"]:
-                if cell["status"] == "running":
-                    cell["status"] = "incomplete"
-        for point in points:
-            if point["status"] == "running":
-                point["status"] = "incomplete"
+        self.record = self.record.finished(now_iso(), error)
         self.save()
         if error:
             self.mark_incomplete(error)

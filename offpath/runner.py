@@ -16,7 +16,7 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,29 @@ import redis as redis_py
 from analysis.stats.capacity import StepFigures, broken_limits
 from analysis.stats.summary import cell_summary, format_table
 from foundation.errors import HarnessError
-from foundation.format import CELLS_DIR, CPU_FILE, CREATE, POINTS_DIR, SUMMARY_FILE, SWEEP_KIND, CellSummary, label
+from foundation.experiment_facts import ExperimentFacts
+from foundation.format import (
+    BENCH_KIND,
+    CELLS_DIR,
+    CPU_FILE,
+    CREATE,
+    POINTS_DIR,
+    SUMMARY_FILE,
+    SWEEP_KIND,
+    CellSummary,
+    label,
+)
+from foundation.manifest_format import (
+    CellRecord,
+    CpuSplit,
+    PointRecord,
+    ProcessFacts,
+    RedisFacts,
+    ResumeRecord,
+    RunRecord,
+    Seeds,
+    TierGrant,
+)
 from offpath.cpu_meter import CpuLog, CpuMeter
 from offpath.designs import design
 from offpath.experiment import Experiment, Phase, SweepPoint
@@ -36,7 +58,7 @@ from offpath.redis_server import RedisServer, redis_for_run
 from offpath.session import RunSession
 from offpath.supervisor import Managed, Supervisor, python, start_service, start_workers
 from offpath.sweep import check_resumable, point_record, profile_facts
-from services.campaign.profile import load_profile
+from services.campaign.profile import ProfileSpec
 from services.campaign.settings import Settings
 
 LOCUSTFILE = PROJECT_ROOT / "loadtests" / "locustfile.py"
@@ -128,12 +150,12 @@ def locust_argv(
 
 @dataclass(frozen=True)
 class Stage:
-    """Where one plain experiment's cells go: the run's folder and manifest, or a sweep point's folder and its entry
-    in the manifest's points (each holds its own `layout`, `placement` and `cells`)."""
+    """Where one plain experiment's cells go: the run's folder and manifest (point None), or a sweep point's folder and
+    its entry in the manifest's points (each holds its own `layout`, `placement` and `cells`)."""
 
     experiment: Experiment
     dir: Path
-    record: dict[str, Any]
+    point: str | None = None
 
 
 class Runner:
@@ -179,22 +201,21 @@ class Runner:
             self._placer, self._meter, self._redis = placer, CpuMeter.of(placer), redis
             if redis.process is not None:
                 placer.add("redis", redis.process.pid)
-            profile = load_profile(self.experiment.profile)
+            profile = ProfileSpec.parse(self.experiment.profile).load()
             if self.resuming:
-                self.manifest.data["resumes"].append({"at": now_iso(), "git": git_facts(), "redone": [
-                    p["id"] for p in self.manifest.data["points"] if p["status"] != "complete"]})
-                self.manifest.save()
+                self.manifest.add_resume(ResumeRecord(at=now_iso(), git=git_facts(), redone=tuple(
+                    p.id for p in self.manifest.record.points if p.status != "complete")))
             else:
-                self.session.start_manifest(redis.version(), {
-                    **({"kind": SWEEP_KIND} if self.experiment.sweep else {}),
-                    "experiment": self.experiment.resolved(),
-                    "profile": profile_facts(self.experiment.profile),
-                    "seeds": {"profile": profile.seed, "payload": self.experiment.payload_seed},
-                    "redis": {"embedded": redis.embedded, "aof": self.experiment.layout.redis_aof},
-                    "cpus": layout.placement.split(),
-                    "cpu_accounting": self._meter.methods(),
-                    **self._sweep_facts(),
-                })
+                self.session.start_manifest(redis.version(), RunRecord(
+                    kind=SWEEP_KIND if self.experiment.sweep else BENCH_KIND,
+                    experiment=ExperimentFacts(self.experiment.resolved()),
+                    profile=profile_facts(profile),
+                    seeds=Seeds(profile=profile.seed, payload=self.experiment.payload_seed),
+                    redis=RedisFacts(embedded=redis.embedded, aof=self.experiment.layout.redis_aof),
+                    cpus=CpuSplit.from_dict(layout.placement.split()),
+                    cpu_accounting=self._meter.methods(),
+                    points=self._sweep_points(),
+                ))
             least, most = planned_duration_s(self.experiment)
             planned = _minutes(most) if least == most else f"{_minutes(least)} to {_minutes(most)}"
             points = f"{len(self.experiment.sweep.points())} sweep points, " if self.experiment.sweep else ""
@@ -202,32 +223,30 @@ class Runner:
                      f"{self.experiment.name!r}, profile {profile.name!r}; planned {planned} (phases and overheads, "
                      "then capacity searches that stop between their first and last step)")
             if self.experiment.sweep is None:
-                self._run_stage(Stage(self.experiment, self.run_dir, self.manifest.data))
+                self._run_stage(Stage(self.experiment, self.run_dir))
                 return
-            for point, record in zip(self.experiment.sweep.points(), self.manifest.data["points"], strict=True):
-                if record["status"] == "complete":
+            for point, record in zip(self.experiment.sweep.points(), self.manifest.record.points, strict=True):
+                if record.status == "complete":
                     self.say(f"point {point.id}: complete, kept")
-                    self._cells_done += len(record["cells"])
+                    self._cells_done += len(record.cells)
                     continue
-                self._run_point(point, record)
+                self._run_point(point)
 
-    def _sweep_facts(self) -> dict[str, Any]:
-        """A sweep's manifest keys: every point, pending until it runs, and the resumes (none yet)."""
+    def _sweep_points(self) -> tuple[PointRecord, ...]:
+        """A sweep's every point, pending until it runs (none for a plain experiment)."""
         sweep = self.experiment.sweep
         if sweep is None:
-            return {}
-        return {"points": [point_record(point, self.experiment.at(point)) for point in sweep.points()], "resumes": []}
+            return ()
+        return tuple(point_record(point, self.experiment.at(point)) for point in sweep.points())
 
-    def _run_point(self, point: SweepPoint, record: dict[str, Any]) -> None:
+    def _run_point(self, point: SweepPoint) -> None:
         """One point from scratch: whatever an earlier, interrupted attempt left of it is removed first."""
         point_dir = self.run_dir / POINTS_DIR / point.id
         shutil.rmtree(point_dir, ignore_errors=True)
-        record.update(status="running", layout={}, placement={}, cells=[])
-        self.manifest.save()
+        self.manifest.put_point(self.manifest.record.point(point.id).restarted())
         self.say(f"point {point.id}: " + ", ".join(f"{name} {value:g}" for name, value in point.values))
-        self._run_stage(Stage(self.experiment.at(point), point_dir, record))
-        record["status"] = "complete"
-        self.manifest.save()
+        self._run_stage(Stage(self.experiment.at(point), point_dir, point.id))
+        self.manifest.put_point(replace(self.manifest.record.point(point.id), status="complete"))
 
     def _run_stage(self, stage: Stage) -> None:
         for block in plan(stage.experiment):
@@ -246,15 +265,17 @@ class Runner:
         redis_url = self._fresh_db(self._redis)
         log_dir = stage.dir / "logs" / block.label
         with Supervisor(log_dir=log_dir, env={"OFFPATH_LOG_LEVEL": "WARNING"}, placer=self._placer) as supervisor:
-            _, url = start_service(supervisor, block.design, redis_url, experiment.profile,
+            spec = ProfileSpec.parse(experiment.profile)
+            _, url = start_service(supervisor, block.design, redis_url, spec,
                                    processes=experiment.layout.service_processes,
                                    concurrency=experiment.layout.concurrency)
             if design(block.design).has_workers:
-                start_workers(supervisor, experiment.layout.workers, redis_url, experiment.profile)
-            stage.record["layout"][block.label] = supervisor.layout()
-            if self._placer is not None:  # what each tier got, read back from the kernel once all are running
-                stage.record.setdefault("placement", {})[block.label] = self._placer.granted()
-            self.manifest.save()
+                start_workers(supervisor, experiment.layout.workers, redis_url, spec)
+            # What each tier got, read back from the kernel once all are running.
+            granted = {tier: TierGrant.from_dict(got) for tier, got in self._placer.granted().items()} \
+                if self._placer is not None else None
+            self.manifest.add_block(stage.point, block.label, [ProcessFacts.from_dict(p) for p in supervisor.layout()],
+                                    granted)
             for phase in block.phases:
                 self._run_cell(stage, supervisor, block, phase, url, redis_url, kind=phase.kind)
             if block.capacity:
@@ -288,17 +309,12 @@ class Runner:
 
     def _run_cell(self, stage: Stage, supervisor: Supervisor, block: Block, phase: Phase, url: str, redis_url: str,
                   kind: str) -> CellSummary:
-        cell_id = f"{block.design}.{phase.name}.r{block.repetition}"
+        record = CellRecord.start(block.design, phase.name, kind, block.repetition, rate_per_s=phase.rate_per_s,
+                                  users=phase.users, duration_s=phase.duration_s, at=time.time())
+        cell_id = record.id
         cell_dir = stage.dir / CELLS_DIR / cell_id
         cell_dir.mkdir(parents=True)
-        meta: dict[str, Any] = {
-            "id": cell_id, "design": block.design, "phase": phase.name, "kind": kind,
-            "repetition": block.repetition, "model": "open" if phase.rate_per_s is not None else "closed",
-            "offered_rate_per_s": phase.rate_per_s, "users": phase.users, "duration_s": phase.duration_s,
-            "started_at": time.time(), "ended_at": None, "status": "running",
-        }
-        stage.record["cells"].append(meta)
-        self.manifest.save()
+        self.manifest.put_cell(stage.point, record)
         self._cells_done += 1
         load = f"{phase.rate_per_s:g}/s" if phase.rate_per_s is not None else f"{phase.users} users"
         self.say(f"[{self._cells_done}/{self._cells_total}] {cell_id}: {load} for {phase.duration_s:g} s "
@@ -321,12 +337,14 @@ class Runner:
                 if probe is not None:
                     self._drain(supervisor, probe, layout.drain_timeout_s)
         finally:
-            meta["ended_at"] = time.time()
-        meta["status"] = "complete"
-        summary = cell_summary(cell_dir, meta)
+            # A cell that raised keeps its end time; the run's end marks it incomplete (Manifest.finish).
+            record = replace(record, ended_at=time.time())
+            self.manifest.put_cell(stage.point, record)
+        record = replace(record, status="complete")
+        summary = cell_summary(cell_dir, record)
         written = summary.to_dict()
         write_json_atomic(cell_dir / SUMMARY_FILE, written)
-        self.manifest.save()
+        self.manifest.put_cell(stage.point, record)
         self.summaries.append(written)
         self.say(_one_line(summary))
         return summary

@@ -11,10 +11,11 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from foundation.errors import HarnessError, OffpathError
+from foundation.manifest_format import RunRecord
 from offpath.manifest import Manifest, git_facts, machine, now_iso, versions
 
 __all__ = ["Interrupted", "RunSession", "new_run_id", "stop_signals"]
@@ -72,12 +73,11 @@ class RunSession:
             raise HarnessError("the run's manifest was used before it was started")
         return self._manifest
 
-    def start_manifest(self, redis_version: str, facts: dict[str, Any]) -> Manifest:
-        """The manifest with the facts every run records, plus the caller's (experiment, profile, ...)."""
-        self._manifest = Manifest(self.run_dir, {
-            "run_id": self.id, "started_at": now_iso(), "finished_at": None, "git": git_facts(),
-            "versions": versions(redis_version), "machine": machine(), **facts,
-        })
+    def start_manifest(self, redis_version: str, facts: RunRecord) -> Manifest:
+        """The manifest of the caller's facts (kind, experiment, profile, ...) with those every run records."""
+        self._manifest = Manifest(self.run_dir, replace(
+            facts, run_id=self.id, started_at=now_iso(), finished_at=None, git=git_facts(),
+            versions=versions(redis_version), machine=machine()))
         return self._manifest
 
     def run(self, body: Callable[[], None]) -> str | None:

@@ -25,6 +25,7 @@ from offpath.designs import design as design_named
 from offpath.placement import Placer, cpus_allowed
 from offpath.ports import free_port
 from offpath.process import new_group_dying_with_parent, pin, signal_group
+from services.campaign.profile import ProfileSpec
 
 log = logging.getLogger("offpath.supervisor")
 
@@ -290,7 +291,7 @@ def start_service(
     supervisor: Supervisor,
     design: str,
     redis_url: str,
-    profile: str,
+    profile: ProfileSpec,
     port: int | None = None,
     processes: int = 1,
     cpus: list[int] | None = None,
@@ -301,7 +302,8 @@ def start_service(
     """Start a design's service under uvicorn on 127.0.0.1 and wait for /healthz.
 
     uvicorn calls the design's application factory in the service process, which reads its settings from
-    the environment given here (REDIS_URL, OFFPATH_PROFILE, then `env`)."""
+    the environment given here (REDIS_URL, OFFPATH_PROFILE, then `env`). The profile goes as its spec's text, the one
+    form the services of every commit read (the gate's base may be an older one)."""
     factory = design_named(design).app_factory  # ConfigurationError naming the designs, for an unknown one
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -316,7 +318,7 @@ def start_service(
         f"{design}-service",
         argv,
         role="service",
-        env={"REDIS_URL": redis_url, "OFFPATH_PROFILE": profile, "OFFPATH_CONCURRENCY": str(concurrency),
+        env={"REDIS_URL": redis_url, "OFFPATH_PROFILE": str(profile), "OFFPATH_CONCURRENCY": str(concurrency),
              **(env or {})},
         cpus=cpus,
         ready=lambda: http_ok(f"{base_url}/healthz"),
@@ -329,7 +331,7 @@ def start_workers(
     supervisor: Supervisor,
     count: int,
     redis_url: str,
-    profile: str,
+    profile: ProfileSpec,
     cpus: list[int] | None = None,
     env: dict[str, str] | None = None,
     restart: Restart | None = None,
@@ -357,7 +359,7 @@ def start_workers(
                 f"worker-{index}",
                 worker_argv(index),
                 role="worker",
-                env={"REDIS_URL": redis_url, "OFFPATH_PROFILE": profile, **(env or {})},
+                env={"REDIS_URL": redis_url, "OFFPATH_PROFILE": str(profile), **(env or {})},
                 cpus=cpus,
                 restart=restart,
                 fresh_argv=partial(worker_argv, index),

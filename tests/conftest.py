@@ -16,6 +16,7 @@ import redis
 
 from offpath.redis_server import RedisServer, connect_redis, start_redis
 from offpath.supervisor import Managed, Supervisor, start_service, start_workers
+from services.campaign.profile import ProfileSpec
 from tests.fast_guard import kept
 
 pytest_plugins = ["pytester"]  # tests/test_fast_guard.py runs small sessions of its own
@@ -126,8 +127,9 @@ def launch(redis_server: RedisServer, supervisor: Supervisor) -> Callable[..., R
     ) -> Running:
         db_url = redis_url or _with_db(redis_server.url, next(_databases))
         redis.Redis.from_url(db_url).flushdb()
-        service, url = start_service(supervisor, design, db_url, profile, env=env)
-        started = start_workers(supervisor, workers, db_url, profile, env=env) if workers else []
+        spec = ProfileSpec.parse(profile)
+        service, url = start_service(supervisor, design, db_url, spec, env=env)
+        started = start_workers(supervisor, workers, db_url, spec, env=env) if workers else []
         return Running(url=url, redis_url=db_url, service=service, workers=started)
 
     return _launch

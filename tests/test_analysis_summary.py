@@ -10,6 +10,7 @@ from hdrh.histogram import HdrHistogram
 
 from analysis.stats.load import load_run
 from analysis.stats.summary import backlog_trend, format_table, is_sustainable, merged_figures, summarize, summarize_cell
+from foundation.manifest_format import CellRecord
 from tests.analysis_fixtures import CellSpec, Latency, Queue, write_run
 
 pytestmark = pytest.mark.fast
@@ -123,14 +124,14 @@ def test_partial_cell_with_only_a_latency_log_is_summarised(run, tmp_path):
     loaded, _ = run
     source = loaded.cells[0].dir / "POST_campaigns.hlog"
     (tmp_path / "POST_campaigns.hlog").write_bytes(source.read_bytes())
-    summary = summarize_cell(tmp_path, {"id": "inline.steady.r9", "design": "inline", "phase": "steady",
-                                        "kind": "steady", "repetition": 9, "duration_s": 20})
+    summary = summarize_cell(tmp_path, CellRecord(id="inline.steady.r9", design="inline", phase="steady", kind="steady",
+                                                  repetition=9, duration_s=20))
     assert summary["endpoints"]["POST_campaigns"]["count"] == 3000
     assert summary["send_lag"] is None and summary["queue"] is None and summary["driver_bottleneck"] is False
 
 
 def test_empty_cell_folder_is_summarised_as_nothing_measured(tmp_path):
-    summary = summarize_cell(tmp_path / "never-written", {"id": "queued.steady.r1", "design": "queued"})
+    summary = summarize_cell(tmp_path / "never-written", CellRecord(id="queued.steady.r1", design="queued"))
     assert summary["endpoints"] == {} and summary["queue"] is None
 
 

@@ -200,7 +200,7 @@ def test_gate_discrimination_against_resume_keeps_pairs_of_the_same_base_and_ref
     (["--against", "--pairs", "0"], "--pairs 0: allowed: a whole number >= 1"),
     (["--against", "--base", "no-such-ref"], "--base 'no-such-ref': no such commit"),
     (["--against", "--judge", "no-such-folder"], "--judge no-such-folder: no kept verdicts in it"),
-    (["--against", "--rules", "no-such.toml", "--pairs", "1"], "--rules: gate rules file no-such.toml not found"),
+    (["--against", "--rules", "no-such.toml", "--pairs", "1"], "--rules: no-such.toml: cannot read it"),
     (["--against", "--resume"], "--resume needs --out"),
 ])
 def test_gate_discrimination_bad_input_is_one_line_and_exit_2_before_any_gate(args, message, tmp_path):

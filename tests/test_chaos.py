@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from foundation.manifest_format import RunRecord
+
 CHAOS = """
 name = "chaos-test"
 profile = "{profile}"
@@ -52,6 +54,8 @@ def test_faults_lose_nothing_and_duplicate_nothing(tmp_path, profiles):
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = Path(result.stdout.strip().splitlines()[-1])
     rows = {row["fault"]: row for row in json.loads((run_dir / "chaos.json").read_text())}
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["kind"] == "chaos" and RunRecord.from_dict(manifest).to_dict() == manifest
     assert set(rows) == {"kill-worker", "redis-pause", "redis-crash-aof-always"}
     for row in rows.values():
         assert row["acknowledged"] > 50, row
@@ -66,3 +70,27 @@ def test_faults_lose_nothing_and_duplicate_nothing(tmp_path, profiles):
     assert rows["redis-pause"]["workers_alive"] == "2/2"
     report = (run_dir / "report.md").read_text()
     assert "| kill-worker |" in report and "lost" in report
+
+
+@pytest.mark.fast
+def test_the_shipped_scenarios_read_into_one_model_per_kind():
+    from offpath.chaos import load_chaos
+    from offpath.faults import ClientDisconnect, KillWorker, NoFault, Partition, RestartRedis
+    from services.campaign.profile import ProfileSpec
+
+    chaos = load_chaos("chaos")
+    faults = {fault.name: fault for fault in chaos.faults}
+    assert len(faults) == len(chaos.faults) == 12
+    killed = faults["kill-worker"]
+    assert isinstance(killed, KillWorker) and (killed.kills, killed.every_s, killed.at_s, killed.duration_s) == \
+        (22, 1.0, 3.0, 60.0)
+    assert isinstance(faults["redis-crash-aof-always"], RestartRedis) and faults["redis-crash-aof-always"].aof == "always"
+    slow_job = faults["slow-job"]
+    assert isinstance(slow_job, NoFault) and slow_job.profile == ProfileSpec("slow-provider")
+    assert (slow_job.rate_per_s, slow_job.duration_s) == (0.5, 8.0)
+    leaving = faults["client-disconnect-inline"]
+    assert isinstance(leaving, ClientDisconnect) and leaving.design == "inline" and leaving.abort_after_ms == (5.0, 150.0)
+    assert [name for name, fault in faults.items() if fault.relayed] == ["partition"]
+    assert isinstance(faults["partition"], Partition)
+    resolved = json.loads(json.dumps(chaos.resolved()))  # what the manifest records: plain JSON, the spec as its text
+    assert resolved["profile"] == "default" and resolved["faults"][7]["profile"] == "flaky"

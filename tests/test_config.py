@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import pytest
 from pydantic import Field
 
-from foundation.config import ConfigError, ConfigModel, load_toml, parse
+from foundation.config import ConfigError, ConfigModel, distinct, load_toml, one_of, parse
 
 pytestmark = pytest.mark.fast
 
@@ -42,7 +42,8 @@ class Experiment(ConfigModel):
     ({"name": "x", "layout": {"wrokers": 2}},
      "f.toml: unknown key 'layout.wrokers'; allowed: poll, rate_per_s, workers"),
     ({"layout": {}}, "f.toml: missing key 'name' (a string)"),
-    ({"name": "x", "layout": {"poll": "never"}}, "f.toml: key 'layout.poll' has value 'never'; allowed: one of interval, wait"),
+    ({"name": "x", "layout": {"poll": "never"}},
+     "f.toml: key 'layout.poll' has value 'never'; allowed: one of interval, wait"),
     ({"name": "x", "faults": [{"kind": "pause-redis", "for_s": 0}]},
      "f.toml: key 'faults[0].for_s' has value 0; allowed: seconds > 0"),
     ({"name": "x", "faults": [{"kind": "melt"}]},
@@ -72,3 +73,38 @@ def test_a_toml_syntax_error_names_the_file_and_the_place(tmp_path):
 def test_a_missing_file_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match="cannot read it"):
         load_toml(tmp_path / "absent.toml", Experiment)
+
+
+class Rule(ConfigModel):
+    name: Annotated[str, distinct("rule names", "a name no other rule has")]
+    endpoint: Annotated[str, one_of(("POST_campaigns", "completion"), "the endpoints a run records")] = "completion"
+
+
+class Rules(ConfigModel):
+    rules: list[Rule]
+
+
+def test_names_known_at_run_time_and_names_no_two_entries_share():
+    assert [r.name for r in parse({"rules": [{"name": "a"}, {"name": "b"}]}, Rules, "r.toml").rules] == ["a", "b"]
+    with pytest.raises(ConfigError) as caught:
+        parse({"rules": [{"name": "a"}, {"name": "b"}, {"name": "a"}]}, Rules, "r.toml")
+    assert str(caught.value) == "r.toml: key 'rules[2].name' has value 'a'; allowed: a name no other rule has"
+    with pytest.raises(ConfigError) as caught:
+        parse({"rules": [{"name": "a", "endpoint": "GET"}]}, Rules, "r.toml")
+    assert str(caught.value) == ("r.toml: key 'rules[0].endpoint' has value 'GET'; allowed: one of POST_campaigns, "
+                                 "completion (the endpoints a run records)")
+    assert parse({"rules": [{"name": "a"}]}, Rules, "again.toml").rules[0].name == "a", "each file is its own"
+
+
+class RulesError(ConfigError):
+    pass
+
+
+def test_a_format_raises_its_own_kind_of_error_in_the_one_wording(tmp_path):
+    path = tmp_path / "rules.toml"
+    path.write_text("rules = [{name = 1}]\n")
+    with pytest.raises(RulesError, match=r"rules.toml: key 'rules\[0\].name' has value 1; allowed: a string"):
+        load_toml(path, Rules, error=RulesError)
+    path.write_text("rules = [\n")
+    with pytest.raises(RulesError, match="not valid TOML"):
+        load_toml(path, Rules, error=RulesError)

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from analysis.gate.against import judge_against, load_side, merge_runs
-from analysis.gate.judge import Commit
+from analysis.gate.against_base import judge_against, load_side, merge_runs
 from analysis.gate.rules import load_rules
-from analysis.gate.verdict import junit, markdown, text, to_json
+from analysis.gate.verdict import Commit
+from analysis.gate.verdict_formats import junit, markdown, text, to_json
 from analysis.stats.load import ResultsFolderError, load_run
 from tests.analysis_fixtures import Cpu, write_run
 from tests.conftest import project_root
@@ -51,7 +51,7 @@ def test_merged_runs_are_one_run_of_their_repetitions_in_order(tmp_path):
     inline = merged.select(design="inline")
     assert [c.repetition for c in inline] == [1, 2, 3]
     assert [c.dir for c in inline] == [r.select(design="inline")[0].dir for r in runs]
-    assert merged.manifest["experiment"]["repetitions"] == 3
+    assert merged.record.experiment.repetitions == 3
     assert sum(c.log("POST_campaigns").total_count for c in inline) == sum(
         r.select(design="inline")[0].log("POST_campaigns").total_count for r in runs)
     assert len({c.id for c in merged.cells}) == len(merged.cells)

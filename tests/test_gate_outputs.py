@@ -9,7 +9,9 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from analysis.gate.rules import load_rules
+from foundation.errors import HarnessError
 from offpath.cli import main
+from offpath.experiment import ExperimentError, load_experiment
 from tests.analysis_fixtures import write_run
 from tests.test_gate import COMPLETION, INLINE, gate_specs, scaled
 
@@ -118,7 +120,7 @@ def test_bad_rules_file_exits_2(project, runs):
     bad = project / "rules.toml"
     bad.write_text('[[rules]]\nname = "x"\nkind = "speed"\n')
     code, verdict, _, _ = gate("--run", str(runs["same"]), "--rules", str(bad), tmp_path=project)
-    assert code == 2 and "kind 'speed'" in verdict["errors"][0]
+    assert code == 2 and "key 'rules[0].kind' has value 'speed'; allowed: one of regression" in verdict["errors"][0]
 
 
 def test_markdown_summary_has_one_row_per_rule_and_the_method(project, runs):
@@ -144,6 +146,39 @@ def test_a_crash_inside_the_gate_exits_2_not_1(project, runs, monkeypatch):
     def explode(*args, **kwargs):
         raise KeyError("surprise")
 
-    monkeypatch.setattr("analysis.gate.judge.judge", explode)
+    monkeypatch.setattr("offpath.gate.judge", explode)
     code, verdict, _, summary = gate("--run", str(runs["same"]), tmp_path=project)
     assert code == 2 and "the gate crashed: KeyError" in verdict["errors"][0] and "HARNESS ERROR" in summary
+
+
+def test_a_harness_error_inside_the_gate_reaches_the_verdict_files_with_its_own_message(project, runs, monkeypatch,
+                                                                                         capsys):
+    message = "redis-server (redis://127.0.0.1:6390) died with code -9 mid-run"
+
+    def redis_died(*args, **kwargs):
+        raise HarnessError(message)
+
+    monkeypatch.setattr("offpath.gate.judge", redis_died)
+    code, verdict, root, summary = gate("--run", str(runs["same"]), tmp_path=project)
+    assert code == 2 and verdict["status"] == "error" and verdict["errors"] == [message]
+    harness = root.find("./testsuite/testcase[@name='harness: run complete, baseline matches']/error")
+    assert harness is not None and harness.get("message") == message
+    assert f"> **Harness error:** {message}" in summary
+    # what the gate had established when it stopped: the rules (each not judged), the baseline, the run
+    assert verdict["counts"]["error"] == RULES and verdict["baseline"] == "default"
+    assert verdict["run_id"] == "run-same" and verdict["run_dir"] == str(runs["same"])
+    out, err = capsys.readouterr()
+    assert f"harness error: {message}" in out and err == f"offpath gate: {message}\n"
+
+
+def test_an_experiment_that_cannot_be_loaded_reaches_the_verdict_files_with_its_own_message(project, capsys):
+    experiment = project / "typo.toml"
+    experiment.write_text('name = "typo"\nrepetitionz = 2\n')
+    with pytest.raises(ExperimentError) as raised:
+        load_experiment(str(experiment))
+    code, verdict, root, _ = gate("--experiment", str(experiment), "--out", str(project / "runs"), tmp_path=project)
+    assert code == 2 and verdict["errors"] == [str(raised.value)] and "repetitionz" in verdict["errors"][0]
+    assert len(root.findall("./testsuite/testcase")) == RULES + 1  # each rule listed, not judged
+    assert not (project / "runs").exists()  # nothing was run
+    out, err = capsys.readouterr()
+    assert "see above" not in out and err.count("\n") == 1 and str(raised.value) in err

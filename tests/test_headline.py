@@ -185,10 +185,10 @@ def test_the_runner_stops_on_the_rule_analysis_judges_by(tmp_path):
     run_dir, _ = write_run(tmp_path, late_completion_specs(80), slo={"p99_ms": 500.0, "error_rate": 0.01,
                                                                      "completion_p99_ms": 1000.0})
     run = load_run(run_dir)
-    slo = run.facts.experiment.slo
+    slo = run.record.experiment.slo
     assert slo is not None
     for cell in run.select(kind="capacity"):
-        summary = cell_summary(cell.dir, cell.meta)
+        summary = cell_summary(cell.dir, cell.record)
         assert broken_limits(StepFigures.of_summary(summary), slo) == rate_point([cell], slo).broken, cell.id
 
 

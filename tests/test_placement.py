@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from foundation.errors import ConfigurationError
+from foundation.manifest_format import TierGrant
 from offpath.cpu_meter import process_cpu_s
 from offpath.placement import Cgroups, Placements, Placer, cpus_allowed
 from offpath.process import available_cpus
@@ -109,6 +110,8 @@ def test_the_manifest_reads_back_what_each_tier_got(spawn):
     assert got["workers"]["declared"] == {"shared": False, "cpus": CPUS[:1], "cpu_budget": 0.25}
     assert got["web"]["processes"] == 0 and got["web"]["declared"]["shared"] is True
     assert got["workers"]["accounting"].startswith("cgroup ")
+    for granted in got.values():  # the manifest's record of a tier is what was read back, keys in order
+        assert list(TierGrant.from_dict(granted).to_dict().items()) == list(granted.items())
 
 
 @needs_two_cpus

@@ -22,7 +22,7 @@ from offpath.experiment import ExperimentError, parse_experiment
 from offpath.process import new_group_dying_with_parent, signal_group
 from offpath.runner import locust_argv
 from services.campaign.outcome import MAX_RETRY_AFTER_S, MAX_WAIT_S, OutcomeWatch, retry_after_s
-from services.campaign.profile import load_profile
+from services.campaign.profile import ProfileSpec
 from services.campaign.schema import Status
 from services.campaign.store import campaign_key
 from tests.conftest import valid_body
@@ -155,12 +155,12 @@ def test_202_and_gets_of_unfinished_campaigns_carry_a_sane_retry_after(idle):
 
 @pytest.mark.fast
 def test_retry_after_follows_the_work_ahead_then_backs_off_with_the_wait_so_far():
-    profile = load_profile("default")  # ~60 ms of work at the medians
+    profile = ProfileSpec().load()  # ~60 ms of work at the medians
     assert retry_after_s(profile, Status.accepted, accepted_at=100.0, now=100.0) == 1
     assert retry_after_s(profile, Status.accepted, accepted_at=100.0, now=110.0) == 5  # waited 10 s: half of it
     assert retry_after_s(profile, Status.generating, accepted_at=100.0, now=100.5) == 1
     assert retry_after_s(profile, Status.accepted, accepted_at=100.0, now=1_000.0) == MAX_RETRY_AFTER_S
-    slow = profile.scaled(100)  # ~6 s of work ahead of an accepted campaign, ~1.5 s of it automation
+    slow = ProfileSpec().scaled(100).load()  # ~6 s of work ahead of an accepted campaign, ~1.5 s of it automation
     assert retry_after_s(slow, Status.accepted, accepted_at=100.0, now=100.0) == math.ceil(
         (slow.generation.cpu_ms + slow.generation.wait_median_ms + slow.automation.cpu_ms
          + slow.automation.wait_median_ms) / 1000)

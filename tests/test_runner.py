@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from analysis.stats.load import load_run
+from foundation.manifest_format import RunRecord
 
 SHORT = """
 name = "short"
@@ -76,7 +77,9 @@ def test_smoke_experiment_writes_a_complete_schema_valid_folder(tmp_path):
     run_dir = Path(out.strip().splitlines()[-1])
     assert run_dir.parent == tmp_path
     assert not (run_dir / "INCOMPLETE").exists()
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+    text = (run_dir / "manifest.json").read_text()
+    manifest = json.loads(text)
+    assert json.dumps(RunRecord.from_dict(manifest).to_dict(), indent=2) + "\n" == text  # the record is the file
     assert manifest["schema_version"] == 1 and manifest["status"] == "complete"
     assert manifest["versions"]["redis_server"] and manifest["git"]["sha"]
     designs = {cell["design"] for cell in manifest["cells"]}
@@ -135,6 +138,7 @@ def test_harness_fault_marks_the_run_incomplete_and_leaves_no_process(fault, tmp
     if fault == "kill-redis":
         assert "redis-server" in reason
     manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert RunRecord.from_dict(manifest).to_dict() == manifest
     assert manifest["status"] == "incomplete" and manifest["error"]
     cell_dir = run_dir / "cells" / manifest["cells"][0]["id"]
     assert (cell_dir / "POST_campaigns.hlog").stat().st_size > 300  # what was measured is kept

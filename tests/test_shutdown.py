@@ -19,6 +19,7 @@ from rq import Worker
 
 from offpath.redis_server import RedisServer, start_redis
 from offpath.supervisor import Supervisor, start_service, start_workers
+from services.campaign.profile import ProfileSpec
 from services.queued.backpressure import BacklogGauge
 from tests.conftest import valid_body
 
@@ -83,7 +84,7 @@ def _serve_and_shut_down(server: RedisServer, fault: str, profile: str, log_dir)
     """Start the queued service on `server`, take Redis away by `fault`, SIGTERM the service; the
     seconds it took to exit, None if it did not within the bound."""
     with Supervisor(log_dir=log_dir) as supervisor:
-        service, url = start_service(supervisor, "queued", server.url, profile)
+        service, url = start_service(supervisor, "queued", server.url, ProfileSpec.parse(profile))
         with httpx.Client(base_url=url, timeout=10) as client:
             assert client.post("/campaigns", json=valid_body()).status_code == 202
         assert server.process is not None
@@ -129,8 +130,9 @@ def test_the_service_stops_within_a_bound_when_redis_stops_with_it(profiles, tmp
 def test_a_worker_in_mid_job_stops_when_asked_with_its_redis_gone(redis_for_one_test, profiles, tmp_path):
     server = redis_for_one_test
     with Supervisor(log_dir=tmp_path / "logs") as supervisor:
-        _, url = start_service(supervisor, "queued", server.url, profiles["slow"])  # jobs wait about 1 s
-        (worker,) = start_workers(supervisor, 1, server.url, profiles["slow"])
+        slow = ProfileSpec.parse(profiles["slow"])  # jobs wait about 1 s
+        _, url = start_service(supervisor, "queued", server.url, slow)
+        (worker,) = start_workers(supervisor, 1, server.url, slow)
         with httpx.Client(base_url=url, timeout=10) as client:
             assert client.post("/campaigns", json=valid_body()).status_code == 202
         connection = redis.Redis.from_url(server.url)

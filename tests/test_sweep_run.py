@@ -17,6 +17,7 @@ import pytest
 
 from analysis.stats.decision_map import MEASURES, decision_map
 from analysis.stats.load import load_run
+from foundation.manifest_format import RunRecord
 
 TINY = """
 name = "tiny-sweep"
@@ -88,7 +89,9 @@ def manifest_shape(manifest: dict[str, Any]) -> dict[str, Any]:
 def test_a_two_point_sweep_writes_one_folder_one_manifest_and_the_map(uninterrupted):
     run_dir, err = uninterrupted
     assert "2 sweep points" in err and "planned" in err
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+    text = (run_dir / "manifest.json").read_text()
+    manifest = json.loads(text)
+    assert json.dumps(RunRecord.from_dict(manifest).to_dict(), indent=2) + "\n" == text  # the record is the file
     assert manifest["kind"] == "sweep" and manifest["status"] == "complete" and manifest["cells"] == []
     assert [p["id"] for p in manifest["points"]] == POINTS and manifest["resumes"] == []
     assert sorted(p.name for p in (run_dir / "points").iterdir()) == POINTS
@@ -135,6 +138,7 @@ def test_a_resumed_sweep_ends_as_the_same_folder_as_an_uninterrupted_one(experim
     assert "--resume" in err  # the interrupted run says how to go on
     cut = json.loads((run_dir / "manifest.json").read_text())
     assert [p["status"] for p in cut["points"]] == ["complete", "incomplete"]
+    assert RunRecord.from_dict(cut).to_dict() == cut
     kept = [c["started_at"] for c in cut["points"][0]["cells"]]
     stale = run_dir / "points" / POINTS[1] / "cells" / "stale-left-by-the-interrupted-attempt"
     stale.mkdir(parents=True)
@@ -147,6 +151,7 @@ def test_a_resumed_sweep_ends_as_the_same_folder_as_an_uninterrupted_one(experim
     resumed = json.loads((run_dir / "manifest.json").read_text())
     assert [c["started_at"] for c in resumed["points"][0]["cells"]] == kept  # the finished point was not redone
     assert [r["redone"] for r in resumed["resumes"]] == [[POINTS[1]]]
+    assert RunRecord.from_dict(resumed).to_dict() == resumed
     assert not stale.exists() and not (run_dir / "INCOMPLETE").exists()
 
     assert shape(run_dir) == shape(whole)

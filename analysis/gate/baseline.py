@@ -88,22 +88,22 @@ def baseline_path(spec: str, baselines_dir: Path = BASELINES_DIR) -> Path:
 
 
 def run_facts(run: Run) -> dict[str, Any]:
-    """What must be equal between a baseline's run and a run judged against it."""
-    experiment = run.manifest.get("experiment") or {}
-    machine = run.manifest.get("machine") or {}
+    """What must be equal between a baseline's run and a run judged against it: the experiment's keys as resolved (so
+    that a baseline's facts read as the experiment file did), the machine's as recorded."""
+    experiment = run.record.experiment.resolved
     return {
-        "schema_version": run.manifest.get("schema_version"),
+        "schema_version": run.record.schema_version,
         "experiment": {key: experiment.get(key) for key in EXPERIMENT_FACTS},
-        "machine": {key: machine.get(key) for key in MACHINE_FACTS},
+        "machine": {key: getattr(run.record.machine, key) for key in MACHINE_FACTS},
     }
 
 
 def run_context(run: Run) -> dict[str, Any]:
     """What is shown beside a verdict but may differ: the profile, the code and its dependencies."""
-    manifest = run.manifest
-    return {"profile": manifest.get("profile"), "experiment_profile": (manifest.get("experiment") or {}).get("profile"),
-            "git": manifest.get("git"), "versions": manifest.get("versions"), "machine": manifest.get("machine"),
-            "started_at": manifest.get("started_at")}
+    record = run.record
+    return {"profile": record.profile.to_dict() if record.profile is not None else None,
+            "experiment_profile": record.experiment.profile, "git": record.git.to_dict(),
+            "versions": dict(record.versions), "machine": record.machine.to_dict(), "started_at": record.started_at}
 
 
 def mismatches(expected: dict[str, Any], found: dict[str, Any], where: str = "") -> list[str]:

@@ -1,8 +1,8 @@
 """The performance regression gate's judgement: a results folder, a baseline and rules in, a verdict out.
 
-Pure: it reads a loaded run and a loaded baseline and returns a Verdict; running the experiment and writing the
-verdict's files are the CLI's job (offpath/cli.py), rendering is analysis/gate/verdict.py's. The rules, and the reasoning
-behind their limits, are in analysis/gate/rules.toml (loaded by analysis/gate/rules.py).
+Pure: it reads a loaded run and a loaded baseline and returns a Verdict (analysis/gate/verdict.py); running the
+experiment is the harness's job (offpath/gate.py), writing the verdict's files analysis/gate/verdict_formats.py's. The
+rules, and the reasoning behind their limits, are in analysis/gate/rules.toml (loaded by analysis/gate/rules.py).
 
 Noise-aware by design: the runner interleaves repetitions (inline, queued, inline, queued), and every delta carries
 a 95% confidence interval from a circular-block bootstrap of 1-second interval histograms (analysis/stats/bootstrap.py).
@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
 from analysis.gate.baseline import Baseline, mismatches, run_context, run_facts
 from analysis.gate.rules import Rule, RuleSet
+from analysis.gate.verdict import Outcome, Verdict, harness_error
 from analysis.stats.bootstrap import interval_of, new_rng, resample
 from analysis.stats.compare import MIN_TAIL_SAMPLES, compare_logs, format_value
 from analysis.stats.cost import cell_series, cost_replicates
@@ -46,60 +46,6 @@ from analysis.stats.histogram import Intervals, percentile_key, value_at_percent
 from analysis.stats.load import Cell, Run
 from analysis.stats.summary import backlog_health, driver_bottleneck, latency_figures, merged_figures
 from foundation.format import COMPLETION, CREATE, SEND_LAG, SYSTEM_TIERS, label
-
-EXIT_CODES = {"pass": 0, "regression": 1, "error": 2}
-
-
-@dataclass(frozen=True)
-class Outcome:
-    rule: Rule
-    status: str  # pass | fail | error | skipped
-    measured: str  # one line a reviewer reads
-    figures: dict[str, Any] = field(default_factory=dict)  # machine-readable numbers behind `measured`
-
-
-@dataclass(frozen=True)
-class Commit:
-    """A side of `offpath gate --against`: the commit, its subject, and whether the checkout had changes beyond it."""
-
-    sha: str
-    subject: str
-    ref: str = ""  # as the user named it (HEAD~1, main); empty when it was not named
-    dirty: bool = False
-
-    @property
-    def short(self) -> str:
-        return self.sha[:10]
-
-    @property
-    def label(self) -> str:
-        """`1a2b3c4d5e "subject"`, and `+ uncommitted changes` for a checkout that differs from its commit."""
-        return f'{self.short} "{self.subject}"' + (" + uncommitted changes" if self.dirty else "")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"sha": self.sha, "short": self.short, "subject": self.subject, "ref": self.ref, "dirty": self.dirty}
-
-
-@dataclass(frozen=True)
-class Verdict:
-    status: str  # pass | regression | error
-    outcomes: tuple[Outcome, ...]
-    errors: tuple[str, ...] = ()  # harness errors: why the run could not be judged at all
-    notes: tuple[str, ...] = ()
-    run_id: str | None = None
-    run_dir: str | None = None
-    baseline: str | None = None
-    phase: str = ""
-    # `--against`: the two commits measured side by side (the regression rules judge candidate against base).
-    base: Commit | None = None
-    candidate: Commit | None = None
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CODES[self.status]
-
-    def count(self, status: str) -> int:
-        return sum(o.status == status for o in self.outcomes)
 
 
 @dataclass(frozen=True)
@@ -122,16 +68,6 @@ def fastest(logs: Sequence[Intervals], percentile: float) -> Fastest:
     return Fastest(repetitions_us=tuple(int(value_at_percentiles(log.merged(), [percentile])[0]) for log in logs),
                    counts=tuple(log.total_count for log in logs),
                    replicates_us=np.min(np.vstack(replicates), axis=0).astype(float))
-
-
-def harness_error(errors: str | Sequence[str], rules: RuleSet | None = None, *, run_id: str | None = None,
-                  run_dir: str | None = None, baseline: str | None = None, base: Commit | None = None,
-                  candidate: Commit | None = None) -> Verdict:
-    """A verdict for a gate that could not judge at all: every rule unjudged, exit code 2."""
-    outcomes = tuple(Outcome(r, "error", "not judged: harness error") for r in (rules.rules if rules else ()))
-    return Verdict(status="error", outcomes=outcomes, errors=(errors,) if isinstance(errors, str) else tuple(errors),
-                   run_id=run_id, run_dir=run_dir, baseline=baseline, phase=rules.phase if rules else "", base=base,
-                   candidate=candidate)
 
 
 def judge(run: Run, rules: RuleSet, baseline: Baseline | None, base_run: Run | None = None) -> Verdict:
@@ -165,7 +101,7 @@ def harness_problems(run: Run, rules: RuleSet, baseline: Baseline | None) -> lis
         if not cells:
             problems.append(f"run {run.id} has no steady {design} cells in phase {rules.phase!r}, which the rules "
                             "judge; run the gate experiment (offpath/experiments/gate.toml) or pass its results")
-        elif any(c.meta.get("status") != "complete" for c in cells):
+        elif any(c.record.status != "complete" for c in cells):
             problems.append(f"run {run.id}: a {design} cell of phase {rules.phase!r} did not complete")
     if baseline is not None:
         differences = mismatches(baseline.facts, run_facts(run))

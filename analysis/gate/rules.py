@@ -1,34 +1,25 @@
-"""The regression gate's rules: a small declarative TOML file (analysis/gate/rules.toml) loaded into typed rules."""
+"""The regression gate's rules: a small declarative TOML file (analysis/gate/rules.toml) read into one model per rule
+kind (each with exactly its own keys), then into the typed rules the judge applies."""
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from foundation.errors import ConfigurationError
+from pydantic import Field
+
+from foundation.config import ConfigError, ConfigModel, distinct, load_toml, one_of, parse
 from foundation.format import COMPLETION, CREATE, SYSTEM_TIERS
 
 RULES_PATH = Path(__file__).parent / "rules.toml"
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99.9": 99.9}  # a rule's `metric`
 ENDPOINTS = (CREATE, COMPLETION)
 COST_TIERS = (*SYSTEM_TIERS, "system")  # a cost rule's `tier`: one tier's CPU, or the system tiers' together
-# kind -> (its limit key, the keys it accepts besides name, kind, why)
-KINDS: dict[str, tuple[str, frozenset[str]]] = {
-    "regression": ("max_regression_pct",
-                   frozenset({"design", "endpoint", "metric", "max_regression_pct_against_base"})),
-    "advantage": ("min_advantage_pct", frozenset({"design", "reference", "endpoint", "metric"})),
-    "error_rate": ("max_error_rate", frozenset({"design", "endpoint"})),
-    "throughput": ("min_held_pct", frozenset({"design"})),
-    "sustainable": ("", frozenset({"design"})),
-    # CPU ms per campaign against a base commit measured in the same job (stored baselines keep no CPU accounting)
-    "cost": ("max_regression_pct_against_base", frozenset({"design", "tier"})),
-}
 
 
-class RulesError(ConfigurationError):
-    """A rules file that cannot be used; the message names the file, the rule and the key."""
+class RulesError(ConfigError):
+    """A rules file that cannot be used; one line naming the file, the key, its value and what is allowed."""
 
 
 @dataclass(frozen=True)
@@ -95,72 +86,113 @@ class RuleSet:
         return replace(self, rules=tuple(rule.against_base() for rule in self.rules))
 
 
+class _RuleEntry(ConfigModel):
+    """What every rule declares: a name (its JUnit test case), the design it judges, and why it is there."""
+
+    name: Annotated[str, Field(min_length=1, description="a non-empty name"),
+                    distinct("rule names", "a name no other rule has (each is a JUnit test case)")]
+    design: str = Field(min_length=1, description="a design's name")
+    why: str = ""
+
+    def rule(self) -> Rule:
+        raise NotImplementedError
+
+
+Endpoint = Annotated[str, one_of(ENDPOINTS)]
+Metric = Annotated[str, one_of(PERCENTILES)]
+Percent = Annotated[float, Field(ge=0, description="a percentage >= 0")]
+
+
+class RegressionRule(_RuleEntry):
+    """A latency percentile of one design against the baseline (or, with --against, the base commit)."""
+
+    kind: Literal["regression"]
+    endpoint: Endpoint = CREATE
+    metric: Metric = "p50"
+    max_regression_pct: Percent
+    # The limit against a base commit measured in the same job (drift between runs cancels there, so it may be
+    # tighter); unset: max_regression_pct there too.
+    max_regression_pct_against_base: Percent | None = None
+
+    def rule(self) -> Rule:
+        return Rule(name=self.name, kind=self.kind, design=self.design, endpoint=self.endpoint, metric=self.metric,
+                    limit=self.max_regression_pct, limit_against_base=self.max_regression_pct_against_base,
+                    why=self.why)
+
+
+class AdvantageRule(_RuleEntry):
+    """A design's percentile at least this much below another's in the same run."""
+
+    kind: Literal["advantage"]
+    reference: str = ""  # the design it is judged against; empty: the run's baseline (its first design)
+    endpoint: Endpoint = CREATE
+    metric: Metric = "p50"
+    min_advantage_pct: float = Field(ge=0, le=100, description="a percentage from 0 to 100")
+
+    def rule(self) -> Rule:
+        return Rule(name=self.name, kind=self.kind, design=self.design, endpoint=self.endpoint, metric=self.metric,
+                    limit=self.min_advantage_pct, reference=self.reference, why=self.why)
+
+
+class ErrorRateRule(_RuleEntry):
+    kind: Literal["error_rate"]
+    endpoint: Endpoint = CREATE
+    max_error_rate: float = Field(ge=0, le=1, description="a fraction from 0 to 1")
+
+    def rule(self) -> Rule:
+        return Rule(name=self.name, kind=self.kind, design=self.design, endpoint=self.endpoint,
+                    limit=self.max_error_rate, why=self.why)
+
+
+class ThroughputRule(_RuleEntry):
+    """Successes per second held against the rate offered."""
+
+    kind: Literal["throughput"]
+    min_held_pct: float = Field(ge=0, le=100, description="a percentage from 0 to 100")
+
+    def rule(self) -> Rule:
+        return Rule(name=self.name, kind=self.kind, design=self.design, limit=self.min_held_pct, why=self.why)
+
+
+class SustainableRule(_RuleEntry):
+    """The queued backlog does not grow through the steady phase."""
+
+    kind: Literal["sustainable"]
+
+    def rule(self) -> Rule:
+        return Rule(name=self.name, kind=self.kind, design=self.design, why=self.why)
+
+
+class CostRule(_RuleEntry):
+    """CPU ms per campaign against a base commit measured in the same job (stored baselines keep no CPU accounting)."""
+
+    kind: Literal["cost"]
+    tier: Annotated[str, one_of(COST_TIERS)] = "system"
+    max_regression_pct_against_base: Percent
+
+    def rule(self) -> Rule:
+        return Rule(name=self.name, kind=self.kind, design=self.design, tier=self.tier,
+                    limit=self.max_regression_pct_against_base, why=self.why)
+
+
+class RulesFile(ConfigModel):
+    """A rules file: the phase it judges and its rules, told apart by `kind`."""
+
+    phase: str = Field("steady", min_length=1, description="a phase's name")
+    rules: list[Annotated[RegressionRule | AdvantageRule | ErrorRateRule | ThroughputRule | SustainableRule
+                          | CostRule, Field(discriminator="kind")]] = Field(
+        min_length=1, description="at least one [[rules]] table")
+
+
 def load_rules(path: Path = RULES_PATH) -> RuleSet:
-    """The rules in a TOML file (by default the gate's own, analysis/gate/rules.toml)."""
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise RulesError(f"gate rules file {path} not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RulesError(f"{path}: not valid TOML: {exc}") from None
-    return parse_rules(data, str(path))
+    """The rules in a TOML file (by default the gate's own, analysis/gate/rules.toml); RulesError (one line)
+    otherwise."""
+    return _rule_set(load_toml(Path(path), RulesFile, error=RulesError), str(path))
 
 
 def parse_rules(data: dict[str, Any], source: str) -> RuleSet:
-    unknown = set(data) - {"phase", "rules"}
-    if unknown:
-        raise RulesError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}; allowed: phase, rules")
-    tables = data.get("rules")
-    if not isinstance(tables, list) or not tables:
-        raise RulesError(f"{source}: needs at least one [[rules]] table")
-    rules = tuple(_rule(table, f"{source}: rules[{number}]") for number, table in enumerate(tables))
-    names = [r.name for r in rules]
-    if len(set(names)) != len(names):
-        raise RulesError(f"{source}: rule names must be unique (each is a JUnit test case), got {names}")
-    return RuleSet(phase=_text(data, "phase", source, "steady"), rules=rules, source=source)
+    return _rule_set(parse(data, RulesFile, source, error=RulesError), source)
 
 
-def _rule(table: Any, where: str) -> Rule:
-    if not isinstance(table, dict):
-        raise RulesError(f"{where} must be a table")
-    kind = _text(table, "kind", where)
-    if kind not in KINDS:
-        raise RulesError(f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}")
-    limit_key, keys = KINDS[kind]
-    allowed = {"name", "kind", "why", *keys} | ({limit_key} if limit_key else set())
-    unknown = set(table) - allowed
-    if unknown:
-        raise RulesError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} for kind {kind}; allowed: "
-                         f"{', '.join(sorted(allowed))}")
-    endpoint = _text(table, "endpoint", where, CREATE)
-    if endpoint not in ENDPOINTS:
-        raise RulesError(f"{where}: endpoint {endpoint!r} is not one of {', '.join(ENDPOINTS)}")
-    metric = _text(table, "metric", where, "p50")
-    if metric not in PERCENTILES:
-        raise RulesError(f"{where}: metric {metric!r} is not one of {', '.join(PERCENTILES)}")
-    limit = 0.0
-    if limit_key:
-        value = table.get(limit_key)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise RulesError(f"{where}: {limit_key} must be a number >= 0")
-        limit = float(value)
-    against_base = table.get("max_regression_pct_against_base")
-    if against_base is not None and (isinstance(against_base, bool) or not isinstance(against_base, int | float)
-                                     or against_base < 0):
-        raise RulesError(f"{where}: max_regression_pct_against_base must be a number >= 0")
-    reference = _text(table, "reference", where, "")
-    tier = _text(table, "tier", where, "system")
-    if tier not in COST_TIERS:
-        raise RulesError(f"{where}: tier {tier!r} is not one of {', '.join(COST_TIERS)}")
-    return Rule(name=_text(table, "name", where), kind=kind, design=_text(table, "design", where), endpoint=endpoint,
-                metric=metric, limit=limit, reference=reference, why=_text(table, "why", where, ""),
-                limit_against_base=None if against_base is None else float(against_base), tier=tier)
-
-
-def _text(table: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
-    value = table.get(key, default)
-    if not isinstance(value, str) or (default is None and not value):
-        raise RulesError(f"{where}: {key} must be a non-empty string" + ("" if key in table else " (missing)"))
-    return value
-
-
+def _rule_set(file: RulesFile, source: str) -> RuleSet:
+    return RuleSet(phase=file.phase, rules=tuple(entry.rule() for entry in file.rules), source=source)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from analysis.stats.bootstrap import METHOD
@@ -15,7 +16,9 @@ from analysis.stats.summary import (
     BACKLOG_SIGNIFICANCE_SE,
     DRIVER_LAG_P99_LIMIT_US,
 )
+from foundation.experiment_facts import CapacityFacts, PhaseFacts
 from foundation.format import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS, TIERS
+from foundation.manifest_format import Placement
 
 RECORDING = (f"Every latency in microseconds into HDR histograms ({LOWEST_US} µs .. {HIGHEST_US // 3_600_000_000} h, "
              f"{SIGNIFICANT_DIGITS} significant digits), one histogram per second per endpoint. Open model: latency "
@@ -45,30 +48,35 @@ def _compact(value: Any) -> str:
     return json.dumps(value, separators=(", ", ": "), default=str)
 
 
-def placement_text(placement: Any) -> str:
-    """What each tier got, per block (manifest["placement"]): the CPUs its processes may use and its budget."""
-    if not isinstance(placement, dict) or not placement:
+def placement_text(placement: Placement | None) -> str:
+    """What each tier got, per block (the manifest's placement): the CPUs its processes may use and its budget."""
+    if not placement:
         return "-"
     parts = []
     for block, tiers in placement.items():
-        if not isinstance(tiers, dict):
-            parts.append(f"{block}: {_compact(tiers)}")
-            continue
         got = []
         for tier in [t for t in TIERS if t in tiers] + [t for t in tiers if t not in TIERS]:
             granted = tiers[tier]
-            if not isinstance(granted, dict):
-                got.append(f"{tier} {_compact(granted)}")
-                continue
-            cpus = granted.get("cpus_allowed")
-            budget = granted.get("cpu_budget")
+            cpus = list(granted.cpus_allowed) if granted.cpus_allowed is not None else None
             got.append(f"{tier} CPUs {_compact(cpus) if cpus is not None else 'any'}"
-                       + (f", budget {budget:g} CPU" if isinstance(budget, int | float) else ""))
+                       + (f", budget {granted.cpu_budget:g} CPU" if granted.cpu_budget is not None else ""))
         parts.append(f"{block}: " + "; ".join(got))
     return " · ".join(parts)
 
 
-def polling_text(layout: dict[str, Any]) -> str:
+def phase_text(phase: PhaseFacts) -> str:
+    load = f"{phase.rate_per_s:g}/s" if phase.rate_per_s is not None else f"{phase.users} users"
+    return f"{phase.name} ({phase.kind}, {load}, {phase.duration_s:g} s)"
+
+
+def search_text(search: CapacityFacts) -> str:
+    """A capacity search's rates and steps, as the experiment declares them."""
+    step = f"×{search.step_factor:g}" if search.step_factor else f"{search.step_per_s:g}/s"
+    return (f"{search.start_per_s:g}/s to {search.max_per_s:g}/s in steps of {step}, "
+            f"{search.step_duration_s:g} s each")
+
+
+def polling_text(layout: Mapping[str, Any]) -> str:
     """How the simulated client of a 202 learned its campaign's outcome (experiment layout `poll`)."""
     interval = layout.get("poll_interval_s", 1.0)
     mode = layout.get("poll") or "interval"
@@ -86,52 +94,39 @@ def polling_text(layout: dict[str, Any]) -> str:
 
 def facts(run: Run) -> list[tuple[str, str]]:
     """How it was measured, from the manifest."""
-    m = run.manifest
-    experiment = m.get("experiment") or {}
-    git = m.get("git") or {}
-    versions = m.get("versions") or {}
-    machine = m.get("machine") or {}
-    layout = experiment.get("layout") or {}
-    profile = m.get("profile") or {}
-    slo = experiment.get("slo") or {}
-    phases = "; ".join(
-        f"{p.get('name')} ({p.get('kind')}, "
-        + (f"{p['rate_per_s']:g}/s" if p.get("rate_per_s") is not None else f"{p.get('users')} users")
-        + f", {p.get('duration_s', 0):g} s)" for p in experiment.get("phases") or [])
-    search = experiment.get("capacity")
-    cpus = m.get("cpus") or {}
-    redis = m.get("redis") or {}
+    m = run.record
+    experiment = m.experiment
+    layout = experiment.layout
+    profile = m.profile
+    slo = experiment.slo
+    versions = m.versions
+    search = experiment.capacity
     rows = [
-        ("Run", f"{run.id} — {m.get('status')}, {m.get('started_at')} → {m.get('finished_at')}"),
-        ("Code", f"git {git.get('sha', 'unknown')}" + (" (uncommitted changes)" if git.get("dirty") else "")),
-        ("Experiment", f"{experiment.get('name')}: {experiment.get('description', '')}".strip()),
-        ("Designs and repetitions", f"{', '.join(experiment.get('designs') or run.designs)}; "
-                                    f"{experiment.get('repetitions', 1)} repetition(s), interleaved"),
-        ("Phases", phases or "none"),
-        ("Capacity search", f"{search['start_per_s']:g}/s to {search['max_per_s']:g}/s in steps of "
-                            + (f"×{search['step_factor']:g}" if search.get("step_factor") else f"{search['step_per_s']:g}/s")
-                            + f", {search['step_duration_s']:g} s each" if search else "none"),
-        ("SLO", f"P99 ≤ {slo.get('p99_ms', '?')} ms, error rate ≤ {slo.get('error_rate', '?')}, completion P99 ≤ "
-                f"{slo.get('completion_p99_ms') or slo.get('p99_ms', '?')} ms (designs with queue data)"),
+        ("Run", f"{run.id} — {m.status}, {m.started_at} → {m.finished_at}"),
+        ("Code", f"git {m.git.sha}" + (" (uncommitted changes)" if m.git.dirty else "")),
+        ("Experiment", f"{experiment.name}: {experiment.description}".strip()),
+        ("Designs and repetitions", f"{', '.join(experiment.designs or run.designs)}; "
+                                    f"{experiment.repetitions} repetition(s), interleaved"),
+        ("Phases", "; ".join(phase_text(p) for p in experiment.phases) or "none"),
+        ("Capacity search", search_text(search) if search is not None else "none"),
+        ("SLO", f"P99 ≤ {slo.p99_ms if slo else '?'} ms, error rate ≤ {slo.error_rate if slo else '?'}, completion P99 "
+                f"≤ {slo.completion_ms if slo else '?'} ms (designs with queue data)"),
         ("Client polling", polling_text(layout)),
-        ("Workload profile", f"{profile.get('name')} — {profile.get('description', '')} (seed {profile.get('seed')})"),
+        ("Workload profile", f"{profile.name} — {profile.description} (seed {profile.seed})" if profile else "-"),
         ("Layout", ", ".join(f"{k}={v}" for k, v in layout.items()) or "-"),
-        ("Machine", f"{machine.get('cpu_model')}, {machine.get('cpu_count')} CPUs, {machine.get('memory_gib')} GiB, "
-                    f"{machine.get('platform')}"),
-        ("CPU pinning", f"load generator {cpus.get('load')}, system under test {cpus.get('system_under_test')}"
-         if cpus else "-"),
-        ("Placement", placement_text(m.get("placement"))),
-        ("CPU accounting", ", ".join(f"{tier} by {how}" for tier, how in (m.get("cpu_accounting") or {}).items())
-         or "-"),
+        ("Machine", f"{m.machine.cpu_model}, {m.machine.cpu_count} CPUs, {m.machine.memory_gib} GiB, "
+                    f"{m.machine.platform}"),
+        ("CPU pinning", f"load generator {list(m.cpus.load)}, system under test {list(m.cpus.system_under_test)}"
+         if m.cpus else "-"),
+        ("Placement", placement_text(m.placement)),
+        ("CPU accounting", ", ".join(f"{tier} by {how}" for tier, how in (m.cpu_accounting or {}).items()) or "-"),
         ("Cost", COSTING),
-        ("Redis", f"{versions.get('redis_server', '?')}, " + ("embedded" if redis.get("embedded") else "external")
-         + f", AOF {redis.get('aof', '?')}"),
+        ("Redis", f"{versions.get('redis_server', '?')}, " + ("embedded" if m.redis and m.redis.embedded else "external")
+         + f", AOF {m.redis.aof if m.redis else '?'}"),
         ("Versions", ", ".join(f"{k} {v}" for k, v in versions.items())),
-        ("Seeds", ", ".join(f"{k} {v}" for k, v in (m.get("seeds") or {}).items())),
+        ("Seeds", ", ".join(f"{k} {v}" for k, v in m.seeds.to_dict().items()) if m.seeds else ""),
         ("Recording", RECORDING),
         ("Comparison", METHOD),
         ("Rules", RULES),
     ]
     return rows
-
-

@@ -7,6 +7,8 @@ import base64
 from html import escape
 from typing import TYPE_CHECKING
 
+from foundation.manifest_format import RunRecord
+
 if TYPE_CHECKING:
     from analysis.reports.plots import Plot
 
@@ -50,7 +52,7 @@ TEXT_COLUMNS = {"phase", "design", "metric", "verdict", "endpoint", "backlog", "
                 "time to recover", "measured"}
 
 
-def page_top(title: str, heading: str, run_id: str, manifest: dict) -> str:
+def page_top(title: str, heading: str, run_id: str, record: RunRecord) -> str:
     """A report page's head and first lines: title, style, heading, and the run's id, start and status."""
     return f"""<!doctype html>
 <html lang="en">
@@ -63,8 +65,8 @@ def page_top(title: str, heading: str, run_id: str, manifest: dict) -> str:
 </head>
 <body><main>
 <h1>{escape(heading)}</h1>
-<div class="sub">run {escape(run_id)} · {escape(str(manifest.get("started_at") or ""))} ·
-status {escape(str(manifest.get("status")))}</div>"""
+<div class="sub">run {escape(run_id)} · {escape(record.started_at or "")} ·
+status {escape(str(record.status))}</div>"""
 
 
 def table(rows: list[dict[str, str]], classes: list[dict[str, str]] | None = None,

@@ -59,7 +59,7 @@ def to_html(report: Report) -> str:
                             "<details><summary class='sub'>every step</summary>" + table(step_rows(report.capacity)) +
                             "</details>")
     facts = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in report.facts)
-    return f"""{page_top(f"offpath — {run.id}", "offpath report", run.id, run.manifest)}
+    return f"""{page_top(f"offpath — {run.id}", "offpath report", run.id, run.record)}
 <p class="headline">{escape(report.headline)}</p>
 {notes}
 {claim_section(report)}

@@ -7,7 +7,7 @@ import json
 from html import escape
 from pathlib import Path
 
-from analysis.reports.facts import facts
+from analysis.reports.facts import facts, search_text
 from analysis.reports.map_plots import map_plots
 from analysis.reports.markdown import markdown_table
 from analysis.reports.page import figure, page_top, table
@@ -41,26 +41,21 @@ def point_rows(dmap: DecisionMap, linked: set[str]) -> list[dict[str, str]]:
 
 def sweep_facts(run: Run) -> list[tuple[str, str]]:
     """How it was measured: the run's facts, with the sweep and its resumes first."""
-    sweep = (run.manifest.get("experiment") or {}).get("sweep") or {}
+    sweep = run.record.experiment.sweep
     rows = [("Sweep", "; ".join(f"{name.replace('_', ' ')}: {', '.join(parameter_text(name, v) for v in values)}"
                                 for name, values in sweep.items())
-             + f" — {len(run.manifest.get('points') or [])} points, each a complete comparison in "
+             + f" — {len(run.record.points)} points, each a complete comparison in "
                f"{POINTS_DIR}/<point>/ with its own report")]
-    resumes = run.manifest.get("resumes") or []
-    rows.append(("Resumed", "; ".join(f"{r.get('at')} (git {(r.get('git') or {}).get('sha', '?')[:10]}), redone: "
-                                      f"{', '.join(r.get('redone') or []) or 'nothing'}" for r in resumes)
+    rows.append(("Resumed", "; ".join(f"{r.at} (git {r.git.sha[:10]}), redone: {', '.join(r.redone) or 'nothing'}"
+                                      for r in run.record.resumes)
                  or "no: the sweep ran uninterrupted"))
     return rows + [(k, v) for k, v in facts(run) if k not in ("Capacity search",)] + [
         ("Capacity search", _search_text(run))]
 
 
 def _search_text(run: Run) -> str:
-    search = (run.manifest.get("experiment") or {}).get("capacity")
-    if not search:
-        return "none"
-    step = f"×{search['step_factor']:g}" if search.get("step_factor") else f"{search['step_per_s']:g}/s"
-    return (f"{search['start_per_s']:g}/s to {search['max_per_s']:g}/s in steps of {step}, "
-            f"{search['step_duration_s']:g} s each, per design and point")
+    search = run.record.experiment.capacity
+    return f"{search_text(search)}, per design and point" if search is not None else "none"
 
 
 def notes(run: Run, dmap: DecisionMap) -> list[str]:
@@ -100,7 +95,7 @@ def to_html(run: Run, dmap: DecisionMap, plots: list[Plot], linked: set[str]) ->
         if href != "-":
             body = body.replace(f">{escape(point)}</td>", f"><a href='{escape(href)}'>{escape(point)}</a></td>", 1)
     fact_html = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in sweep_facts(run))
-    return f"""{page_top(f"offpath — sweep {run.id}", "offpath sweep report", run.id, run.manifest)}
+    return f"""{page_top(f"offpath — sweep {run.id}", "offpath sweep report", run.id, run.record)}
 <div class="headline"><ul>{sentences}</ul></div>
 {note_html}
 <h2>Decision map</h2>
@@ -121,7 +116,7 @@ def render_sweep(run: Run) -> Path:
     for record, point in point_runs(run):
         if point.cells:
             write_report(point)
-            linked.add(str(record["id"]))
+            linked.add(record.id)
     dmap = decision_map(run)
     plots = map_plots(dmap, run.dir / PLOTS_DIR)
     tmp = run.dir / (DECISION_MAP_FILE + ".tmp")

@@ -196,9 +196,9 @@ def design_capacity(run: Run, design: str, slo: Slo) -> DesignCapacity | None:
 
 
 def capacity(run: Run | Path | str) -> Capacity:
-    """Capacity of every design with capacity cells, against manifest["experiment"]["slo"]."""
+    """Capacity of every design with capacity cells, against the SLO the experiment declares."""
     run = run if isinstance(run, Run) else load_run(run)
-    slo = run.facts.experiment.slo
+    slo = run.record.experiment.slo
     designs: dict[str, DesignCapacity] = {}
     missing = []
     if slo is None:

@@ -66,9 +66,9 @@ def p99_row(comparison: Comparison, run: Run, claimed_pct: float) -> ClaimRow:
 
 def claim_rows(run: Run, cap: Capacity, comparison: Comparison) -> tuple[str, list[ClaimRow]] | None:
     """The claim's source and its rows beside this run's figures; None when the experiment declares no claim."""
-    claim = (run.manifest.get("experiment") or {}).get("claim")
-    if not claim or run.baseline is None or run.candidate is None:
+    claim = run.record.experiment.claim
+    if claim is None or run.baseline is None or run.candidate is None:
         return None
-    rows = [throughput_row(cap, run.baseline, run.candidate, float(claim["throughput_at_slo_change_pct"])),
-            p99_row(comparison, run, float(claim["p99_at_equal_load_change_pct"]))]
-    return str(claim.get("source") or "a result measured elsewhere"), rows
+    rows = [throughput_row(cap, run.baseline, run.candidate, float(claim.throughput_at_slo_change_pct)),
+            p99_row(comparison, run, float(claim.p99_at_equal_load_change_pct))]
+    return claim.source or "a result measured elsewhere", rows

@@ -142,7 +142,7 @@ def cost_series(cell: Cell, tiers: Sequence[str] = SYSTEM_TIERS) -> CostSeries |
     log = _outcome_log(cell)
     placed = np.zeros(len(cpu_s))
     if log.total_count:
-        started = cell.facts.started_at
+        started = cell.record.started_at
         origin = started if started is not None else log.start_time_s + float(log.start_s[0])
         middle = log.start_time_s + log.start_s + log.length_s / 2 - origin
         # Outcomes logged before the first row or after the last belong to the first or last interval.

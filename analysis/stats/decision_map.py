@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -23,8 +23,9 @@ from analysis.stats.capacity import (
 )
 from analysis.stats.compare import COST_METRIC, Comparison, DeltaRow
 from analysis.stats.cost import COST_SCOPE
-from analysis.stats.load import Cell, Run
-from foundation.format import CELLS_DIR, CREATE, OUTCOME, POINTS_DIR, SWEEP_KIND
+from analysis.stats.load import Cell, Run, cells_of
+from foundation.format import BENCH_KIND, CREATE, OUTCOME, POINTS_DIR, SWEEP_KIND
+from foundation.manifest_format import PointRecord
 
 __all__ = ["MEASURES", "DecisionMap", "Measure", "PointRatios", "Ratio", "decision_map", "is_sweep", "point_runs"]
 
@@ -153,28 +154,23 @@ class DecisionMap:
 
 
 def is_sweep(run: Run) -> bool:
-    return run.manifest.get("kind") == SWEEP_KIND
+    return run.record.kind == SWEEP_KIND
 
 
-def point_runs(run: Run) -> list[tuple[dict[str, Any], Run]]:
+def point_runs(run: Run) -> list[tuple[PointRecord, Run]]:
     """Each point of a sweep as a Run of its own (its folder points/<id>/, its entry of the manifest's points over
     the run's facts), so that every analysis of a plain run works on a point; with the point's manifest entry."""
-    shared = {k: v for k, v in run.manifest.items() if k not in ("points", "resumes", "kind")}
     found = []
-    for record in run.manifest.get("points") or []:
-        complete = record.get("status") == "complete"
-        manifest = shared | {
-            "run_id": f"{run.id}/{record['id']}", "experiment": record.get("experiment") or {},
-            "profile": record.get("profile") or {}, "layout": record.get("layout") or {},
-            "placement": record.get("placement") or {}, "cells": record.get("cells") or [],
-            "status": "complete" if complete else "incomplete",
-            "error": None if complete else f"point {record['id']} is {record.get('status')}",
-        }
-        point_dir = run.dir / POINTS_DIR / str(record["id"])
-        cells = [Cell(meta=dict(meta), dir=point_dir / CELLS_DIR / str(meta["id"])) for meta in manifest["cells"]
-                 if isinstance(meta, dict) and "id" in meta]
-        found.append((record, Run(dir=point_dir, manifest=manifest, cells=cells,
-                                  incomplete_reason=None if complete else manifest["error"])))
+    for point in run.record.points:
+        complete = point.status == "complete"
+        error = None if complete else f"point {point.id} is {point.status}"
+        record = replace(run.record, run_id=f"{run.id}/{point.id}", kind=BENCH_KIND, points=(), resumes=(),
+                         experiment=point.experiment, profile=point.profile, layout=point.layout,
+                         placement=point.placement, cells=point.cells,
+                         status="complete" if complete else "incomplete", error=error)
+        point_dir = run.dir / POINTS_DIR / point.id
+        found.append((point, Run(dir=point_dir, record=record, cells=cells_of(record.cells, point_dir),
+                                 incomplete_reason=error)))
     return found
 
 
@@ -257,10 +253,10 @@ def row_ratio(row: DeltaRow | None) -> Ratio:
     return Ratio(1 + row.delta_pct / 100, low, high, note=row.note, judged=not row.note)
 
 
-def point_ratios(record: dict[str, Any], run: Run) -> PointRatios:
-    values = {str(k): float(v) for k, v in (record.get("values") or {}).items()}
+def point_ratios(record: PointRecord, run: Run) -> PointRatios:
+    values = {str(k): float(v) for k, v in record.values.items()}
     if not run.cells:
-        return PointRatios(record["id"], values, str(record.get("status")),
+        return PointRatios(record.id, values, record.status,
                            {m.key: Ratio(None, note="not measured", judged=False) for m in MEASURES})
     cap = capacity(run)
     comparison = equal_load_comparison(run, cap)
@@ -274,7 +270,7 @@ def point_ratios(record: dict[str, Any], run: Run) -> PointRatios:
         "p99": row_ratio(p99 if p99 is not None else headline),
         "cpu": row_ratio(cpu),
     }
-    return PointRatios(record["id"], values, str(record.get("status")), ratios, cap, comparison)
+    return PointRatios(record.id, values, record.status, ratios, cap, comparison)
 
 
 # -- where the queue starts to win -----------------------------------------------------------------------------------
@@ -332,8 +328,7 @@ def crossover_sentence(measure: Measure, name: str, points: Sequence[PointRatios
 def decision_map(run: Run) -> DecisionMap:
     """The map of a sweep's run: every point's ratios, the crossovers along the first parameter (per value of the
     second in a two-parameter sweep), and a sentence per measure."""
-    sweep = (run.manifest.get("experiment") or {}).get("sweep") or {}
-    parameters = tuple((str(name), tuple(float(v) for v in values)) for name, values in sweep.items())
+    parameters = tuple(run.record.experiment.sweep.items())
     points = tuple(point_ratios(record, point_run) for record, point_run in point_runs(run))
     first = parameters[0][0] if parameters else ""
     crossings: list[Crossover] = []

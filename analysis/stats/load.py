@@ -7,7 +7,6 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -31,12 +30,11 @@ from foundation.format import (
     QUEUE_FILE,
     RAW_SUFFIX,
     SCHEMA_VERSION,
-    CellFacts,
     CompletionCensus,
-    RunFacts,
     endpoint_key,
     log_file,
 )
+from foundation.manifest_format import CellRecord, RunRecord, schema_version_of
 
 
 class ResultsFolderError(ConfigurationError):
@@ -108,42 +106,38 @@ def read_errors_csv(path: Path) -> pd.DataFrame:
 class Cell:
     """One design × phase × repetition: its manifest entry and its folder, read lazily and once."""
 
-    meta: dict[str, Any]
+    record: CellRecord
     dir: Path
     _logs: dict[str, Intervals] = field(default_factory=dict, repr=False)
 
-    @cached_property
-    def facts(self) -> CellFacts:
-        return CellFacts.from_dict(self.meta)
-
     @property
     def id(self) -> str:
-        return self.facts.id
+        return self.record.id
 
     @property
     def design(self) -> str:
-        return self.facts.design
+        return self.record.design
 
     @property
     def phase(self) -> str:
-        return self.facts.phase
+        return self.record.phase
 
     @property
     def kind(self) -> str:
-        return self.facts.kind
+        return self.record.kind
 
     @property
     def repetition(self) -> int:
-        return self.facts.repetition
+        return self.record.repetition
 
     @property
     def offered_rate_per_s(self) -> float | None:
-        return self.facts.offered_rate_per_s
+        return self.record.offered_rate_per_s
 
     @property
     def duration_s(self) -> float:
         """How long load was offered (the phase's duration; queue.csv goes on through the drain after it)."""
-        return self.facts.duration_s
+        return self.record.duration_s
 
     def log(self, name: str) -> Intervals:
         """The interval log `<name>.hlog` (e.g. CREATE, raw_log(CREATE), COMPLETION)."""
@@ -198,22 +192,18 @@ class Run:
     """A results folder: its manifest and its cells in the order they ran."""
 
     dir: Path
-    manifest: dict[str, Any]
+    record: RunRecord
     cells: list[Cell]
     incomplete_reason: str | None = None
 
-    @cached_property
-    def facts(self) -> RunFacts:
-        return RunFacts.from_dict(self.manifest)
-
     @property
     def id(self) -> str:
-        return self.facts.run_id or self.dir.name
+        return self.record.run_id or self.dir.name
 
     @property
     def designs(self) -> list[str]:
         """The designs the experiment declares, in its order, then any other that has cells, in the order they ran."""
-        declared = list(self.facts.experiment.designs)
+        declared = list(self.record.experiment.designs)
         seen = [c.design for c in self.cells if c.design not in declared]
         return list(dict.fromkeys(declared + seen))
 
@@ -230,7 +220,7 @@ class Run:
     @property
     def slo(self) -> dict[str, float]:
         """The SLO as the manifest declares it (a manifest older than the completion SLO has no completion_p99_ms)."""
-        slo = self.facts.experiment.slo
+        slo = self.record.experiment.slo
         return {k: v for k, v in slo.to_dict().items() if v is not None} if slo is not None else {}
 
     def select(self, *, kind: str | None = None, design: str | None = None, phase: str | None = None) -> list[Cell]:
@@ -252,26 +242,34 @@ def load_run(run_dir: Path | str, *, allow_incomplete: bool = False) -> Run:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ForeignFolderError(f"{manifest_path}: not valid JSON ({exc}); the run may have been written by "
                                  "something else, or the file was damaged") from None
-    if not isinstance(manifest, dict) or "schema_version" not in manifest:
+    version = schema_version_of(manifest)
+    if version is None:
         raise ForeignFolderError(f"{manifest_path} has no schema_version: not an offpath results folder")
-    version = manifest["schema_version"]
     if version != SCHEMA_VERSION:
         raise SchemaVersionError(f"{run_dir} uses results schema_version {version}; this offpath reads schema_version "
                                  f"{SCHEMA_VERSION}. Use the offpath version that wrote it, or re-run the experiment")
-    reason = _incomplete_reason(run_dir, manifest)
+    try:
+        record = RunRecord.from_dict(manifest)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise ForeignFolderError(f"{manifest_path}: not a manifest offpath wrote ({type(exc).__name__}: {exc}); the "
+                                 "file was damaged, or written by something else") from None
+    reason = _incomplete_reason(run_dir, record)
     if reason is not None and not allow_incomplete:
         raise IncompleteRunError(f"run {run_dir.name} is incomplete: {reason}. The cells it finished are on disk; "
                                  "re-run `offpath bench`, or report what it measured with allow_incomplete "
                                  "(`offpath report --partial`)")
-    cells = [Cell(meta=dict(meta), dir=run_dir / CELLS_DIR / str(meta["id"]))
-             for meta in manifest.get("cells") or [] if isinstance(meta, dict) and "id" in meta]
-    return Run(dir=run_dir, manifest=manifest, cells=cells, incomplete_reason=reason)
+    return Run(dir=run_dir, record=record, cells=cells_of(record.cells, run_dir), incomplete_reason=reason)
 
 
-def _incomplete_reason(run_dir: Path, manifest: dict[str, Any]) -> str | None:
+def cells_of(records: tuple[CellRecord, ...], run_dir: Path) -> list[Cell]:
+    """The cells of a run folder (a plain run's, or a sweep point's: points/<point-id>/), in the order they ran."""
+    return [Cell(record=record, dir=run_dir / CELLS_DIR / record.id) for record in records]
+
+
+def _incomplete_reason(run_dir: Path, record: RunRecord) -> str | None:
     marker = run_dir / INCOMPLETE_MARKER
     if marker.is_file():
         return marker.read_text().strip() or "marked INCOMPLETE"
-    if manifest.get("status") != "complete":
-        return str(manifest.get("error") or f"manifest status is {manifest.get('status')!r}")
+    if record.status != "complete":
+        return str(record.error or f"manifest status is {record.status!r}")
     return None

@@ -23,6 +23,7 @@ from foundation.format import (
     QueueFigures,
     raw_log,
 )
+from foundation.manifest_format import CellRecord
 
 # A load generator that starts requests more than 10 ms late at P99 is adding its own delay to what it
 # measures (open model latencies count from the intended send time), and is no longer offering the load
@@ -38,14 +39,14 @@ BACKLOG_GROWTH_FLOOR_PER_S = 0.5
 BACKLOG_SIGNIFICANCE_SE = 3.0
 
 
-def summarize_cell(cell_dir: Path, cell_meta: dict[str, Any]) -> dict[str, Any]:
+def summarize_cell(cell_dir: Path, record: CellRecord) -> dict[str, Any]:
     """The cell's summary.json (results/README.md) from the files in cell_dir; missing files are tolerated."""
-    return cell_summary(cell_dir, cell_meta).to_dict()
+    return cell_summary(cell_dir, record).to_dict()
 
 
-def cell_summary(cell_dir: Path, cell_meta: dict[str, Any]) -> CellSummary:
+def cell_summary(cell_dir: Path, record: CellRecord) -> CellSummary:
     """The cell's figures from the files in cell_dir, as the record summary.json is written from."""
-    return figures(Cell(meta=dict(cell_meta), dir=Path(cell_dir)))
+    return figures(Cell(record=record, dir=Path(cell_dir)))
 
 
 def summarize(cell: Cell) -> dict[str, Any]:
@@ -54,7 +55,6 @@ def summarize(cell: Cell) -> dict[str, Any]:
 
 
 def figures(cell: Cell) -> CellSummary:
-    meta = cell.meta
     endpoints = {name: endpoint_summary(cell.log(name), cell.log(raw_log(name)), errors_by_status(cell.errors, name),
                                         _duration(cell, name))
                  for name in cell.endpoints()}
@@ -63,8 +63,8 @@ def figures(cell: Cell) -> CellSummary:
     accepted_rate = (create.throughput_per_s if create is not None else 0.0) or cell.offered_rate_per_s or 0.0
     return CellSummary(
         cell=cell.id, design=cell.design, phase=cell.phase, kind=cell.kind, repetition=cell.repetition,
-        model=meta.get("model"), offered_rate_per_s=meta.get("offered_rate_per_s"), duration_s=cell.duration_s,
-        status=meta.get("status"),
+        model=cell.record.model, offered_rate_per_s=cell.offered_rate_per_s, duration_s=cell.duration_s,
+        status=cell.record.status,
         endpoints=endpoints,
         send_lag=lag,
         driver_bottleneck=driver_bottleneck(lag),

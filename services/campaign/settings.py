@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from foundation.errors import ConfigurationError
-from services.campaign.profile import Profile, load_profile
+from services.campaign.profile import Profile, ProfileError, ProfileSpec
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -50,10 +50,18 @@ def _int_list(text: str) -> list[int] | None:
     return values if all(v >= 0 for v in values) else None
 
 
+def _profile_spec(env: Mapping[str, str]) -> ProfileSpec:
+    """OFFPATH_PROFILE, the spec the harness gives a service as text (str(spec)), read back into the spec."""
+    try:
+        return ProfileSpec.parse(env.get("OFFPATH_PROFILE", "default"))
+    except ProfileError as exc:
+        raise SettingError(f"environment variable OFFPATH_PROFILE: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str = DEFAULT_REDIS_URL
-    profile_spec: str = "default"
+    profile_spec: ProfileSpec = field(default_factory=ProfileSpec)
     # Redis calls that take longer than this fail the request with 503 instead of hanging it.
     redis_timeout_s: float = 2.0
     # Retries of a failed provider call, and the backoff before each (seconds). RQ's Retry takes
@@ -80,7 +88,7 @@ class Settings:
         env = os.environ if env is None else env
         return cls(
             redis_url=env.get("REDIS_URL", DEFAULT_REDIS_URL),
-            profile_spec=env.get("OFFPATH_PROFILE", "default"),
+            profile_spec=_profile_spec(env),
             redis_timeout_s=_read(env, "OFFPATH_REDIS_TIMEOUT_S", "2.0", _positive_float, "seconds > 0, e.g. 2.0"),
             retries=_read(env, "OFFPATH_RETRIES", "3", _non_negative_int, "a whole number >= 0"),
             retry_backoff_s=_read(env, "OFFPATH_RETRY_BACKOFF_S", "1,2,4", _int_list,
@@ -96,7 +104,7 @@ class Settings:
         )
 
     def profile(self) -> Profile:
-        return load_profile(self.profile_spec)
+        return self.profile_spec.load()
 
     def backoff_s(self, retry_number: int) -> int:
         """Backoff before retry number retry_number (1-based), the last value repeating."""

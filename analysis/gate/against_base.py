@@ -1,7 +1,7 @@
 """The gate's judgement of a candidate against its base commit, both measured in one job (`offpath gate --against`).
 
 Input: the run folders of each side, one repetition each, in the order they ran interleaved (base, candidate, base,
-candidate ...; offpath/base_checkout.py). Each side's runs are merged into one run of as many repetitions, the base's
+candidate ...; offpath/gate.py). Each side's runs are merged into one run of as many repetitions, the base's
 turned into a Baseline, and the candidate judged against it by analysis/gate/judge.py's judge() — the same rules, the same
 fastest-repetition statistic and the same bootstrap CIs as against a stored baseline. The drift between runs that a
 stored baseline's limits must absorb cancels here (both sides ran minutes apart on the same CPUs), which is why the
@@ -14,15 +14,17 @@ harness error naming the base, never a pass or a regression.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from analysis.gate.baseline import baseline_from_run, mismatches, run_facts
-from analysis.gate.judge import Commit, Verdict, harness_error, judge
+from analysis.gate.judge import judge
 from analysis.gate.rules import RuleSet
+from analysis.gate.verdict import Commit, Verdict, harness_error
 from analysis.stats.load import Cell, ResultsFolderError, Run, load_run
+from foundation.experiment_facts import ExperimentFacts
+from foundation.format import cell_id
 
 __all__ = ["SIDES", "judge_against", "load_side", "merge_runs"]
 
@@ -36,13 +38,12 @@ def merge_runs(runs: Sequence[Run]) -> Run:
     cells = []
     for number, run in enumerate(runs, start=1):
         for cell in run.cells:
-            meta = {**cell.meta, "repetition": number, "id": f"{cell.design}.{cell.phase}.r{number}"}
-            cells.append(Cell(meta=meta, dir=cell.dir))
-    manifest = copy.deepcopy(runs[0].manifest)
-    manifest.setdefault("experiment", {})["repetitions"] = len(runs)
-    manifest["run_id"] = "+".join(run.id for run in runs)
-    manifest["cells"] = [cell.meta for cell in cells]
-    return Run(dir=runs[0].dir.parent, manifest=manifest, cells=cells)
+            renumbered = replace(cell.record, repetition=number, id=cell_id(cell.design, cell.phase, number))
+            cells.append(Cell(record=renumbered, dir=cell.dir))
+    first = runs[0].record
+    record = replace(first, run_id="+".join(run.id for run in runs), cells=tuple(cell.record for cell in cells),
+                     experiment=ExperimentFacts({**first.experiment.resolved, "repetitions": len(runs)}))
+    return Run(dir=runs[0].dir.parent, record=record, cells=cells)
 
 
 def load_side(side: str, run_dirs: Sequence[Path], commit: Commit) -> Run:

@@ -1,0 +1,133 @@
+"""manifest.json's `experiment`: the experiment as the harness resolved it, kept whole, and typed views of what
+analysis reads of it.
+
+The experiment's model is the harness's (offpath/experiment.py) and changes with it; the manifest keeps whatever mapping
+the harness resolved (`ExperimentFacts.resolved`, written back as it is), and analysis reads it only through the views
+below, which tolerate keys a manifest written earlier lacks. Apart from foundation/manifest_format.py, whose records
+hold it, so that a change of the experiment's model touches this module alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from foundation.format import Slo, record_from
+
+__all__ = ["CapacityFacts", "ClaimFacts", "ExperimentFacts", "PhaseFacts"]
+
+
+@dataclass(frozen=True)
+class PhaseFacts:
+    """One phase the experiment declares: open model at `rate_per_s`, or closed with `users` waiting `wait_s`."""
+
+    name: str = ""
+    kind: str = ""
+    rate_per_s: float | None = None
+    duration_s: float = 0.0
+    users: int | None = None
+    wait_s: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PhaseFacts:
+        return record_from(cls, data)
+
+
+@dataclass(frozen=True)
+class CapacityFacts:
+    """The capacity search: from `start_per_s` to `max_per_s`, by `step_per_s` or (a geometric search) `step_factor`."""
+
+    start_per_s: float = 0.0
+    max_per_s: float = 0.0
+    step_duration_s: float = 0.0
+    step_per_s: float | None = None
+    step_factor: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CapacityFacts:
+        return record_from(cls, data)
+
+
+@dataclass(frozen=True)
+class ClaimFacts:
+    """A result measured elsewhere, which the report sets beside this run's figures."""
+
+    source: str = ""
+    throughput_at_slo_change_pct: float = 0.0
+    p99_at_equal_load_change_pct: float = 0.0
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ClaimFacts:
+        return record_from(cls, data)
+
+
+@dataclass(frozen=True)
+class ExperimentFacts:
+    """manifest.json's `experiment`: the experiment as the harness resolved it, kept whole (`resolved`, written back
+    as it is), and typed views of what analysis reads of it. `designs` in the order declared: the first the baseline
+    (A) of a comparison, the second its candidate (B)."""
+
+    resolved: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExperimentFacts:
+        return cls(dict(data))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.resolved)
+
+    @property
+    def name(self) -> str:
+        return str(self.resolved.get("name") or "")
+
+    @property
+    def description(self) -> str:
+        return str(self.resolved.get("description") or "")
+
+    @property
+    def profile(self) -> str | None:
+        """The workload profile's spec, as given (e.g. 'default*wait=0.5')."""
+        spec = self.resolved.get("profile")
+        return str(spec) if spec is not None else None
+
+    @property
+    def designs(self) -> tuple[str, ...]:
+        return tuple(str(d) for d in self.resolved.get("designs") or ())
+
+    @property
+    def repetitions(self) -> int:
+        return int(self.resolved.get("repetitions") or 1)
+
+    @property
+    def slo(self) -> Slo | None:
+        data = self.resolved.get("slo")
+        if not data:
+            return None
+        completion = data.get("completion_p99_ms")
+        return Slo(float(data.get("p99_ms") or 0.0), float(data.get("error_rate") or 0.0),
+                   float(completion) if completion is not None else None)
+
+    @property
+    def phases(self) -> tuple[PhaseFacts, ...]:
+        return tuple(PhaseFacts.from_dict(p) for p in self.resolved.get("phases") or () if isinstance(p, Mapping))
+
+    @property
+    def capacity(self) -> CapacityFacts | None:
+        data = self.resolved.get("capacity")
+        return CapacityFacts.from_dict(data) if data else None
+
+    @property
+    def layout(self) -> Mapping[str, Any]:
+        """The layout as resolved: processes, workers, polling, drain, placement, ... (offpath/experiment.py)."""
+        return self.resolved.get("layout") or {}
+
+    @property
+    def claim(self) -> ClaimFacts | None:
+        data = self.resolved.get("claim")
+        return ClaimFacts.from_dict(data) if data else None
+
+    @property
+    def sweep(self) -> Mapping[str, tuple[float, ...]]:
+        """A sweep's parameters, each with its values, in the sweep's order (empty for a plain experiment)."""
+        return {str(name): tuple(float(v) for v in values) for name, values in (self.resolved.get("sweep") or {}).items()}
