@@ -12,6 +12,11 @@ bench experiment="seed" *args="":
 test *args="":
     pytest -q {{args}}
 
+# The inner loop: the tests marked fast (no process started, no socket opened; tests/conftest.py holds them to it),
+# a module per pytest-xdist worker, one worker per CPU.
+test-fast *args="":
+    pytest -q -m fast -n auto --dist loadfile {{args}}
+
 # Lint and type checks (ruff over the tree; mypy over analysis/ and services/campaign/, see pyproject.toml).
 lint:
     ruff check . && mypy

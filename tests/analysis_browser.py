@@ -1,4 +1,5 @@
-"""Headless Chromium driven over the DevTools protocol: load a page, check its images and console, screenshot it."""
+"""Headless Chromium driven over the DevTools protocol: load a page, check its images, console and tables, screenshot
+it at each width asked for."""
 
 from __future__ import annotations
 
@@ -15,9 +16,32 @@ from typing import Any
 import websocket
 
 CHROMIUM = Path("/usr/bin/chromium")
+# A report's tables fit a desktop window whole; in a narrow one, a table wider than the page scrolls in its own box.
+WIDE_PX, NARROW_PX = 1400, 800
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--no-first-run", "--remote-debugging-port=0", "--remote-allow-origins=*",
          "--window-size=1280,900"]
+
+
+@dataclass(frozen=True)
+class TableFit:
+    """Where one table's last column ends against the space it can be seen in, at one window width."""
+
+    width_px: int
+    section: str  # the h2 the table sits under
+    last_column: str
+    right_px: float  # the right edge of the table's last column
+    visible_right_px: float  # the right edge of what the page shows of it without scrolling
+    scrollable: bool  # it sits in a box that scrolls sideways and that box fits the window
+
+    @property
+    def cut_off(self) -> bool:
+        return self.right_px > self.visible_right_px + 0.5
+
+    def __str__(self) -> str:
+        return (f"at {self.width_px} px, the table under '{self.section}': its last column '{self.last_column}' ends "
+                f"at {self.right_px:.0f} px, {self.right_px - self.visible_right_px:.0f} px past what is shown"
+                f"{' (the box scrolls)' if self.scrollable else ' (and nothing scrolls to it)'}")
 
 
 @dataclass
@@ -26,7 +50,13 @@ class PageCheck:
     console_errors: list[str]
     title: str
     text: str
-    screenshot: bytes = field(repr=False)
+    screenshot: bytes = field(repr=False)  # at the first width
+    screenshots: dict[int, bytes] = field(repr=False, default_factory=dict)
+    tables: list[TableFit] = field(default_factory=list)
+
+    def unfit_tables(self) -> list[str]:
+        """Every table whose last column is cut off at WIDE_PX, or at a narrower width with nothing to scroll to it."""
+        return [str(t) for t in self.tables if t.cut_off and (t.width_px >= WIDE_PX or not t.scrollable)]
 
 
 class DevTools:
@@ -90,12 +120,41 @@ def _page_socket(user_dir: Path, process: subprocess.Popen[bytes], timeout_s: fl
     return f"ws://127.0.0.1:{port}/devtools/page/{target}"
 
 
+# Every table, the folded ones opened: the right edge of its last column (the furthest last cell of any row) against
+# the window and every box around it that clips; and whether a box around it scrolls sideways within the window.
+TABLES_JS = """(() => {
+  for (const d of document.querySelectorAll('details')) d.open = true;
+  const windowRight = document.documentElement.clientWidth;
+  let section = (document.querySelector('h1') || {innerText: ''}).innerText;
+  const found = [];
+  for (const element of document.querySelectorAll('h2, table')) {
+    if (element.tagName === 'H2') { section = element.firstChild.textContent.trim(); continue; }
+    let right = 0;
+    for (const cell of element.querySelectorAll('tr > :last-child')) {
+      right = Math.max(right, cell.getBoundingClientRect().right);
+    }
+    const heads = element.querySelectorAll('thead th');
+    let visible = windowRight, scrollable = false;
+    for (let box = element.parentElement; box && box !== document.documentElement; box = box.parentElement) {
+      const overflow = getComputedStyle(box).overflowX;
+      if (overflow === 'visible') continue;
+      const rect = box.getBoundingClientRect();
+      visible = Math.min(visible, rect.left + box.clientLeft + box.clientWidth);
+      if ((overflow === 'auto' || overflow === 'scroll') && rect.right <= windowRight + 0.5) scrollable = true;
+    }
+    found.push({section, last_column: heads.length ? heads[heads.length - 1].innerText : '', right_px: right,
+                visible_right_px: visible, scrollable});
+  }
+  return JSON.stringify(found);
+})()"""
+
 IMAGES_JS = """JSON.stringify(Array.from(document.images).map(i => ({src: i.src.slice(0, 40), complete: i.complete,
   naturalWidth: i.naturalWidth, naturalHeight: i.naturalHeight})))"""
 
 
-def check_page(path: Path, timeout_s: float = 60) -> PageCheck:
-    """Open a local HTML file in headless Chromium; report its images, console errors, text and a full screenshot."""
+def check_page(path: Path, widths_px: tuple[int, ...] = (WIDE_PX, NARROW_PX), timeout_s: float = 60) -> PageCheck:
+    """Open a local HTML file in headless Chromium; report its images, console errors and text, and at each width its
+    tables' fit and a full screenshot (folded sections opened)."""
     user_dir = Path(tempfile.mkdtemp(prefix="offpath-chromium-"))
     process = subprocess.Popen([str(CHROMIUM), *FLAGS, f"--user-data-dir={user_dir}", "about:blank"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -109,9 +168,13 @@ def check_page(path: Path, timeout_s: float = 60) -> PageCheck:
             images = json.loads(tools.call("Runtime.evaluate", expression=IMAGES_JS)["result"]["value"])
             title = tools.call("Runtime.evaluate", expression="document.title")["result"]["value"]
             text = tools.call("Runtime.evaluate", expression="document.body.innerText")["result"]["value"]
-            metrics = tools.call("Page.getLayoutMetrics")["cssContentSize"]
-            shot = tools.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                              clip={"x": 0, "y": 0, "width": metrics["width"], "height": metrics["height"], "scale": 1})
+            screenshots, tables = {}, []
+            for width in widths_px:
+                tools.call("Emulation.setDeviceMetricsOverride", width=width, height=900, deviceScaleFactor=1,
+                           mobile=False)
+                fits = json.loads(tools.call("Runtime.evaluate", expression=TABLES_JS)["result"]["value"])
+                tables += [TableFit(width_px=width, **fit) for fit in fits]
+                screenshots[width] = _screenshot(tools)
             errors = _console_errors(tools.events)
         finally:
             tools.close()
@@ -123,7 +186,14 @@ def check_page(path: Path, timeout_s: float = 60) -> PageCheck:
             process.kill()
         shutil.rmtree(user_dir, ignore_errors=True)
     return PageCheck(images=images, console_errors=errors, title=title, text=text,
-                     screenshot=base64.b64decode(shot["data"]))
+                     screenshot=screenshots[widths_px[0]], screenshots=screenshots, tables=tables)
+
+
+def _screenshot(tools: DevTools) -> bytes:
+    metrics = tools.call("Page.getLayoutMetrics")["cssContentSize"]
+    shot = tools.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
+                      clip={"x": 0, "y": 0, "width": metrics["width"], "height": metrics["height"], "scale": 1})
+    return base64.b64decode(shot["data"])
 
 
 def _console_errors(events: list[dict[str, Any]]) -> list[str]:

@@ -1,12 +1,13 @@
 """Real parts for the tests: an embedded Redis for the session, services as uvicorn subprocesses on
-free ports, workers (RQ, Celery or Dramatiq) as real processes. Nothing that is measured is mocked."""
+free ports, workers (RQ, Celery or Dramatiq) as real processes. Nothing that is measured is mocked. A test marked
+`fast` gets none of them: tests/fast_guard.py fails it if it starts a process or connects a socket."""
 
 from __future__ import annotations
 
 import itertools
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,9 @@ from offpath.serving import start_service, start_workers  # noqa: E402
 from offpath.supervisor import Managed, Supervisor, python  # noqa: E402
 from services.campaign.profile import ProfileSpec  # noqa: E402
 from services.queued.lifetime import READY  # noqa: E402
+from tests.fast_guard import kept  # noqa: E402
+
+pytest_plugins = ["pytester"]  # tests/test_fast_guard.py runs small sessions of its own
 
 QUICK_PROFILE = """
 name = "quick"
@@ -51,6 +55,27 @@ TEST_ENV = {"OFFPATH_RETRIES": "2", "OFFPATH_RETRY_BACKOFF_S": "1", "OFFPATH_LOG
 
 _databases = itertools.count(1)
 _returned_databases: list[int] = []  # emptied by launch_for_test's cleanup, reused before a new number is taken
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    with kept(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    with kept(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
+    if nextitem is None or nextitem.parent is not item.parent:
+        # Leaving its module (or class, or the session), the teardown also stops what unmarked tests started there.
+        return (yield)
+    with kept(item):
+        return (yield)
 
 
 @dataclass

@@ -8,6 +8,8 @@ from analysis.stats.capacity import capacity, equal_load_comparison, headline
 from analysis.stats.load import load_run
 from tests.analysis_fixtures import CellSpec, Latency, capacity_specs, reference_specs, write_run
 
+pytestmark = pytest.mark.fast
+
 
 def headline_of(run_dir):
     run = load_run(run_dir)

@@ -9,6 +9,8 @@ import pytest
 from analysis.reports.chaos_report import render_chaos
 from analysis.stats.load import ResultsFolderError
 
+pytestmark = pytest.mark.fast
+
 
 def fault(name: str, ok: bool = True, **overrides) -> dict:
     row = {"fault": name, "kind": "kill-worker", "load": "30/s for 20 s", "acknowledged": 600, "completed": 600,

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from analysis.stats.capacity import capacity, equal_load_comparison
 from analysis.stats.claim import claim_rows
 from analysis.stats.load import load_run
 from foundation.format import MANIFEST_FILE
 from tests.analysis_fixtures import reference_specs, write_run
+
+pytestmark = pytest.mark.fast
 
 
 def _with_claim(run_dir, throughput_pct: float, p99_pct: float) -> None:

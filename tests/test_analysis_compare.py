@@ -37,6 +37,7 @@ def same(tmp_path_factory):
     return write_run(tmp_path_factory.mktemp("same"), specs, seed=5)
 
 
+@pytest.mark.fast
 def test_faster_design_is_better_with_the_true_delta(different):
     run_dir, truth = different
     comparison = compare_designs(run_dir)
@@ -52,6 +53,7 @@ def test_faster_design_is_better_with_the_true_delta(different):
         assert row.n_a == row.n_b == 12_000
 
 
+@pytest.mark.fast
 def test_median_delta_is_the_distributions_ratio(different):
     run_dir, _ = different
     row = compare_designs(run_dir).row("p50_us")
@@ -59,6 +61,7 @@ def test_median_delta_is_the_distributions_ratio(different):
     assert row.ci_low_pct <= -80 <= row.ci_high_pct
 
 
+@pytest.mark.fast
 def test_same_distribution_shows_no_significant_change(same):
     run_dir, _ = same
     comparison = compare_designs(run_dir)
@@ -68,6 +71,7 @@ def test_same_distribution_shows_no_significant_change(same):
         assert row.ci_low_pct <= 0 <= row.ci_high_pct
 
 
+@pytest.mark.fast
 def test_thin_tail_is_not_judged(tmp_path):
     specs = [steady("inline", Latency(40_000), rate=20, duration=10), steady("queued", Latency(8_000), rate=20,
                                                                              duration=10)]
@@ -76,6 +80,7 @@ def test_thin_tail_is_not_judged(tmp_path):
     assert row.verdict == "~" and row.note == "few samples"
 
 
+@pytest.mark.fast
 def test_fewer_successes_is_worse_throughput(tmp_path):
     specs = [steady("inline", Latency(10_000), rate=200), steady("queued", Latency(10_000), rate=180)]
     run_dir, _ = write_run(tmp_path, specs)
@@ -84,17 +89,20 @@ def test_fewer_successes_is_worse_throughput(tmp_path):
     assert row.verdict == "worse"
 
 
+@pytest.mark.fast
 def test_comparison_is_reproducible(different):
     run_dir, _ = different
     assert compare_designs(run_dir).rows == compare_designs(run_dir).rows
 
 
+@pytest.mark.fast
 def test_run_against_itself_is_unchanged(different):
     run_dir, _ = different
     comparison = compare_runs(run_dir, run_dir)
     assert comparison.rows and all(r.verdict == "~" and r.delta_pct == 0 for r in comparison.rows)
 
 
+@pytest.mark.fast
 def test_slower_run_is_a_regression(tmp_path):
     base, _ = write_run(tmp_path / "a", [steady("queued", Latency(8_000), queue=Queue())], run_id="run-a")
     slow, _ = write_run(tmp_path / "b", [steady("queued", Latency(12_000), queue=Queue())], run_id="run-b", seed=2)
@@ -104,6 +112,7 @@ def test_slower_run_is_a_regression(tmp_path):
     assert comparison.a_label == "run-a" and comparison.b_label == "run-b"
 
 
+@pytest.mark.fast
 def test_runs_with_different_phases_say_what_was_not_compared(tmp_path):
     a, _ = write_run(tmp_path / "a", [steady("inline", Latency(8_000))], run_id="run-a")
     b, _ = write_run(tmp_path / "b", [steady("queued", Latency(8_000), queue=Queue())], run_id="run-b")
@@ -113,6 +122,7 @@ def test_runs_with_different_phases_say_what_was_not_compared(tmp_path):
     assert "nothing to compare" in format_comparison(comparison)
 
 
+@pytest.mark.fast
 def test_one_design_only_says_what_is_missing(tmp_path):
     run_dir, _ = write_run(tmp_path, [steady("queued", Latency(8_000), queue=Queue())])
     comparison = compare_designs(load_run(run_dir))
@@ -120,6 +130,7 @@ def test_one_design_only_says_what_is_missing(tmp_path):
     assert any("no inline cells" in m for m in comparison.missing)
 
 
+@pytest.mark.fast
 def test_terminal_table_states_the_method_and_verdicts(different):
     run_dir, _ = different
     text = format_comparison(compare_designs(run_dir))
@@ -129,6 +140,7 @@ def test_terminal_table_states_the_method_and_verdicts(different):
     assert "\x1b[" in format_comparison(compare_designs(run_dir), color=True)
 
 
+@pytest.mark.fast
 def test_markdown_and_json_carry_every_row(different):
     run_dir, _ = different
     comparison = compare_designs(run_dir)
@@ -138,6 +150,7 @@ def test_markdown_and_json_carry_every_row(different):
     assert comparison.to_frame().shape[0] == 5
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(("low", "high", "higher_is_better", "expected"), [
     (-0.2, -0.1, False, "better"), (0.1, 0.2, False, "worse"), (-0.1, 0.1, False, "~"),
     (0.1, 0.2, True, "better"), (-0.2, -0.1, True, "worse"), (0.0, 0.0, True, "~"),

@@ -12,6 +12,8 @@ from analysis.stats.load import load_run
 from analysis.stats.summary import format_table, merged_figures, phase_table, summarize
 from tests.analysis_fixtures import CellSpec, Queue, write_run
 
+pytestmark = pytest.mark.fast
+
 
 @pytest.fixture
 def run(tmp_path):

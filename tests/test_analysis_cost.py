@@ -31,6 +31,7 @@ def cell(design: str, rep: int = 1, rate: int = 100, duration: int = 10, cpu: Cp
                     queue=queue, cpu=cpu)
 
 
+@pytest.mark.fast
 def test_cost_per_campaign_is_exact_on_known_cpu(tmp_path):
     run_dir, _ = write_run(tmp_path, [cell("inline")])
     cost = cell_cost(load_run(run_dir).cells[0])
@@ -47,6 +48,7 @@ def test_cost_per_campaign_is_exact_on_known_cpu(tmp_path):
     assert cost.wall_s == 10 and cost.samples == 11
 
 
+@pytest.mark.fast
 def test_summary_json_gains_cost_and_keeps_every_other_key(tmp_path):
     run_dir, _ = write_run(tmp_path, [cell("inline"), cell("inline", rep=2, cpu=None)])
     with_cpu, without = (summarize(c) for c in load_run(run_dir).cells)
@@ -59,6 +61,7 @@ def test_summary_json_gains_cost_and_keeps_every_other_key(tmp_path):
     assert CellSummary.from_dict(data).cost == figures(load_run(run_dir).cells[0]).cost
 
 
+@pytest.mark.fast
 def test_queued_design_is_charged_per_completed_campaign_through_its_drain(tmp_path):
     queue = Queue(drain_s=3)
     run_dir, truth = write_run(tmp_path, [cell("queued", queue=queue, cpu=Cpu(web_per_s=0.1, redis_per_s=0.1,
@@ -77,6 +80,7 @@ def test_queued_design_is_charged_per_completed_campaign_through_its_drain(tmp_p
     assert cost.total_cpu_ms_per_campaign == pytest.approx(1000 * 0.8 * 13 / (completed - 40), rel=1e-3)
 
 
+@pytest.mark.fast
 def test_each_second_holds_the_campaigns_served_in_it(tmp_path):
     run_dir, _ = write_run(tmp_path, [cell("queued", queue=Queue(drain_s=3), cpu=Cpu(workers_per_s=0.5))])
     loaded = load_run(run_dir).cells[0]
@@ -86,6 +90,7 @@ def test_each_second_holds_the_campaigns_served_in_it(tmp_path):
     assert series.campaigns[:10] == pytest.approx(np.full(10, 100)) and not series.campaigns[10:].any()
 
 
+@pytest.mark.fast
 def test_repetitions_are_summed_not_averaged(tmp_path):
     run_dir, _ = write_run(tmp_path, [cell("inline", rep=1, rate=100), cell("inline", rep=2, rate=25)])
     (record,) = phase_costs(load_run(run_dir))
@@ -95,6 +100,7 @@ def test_repetitions_are_summed_not_averaged(tmp_path):
     assert record["cpu_ms_per_campaign"]["web"] == pytest.approx(6.4)
 
 
+@pytest.mark.fast
 def test_cpu_nobody_accounts_for_is_flagged(tmp_path):
     run_dir, _ = write_run(tmp_path, [cell("inline", cpu=replace(KNOWN, unseen_per_s=0.2))])
     cost = cell_cost(load_run(run_dir).cells[0])
@@ -104,6 +110,7 @@ def test_cpu_nobody_accounts_for_is_flagged(tmp_path):
     assert "GAP: others" in markdown
 
 
+@pytest.mark.fast
 def test_a_busy_machine_is_reported(tmp_path):
     run_dir, _ = write_run(tmp_path, [cell("inline", cpu=replace(KNOWN, others_per_s=0.3))])
     markdown = render(run_dir).with_suffix(".md").read_text()
@@ -118,6 +125,7 @@ def noisy_pair(tmp_path, b_factor: float, seed: int):
     return write_run(tmp_path, specs, seed=seed)[0]
 
 
+@pytest.mark.fast
 def test_twice_the_cost_is_about_plus_100_percent_and_worse(tmp_path):
     row = compare_designs(noisy_pair(tmp_path, 2.0, seed=3)).row(COST_METRIC, endpoint=COST_SCOPE)
     assert row is not None and row.group == "steady"
@@ -128,16 +136,19 @@ def test_twice_the_cost_is_about_plus_100_percent_and_worse(tmp_path):
     assert row.verdict == "worse" and row.n_a == row.n_b == 6000  # lower is better
 
 
+@pytest.mark.fast
 def test_same_cost_shows_no_significant_change(tmp_path):
     row = compare_designs(noisy_pair(tmp_path, 1.0, seed=4)).row(COST_METRIC, endpoint=COST_SCOPE)
     assert row.verdict == "~" and row.ci_low_pct <= 0 <= row.ci_high_pct
 
 
+@pytest.mark.fast
 def test_cheaper_design_is_better(tmp_path):
     row = compare_designs(noisy_pair(tmp_path, 0.5, seed=5)).row(COST_METRIC, endpoint=COST_SCOPE)
     assert row.delta_pct == pytest.approx(-50, abs=4) and row.verdict == "better"
 
 
+@pytest.mark.fast
 def test_old_folders_without_cpu_csv_load_and_report_without_cost(tmp_path):
     run_dir, _ = write_run(tmp_path, reference_specs(repetitions=1, duration_s=6))
     loaded = load_run(run_dir)
@@ -151,6 +162,7 @@ def test_old_folders_without_cpu_csv_load_and_report_without_cost(tmp_path):
     assert json.loads((run_dir / "comparison.json").read_text())["cost"] == []
 
 
+@pytest.mark.fast
 def test_a_cpu_csv_without_its_columns_is_refused(tmp_path):
     run_dir, _ = write_run(tmp_path, [cell("inline")])
     loaded = load_run(run_dir).cells[0]
@@ -169,6 +181,7 @@ def costed(tmp_path_factory):
     return run_dir, render(run_dir)
 
 
+@pytest.mark.fast
 def test_report_shows_the_cost_table_and_the_stacked_bar(costed):
     run_dir, html_path = costed
     html, markdown = html_path.read_text(), (run_dir / "report.md").read_text()
@@ -200,6 +213,9 @@ def test_cost_bar_loads_in_headless_chromium(costed):
     assert len(page.images) == 6 and page.console_errors == []
     assert all(image["complete"] and image["naturalWidth"] > 0 for image in page.images), page.images
     assert "Cost per campaign" in page.text and "CPU per campaign" in page.text
+    cost_tables = [t for t in page.tables if t.section == "Cost per campaign"]
+    assert [t.last_column for t in cost_tables] == ["machine check"] * 2 * len(page.screenshots)  # steady, steps
+    assert not (unfit := page.unfit_tables()), "\n".join(unfit)
 
 
 def test_offpath_compare_shows_cpu_per_campaign(tmp_path):
@@ -215,10 +231,12 @@ def test_offpath_compare_shows_cpu_per_campaign(tmp_path):
     assert f"| inline steady | {COST_SCOPE} | CPU per campaign |" in result.stdout
 
 
+@pytest.mark.fast
 def test_system_tiers_are_what_is_charged():
     assert COST_SCOPE == " + ".join(SYSTEM_TIERS) and "load" not in SYSTEM_TIERS
 
 
+@pytest.mark.fast
 def test_report_states_what_each_tier_got_and_how_it_was_counted(tmp_path):
     run_dir, _ = write_run(tmp_path, [cell("inline")])
     manifest = json.loads((run_dir / "manifest.json").read_text())

@@ -10,6 +10,8 @@ from analysis.stats.bootstrap import block_weights, stratified_weights, weighted
 from analysis.stats.histogram import Intervals, from_hdr
 from tests.analysis_fixtures import hdr_of
 
+pytestmark = pytest.mark.fast
+
 VALUES = np.concatenate([
     np.arange(1, 3000),  # the exact region (1 µs resolution below 2048)
     np.random.default_rng(7).lognormal(np.log(40_000), 1.5, 20_000).astype(np.int64).clip(1, 3_600_000_000),

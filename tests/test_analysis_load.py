@@ -20,6 +20,8 @@ from analysis.stats.load import (
 )
 from tests.analysis_fixtures import CellSpec, Queue, write_run
 
+pytestmark = pytest.mark.fast
+
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):

@@ -24,6 +24,7 @@ def rendered(tmp_path_factory):
     return run_dir, render(run_dir)
 
 
+@pytest.mark.fast
 def test_render_writes_html_markdown_comparison_and_plots(rendered):
     run_dir, html_path = rendered
     assert html_path == run_dir / "report.html"
@@ -38,6 +39,7 @@ def test_render_writes_html_markdown_comparison_and_plots(rendered):
     assert comparison["capacity"]["designs"]["queued"]["drain_capacity_per_s"] == 80
 
 
+@pytest.mark.fast
 def test_html_is_self_contained(rendered):
     _, html_path = rendered
     html = html_path.read_text()
@@ -46,6 +48,7 @@ def test_html_is_self_contained(rendered):
     assert html.count("src='data:image/png;base64,") == 5
 
 
+@pytest.mark.fast
 def test_sections_come_in_the_story_order(rendered):
     run_dir, html_path = rendered
     for text in (html_path.read_text(), (run_dir / "report.md").read_text()):
@@ -54,6 +57,7 @@ def test_sections_come_in_the_story_order(rendered):
         assert positions == sorted(positions)
 
 
+@pytest.mark.fast
 def test_markdown_fits_a_ci_job_summary(rendered):
     run_dir, _ = rendered
     markdown = (run_dir / "report.md").read_text()
@@ -62,11 +66,13 @@ def test_markdown_fits_a_ci_job_summary(rendered):
     assert "data:image" not in markdown and "(plots/spectrum.png)" in markdown
 
 
+@pytest.mark.fast
 def test_moved_pain_is_in_the_headline(rendered):
     run_dir, _ = rendered
     assert "the queue only moved the pain" in (run_dir / "report.md").read_text().splitlines()[2]
 
 
+@pytest.mark.fast
 def test_report_of_one_design_says_what_is_missing(tmp_path):
     run_dir, _ = write_run(tmp_path, reference_specs(repetitions=1, duration_s=6, designs=("queued",)))
     markdown = render(run_dir).with_suffix(".md").read_text()
@@ -74,6 +80,7 @@ def test_report_of_one_design_says_what_is_missing(tmp_path):
     assert "Capacity not compared (inline did not run)" in markdown
 
 
+@pytest.mark.fast
 def test_incomplete_run_is_refused_unless_partial(tmp_path):
     run_dir, _ = write_run(tmp_path, reference_specs(repetitions=1, duration_s=6, capacity=False), complete=False)
     with pytest.raises(IncompleteRunError):
@@ -91,7 +98,8 @@ def test_report_opens_in_headless_chromium(rendered):
     run_dir, html_path = rendered
     page = check_page(html_path)
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-    (SCREENSHOT_DIR / "report.png").write_bytes(page.screenshot)
+    for width, shot in page.screenshots.items():
+        (SCREENSHOT_DIR / f"report-{width}.png").write_bytes(shot)
     shutil.copy(html_path, SCREENSHOT_DIR / "report.html")
     assert page.screenshot.startswith(b"\x89PNG") and len(page.screenshot) > 50_000
     assert len(page.images) == 5
@@ -99,3 +107,7 @@ def test_report_opens_in_headless_chromium(rendered):
     assert page.console_errors == []
     assert page.title.startswith("offpath — ")
     assert "queued sustains" in page.text and "How it was measured" in page.text
+    # comparison, capacity, its steps (folded), per design and phase: at each width, each with its last column seen
+    assert [(t.width_px, t.last_column) for t in page.tables] == [
+        (width, last) for width in page.screenshots for last in ("n (A / B)", "tested up to", "within SLO", "backlog")]
+    assert not (unfit := page.unfit_tables()), "\n".join(unfit)

@@ -13,6 +13,8 @@ from analysis.stats.summary import backlog_trend, format_table, is_sustainable, 
 from foundation.manifest_format import CellRecord
 from tests.analysis_fixtures import CellSpec, Latency, Queue, write_run
 
+pytestmark = pytest.mark.fast
+
 EQUIVALENCE = HdrHistogram(1, 3_600_000_000, 3)
 
 

@@ -37,11 +37,13 @@ def _ack_path(*args: str, **env: str) -> subprocess.CompletedProcess:
                           env=environ, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.fast
 def test_side_errors_name_the_side_the_place_and_the_kinds():
     errors = SideErrors("queued", "round 2", Counter({"503": 19_237, "ClientOSError": 3}))
     assert str(errors) == "queued had 19,240 errors in round 2 (503 x 19,237, ClientOSError x 3)"
 
 
+@pytest.mark.fast
 def test_no_figure_is_printed_for_a_side_with_errors(capsys):
     assert refused([SideErrors("queued", "round 1", Counter()), SideErrors("queued", "round 2", {"503": 2})])
     assert capsys.readouterr().out == "no figure: queued had 2 errors in round 2 (503 x 2)\n"
@@ -49,6 +51,7 @@ def test_no_figure_is_printed_for_a_side_with_errors(capsys):
     assert capsys.readouterr().out == ""
 
 
+@pytest.mark.fast
 def test_ack_path_prints_no_ratio_when_the_queued_side_shed(capsys):
     """The run of issue #16: the queued service passed its backlog bound in round 1 and answered 503 after."""
     windows = {"queued": [_window(5_000, {"503": 900}), _window(0, {"503": 19_237}), _window(0, {"503": 21_004})],
@@ -60,6 +63,7 @@ def test_ack_path_prints_no_ratio_when_the_queued_side_shed(capsys):
     assert "no figure: queued had 900 errors in round 1 (503 x 900)" in out
 
 
+@pytest.mark.fast
 def test_ack_path_prints_the_ratio_of_clean_rounds(capsys):
     windows = {"queued": [_window(5_000, {}), _window(6_000, {})],
                "persist-only": [_window(5_000, {}), _window(5_000, {})]}
@@ -118,6 +122,7 @@ def test_loadgen_driver_that_ends_inside_its_window_gets_errors_not_a_figure():
     assert window.errors == Counter({"ended during the window (exit code 5)": 1})
 
 
+@pytest.mark.fast
 def test_loadgen_counts_locust_failures_by_error():
     output = textwrap.dedent("""
         Error report
@@ -140,6 +145,7 @@ def _verdict(status: str, errors: list[str] | None = None) -> dict:
                        "measured": "x", "figures": {"delta_pct": 2.0}}]}
 
 
+@pytest.mark.fast
 def test_gate_discrimination_prints_no_false_alarm_figure_over_runs_it_could_not_judge(capsys):
     """0/3 false alarms would count a run the gate never judged as a pass."""
     results = {"unchanged": [_verdict("pass"), _verdict("error", ["Redis did not answer"]), _verdict("pass")],
@@ -151,6 +157,7 @@ def test_gate_discrimination_prints_no_false_alarm_figure_over_runs_it_could_not
     assert "detections: 3/3" in out
 
 
+@pytest.mark.fast
 def test_gate_discrimination_against_reports_per_kind_and_no_figure_for_a_kind_with_an_error(capsys):
     results = {"unchanged": [_verdict("pass"), _verdict("regression")],
                "profile": [_verdict("regression"), _verdict("regression")],
@@ -162,6 +169,7 @@ def test_gate_discrimination_against_reports_per_kind_and_no_figure_for_a_kind_w
     assert "no detections[ack-roundtrip] figure: ack-roundtrip had 1 error in run 2" in out
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("kind", [k for k, patches in gate_discrimination.PATCHES.items() if patches])
 def test_every_injected_regression_still_applies_to_the_services(kind):
     """A patch whose anchor moved would stop the benchmark hours in; the services must still hold each anchor once."""
@@ -173,6 +181,7 @@ def test_every_injected_regression_still_applies_to_the_services(kind):
         assert patched != source
 
 
+@pytest.mark.fast
 def test_gate_discrimination_against_resume_keeps_pairs_of_the_same_base_and_refuses_another(tmp_path, capsys):
     (tmp_path / "verdicts").mkdir()
     judged = _verdict("pass") | {"base": {"sha": "a" * 40}}

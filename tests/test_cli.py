@@ -40,6 +40,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, env, message):
     assert message in lines[0] and "Traceback" not in result.stderr
 
 
+@pytest.mark.fast
 def test_exit_codes_follow_one_policy():
     assert exit_code(ConfigurationError("x")) == exit_code(HarnessError("x")) == EXIT_ERROR == 2
     assert exit_code(CheckFailed("x")) == EXIT_CHECK_FAILED == 1

@@ -28,18 +28,18 @@ INVALID_BODIES = [
 
 
 # Values of the wrong JSON type, set at a field's path: the 422 must name that field. Nothing is
-# coerced: not false to 0, not "3" to 3, not 2.0 to 2, not 7 to "7".
+# coerced: not false to 0, not "3" to 3, not 2.5 to 2, not 7 to "7" (2.0 is an integer: see below).
 WRONG_TYPES = [
     (("follow_ups",), False),
     (("follow_ups",), True),
     (("follow_ups",), "3"),
-    (("follow_ups",), 2.0),
+    (("follow_ups",), 2.5),
     (("follow_ups",), None),
     (("name",), 123),
     (("name",), ["Spring launch"]),
     (("audience", "size"), "1200"),
     (("audience", "size"), True),
-    (("audience", "size"), 1200.0),
+    (("audience", "size"), 1200.5),
     (("audience", "segment"), 7),
     (("audience",), ["trial-users", 1200]),
     (("channels",), "email"),
@@ -231,6 +231,20 @@ def test_same_idempotency_key_and_body_returns_the_same_campaign(service):
     assert first.json()["id"] == second.json()["id"]
     campaign_keys = [k for k in service.data_keys() if k.startswith(b"offpath:campaign:")]
     assert sum(1 for k in campaign_keys if first.json()["id"].encode() in k) == 1
+
+
+def test_an_integral_number_is_the_integer_the_published_schema_says_it_is(service):
+    # OpenAPI 3.1's JSON Schema: 2.0 satisfies {"type": "integer"}; it is the same campaign as 2, repeat included.
+    whole = {**valid_body(name="whole", follow_ups=2.0), "audience": {"segment": "trial-users", "size": 1200.0}}
+    with service.client() as client:
+        first = client.post("/campaigns", content=json.dumps(whole), headers={"Idempotency-Key": "k-whole",
+                                                                             "content-type": "application/json"})
+        second = client.post("/campaigns", json=valid_body(name="whole"), headers={"Idempotency-Key": "k-whole"})
+        campaign = client.get(f"/campaigns/{first.json()['id']}").json()
+    assert first.status_code in (201, 202), first.text
+    assert second.status_code in (200, 202) and second.json()["id"] == first.json()["id"], second.text
+    assert campaign["request"]["follow_ups"] == 2 and campaign["request"]["audience"]["size"] == 1200
+    assert '"follow_ups":2,' in json.dumps(campaign["request"], separators=(",", ":"))
 
 
 def test_same_idempotency_key_with_other_body_is_409_and_writes_nothing(service):

@@ -141,6 +141,7 @@ def test_a_placed_process_that_exits_keeps_the_time_seen_for_it(spawn):
     assert seen > 0 and counter.cpu_s() == seen
 
 
+@pytest.mark.fast
 def test_the_machine_cpu_is_user_nice_system_irq_and_softirq(tmp_path):
     stat = tmp_path / "stat"
     ticks = os.sysconf("SC_CLK_TCK")
@@ -148,6 +149,7 @@ def test_the_machine_cpu_is_user_nice_system_irq_and_softirq(tmp_path):
     assert machine_cpu_s(Path(stat)) == 8.0
 
 
+@pytest.mark.fast
 def test_usage_is_the_difference_of_two_snapshots():
     from offpath.cpu_meter import CpuSnapshot
 

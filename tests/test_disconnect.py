@@ -53,6 +53,7 @@ def assert_every_campaign_accounted_for(result: DisconnectResult) -> None:
     assert (result.pending, result.inconsistent, result.examples) == (0, 0, [])
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("changes", [
     {"service_url": "https://127.0.0.1:8000"},
     {"redis_url": "127.0.0.1:6379"},

@@ -10,6 +10,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from benchmarks import drain_cost
 from benchmarks.figure import NO_FIGURE
 
@@ -48,6 +50,7 @@ def test_refuses_a_figure_when_a_job_failed(profiles):
     assert "floor had" not in out
 
 
+@pytest.mark.fast
 def test_a_side_with_failures_gets_no_figure_even_if_the_other_is_clean(capsys):
     def drain(side: str, errors: dict[str, int], backend: str = "rq") -> drain_cost.Drain:
         return drain_cost.Drain(side, 1, 100, 0.3, 0.08, Counter({"hset": 3600}), Counter(errors), backend)

@@ -20,6 +20,8 @@ from analysis.gate.rules import RulesError, load_rules, parse_rules
 from analysis.stats.load import load_run
 from tests.analysis_fixtures import CellSpec, Latency, Queue, write_run
 
+pytestmark = pytest.mark.fast
+
 INLINE = Latency(90_000, 0.5)
 QUEUED_ACK = Latency(5_000, 0.5)
 COMPLETION = Latency(110_000, 0.5)

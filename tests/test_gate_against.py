@@ -44,6 +44,7 @@ def base(tmp_path_factory):
     return merge_runs(side_runs(tmp_path_factory.mktemp("base"), "base", (11, 12)))
 
 
+@pytest.mark.fast
 def test_merged_runs_are_one_run_of_their_repetitions_in_order(tmp_path):
     runs = side_runs(tmp_path, "base", (1, 2, 3))
     merged = merge_runs(runs)
@@ -56,6 +57,7 @@ def test_merged_runs_are_one_run_of_their_repetitions_in_order(tmp_path):
     assert len({c.id for c in merged.cells}) == len(merged.cells)
 
 
+@pytest.mark.fast
 def test_unchanged_candidate_passes_and_the_verdict_names_both_commits(tmp_path, base):
     candidate = merge_runs(side_runs(tmp_path, "candidate", (21, 22)))
     verdict = judge_against(base, candidate, load_rules(), BASE, CANDIDATE)
@@ -72,6 +74,7 @@ def test_unchanged_candidate_passes_and_the_verdict_names_both_commits(tmp_path,
     assert " base (" in measured and "baseline" not in measured
 
 
+@pytest.mark.fast
 def test_a_slower_candidate_fails_against_the_base_with_the_against_base_limit(tmp_path, base):
     slower = merge_runs(side_runs(tmp_path, "candidate", (21, 22), inline=scaled(INLINE, 1.2)))
     verdict = judge_against(base, slower, load_rules(), BASE, CANDIDATE)
@@ -82,6 +85,7 @@ def test_a_slower_candidate_fails_against_the_base_with_the_against_base_limit(t
     assert outcome.figures["ci_low_pct"] - 2 <= 20 <= outcome.figures["ci_high_pct"] + 2
 
 
+@pytest.mark.fast
 def test_a_shift_between_the_two_limits_fails_against_the_base_and_passes_against_a_stored_baseline(tmp_path, base):
     from analysis.gate.baseline import baseline_from_run
     from analysis.gate.judge import judge
@@ -97,6 +101,7 @@ COST_RULE = ('[[rules]]\nname = "queued worker CPU"\nkind = "cost"\ndesign = "qu
              'max_regression_pct_against_base = 10\n')
 
 
+@pytest.mark.fast
 def test_workers_spending_a_fifth_more_cpu_per_campaign_fail_the_cost_rule(tmp_path, base):
     costlier = merge_runs(side_runs(tmp_path, "candidate", (21, 22), worker_cpu_per_s=0.36))
     outcome = judge_against(base, costlier, rules_of(COST_RULE), BASE, CANDIDATE).outcomes[0]
@@ -104,12 +109,14 @@ def test_workers_spending_a_fifth_more_cpu_per_campaign_fail_the_cost_rule(tmp_p
     assert outcome.figures["ci_low_pct"] - 3 <= 20 <= outcome.figures["ci_high_pct"] + 3
 
 
+@pytest.mark.fast
 def test_the_same_cpu_per_campaign_passes_the_cost_rule(tmp_path, base):
     same = merge_runs(side_runs(tmp_path, "candidate", (21, 22)))
     outcome = judge_against(base, same, rules_of(COST_RULE), BASE, CANDIDATE).outcomes[0]
     assert outcome.status == "pass" and abs(outcome.figures["delta_pct"]) < 5, outcome.measured
 
 
+@pytest.mark.fast
 def test_a_cost_rule_is_skipped_against_a_stored_baseline_which_keeps_no_cpu(base):
     from analysis.gate.baseline import baseline_from_run
     from analysis.gate.judge import judge
@@ -118,12 +125,14 @@ def test_a_cost_rule_is_skipped_against_a_stored_baseline_which_keeps_no_cpu(bas
     assert outcome.status == "skipped" and "--against" in outcome.measured
 
 
+@pytest.mark.fast
 def test_a_faster_candidate_passes(tmp_path, base):
     faster = merge_runs(side_runs(tmp_path, "candidate", (23, 24), inline=scaled(INLINE, 0.7),
                                   completion=scaled(COMPLETION, 0.7)))
     assert judge_against(base, faster, load_rules(), BASE, CANDIDATE).status == "pass"
 
 
+@pytest.mark.fast
 def test_a_base_that_answered_errors_is_a_harness_error_naming_it(tmp_path):
     failing_base = merge_runs(side_runs(tmp_path, "base", (31, 32), errors_per_s={422: 5}))
     candidate = merge_runs(side_runs(tmp_path, "candidate", (33, 34)))
@@ -132,12 +141,14 @@ def test_a_base_that_answered_errors_is_a_harness_error_naming_it(tmp_path):
     assert BASE.short in verdict.errors[0] and "no reference" in verdict.errors[0]
 
 
+@pytest.mark.fast
 def test_an_incomplete_side_is_named_in_the_harness_error(tmp_path):
     run_dir, _ = write_run(tmp_path, gate_specs(repetitions=1), run_id="base-1", complete=False)
     with pytest.raises(ResultsFolderError, match=f"base {BASE.short}.*incomplete"):
         load_side("base", [run_dir], BASE)
 
 
+@pytest.mark.fast
 def test_regression_rules_take_their_against_base_limit_only_against_a_base():
     rules = rules_of('[[rules]]\nname = "P50"\nkind = "regression"\ndesign = "inline"\nmax_regression_pct = 15\n'
                      'max_regression_pct_against_base = 4\n')
@@ -146,6 +157,7 @@ def test_regression_rules_take_their_against_base_limit_only_against_a_base():
     assert against.limit == 4 and against.limit_text() == "≤ +4% vs base"
 
 
+@pytest.mark.fast
 def test_a_rule_without_an_against_base_limit_keeps_its_limit():
     rules = rules_of('[[rules]]\nname = "P50"\nkind = "regression"\ndesign = "inline"\nmax_regression_pct = 15\n')
     assert rules.against_base().rules[0].limit == 15

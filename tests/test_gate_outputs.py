@@ -15,6 +15,8 @@ from offpath.experiment import ExperimentError, load_experiment
 from tests.analysis_fixtures import write_run
 from tests.test_gate import COMPLETION, INLINE, gate_specs, scaled
 
+pytestmark = pytest.mark.fast
+
 RULES = len(load_rules().rules)
 
 

@@ -29,6 +29,8 @@ from analysis.stats.summary import cell_summary
 from foundation.format import COMPLETION, COMPLETION_FILE, CREATE, MANIFEST_FILE, OUTCOME, Slo
 from tests.analysis_fixtures import CellSpec, Latency, Queue, capacity_specs, write_run
 
+pytestmark = pytest.mark.fast
+
 EQUIVALENCE = HdrHistogram(1, 3_600_000_000, 3)
 INLINE = Latency(40_000, 0.6)  # end-to-end: P99 = 40 ms x e^(2.326 x 0.6) = 161 ms
 QUEUED_ACK = Latency(8_000, 0.5)

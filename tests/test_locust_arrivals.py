@@ -9,6 +9,8 @@ import pytest
 
 from loadtests.arrivals import Shard, intended_times, parse_shape
 
+pytestmark = pytest.mark.fast
+
 WHOLE = Shard()
 
 

@@ -15,6 +15,8 @@ from loadtests.payloads import PayloadFactory
 from loadtests.recorder import LOG_KEY, SEND_LAG_KEY, THINK_KEY, Recorder, endpoint_key
 from services.campaign.schema import CampaignRequest
 
+pytestmark = pytest.mark.fast
+
 EPOCH = 1_800_000_000.0
 
 

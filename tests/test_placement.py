@@ -184,6 +184,7 @@ def test_groups_left_by_a_harness_that_is_gone_are_swept_and_a_live_ones_kept():
 
 # --- what is refused, and what the error says ------------------------------------------------------------------
 
+@pytest.mark.fast
 def test_a_budget_larger_than_the_cpus_is_refused_naming_key_value_and_limit():
     with pytest.raises(ConfigurationError) as caught:
         Placements.from_table({"workers": {"cpus": [0, 1], "cpu_budget": 5}}, available=[0, 1])
@@ -192,17 +193,20 @@ def test_a_budget_larger_than_the_cpus_is_refused_naming_key_value_and_limit():
     assert "at most 2" in message and "[0, 1]" in message
 
 
+@pytest.mark.fast
 def test_a_budget_on_the_shared_cpus_is_limited_to_them():
     with pytest.raises(ConfigurationError, match=r"at most 1, .*\(\[0\]\); give the tier `cpus = \[...\]`"):
         Placements.from_table({"workers": {"cpu_budget": 1.5}}, available=[0, 1])
 
 
+@pytest.mark.fast
 def test_an_unknown_cpu_is_refused_naming_the_cpus_available():
     with pytest.raises(ConfigurationError, match=r"'layout.placement.web.cpus' is \[0, 7\], but CPU 7 is not "
                                                  r"available to offpath here; allowed: CPU ids from \[0, 1\]"):
         Placements.from_table({"web": {"cpus": [0, 7]}}, available=[0, 1])
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("table, named", [
     ({"db": {"cpus": [0]}}, "'layout.placement.db' is not a tier; allowed: web, redis, workers, load"),
     ({"web": {"cores": [0]}}, "'layout.placement.web.cores' is not known; allowed: cpus, cpu_budget"),
@@ -222,6 +226,7 @@ def test_a_bad_placement_names_the_key_the_value_and_what_is_allowed(table, name
     assert named in str(caught.value)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("cpu_root", ["missing", "plain directory"])
 def test_a_budget_without_a_writable_cpu_controller_says_what_to_do_instead(tmp_path, cpu_root):
     root = tmp_path / "nowhere" if cpu_root == "missing" else tmp_path
@@ -273,6 +278,7 @@ def test_without_any_cgroup_cpu_sets_still_apply_and_accounting_says_why_not(spa
 
 # --- the layout's default and the machine's hierarchies --------------------------------------------------------
 
+@pytest.mark.fast
 def test_the_shared_layout_is_todays_split():
     two = Placements.shared([0, 1])
     assert [two[t].cpus for t in ("web", "redis", "workers", "load")] == [(0,), (0,), (0,), (1,)]
@@ -284,6 +290,7 @@ def test_the_shared_layout_is_todays_split():
     assert declared["load"] == Placements.shared([0, 1, 2])["load"]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("mounts, expected", [
     ("cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0\ncgroup /sys/fs/cgroup/cpuacct cgroup rw,cpuacct 0 0",
      ("/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpuacct", 1)),

@@ -154,6 +154,7 @@ def test_202_and_gets_of_unfinished_campaigns_carry_a_sane_retry_after(idle):
     assert "retry-after" not in final.headers
 
 
+@pytest.mark.fast
 def test_retry_after_follows_the_work_ahead_then_backs_off_with_the_wait_so_far():
     profile = ProfileSpec().load()  # ~60 ms of work at the medians
     assert retry_after_s(profile, Status.accepted, accepted_at=100.0, now=100.0) == 1
@@ -259,6 +260,7 @@ def scripted(answers: list[FakeResponse]):
     return request, sent
 
 
+@pytest.mark.fast
 def test_the_client_honours_retry_after_and_holds_its_gets():
     accepted = FakeResponse(202, {"id": "c1", "status": "accepted"}, {"Location": "/campaigns/c1", "Retry-After": "3"})
     running = FakeResponse(200, {"status": "generating"}, {"Retry-After": "2"})
@@ -284,6 +286,7 @@ def test_the_client_honours_retry_after_and_holds_its_gets():
     assert [p for _, _, p in sent] == [None, 1.0, 1.0, 1.0]
 
 
+@pytest.mark.fast
 def test_a_held_get_answered_early_without_the_outcome_is_not_asked_again_at_once():
     # A server that does not hold: the client must not turn into a busy loop.
     accepted = FakeResponse(202, {"id": "c1", "status": "accepted"}, {"Location": "/campaigns/c1"})
@@ -340,6 +343,7 @@ BASE = {"name": "x", "slo": {"p99_ms": 500, "error_rate": 0.01},
         "phases": [{"name": "steady", "rate_per_s": 10, "duration_s": 5}]}
 
 
+@pytest.mark.fast
 def test_the_polling_mode_is_declared_in_the_layout_and_validated():
     assert parse_experiment(BASE, "x.toml").layout.poll == "interval"
     assert parse_experiment({**BASE, "layout": {"poll": "wait"}}, "x.toml").layout.poll == "wait"
@@ -351,6 +355,7 @@ def test_the_polling_mode_is_declared_in_the_layout_and_validated():
         parse_experiment({**BASE, "layout": {"poll": "wait", "concurrency": 4}}, "x.toml")
 
 
+@pytest.mark.fast
 def test_the_completion_slo_defaults_to_the_request_slo():
     assert parse_experiment(BASE, "x.toml").slo.completion_p99_ms == 500
     declared = parse_experiment({**BASE, "slo": {**BASE["slo"], "completion_p99_ms": 2000}}, "x.toml")
@@ -360,6 +365,7 @@ def test_the_completion_slo_defaults_to_the_request_slo():
         parse_experiment({**BASE, "slo": {**BASE["slo"], "completion_p99_ms": -1}}, "x.toml")
 
 
+@pytest.mark.fast
 def test_locust_argv_defaults_to_interval_polling(tmp_path):
     from offpath.experiment import Phase
 

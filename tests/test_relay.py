@@ -78,6 +78,7 @@ def test_a_url_that_is_not_the_relays_target_is_refused(relay, url):
         relay.url(url)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("host,port", [("", 6379), ("127.0.0.1", 0), ("127.0.0.1", 70000), ("127.0.0.1", "6379")])
 def test_a_target_that_is_not_an_address_is_refused(host, port):
     with pytest.raises(ConfigurationError):

@@ -31,6 +31,7 @@ def test_embedded_redis_and_services_bind_to_loopback(launch, profiles, redis_se
         assert running.redis().config_get("protected-mode")["protected-mode"] == "yes"
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8000", "http://localhost:1", "http://[::1]:8080", "http://127.0.0.5"])
 def test_loopback_targets_are_allowed(url):
     assert is_loopback_url(url)
@@ -39,6 +40,7 @@ def test_loopback_targets_are_allowed(url):
 
 # Non-loopback targets that reach nothing even if the guard broke: documentation ranges (RFC 5737, RFC 3849) and
 # a name that never resolves (RFC 6761).
+@pytest.mark.fast
 @pytest.mark.parametrize("url", ["http://192.0.2.1:8000", "http://[2001:db8::1]:80", "http://remote.invalid",
                                  "http://0.0.0.0:80"])
 def test_remote_targets_are_refused_unless_allowed(url):

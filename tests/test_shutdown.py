@@ -55,6 +55,7 @@ class _LosesTheFirstCancellation:
         raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
 
+@pytest.mark.fast
 def test_the_backlog_gauge_stops_even_when_its_cancellation_is_lost():
     async def scenario() -> None:
         client = _LosesTheFirstCancellation()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from analysis.reports.map_plots import map_plots
 from analysis.reports.render import render
 from analysis.stats.decision_map import (
     INLINE,
@@ -86,6 +87,7 @@ def crossing_sweep(tmp_path_factory) -> Path:
     ])
 
 
+@pytest.mark.fast
 def test_capacity_ratios_and_their_intervals_follow_the_search(crossing_sweep):
     dmap = decision_map(load_run(crossing_sweep))
     low, even, high = dmap.points
@@ -102,6 +104,7 @@ def test_capacity_ratios_and_their_intervals_follow_the_search(crossing_sweep):
     assert high.side(MEASURE["drain_capacity"]) == QUEUE
 
 
+@pytest.mark.fast
 def test_p99_and_cpu_ratios_come_with_the_comparison_intervals(crossing_sweep):
     dmap = decision_map(load_run(crossing_sweep))
     low, _, high = dmap.points
@@ -113,6 +116,7 @@ def test_p99_and_cpu_ratios_come_with_the_comparison_intervals(crossing_sweep):
     assert cpu.low is not None and cpu.low > 1 and low.side(MEASURE["cpu"]) == INLINE
 
 
+@pytest.mark.fast
 def test_a_crossover_is_claimed_only_between_resolved_points(crossing_sweep):
     dmap = decision_map(load_run(crossing_sweep))
     capacity = [c for c in dmap.crossovers if c.measure == "ack_capacity"]
@@ -129,6 +133,7 @@ def _points(sides: list[tuple[float, Ratio]]) -> list[PointRatios]:
     return [PointRatios(f"{n:02d}", {"x_scale": x}, "complete", {"p99": r}) for n, (x, r) in enumerate(sides)]
 
 
+@pytest.mark.fast
 def test_sentences_say_not_resolved_rather_than_guess():
     p99 = MEASURE["p99"]
     unresolved = _points([(1, Ratio(0.9, 0.7, 1.1)), (2, Ratio(0.8, 0.6, 1.05)), (4, Ratio(0.5, 0.3, 0.8))])
@@ -146,6 +151,7 @@ def test_sentences_say_not_resolved_rather_than_guess():
     assert "wins over the whole range (x scale ×1 … ×2)" in crossover_sentence(p99, "x_scale", everywhere, [])
 
 
+@pytest.mark.fast
 def test_the_sweep_report_shows_a_map_per_ratio_and_each_points_report(crossing_sweep):
     html = render(crossing_sweep)
     text = (crossing_sweep / "report.md").read_text()
@@ -164,6 +170,7 @@ def test_the_sweep_report_shows_a_map_per_ratio_and_each_points_report(crossing_
                    for v in r.values())
 
 
+@pytest.mark.fast
 def test_an_incomplete_sweep_maps_what_it_measured(tmp_path):
     run_dir = write_sweep(tmp_path, [(0.5, point_specs(160, 40, 60_000)), (4.0, point_specs(40, 160, 400_000))],
                           complete=False)
@@ -190,13 +197,16 @@ def test_the_sweep_notebook_redraws_the_map_from_a_run_folder(crossing_sweep, mo
     assert sum("image/png" in o.get("data", {}) for o in outputs) == len(MEASURES)
 
 
+@pytest.mark.fast
 def test_two_parameters_draw_heat_maps_and_a_sentence_per_value_of_the_second(tmp_path):
     grid = [({"provider_wait_scale": x, "concurrency": c}, point_specs(*holds, queued_completion_us=100_000))
             for c, row in ((4, ((160, 40), (40, 160))), (16, ((160, 40), (160, 40))))
             for x, holds in zip((0.5, 4.0), row, strict=True)]
     run_dir = write_sweep(tmp_path, grid)
-    render(run_dir)
-    dmap = json.loads((run_dir / "decision_map.json").read_text())
+    # The map alone: drawing each point's report is test_the_sweep_report_shows_a_map_per_ratio_and_each_points_report's.
+    found = decision_map(load_run(run_dir))
+    map_plots(found, run_dir / "plots")
+    dmap = found.to_dict()
     crossings = [c for c in dmap["crossovers"] if c["measure"] == "ack_capacity"]
     assert crossings == [{"measure": "ack_capacity", "between": [0.5, 4.0], "queue": "starts to win",
                           "at": {"concurrency": 4.0}}]

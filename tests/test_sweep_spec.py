@@ -46,6 +46,7 @@ def _experiment(tmp_path: Path, sweep: str, layout: str = "") -> Path:
     return path
 
 
+@pytest.mark.fast
 def test_one_parameter_makes_a_point_per_value_each_a_plain_experiment(tmp_path):
     experiment = load_experiment(str(_experiment(tmp_path, "[sweep]\nprovider_wait_scale = [0.25, 1, 4]")))
     points = experiment.sweep.points()
@@ -61,6 +62,7 @@ def test_one_parameter_makes_a_point_per_value_each_a_plain_experiment(tmp_path)
     assert "sweep" not in at.resolved()
 
 
+@pytest.mark.fast
 def test_two_parameters_make_the_grid_first_varying_slowest(tmp_path):
     experiment = load_experiment(str(_experiment(tmp_path, "[sweep]\nconcurrency = [4, 8]\nrate_per_s = [10, 30]")))
     points = experiment.sweep.points()
@@ -71,6 +73,7 @@ def test_two_parameters_make_the_grid_first_varying_slowest(tmp_path):
     assert [p.rate_per_s for p in at.phases] == [30.0]
 
 
+@pytest.mark.fast
 def test_cpu_work_and_workers_are_set_per_point(tmp_path):
     experiment = load_experiment(str(_experiment(tmp_path, "[sweep]\ncpu_work_scale = [0.5, 2]\nworkers = [2, 6]")))
     at = experiment.at(experiment.sweep.points()[1])
@@ -79,6 +82,7 @@ def test_cpu_work_and_workers_are_set_per_point(tmp_path):
     assert at.profile.load().generation.wait_median_ms == load_profile("default").generation.wait_median_ms
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(("sweep", "layout", "says"), [
     ("[sweep]", "", "allowed: one or two of provider_wait_scale, cpu_work_scale, concurrency, workers, rate_per_s, "
                     "backend (this sweep varies 0)"),
@@ -100,6 +104,7 @@ def test_bad_sweep_specs_name_the_key_and_what_is_allowed(tmp_path, sweep, layou
     assert says in str(error.value) and str(tmp_path) in str(error.value)
 
 
+@pytest.mark.fast
 def test_an_offered_rate_sweep_needs_an_open_model_steady_phase():
     data = {"name": "x", "slo": {"p99_ms": 100, "error_rate": 0.01},
             "capacity": {"start_per_s": 1, "step_per_s": 1, "max_per_s": 3, "step_duration_s": 1},
@@ -110,6 +115,7 @@ def test_an_offered_rate_sweep_needs_an_open_model_steady_phase():
         parse_experiment(data | {"sweep": 3}, "x.toml")
 
 
+@pytest.mark.fast
 def test_a_capacity_search_steps_by_a_rate_or_by_a_factor_not_both(tmp_path):
     text = BASE.format(sweep="", layout="").replace("step_factor = 2", "step_factor = 2\nstep_per_s = 5")
     (tmp_path / "both.toml").write_text(text)
@@ -122,6 +128,7 @@ def test_a_capacity_search_steps_by_a_rate_or_by_a_factor_not_both(tmp_path):
     assert geometric.capacity.rates() == [10, 20, 40, 80]
 
 
+@pytest.mark.fast
 def test_the_shipped_crossover_sweep_is_sized_to_finish_within_30_minutes():
     crossover = load_experiment("crossover")
     scales = crossover.sweep.as_dict()["provider_wait_scale"]

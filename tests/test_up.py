@@ -96,6 +96,7 @@ def _completed(client: httpx.Client, location: str, timeout_s: float) -> dict:
     raise AssertionError(f"campaign not final within {timeout_s:g} s: {state}")
 
 
+@pytest.mark.fast
 def test_restart_pause_doubles_to_its_cap_and_resets_after_a_stable_run():
     policy = Restart(first_delay_s=0.5, max_delay_s=4.0, stable_after_s=30.0)
     pauses, previous = [], None

@@ -89,16 +89,17 @@ def fault_measures(row: dict[str, Any]) -> str:
     return "; ".join(said)
 
 
-def fault_name(row: dict[str, Any]) -> str:
-    """The fault, and where it ran when that is not offpath's queued design on its own queue."""
-    where = [part for part in (row.get("design") if row.get("design") != "queued" else None, row.get("backend"))
-             if part]
+def fault_name(row: dict[str, Any], with_design: bool) -> str:
+    """The fault, and where it ran: its design when the run has faults on several, its queue backend when it names
+    one."""
+    where = [part for part in (row.get("design") if with_design else None, row.get("backend")) if part]
     return str(row["fault"]) + (f" ({', '.join(where)})" if where else "")
 
 
 def fault_rows(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    several = len({r.get("design") for r in rows}) > 1
     # A design audited through HTTP alone cannot show a side effect run twice or a job left in a broker: "not seen".
-    return [dict(zip(COLUMNS, (fault_name(r), str(r["load"]), str(r["acknowledged"]), str(r["completed"]),
+    return [dict(zip(COLUMNS, (fault_name(r, several), str(r["load"]), str(r["acknowledged"]), str(r["completed"]),
                                str(r["failed"]), str(r["lost"]), str(r.get("duplicated", "not seen")), str(r["pending"]),
                                str(r.get("stuck", "not seen")), recovery(r), fault_measures(r)), strict=True))
             for r in rows]

@@ -17,7 +17,7 @@ CSS = """
 * { box-sizing: border-box; }
 body { font-family: "DejaVu Sans", "Liberation Sans", Helvetica, Arial, sans-serif; color: var(--ink);
        background: var(--bg); margin: 0; line-height: 1.45; }
-main { max-width: 1100px; margin: 0 auto; padding: 28px 32px 60px; }
+main { max-width: 1280px; margin: 0 auto; padding: 28px 32px 60px; }
 h1 { font-size: 1.35rem; margin: 0 0 4px; font-weight: 600; }
 h2 { font-size: 1.1rem; margin: 34px 0 10px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
 .sub { color: var(--muted); font-size: 0.85rem; }
@@ -26,8 +26,11 @@ h2 { font-size: 1.1rem; margin: 34px 0 10px; padding-bottom: 4px; border-bottom:
 .note { background: #fff8e1; border: 1px solid #f0d98a; padding: 8px 12px; margin: 6px 0; font-size: 0.9rem; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; font-size: 0.85rem; margin: 6px 0 10px; }
-th, td { padding: 5px 8px; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
-th { background: #f4f6f9; font-weight: 600; }
+th, td { padding: 5px 8px; border-bottom: 1px solid var(--line); text-align: right; }
+td { white-space: nowrap; }
+td.wrap { white-space: normal; }
+@media (max-width: 900px) { td.wrap { min-width: 10em; } }
+th { background: #f4f6f9; font-weight: 600; vertical-align: bottom; }
 th:first-child, td:first-child, td.left, th.left { text-align: left; }
 td.better { color: var(--better); font-weight: 600; }
 td.worse { color: var(--worse); font-weight: 600; }
@@ -42,7 +45,11 @@ dd { margin: 0; }
 """
 
 
-TEXT_COLUMNS = {"phase", "design", "metric", "verdict", "endpoint", "backlog", "within SLO", "machine check", "bound by"}
+# Columns of words, left-aligned and free to break lines: a desktop window shows a table whole by wrapping them (and
+# the headers) rather than cutting its last columns off; a narrow one scrolls the table in its box (.scroll), the
+# wrapped cells kept wide enough to read (the media query) instead of stacked a word a line.
+TEXT_COLUMNS = {"phase", "design", "metric", "verdict", "endpoint", "backlog", "within SLO", "machine check", "bound by",
+                "time to recover", "measured"}
 
 
 def page_top(title: str, heading: str, run_id: str, record: RunRecord) -> str:
@@ -62,10 +69,13 @@ def page_top(title: str, heading: str, run_id: str, record: RunRecord) -> str:
 status {escape(str(record.status))}</div>"""
 
 
-def table(rows: list[dict[str, str]], classes: list[dict[str, str]] | None = None) -> str:
+def table(rows: list[dict[str, str]], classes: list[dict[str, str]] | None = None,
+          wrap: frozenset[str] = frozenset()) -> str:
+    """Rows of display strings as a table in a box that scrolls sideways; the columns in `wrap` (numbers with words,
+    right-aligned) may break lines like the text columns."""
     if not rows:
         return "<p class='sub'>none</p>"
-    align = {h: "left" if h in TEXT_COLUMNS else "" for h in rows[0]}
+    align = {h: "left wrap" if h in TEXT_COLUMNS else "wrap" if h in wrap else "" for h in rows[0]}
     head = "".join(f"<th class='{align[h]}'>{escape(h)}</th>" for h in rows[0])
     body = []
     for number, row in enumerate(rows):

@@ -88,7 +88,9 @@ def to_html(run: Run, dmap: DecisionMap, plots: list[Plot], linked: set[str]) ->
     note_html = "".join(f"<div class='note'>{escape(n)}</div>" for n in notes(run, dmap))
     rows = point_rows(dmap, linked)
     links = {row["point"]: row.pop("report") for row in rows}
-    body = table(rows)
+    for row in rows:  # a ratio's cell breaks only before the side it resolves to, never inside its interval
+        row |= {m.title: row[m.title].replace(" ", "\u00a0").replace("\u00a0—\u00a0", " — ") for m in MEASURES}
+    body = table(rows, wrap=frozenset(m.title for m in MEASURES))
     for point, href in links.items():
         if href != "-":
             body = body.replace(f">{escape(point)}</td>", f"><a href='{escape(href)}'>{escape(point)}</a></td>", 1)

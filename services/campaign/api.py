@@ -23,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.campaign.concurrency import ConcurrencyLimit
+from services.campaign.openapi import publish_integer_bounds
 from services.campaign.outcome import FINAL, MAX_RETRY_AFTER_S, MAX_WAIT_S, OutcomeWatch, retry_after_s
 from services.campaign.profile import Profile
 from services.campaign.schema import Campaign, ErrorBody, InvalidRequest
@@ -253,4 +254,5 @@ def campaign_app(
     app.add_exception_handler(RedisTimeoutError, _redis_unavailable)
     app.add_exception_handler(RedisResponseError, _redis_refused)
     app.add_exception_handler(IdempotencyConflict, _idempotency_conflict)
+    publish_integer_bounds(app)
     return app

@@ -7,7 +7,7 @@ import json
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, field_validator
 
 
 class Channel(StrEnum):
@@ -30,26 +30,37 @@ class Status(StrEnum):
 ChannelName = Annotated[Channel, Strict(False)]
 
 
+def _whole(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# The published schema is JSON Schema 2020-12 (OpenAPI 3.1), where an integer is any number with a zero fractional
+# part: 5.0 is one (and a client that computes its bodies in floats sends it), 5.5, true and "5" are not. Strict
+# pydantic takes only the first spelling; an integral float is read as the integer it is, the rest stays refused.
+WholeNumber = Annotated[int, BeforeValidator(_whole)]
+
+
 class Audience(BaseModel):
     # Strict, like CampaignRequest: a value of the wrong JSON type is refused, never coerced.
     model_config = ConfigDict(extra="forbid", strict=True)
 
     segment: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9_-]*$",
                          description="Audience segment slug, e.g. 'trial-users'.")
-    size: int = Field(ge=1, le=1_000_000, description="Number of recipients in the segment.")
+    size: WholeNumber = Field(ge=1, le=1_000_000, description="Number of recipients in the segment.")
 
 
 class CampaignRequest(BaseModel):
     """The body of POST /campaigns, shared by both services and by the load generator."""
 
-    # Strict: the body must match its OpenAPI schema as sent. Lax pydantic would take false as 0,
-    # "3" as 3 and 2.0 as 2, accepting bodies the published schema calls invalid.
+    # Strict: the body must match its OpenAPI schema as sent. Lax pydantic would take false as 0 and "3" as 3,
+    # accepting bodies the published schema calls invalid (2.0 is an integer there: WholeNumber).
     model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=200)
     audience: Audience
-    channels: list[ChannelName] = Field(min_length=1, max_length=3)
-    follow_ups: int = Field(ge=0, le=5, description="Follow-up messages to schedule after the first send.")
+    # Published unique (a list keeps the order the client chose), so that a body the schema allows is one we accept.
+    channels: list[ChannelName] = Field(min_length=1, max_length=3, json_schema_extra={"uniqueItems": True})
+    follow_ups: WholeNumber = Field(ge=0, le=5, description="Follow-up messages to schedule after the first send.")
     locale: str = Field(default="en", pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
     subject_hint: str | None = Field(default=None, max_length=500)
 
