@@ -144,6 +144,7 @@ def run_fault(chaos: Chaos, fault: Fault, run_dir: Path, placer: Placer, backend
     workers_url = relay.url(server.url) if relay is not None else server.url
     conditions = Conditions(redis_url=server.url, profile=str(profile), workers=chaos.workers,
                             worker_redis_url=workers_url if relay is not None else None)
+    served = None
     try:
         with Supervisor(log_dir=cell_dir / LOGS_DIR, placer=placer) as supervisor:
             served = serve(supervisor, design, conditions)
@@ -199,6 +200,8 @@ def run_fault(chaos: Chaos, fault: Fault, run_dir: Path, placer: Placer, backend
     finally:
         if relay is not None:
             relay.close()
+        if served is not None and served.queue is not None:
+            served.queue.close()
         server.stop()
 
 

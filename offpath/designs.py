@@ -116,6 +116,9 @@ class Declaration(ConfigModel):
     summary: str = ""
     url: str | None = Field(None, description="the base URL of a deployment already running, e.g. "
                                               "'http://127.0.0.1:8000'")
+    # A deployment already running: how to tell it answers (a path on it, or a URL); without one, its port accepting
+    # connections. A started tier says its own (web.ready, workers.ready).
+    ready: Ready | None = None
     python: str | None = None
     params: dict[str, str] = {}
     web: Tier | None = None
@@ -132,6 +135,8 @@ class Declaration(ConfigModel):
             raise ValueError("allowed: a [web] tier to start, or the url of a deployment already running")
         if self.url is not None and (self.web is not None or self.workers is not None):
             raise ValueError("allowed: a url (a deployment already running) or tiers to start, not both")
+        if self.ready is not None and self.url is None:
+            raise ValueError("allowed: `ready` beside a url; a tier to start says how it is ready (web.ready)")
         if self.contract is None and (self.request is None or self.outcome is None):
             raise ValueError("allowed: a contract file, or both a [request] and an [outcome] table")
         if self.contract is not None and (self.request is not None or self.outcome is not None):

@@ -220,7 +220,6 @@ class QueueProbe:
 
     def __exit__(self, *exc: object) -> None:
         if self._thread.ident is None:  # __enter__ failed (the queue did not answer): nothing was measured
-            self.adapter.close()
             return
         self._stop.set()
         self._thread.join(timeout=10)
@@ -231,8 +230,7 @@ class QueueProbe:
             self._sample(stopped_at, self.census)
         except Exception as exc:  # noqa: BLE001 - a queue that does not answer is data for that second
             self.errors.append(f"final: {exc}")
-        self._csv_file.close()
-        self.adapter.close()
+        self._csv_file.close()  # the adapter is its owner's (the design being served), not the probe's
 
     def _take_census(self, stopped_at: float) -> None:
         assert self.census_url is not None

@@ -236,6 +236,8 @@ class Runner:
             self.say(f"run {self.run_dir.name}: {points}{self._cells_total} cells, experiment "
                      f"{self.experiment.name!r}, profile {profile.name!r}; planned {planned} (phases and overheads, "
                      "then capacity searches that stop between their first and last step)")
+            first = self.experiment.at(self.experiment.sweep.points()[0]) if self.experiment.sweep else self.experiment
+            self._check_contracts(first)
             if self.experiment.sweep is None:
                 self._run_stage(Stage(self.experiment, self.run_dir))
                 return
@@ -245,6 +247,22 @@ class Runner:
                     self._cells_done += len(record.cells)
                     continue
                 self._run_point(point)
+
+    def _check_contracts(self, experiment: Experiment) -> None:
+        """Each design after the first served once and sent one request before anything is measured (the first is
+        checked as its first block starts, a moment later): a design whose service does not keep its contract stops
+        the run within seconds, not after the designs before it have been measured."""
+        assert self._redis is not None
+        layout = experiment.layout
+        for design in experiment.declared[1:]:
+            log_dir = self.run_dir / "logs" / f"{design.name}.contract-check"
+            with Supervisor(log_dir=log_dir, env={"OFFPATH_LOG_LEVEL": "WARNING"}, placer=self._placer) as supervisor:
+                served = serve(supervisor, design, Conditions(
+                    redis_url=self._fresh_db(self._redis), profile=str(experiment.profile),
+                    processes=layout.service_processes, concurrency=layout.concurrency, workers=layout.workers))
+                check_contract(design.name, served.url, driven(design, census=False), experiment.payload_seed)
+                if served.queue is not None:
+                    served.queue.close()
 
     def _sweep_points(self) -> tuple[PointRecord, ...]:
         """A sweep's every point, pending until it runs (none for a plain experiment)."""
@@ -293,10 +311,14 @@ class Runner:
                 if self._placer is not None else None
             self.manifest.add_block(stage.point, block.label, [ProcessFacts.from_dict(p) for p in supervisor.layout()],
                                     granted)
-            for phase in block.phases:
-                self._run_cell(stage, supervisor, block, phase, url, redis_url, kind=phase.kind)
-            if block.capacity:
-                self._capacity_search(stage, supervisor, block, url, redis_url)
+            try:
+                for phase in block.phases:
+                    self._run_cell(stage, supervisor, block, phase, url, redis_url, kind=phase.kind)
+                if block.capacity:
+                    self._capacity_search(stage, supervisor, block, url, redis_url)
+            finally:
+                if served.queue is not None:
+                    served.queue.close()
 
     def _capacity_search(self, stage: Stage, supervisor: Supervisor, block: Block, url: str, redis_url: str) -> None:
         search, slo = stage.experiment.capacity, stage.experiment.slo

@@ -121,8 +121,7 @@ def serve(supervisor: Supervisor, design: Design, conditions: Conditions) -> Ser
     if declaration.url is not None:
         url = declaration.url.rstrip("/")
         values.update(port=str(urllib.parse.urlsplit(url).port or ""), url=url)
-        ready = declaration.web.ready if declaration.web is not None else None
-        _wait_for_url(url, ready)
+        _wait_for_url(url, declaration.ready)
         return Served(design, url, [], [], values, _queue(design, values, conditions))
     assert declaration.web is not None
     port = conditions.port or free_port()

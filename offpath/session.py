@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from foundation.errors import HarnessError, OffpathError
+from foundation.errors import ConfigurationError, HarnessError, OffpathError
 from foundation.manifest_format import RunRecord
 from offpath.manifest import Manifest, git_facts, machine, now_iso, versions
 
@@ -81,18 +81,27 @@ class RunSession:
         return self._manifest
 
     def run(self, body: Callable[[], None]) -> str | None:
-        """Run the measurement; returns None for a complete run, else why it is incomplete."""
+        """Run the measurement; returns None for a complete run, else why it is incomplete. Bad input found only once
+        running (a design whose service does not keep its contract) is raised again once the folder is marked: it is
+        the command's one line and exit 2, not a run to report on."""
         error: str | None = None
+        bad_input: ConfigurationError | None = None
         try:
             with stop_signals():
                 body()
+        except ConfigurationError as exc:
+            error, bad_input = str(exc), exc
         except OffpathError as exc:
             error = str(exc)
         except Exception as exc:  # noqa: BLE001 - any other fault still leaves a marked, partial folder
             error = f"{type(exc).__name__}: {exc}"
         if self._manifest is None:
             Manifest.mark(self.run_dir, error or "the run ended before its manifest was written")
+            if bad_input is not None:
+                raise bad_input
             self.say(f"run failed before it started: {error}")
             return error or "the run ended before its manifest was written"
         self._manifest.finish(error)
+        if bad_input is not None:
+            raise bad_input
         return error
