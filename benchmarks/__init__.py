@@ -1,1 +1,1 @@
-"""Performance benchmarks: scripts that measure two sides in one run and print a ratio (README "Benchmarks")."""
+"""Performance benchmarks: scripts that measure two sides in one run and print a ratio (docs/benchmarks.md)."""
