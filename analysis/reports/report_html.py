@@ -6,8 +6,8 @@ from html import escape
 
 from analysis.reports.page import figure, page_top, table
 from analysis.reports.report import Report
-from analysis.reports.tables import capacity_rows, cost_rows, phase_rows, step_rows
-from analysis.stats.compare import LABELS, format_delta, format_value, row_label
+from analysis.reports.tables import capacity_ratio_text, capacity_rows, cost_rows, phase_rows, step_rows
+from analysis.stats.compare import LABELS, format_delta, format_value, level_text, row_label, verdict_text
 from analysis.stats.cost import COST_SCOPE
 
 
@@ -18,10 +18,10 @@ def delta_table(report: Report) -> str:
         delta, ci = format_delta(row)
         rows.append({"phase": row.group, "endpoint": row_label(row), "metric": LABELS[row.metric],
                      comparison.a_label: format_value(row.metric, row.a),
-                     comparison.b_label: format_value(row.metric, row.b), "delta": delta, "95% CI": ci,
-                     "verdict": row.verdict + (f" ({row.note})" if row.note else ""),
-                     "n (A / B)": f"{row.n_a:,} / {row.n_b:,}"})
-        css = {"better": "better", "worse": "worse"}.get(row.verdict, "same")
+                     comparison.b_label: format_value(row.metric, row.b), "delta": delta,
+                     f"{level_text(comparison.confidence)} CI": ci,
+                     "verdict": verdict_text(row), "n (A / B)": f"{row.n_a:,} / {row.n_b:,}"})
+        css = {"better": "better", "worse": "worse", "equivalent": "equivalent"}.get(row.verdict, "same")
         classes.append({"verdict": css, "delta": css})
     if not rows:
         return "<p class='note'>Nothing to compare: " + escape("; ".join(comparison.missing) or "no data") + "</p>"
@@ -55,7 +55,9 @@ def to_html(report: Report) -> str:
     figures = "".join(figure(p) for p in report.plots)
     capacity_section = ""
     if report.capacity.designs:
+        ratio = capacity_ratio_text(report.capacity)
         capacity_section = ("<h2>Capacity</h2>" + table(capacity_rows(report.capacity)) +
+                            (f"<p class='sub'>{escape(ratio)}</p>" if ratio else "") +
                             "<details><summary class='sub'>every step</summary>" + table(step_rows(report.capacity)) +
                             "</details>")
     facts = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in report.facts)
