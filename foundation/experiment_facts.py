@@ -36,13 +36,19 @@ class PhaseFacts:
 
 @dataclass(frozen=True)
 class CapacityFacts:
-    """The capacity search: from `start_per_s` to `max_per_s`, by `step_per_s` or (a geometric search) `step_factor`."""
+    """The capacity search: from `start_per_s` to `max_per_s`, by `step_per_s` or (a geometric search) `step_factor`;
+    then, where declared (offpath/capacity_search.py, #25), narrowed to ±`precision_pct` in at most `refine_steps`
+    probes of `tail_values` values beyond P99 each, going on past the maximum up to `ceiling_per_s`."""
 
     start_per_s: float = 0.0
     max_per_s: float = 0.0
     step_duration_s: float = 0.0
     step_per_s: float | None = None
     step_factor: float | None = None
+    precision_pct: float | None = None
+    refine_steps: int | None = None
+    ceiling_per_s: float | None = None
+    tail_values: int | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CapacityFacts:

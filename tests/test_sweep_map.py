@@ -123,7 +123,7 @@ def test_a_crossover_is_claimed_only_between_resolved_points(crossing_sweep):
     assert [(c.low, c.high, c.starts) for c in capacity] == [(0.5, 4.0, True)]  # x1 is not resolved: skipped
     assert dmap.sentences["ack_capacity"].startswith(
         "Capacity at the SLO, acknowledgement: the queue starts to win between provider wait scale ×0.5 and ×4")
-    assert "not resolved at ×1" in dmap.sentences["ack_capacity"]
+    assert "undecided at ×1" in dmap.sentences["ack_capacity"]
     p99 = [c for c in dmap.crossovers if c.measure == "p99"]
     assert p99 and not p99[0].starts  # the queue wins at low waits and stops winning as they grow
     assert "the queue never wins in the range" in dmap.sentences["cpu"]
@@ -146,7 +146,7 @@ def test_sentences_say_not_resolved_rather_than_guess():
     assert "never wins" in crossover_sentence(p99, "x_scale", few, [])
     nothing = _points([(1, Ratio(1.0, 0.5, 2.0)), (2, Ratio(0.5, 0.3, 0.8, note="few samples", judged=False))])
     text = crossover_sentence(p99, "x_scale", nothing, [])
-    assert "not resolved at any point of x scale ×1 … ×2" in text and "never wins" not in text
+    assert "undecided at every point of x scale ×1 … ×2" in text and "never wins" not in text
     everywhere = _points([(1, Ratio(0.5, 0.4, 0.6)), (2, Ratio(0.4, 0.3, 0.5))])
     assert "wins over the whole range (x scale ×1 … ×2)" in crossover_sentence(p99, "x_scale", everywhere, [])
 

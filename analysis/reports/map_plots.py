@@ -13,9 +13,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 from analysis.reports.plots import Plot, save
-from analysis.stats.decision_map import INLINE, MEASURES, QUEUE, DecisionMap, Measure, PointRatios, parameter_text
+from analysis.stats.decision_map import EVEN, INLINE, MEASURES, QUEUE, DecisionMap, Measure, PointRatios, parameter_text
 
-SIDE_COLORS = {QUEUE: "#1a7f37", INLINE: "#c62828"}
+SIDE_COLORS = {QUEUE: "#1a7f37", INLINE: "#c62828", EVEN: "#1f5fbf"}
 UNRESOLVED_COLOR = "#8a8f98"
 # Ratios are drawn on a log axis; an interval unbounded on one side is drawn to the axis' edge with an arrow.
 RATIO_FLOOR, RATIO_CEILING = 1 / 64, 64.0
@@ -50,7 +50,10 @@ def line_figure(dmap: DecisionMap, measure: Measure) -> Figure:
     low = max(RATIO_FLOOR, min([0.5, *ends]) / 1.5)
     high = min(RATIO_CEILING, max([2.0, *ends]) * 1.5)
     for crossing in (c for c in dmap.crossovers if c.measure == measure.key):
-        axes.axvspan(crossing.low, crossing.high, color="#f2c14e", alpha=0.25, lw=0)
+        if crossing.low == crossing.high:  # at one point where the two are equivalent
+            axes.axvline(crossing.low, color="#f2c14e", alpha=0.6, lw=6)
+        else:
+            axes.axvspan(crossing.low, crossing.high, color="#f2c14e", alpha=0.25, lw=0)
         axes.annotate("queue starts to win" if crossing.starts else "queue stops winning",
                       (math.sqrt(crossing.low * crossing.high), high), textcoords="offset points", xytext=(0, -12),
                       ha="center", fontsize="x-small", color="#7a5a00")
@@ -71,7 +74,7 @@ def line_figure(dmap: DecisionMap, measure: Measure) -> Figure:
     axes.set_xlabel(name.replace("_", " "))
     axes.margins(x=0.1)
     _log_ratio_axis(axes, low, high)
-    axes.set_title(f"{measure.heading}: {dmap.candidate} / {dmap.baseline} (95% intervals)", loc="left",
+    axes.set_title(f"{measure.heading}: {dmap.candidate} / {dmap.baseline} (with intervals)", loc="left",
                    fontsize="medium")
     return figure
 

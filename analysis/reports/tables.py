@@ -2,42 +2,57 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pandas as pd
 
-from analysis.stats.capacity import Capacity, DesignCapacity
+from analysis.stats.capacity import (
+    ACKNOWLEDGEMENT,
+    COMPLETION_SLO,
+    DRAIN,
+    Capacity,
+    DesignCapacity,
+    capacity_ratio_of,
+    ratio_verdict_text,
+)
 from analysis.stats.compare import format_value
 from analysis.stats.cost import SOURCE_LABELS
 from foundation.format import SYSTEM_TIERS, TIERS
 
 
-def _limit(found: DesignCapacity, value: float | None, applies: bool = True) -> str:
-    """One limit's highest passing rate: '-' where it does not apply, '≥' where it was never reached."""
-    if not applies:
-        return "-"
-    if value is None:
-        return "below the lowest rate tested"
-    return f"{'≥ ' if found.limit_censored(value) else ''}{value:g}/s"
+def _limit(found: DesignCapacity, limit: str, applies: bool = True) -> str:
+    """Where one limit lies: '-' where it does not apply, its bracket otherwise."""
+    return found.bracket(limit).text() if applies else "-"
 
 
 def capacity_rows(cap: Capacity) -> list[dict[str, str]]:
-    """Per design: its capacity, the limit that bound it, and how far each limit held (a design with queue data is
-    also judged on its drain and its completions)."""
+    """Per design: where its capacity lies ([held, broke)), the limit that bound it, where each limit lies (a design
+    with queue data is also judged on its drain and its completions), and how its search ended."""
     rows = []
     for design, found in cap.designs.items():
-        value = found.capacity_per_s
         rows.append({
             "design": design,
-            "capacity": "below the lowest rate tested" if value is None else
-                        f"{'≥ ' if found.censored else ''}{value:g}/s",
+            "capacity": found.bracket().text(),
             "bound by": ", ".join(found.bound_by) or "no limit reached",
-            "acknowledged within SLO up to": _limit(found, found.ack_capacity_per_s),
-            "drained up to": _limit(found, found.drain_capacity_per_s, found.queued),
-            "completed within SLO up to": _limit(found, found.completion_capacity_per_s, found.queued),
+            "acknowledgement": _limit(found, ACKNOWLEDGEMENT),
+            "drain": _limit(found, DRAIN, found.queued),
+            "completion": _limit(found, COMPLETION_SLO, found.queued),
+            "search": found.search_text(),
             "tested up to": f"{found.tested_up_to_per_s:g}/s",
         })
     return rows
+
+
+def capacity_ratio_text(cap: Capacity) -> str:
+    """'queued / inline: 1.33, between 1.00 and 1.67 from both brackets (both ends open): better'; empty without both
+    designs' capacities."""
+    ratio = capacity_ratio_of(cap)
+    if ratio is None or ratio.value is None:
+        return ""
+    high = "∞" if math.isinf(ratio.high) else f"{ratio.high:.2f}"
+    return (f"{cap.candidate} / {cap.baseline}: {ratio.value:.2f}, between {ratio.low:.2f} and {high} from both "
+            f"brackets (both ends open): {ratio_verdict_text(ratio)}")
 
 
 def step_rows(cap: Capacity) -> list[dict[str, str]]:
