@@ -11,19 +11,19 @@ import pandas as pd
 
 from analysis.reports.facts import facts as measured_facts
 from analysis.reports.plots import Plot, cost_plots, plots_for_run
-from analysis.stats.capacity import Capacity, capacity, equal_load_comparison, headline
+from analysis.stats.capacity import Capacity, capacity
 from analysis.stats.claim import ClaimRow, claim_rows
 from analysis.stats.compare import Comparison
 from analysis.stats.cost import ACCOUNTING_TOLERANCE, OTHERS_NOTICE_SHARE, phase_costs
+from analysis.stats.headline import equal_load_comparison, headline
 from analysis.stats.load import Run
+from analysis.stats.sequential import looks_text
 from analysis.stats.summary import (
     DRIVER_LAG_P99_LIMIT_US,
     phase_table,
     summarize_run,
 )
-from foundation.format import (
-    CellSummary,
-)
+from foundation.format import CellSummary
 
 
 @dataclass
@@ -53,6 +53,9 @@ def build(run: Run, plots_dir: Path) -> Report:
     missing_designs = [d for d in run.designs if not run.select(design=d)]
     for design in missing_designs:
         notes.append(f"No {design} cells in this run: the {design} side of every comparison is missing.")
+    looks = looks_text(run.record.sequential)
+    if looks:
+        notes.append(f"Repetitions added until the headline rows were decided: {looks}.")
     notes += [f"Not compared: {m}" for m in comparison.missing if not missing_designs]
     notes += [f"Capacity: {m}" for m in cap.missing if not missing_designs]
     lagged = [s.cell for s in summaries if s.driver_bottleneck]
