@@ -113,11 +113,15 @@ def planned_duration_s(experiment: Experiment) -> tuple[float, float]:
                     for b in plan(at) if not b.capacity)
         least, most = least + fixed, most + fixed
         if at.capacity is not None:
-            step_s = at.capacity.step_duration_s + CELL_OVERHEAD_S
+            search = at.capacity
+            step_s = search.step_duration_s + CELL_OVERHEAD_S
+            # At most: every step to the ceiling, then every narrowing probe, each as long as one at the lowest rate.
+            steps = search.most_probes() - search.refine_steps
+            narrowing_s = search.refine_steps * (search.duration_s(search.start_per_s, "refine") + CELL_OVERHEAD_S)
             for name in at.designs:
                 ends = _start_s(at, name) + BREAK_OVERHEAD_S
                 least += ends + step_s
-                most += ends + len(at.capacity.rates()) * step_s
+                most += ends + steps * step_s + narrowing_s
     return least, most
 
 
@@ -192,7 +196,7 @@ class Runner:
         self._db = 0
         points = [experiment.at(p) for p in experiment.sweep.points()] if experiment.sweep else [experiment]
         self._cells_total = sum(sum(len(b.phases) for b in plan(at)) + (
-            len(at.designs) * len(at.capacity.rates()) if at.capacity else 0) for at in points)
+            len(at.designs) * at.capacity.most_probes() if at.capacity else 0) for at in points)
         self._cells_done = 0
         self._started = time.monotonic()
         self._redis: RedisServer | None = None
