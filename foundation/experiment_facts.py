@@ -134,6 +134,8 @@ class ExperimentFacts:
         return ClaimFacts.from_dict(data) if data else None
 
     @property
-    def sweep(self) -> Mapping[str, tuple[float, ...]]:
-        """A sweep's parameters, each with its values, in the sweep's order (empty for a plain experiment)."""
-        return {str(name): tuple(float(v) for v in values) for name, values in (self.resolved.get("sweep") or {}).items()}
+    def sweep(self) -> Mapping[str, tuple[float | str, ...]]:
+        """A sweep's parameters, each with its values, in the sweep's order (empty for a plain experiment): numbers,
+        or names (a queue backend)."""
+        return {str(name): tuple(v if isinstance(v, str) else float(v) for v in values)
+                for name, values in (self.resolved.get("sweep") or {}).items()}

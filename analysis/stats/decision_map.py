@@ -120,10 +120,14 @@ class Ratio:
                 "note": self.note, "need": self.need}
 
 
+# A swept value: a number (a scale, a rate, a count) or a name (a queue backend).
+Value = float | str
+
+
 @dataclass(frozen=True)
 class PointRatios:
     id: str
-    values: dict[str, float]
+    values: dict[str, Value]
     status: str
     ratios: dict[str, Ratio]
     capacity: Capacity | None = None
@@ -141,14 +145,14 @@ class Crossover:
     low: float  # the parameter's value on the last point before the change (the first equivalent point: see below)
     high: float  # ... and on the first point after it (the last equivalent point)
     starts: bool  # True: the queue starts to win (towards higher values); False: it stops winning
-    at: dict[str, float] = field(default_factory=dict)  # the other parameter's value in a two-parameter sweep
+    at: dict[str, Value] = field(default_factory=dict)  # the other parameter's value in a two-parameter sweep
     equivalent: bool = False  # the designs are equivalent at the points low … high, between the two winners
 
 
 @dataclass(frozen=True)
 class DecisionMap:
     run_id: str
-    parameters: tuple[tuple[str, tuple[float, ...]], ...]
+    parameters: tuple[tuple[str, tuple[Value, ...]], ...]
     baseline: str
     candidate: str
     points: tuple[PointRatios, ...]
@@ -279,7 +283,7 @@ def row_ratio(row: DeltaRow | None) -> Ratio:
 
 
 def point_ratios(record: PointRecord, run: Run) -> PointRatios:
-    values = {str(k): float(v) for k, v in record.values.items()}
+    values: dict[str, Value] = {str(k): v if isinstance(v, str) else float(v) for k, v in record.values.items()}
     if not run.cells:
         return PointRatios(record.id, values, record.status,
                            {m.key: Ratio(None, note="not measured", judged=False) for m in MEASURES})
@@ -301,8 +305,30 @@ def point_ratios(record: PointRecord, run: Run) -> PointRatios:
 # -- where the queue starts to win -----------------------------------------------------------------------------------
 
 
-def parameter_text(name: str, value: float) -> str:
+def parameter_text(name: str, value: Value) -> str:
+    if isinstance(value, str):
+        return value
     return f"×{value:g}" if name.endswith("_scale") else f"{value:g}"
+
+
+def categorical(values: Sequence[Value]) -> bool:
+    """A parameter whose values are names (a queue backend): no order along it, so no crossover, only a verdict per
+    value."""
+    return any(isinstance(v, str) for v in values)
+
+
+def category_sentence(measure: Measure, name: str, points: Sequence[PointRatios], where: str = "") -> str:
+    """One sentence for a parameter of names: which design wins at which, where they are equivalent, where it is not
+    decided."""
+    if not points:
+        return f"{measure.heading}{where}: no point was measured."
+    said = []
+    for side, words in ((QUEUE, "the queue wins"), (INLINE, "inline wins"), (EVEN, "the two are equivalent"),
+                        (UNRESOLVED, "undecided")):
+        names = [parameter_text(name, p.values[name]) for p in points if p.side(measure) == side]
+        if names:
+            said.append(f"{words} on {', '.join(names)}")
+    return f"{measure.heading}{where}: {'; '.join(said)}."
 
 
 def _label(name: str) -> str:
@@ -310,7 +336,7 @@ def _label(name: str) -> str:
 
 
 def crossovers_along(measure: Measure, name: str, points: Sequence[PointRatios],
-                     at: dict[str, float] | None = None) -> list[Crossover]:
+                     at: dict[str, Value] | None = None) -> list[Crossover]:
     """Changes of winner along the parameter, in its order: between two neighbouring decided points won by different
     designs, or at the points between them where the two are equivalent. Undecided points are skipped: the change
     happened somewhere across them."""
@@ -318,7 +344,7 @@ def crossovers_along(measure: Measure, name: str, points: Sequence[PointRatios],
     last: tuple[float, str] | None = None  # the last point won by a design
     even: list[float] = []  # equivalent points since then
     for point in points:
-        x, side = point.values[name], point.side(measure)
+        x, side = float(point.values[name]), point.side(measure)
         if side == EVEN:
             even.append(x)
             continue
@@ -337,7 +363,7 @@ def crossover_sentence(measure: Measure, name: str, points: Sequence[PointRatios
     wins over the range, or that the verdicts do not tell."""
     if not points:
         return f"{measure.heading}{where}: no point was measured."
-    xs = [p.values[name] for p in points]
+    xs = [float(p.values[name]) for p in points]
     span = f"{_label(name)} {parameter_text(name, min(xs))} … {parameter_text(name, max(xs))}"
     sides = [p.side(measure) for p in points]
     head = f"{measure.heading}{where}"
@@ -383,9 +409,21 @@ def decision_map(run: Run) -> DecisionMap:
     first = parameters[0][0] if parameters else ""
     crossings: list[Crossover] = []
     sentences: dict[str, str] = {}
+    names = categorical(parameters[0][1]) if parameters else False
+    order: dict[Value, int] = {value: index for index, value in enumerate(parameters[0][1])} if parameters else {}
+
+    def along_first(selected: Sequence[PointRatios]) -> list[PointRatios]:
+        # Names keep the sweep's own order; numbers go from low to high.
+        if names:
+            return sorted(selected, key=lambda p: order.get(p.values.get(first, ""), 0))
+        return sorted(selected, key=lambda p: float(p.values.get(first, 0.0)))
+
     for measure in MEASURES:
         if len(parameters) < 2:
-            along = sorted(points, key=lambda p: p.values.get(first, 0.0))
+            along = along_first(points)
+            if names:
+                sentences[measure.key] = category_sentence(measure, first, along)
+                continue
             found = crossovers_along(measure, first, along)
             crossings += found
             sentences[measure.key] = crossover_sentence(measure, first, along, found)
@@ -393,12 +431,14 @@ def decision_map(run: Run) -> DecisionMap:
         second, values = parameters[1]
         parts = []
         for value in values:
-            along = sorted((p for p in points if p.values.get(second) == value), key=lambda p: p.values[first])
-            at = {second: value}
-            found = crossovers_along(measure, first, along, at)
+            along = along_first([p for p in points if p.values.get(second) == value])
+            where = f" at {_label(second)} {parameter_text(second, value)}"
+            if names:
+                parts.append(category_sentence(measure, first, along, where=where))
+                continue
+            found = crossovers_along(measure, first, along, {second: value})
             crossings += found
-            parts.append(crossover_sentence(measure, first, along, found,
-                                            where=f" at {_label(second)} {parameter_text(second, value)}"))
+            parts.append(crossover_sentence(measure, first, along, found, where=where))
         sentences[measure.key] = " ".join(parts)
     return DecisionMap(run_id=run.id, parameters=parameters, baseline=run.baseline or "inline",
                        candidate=run.candidate or "queued", points=points, crossovers=tuple(crossings),
