@@ -15,7 +15,39 @@ from typing import Any
 
 from foundation.format import Slo, record_from
 
-__all__ = ["CapacityFacts", "ClaimFacts", "ExperimentFacts", "PhaseFacts"]
+__all__ = ["CapacityFacts", "ClaimFacts", "DesignFacts", "ExperimentFacts", "PhaseFacts"]
+
+
+@dataclass(frozen=True)
+class DesignFacts:
+    """What analysis reads of a design's declaration (the manifest's `experiment.declarations`): how its request is
+    named, whether its answers acknowledge work that finishes later, which figures offpath could not take of it."""
+
+    name: str
+    request: str = "request"  # "POST /orders"
+    status: str = "status"  # "GET /orders/{id}"
+    acknowledges: bool = False  # its answers acknowledge: the outcome comes later (the queued kind)
+    started_by_offpath: bool = True  # False: a deployment already running (`url`): no CPU of its tiers
+    queue_adapter: str | None = None  # what its backlog is read with; None: its clients' acknowledgements
+    broker_elsewhere: str | None = None  # a broker offpath did not start (its CPU unmeasured)
+    timestamps: bool = False  # its final answers carry the service's own timestamps
+
+    @classmethod
+    def of(cls, name: str, data: Mapping[str, Any]) -> DesignFacts:
+        request = data.get("request") or {}
+        outcome = data.get("outcome") or {}
+        status = outcome.get("status") or {}
+        queue = data.get("queue") or {}
+        params = data.get("params") or {}
+        adapter = queue.get("adapter")
+        if isinstance(adapter, str):
+            adapter = adapter.format_map({**params, "redis_url": ""}) if "{" in adapter else adapter
+        method, path = request.get("method", "POST"), request.get("path")
+        return cls(name=name, request=f"{method} {path}" if path else "request",
+                   status=f"GET {status['url']}" if status.get("url") else "status",
+                   acknowledges=bool(outcome.get("acknowledged")), started_by_offpath=not data.get("url"),
+                   queue_adapter=adapter, broker_elsewhere=queue.get("redis_url"),
+                   timestamps=bool(outcome.get("timestamps")))
 
 
 @dataclass(frozen=True)
@@ -132,6 +164,13 @@ class ExperimentFacts:
     def claim(self) -> ClaimFacts | None:
         data = self.resolved.get("claim")
         return ClaimFacts.from_dict(data) if data else None
+
+    @property
+    def declarations(self) -> dict[str, DesignFacts]:
+        """Each design's declaration, as far as analysis reads it (none in a manifest written before designs were
+        declared as data)."""
+        found = self.resolved.get("declarations") or {}
+        return {str(name): DesignFacts.of(str(name), data) for name, data in found.items() if isinstance(data, Mapping)}
 
     @property
     def sweep(self) -> Mapping[str, tuple[float | str, ...]]:

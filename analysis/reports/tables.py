@@ -18,7 +18,18 @@ from analysis.stats.capacity import (
 )
 from analysis.stats.compare import format_value
 from analysis.stats.cost import SOURCE_LABELS
-from foundation.format import SYSTEM_TIERS, TIERS
+from analysis.stats.histogram import Intervals, stats
+from analysis.stats.load import Cell, Run
+from foundation.format import (
+    COMPLETION,
+    CREATE,
+    FAILED_SEEN,
+    OUTCOME_SEEN,
+    QUEUE_WAIT,
+    RUN_TIME,
+    SYSTEM_TIERS,
+    TIERS,
+)
 
 
 def _limit(found: DesignCapacity, limit: str, applies: bool = True) -> str:
@@ -104,6 +115,41 @@ def phase_rows(phases: pd.DataFrame) -> list[dict[str, str]]:
                                                r.get("completion_failed"), r.get("completion_pending")),
             "backlog": {True: "flat", False: "GROWS"}.get(sustainable, "-") if isinstance(sustainable, bool) else "-",
         })
+    return rows
+
+
+# What the outcome table shows per design and phase, where its cells recorded it: the request's answer, what the
+# clients saw of the outcome, and the service's own timings.
+OUTCOME_LOGS = ((CREATE, "answer"), (OUTCOME_SEEN, "outcome seen"), (COMPLETION, "completion (service)"),
+                (QUEUE_WAIT, "waited in the queue"), (RUN_TIME, "ran"))
+
+
+OUTCOME_NOTE = ("P50 / P99 (n), steady phases, repetitions merged: the answer to the request; the outcome as the "
+                "clients saw it (from the intended send to the final state first seen); the service's own accepted → "
+                "completed, and that split into the wait in the queue and the run (where it records its timestamps).")
+
+
+def outcome_rows(run: Run) -> list[dict[str, str]]:
+    """Per design and steady phase (repetitions merged): P50 / P99 (n) of the answer, of the outcome as the clients saw
+    it (intended send -> the final state first seen), of the service's own accepted -> completed, and that split into
+    the wait in the queue and the run; outcomes seen failed counted. Only the logs a design recorded get a value."""
+    rows = []
+    groups: dict[tuple[str, str], list[Cell]] = {}
+    for cell in run.cells:
+        if cell.kind == "steady":
+            groups.setdefault((cell.phase, cell.design), []).append(cell)
+    for (phase, design), cells in groups.items():
+        row = {"phase": phase, "design": design}
+        for key, title in OUTCOME_LOGS:
+            merged = Intervals.concat([c.log(key) for c in cells]).merged()
+            figures = stats(merged)
+            row[title] = "-" if not figures["count"] else (
+                f"{format_value('p50_us', figures['p50_us'])} / {format_value('p99_us', figures['p99_us'])} "
+                f"({int(figures['count']):,})")
+        failed = sum(c.log(FAILED_SEEN).total_count for c in cells)
+        row["failed seen"] = f"{failed:,}" if any(c.log(OUTCOME_SEEN).total_count for c in cells) or failed else "-"
+        if any(row[title] != "-" for _, title in OUTCOME_LOGS[1:]):
+            rows.append(row)
     return rows
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,8 @@ class Comparison:
     method: str = ""
     missing: tuple[str, ...] = field(default_factory=tuple)
     confidence: float = CONFIDENCE
+    # The run's own names of its logs ('request' -> 'POST /orders'): Run.names.
+    names: Mapping[str, str] = field(default_factory=dict)
 
     def row(self, metric: str, group: str | None = None, endpoint: str = CREATE) -> DeltaRow | None:
         for row in self.rows:
@@ -188,9 +190,11 @@ def _extent(a_logs: Sequence[Intervals], b_logs: Sequence[Intervals]) -> tuple[i
 
 
 def outcome_log(cells: Sequence[Cell]) -> str:
-    """The log of what a campaign's owner waits for on this side: the completion, when the cells have queue data
-    (the POST only acknowledged the campaign); otherwise the POST's own answer, which is the outcome."""
-    return COMPLETION if any(c.queue is not None for c in cells) else CREATE
+    """The log of what the request's owner waits for on this side: the completion, when the cells have queue data
+    (the request only acknowledged the work: the service's own accepted → completed where it records it, else what
+    its clients saw); otherwise the request's own answer, which is the outcome."""
+    queued = [c for c in cells if c.queue is not None]
+    return queued[0].completion_log if queued else CREATE
 
 
 def outcome_rows(a_cells: Sequence[Cell], b_cells: Sequence[Cell], group: str,
@@ -209,11 +213,15 @@ def outcome_rows(a_cells: Sequence[Cell], b_cells: Sequence[Cell], group: str,
     return [replace(r, a_endpoint=a_log, b_endpoint=b_log) for r in rows if r.metric != "throughput_per_s"]
 
 
-def row_label(row: DeltaRow) -> str:
-    """How tables name a row's endpoint: 'POST /campaigns', or 'outcome: POST /campaigns vs completion'."""
+def row_label(row: DeltaRow, names: Mapping[str, str] | None = None) -> str:
+    """How tables name a row's endpoint: 'POST /campaigns', or 'outcome: POST /campaigns vs completion' (`names`: the
+    run's own names of its logs, Run.names)."""
+    def name(key: str) -> str:
+        return (names or {}).get(key) or label(key)
+
     if row.a_endpoint or row.b_endpoint:
-        return f"{label(row.endpoint)}: {label(row.a_endpoint)} vs {label(row.b_endpoint)}"
-    return label(row.endpoint)
+        return f"{name(row.endpoint)}: {name(row.a_endpoint)} vs {name(row.b_endpoint)}"
+    return name(row.endpoint)
 
 
 def cost_row(a_cells: Sequence[Cell], b_cells: Sequence[Cell], group: str,
@@ -299,7 +307,7 @@ def compare_designs(run: Run | Path | str, *, baseline: str | None = None, candi
         missing.append(f"no cells of kind {', '.join(kinds)} in this run")
     return Comparison(title=f"{candidate} vs {baseline} (run {run.id})", a_label=baseline, b_label=candidate,
                       rows=tuple(rows), missing=tuple(missing), method=method(settings),
-                      confidence=settings.confidence)
+                      confidence=settings.confidence, names=run.names)
 
 
 def run_settings(run: Run) -> VerdictSettings:
@@ -326,7 +334,8 @@ def compare_runs(a: Run | Path | str, b: Run | Path | str) -> Comparison:
             rows += compare_cells(a_cells, b_cells, f"{design} {phase}", endpoint, rng, settings)
         rows += [row for row in [cost_row(a_cells, b_cells, f"{design} {phase}", settings)] if row is not None]
     return Comparison(title=f"{run_b.id} vs {run_a.id}", a_label=run_a.id, b_label=run_b.id, rows=tuple(rows),
-                      missing=tuple(missing), method=method(settings), confidence=settings.confidence)
+                      missing=tuple(missing), method=method(settings), confidence=settings.confidence,
+                      names=run_b.names)
 
 
 def write_comparison(comparison: Comparison, path: Path, extra: dict[str, Any] | None = None) -> Path:
@@ -381,7 +390,7 @@ def format_comparison(comparison: Comparison, *, width: int = 120, color: bool =
     styles = {BETTER: "green", WORSE: "red", EQUIVALENT: "cyan", UNDECIDED: "dim"}
     for row in comparison.rows:
         delta, ci = format_delta(row)
-        table.add_row(row.group, row_label(row), LABELS[row.metric], format_value(row.metric, row.a),
+        table.add_row(row.group, row_label(row, comparison.names), LABELS[row.metric], format_value(row.metric, row.a),
                       format_value(row.metric, row.b), delta, ci, verdict_text(row), f"{row.n_a:,} / {row.n_b:,}",
                       style=styles.get(row.verdict))
     buffer = io.StringIO()
@@ -412,7 +421,7 @@ def comparison_markdown(comparison: Comparison) -> str:
         delta, ci = format_delta(row)
         text = verdict_text(row)
         mark = f"**{text}**" if row.verdict in (BETTER, WORSE) else text
-        lines.append(f"| {row.group} | {row_label(row)} | {LABELS[row.metric]} | "
+        lines.append(f"| {row.group} | {row_label(row, comparison.names)} | {LABELS[row.metric]} | "
                      f"{format_value(row.metric, row.a)} | {format_value(row.metric, row.b)} | {delta} | {ci} | "
                      f"{mark} | {row.n_a:,} / {row.n_b:,} |")
     return "\n".join(lines) if comparison.rows else "_Nothing to compare._"

@@ -190,7 +190,8 @@ def point_runs(run: Run) -> list[tuple[PointRecord, Run]]:
         record = replace(run.record.as_point_run(point.id), status="complete" if complete else "incomplete",
                          error=error)
         point_dir = run.dir / POINTS_DIR / point.id
-        found.append((point, Run(dir=point_dir, record=record, cells=cells_of(record.cells, point_dir),
+        found.append((point, Run(dir=point_dir, record=record,
+                                 cells=cells_of(record.cells, point_dir, record.experiment.declarations),
                                  incomplete_reason=error)))
     return found
 

@@ -156,7 +156,7 @@ def run_so_far(stage_dir: Path, record: RunRecord, point: str | None = None) -> 
         record = record.as_point_run(point)
     finished = tuple(c for c in record.cells if c.status == "complete")
     record = replace(record, cells=finished)
-    return Run(dir=stage_dir, record=record, cells=cells_of(finished, stage_dir))
+    return Run(dir=stage_dir, record=record, cells=cells_of(finished, stage_dir, record.experiment.declarations))
 
 
 def looks_text(record: SequentialRecord | None) -> str:
