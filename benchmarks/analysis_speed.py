@@ -24,7 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.stats.capacity import capacity, equal_load_comparison  # noqa: E402
+from analysis.stats.capacity import capacity  # noqa: E402
+from analysis.stats.headline import equal_load_comparison  # noqa: E402
 from analysis.stats.histogram import histogram_of, to_hdr  # noqa: E402
 from analysis.stats.load import load_run  # noqa: E402
 from analysis.stats.summary import summarize_run  # noqa: E402

@@ -15,7 +15,39 @@ from typing import Any
 
 from foundation.format import Slo, record_from
 
-__all__ = ["CapacityFacts", "ClaimFacts", "ExperimentFacts", "PhaseFacts"]
+__all__ = ["CapacityFacts", "ClaimFacts", "DesignFacts", "ExperimentFacts", "PhaseFacts"]
+
+
+@dataclass(frozen=True)
+class DesignFacts:
+    """What analysis reads of a design's declaration (the manifest's `experiment.declarations`): how its request is
+    named, whether its answers acknowledge work that finishes later, which figures offpath could not take of it."""
+
+    name: str
+    request: str = "request"  # "POST /orders"
+    status: str = "status"  # "GET /orders/{id}"
+    acknowledges: bool = False  # its answers acknowledge: the outcome comes later (the queued kind)
+    started_by_offpath: bool = True  # False: a deployment already running (`url`): no CPU of its tiers
+    queue_adapter: str | None = None  # what its backlog is read with; None: its clients' acknowledgements
+    broker_elsewhere: str | None = None  # a broker offpath did not start (its CPU unmeasured)
+    timestamps: bool = False  # its final answers carry the service's own timestamps
+
+    @classmethod
+    def of(cls, name: str, data: Mapping[str, Any]) -> DesignFacts:
+        request = data.get("request") or {}
+        outcome = data.get("outcome") or {}
+        status = outcome.get("status") or {}
+        queue = data.get("queue") or {}
+        params = data.get("params") or {}
+        adapter = queue.get("adapter")
+        if isinstance(adapter, str):
+            adapter = adapter.format_map({**params, "redis_url": ""}) if "{" in adapter else adapter
+        method, path = request.get("method", "POST"), request.get("path")
+        return cls(name=name, request=f"{method} {path}" if path else "request",
+                   status=f"GET {status['url']}" if status.get("url") else "status",
+                   acknowledges=bool(outcome.get("acknowledged")), started_by_offpath=not data.get("url"),
+                   queue_adapter=adapter, broker_elsewhere=queue.get("redis_url"),
+                   timestamps=bool(outcome.get("timestamps")))
 
 
 @dataclass(frozen=True)
@@ -36,13 +68,19 @@ class PhaseFacts:
 
 @dataclass(frozen=True)
 class CapacityFacts:
-    """The capacity search: from `start_per_s` to `max_per_s`, by `step_per_s` or (a geometric search) `step_factor`."""
+    """The capacity search: from `start_per_s` to `max_per_s`, by `step_per_s` or (a geometric search) `step_factor`;
+    then, where declared (offpath/capacity_search.py, #25), narrowed to ±`precision_pct` in at most `refine_steps`
+    probes of `tail_values` values beyond P99 each, going on past the maximum up to `ceiling_per_s`."""
 
     start_per_s: float = 0.0
     max_per_s: float = 0.0
     step_duration_s: float = 0.0
     step_per_s: float | None = None
     step_factor: float | None = None
+    precision_pct: float | None = None
+    refine_steps: int | None = None
+    ceiling_per_s: float | None = None
+    tail_values: int | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CapacityFacts:
@@ -128,6 +166,15 @@ class ExperimentFacts:
         return ClaimFacts.from_dict(data) if data else None
 
     @property
-    def sweep(self) -> Mapping[str, tuple[float, ...]]:
-        """A sweep's parameters, each with its values, in the sweep's order (empty for a plain experiment)."""
-        return {str(name): tuple(float(v) for v in values) for name, values in (self.resolved.get("sweep") or {}).items()}
+    def declarations(self) -> dict[str, DesignFacts]:
+        """Each design's declaration, as far as analysis reads it (none in a manifest written before designs were
+        declared as data)."""
+        found = self.resolved.get("declarations") or {}
+        return {str(name): DesignFacts.of(str(name), data) for name, data in found.items() if isinstance(data, Mapping)}
+
+    @property
+    def sweep(self) -> Mapping[str, tuple[float | str, ...]]:
+        """A sweep's parameters, each with its values, in the sweep's order (empty for a plain experiment): numbers,
+        or names (a queue backend)."""
+        return {str(name): tuple(v if isinstance(v, str) else float(v) for v in values)
+                for name, values in (self.resolved.get("sweep") or {}).items()}

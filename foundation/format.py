@@ -26,6 +26,15 @@ History of the format (`SCHEMA_VERSION`, in manifest.json; a reader refuses any 
   CellRecord, PointRecord, ResumeRecord) instead of dicts built at each writer and read key by key. No bump: the
   files are unchanged, the same keys with the same values in the same order (each record's `to_dict()` gives the
   JSON the harness wrote before them; tests/test_manifest_records.py holds manifests written before the change).
+- 1, 2026-12-06: verdicts that decide (#25). comparison.json's `verdict` is one of better, worse, equivalent,
+  undecided (no more `~`); rows gain `confidence`, `margin_pct`, `need_factor`, `repetitions`, `phase_s` (and, on
+  an undecided row, `need_more_repetitions`, `need_phase_s`, `need`). manifest.json (a sweep: each point's entry)
+  gains `capacity_searches` (per design, manifest_format.CapacitySearchRecord: how its search ended) and
+  `sequential` (manifest_format.SequentialRecord: the looks of a run that adds repetitions until its headline rows
+  are decided), each only where there is one; its experiment may declare `margins`, `sequential` and more
+  `capacity` keys (`precision_pct`, `refine_steps`, `ceiling_per_s`, `tail_values`). Capacity cells may be named
+  with two decimals (`capacity-0008_19`). No bump: keys added, none changed; a reader of 1 that does not know the
+  new verdict words shows them as they are.
 
 - 2, 2026-12-06: designs are declared as data (any service, not only offpath's own): the logs are named by what they
   time, not by a path — `request.hlog` (was `POST_campaigns.hlog`), `status.hlog` (was `GET_campaigns_id.hlog`) —

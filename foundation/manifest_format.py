@@ -22,8 +22,9 @@ from foundation.experiment_facts import ExperimentFacts
 from foundation.format import BENCH_KIND, SWEEP_KIND, cell_id, record_from
 
 __all__ = [
-    "CellRecord", "CpuSplit", "GitFacts", "Layout", "MachineFacts", "Placement", "PointRecord", "ProcessFacts",
-    "ProfileFacts", "RedisFacts", "ResumeRecord", "RunRecord", "Seeds", "TierGrant", "schema_version_of",
+    "SEARCH_OUTCOMES", "CapacitySearchRecord", "CellRecord", "CpuSplit", "GitFacts", "Layout", "LookRecord",
+    "MachineFacts", "Placement", "PointRecord", "ProcessFacts", "ProfileFacts", "RedisFacts", "ResumeRecord",
+    "RunRecord", "Seeds", "SequentialRecord", "TierGrant", "schema_version_of",
 ]
 
 
@@ -269,6 +270,96 @@ def _cut_short(cells: tuple[CellRecord, ...]) -> tuple[CellRecord, ...]:
     return tuple(replace(c, status="incomplete") if c.status == "running" else c for c in cells)
 
 
+# -- how a capacity search ended, and the looks of a sequential run (#25) ----------------------------------------------
+
+# How a capacity search ended (offpath/capacity_search.py): the limit bracketed within the declared precision; the step
+# budget spent first (a bracket, wider); held at the ceiling (the limit not found); broke at every rate down to the
+# lowest it may try; stopped by the harness (`reason` says why).
+SEARCH_OUTCOMES = ("found", "budget", "ceiling", "below", "stopped")
+
+
+@dataclass(frozen=True)
+class CapacitySearchRecord:
+    """`capacity_searches[design]`: how the design's capacity search ended. `held_per_s` is the highest rate at which it
+    and every lower rate held (None: none did), `broke_per_s` the lowest rate above it that broke (None: none did, the
+    limit was not found); `precision_pct` the declared ±precision, (broke − held) / (2 · held)."""
+
+    outcome: str  # SEARCH_OUTCOMES
+    held_per_s: float | None = None
+    broke_per_s: float | None = None
+    probes: int = 0
+    precision_pct: float = 5.0
+    ceiling_per_s: float | None = None
+    reason: str = ""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CapacitySearchRecord:
+        return record_from(cls, data, outcome=str(data.get("outcome") or ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _searches(data: Any) -> dict[str, CapacitySearchRecord]:
+    return {str(design): CapacitySearchRecord.from_dict(record) for design, record in (data or {}).items()
+            if isinstance(record, Mapping)}
+
+
+@dataclass(frozen=True)
+class LookRecord:
+    """One look of a sequential run at its headline rows (analysis/stats/sequential.py decides it): which are decided at
+    `repetitions` of each design, on intervals at `confidence`, and whether the runner added another repetition."""
+
+    number: int = 1  # 1-based
+    looks: int = 1  # the most looks the run may take
+    repetitions: int = 1
+    confidence: float = 0.95
+    verdicts: Mapping[str, str] = field(default_factory=dict)  # row name -> verdict
+    needs: Mapping[str, str] = field(default_factory=dict)  # undecided row -> what would decide it
+    go_on: bool = False
+    why: str = ""  # "every row decided" | "max repetitions" | "time budget" | "go on"
+    spent_s: float = 0.0  # on repetitions added so far
+    next_round_s: float = 0.0  # what one more was expected to take
+    caveat: str = ""  # why the stated level may not hold
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LookRecord:
+        return record_from(cls, data, verdicts=dict(data.get("verdicts") or {}), needs=dict(data.get("needs") or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"verdicts": dict(self.verdicts), "needs": dict(self.needs)}
+
+
+@dataclass(frozen=True)
+class SequentialRecord:
+    """`sequential`: the looks a run took at its headline rows, and why it stopped adding repetitions (None while it
+    goes on)."""
+
+    looks: tuple[LookRecord, ...] = ()
+    stopped: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SequentialRecord:
+        return cls(looks=tuple(LookRecord.from_dict(look) for look in data.get("looks") or ()
+                               if isinstance(look, Mapping)), stopped=data.get("stopped"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"looks": [look.to_dict() for look in self.looks], "stopped": self.stopped}
+
+    def with_look(self, look: LookRecord) -> SequentialRecord:
+        return SequentialRecord(looks=(*self.looks, look), stopped=None if look.go_on else look.why)
+
+
+def _verdict_keys(searches: Mapping[str, CapacitySearchRecord], sequential: SequentialRecord | None) -> dict[str, Any]:
+    """The keys #25 added, written only where there is something (a manifest without them reads back as written)."""
+    out: dict[str, Any] = {}
+    if searches:
+        out["capacity_searches"] = {design: record.to_dict() for design, record in searches.items()}
+    if sequential is not None:
+        out["sequential"] = sequential.to_dict()
+    return out
+
+
 @dataclass(frozen=True)
 class PointRecord:
     """One entry of a sweep's `points`: what the point sets, the experiment and profile it runs (its sweep applied),
@@ -283,24 +374,29 @@ class PointRecord:
     layout: Layout = field(default_factory=dict)
     placement: Placement = field(default_factory=dict)
     cells: tuple[CellRecord, ...] = ()
+    capacity_searches: Mapping[str, CapacitySearchRecord] = field(default_factory=dict)  # by design
+    sequential: SequentialRecord | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PointRecord:
+        sequential = data.get("sequential")
         return record_from(cls, data, id=str(data["id"]), values=dict(data.get("values") or {}),
                            experiment=ExperimentFacts.from_dict(data.get("experiment") or {}),
                            profile=ProfileFacts.from_dict(data.get("profile") or {}),
                            layout=_layout(data.get("layout")), placement=_placement(data.get("placement")),
-                           cells=_cells(data.get("cells")))
+                           cells=_cells(data.get("cells")), capacity_searches=_searches(data.get("capacity_searches")),
+                           sequential=SequentialRecord.from_dict(sequential) if sequential is not None else None)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "values": dict(self.values), "status": self.status,
                 "experiment": self.experiment.to_dict(), "profile": self.profile.to_dict(),
                 "layout": _layout_dict(self.layout), "placement": _placement_dict(self.placement),
-                "cells": [c.to_dict() for c in self.cells]}
+                "cells": [c.to_dict() for c in self.cells]} | _verdict_keys(self.capacity_searches, self.sequential)
 
     def restarted(self) -> PointRecord:
         """The point as it runs (again) from scratch: nothing of an earlier attempt kept."""
-        return replace(self, status="running", layout={}, placement={}, cells=())
+        return replace(self, status="running", layout={}, placement={}, cells=(), capacity_searches={},
+                       sequential=None)
 
     def with_block(self, label: str, processes: Iterable[ProcessFacts],
                    granted: Mapping[str, TierGrant] | None) -> PointRecord:
@@ -309,6 +405,12 @@ class PointRecord:
 
     def with_cell(self, cell: CellRecord) -> PointRecord:
         return replace(self, cells=_put(self.cells, cell))
+
+    def with_search(self, design: str, search: CapacitySearchRecord) -> PointRecord:
+        return replace(self, capacity_searches={**self.capacity_searches, design: search})
+
+    def with_look(self, look: LookRecord) -> PointRecord:
+        return replace(self, sequential=(self.sequential or SequentialRecord()).with_look(look))
 
     def cut_short(self) -> PointRecord:
         """Cells and the point itself still running marked incomplete (a resume redoes such a point)."""
@@ -370,6 +472,8 @@ class RunRecord:
     layout: Layout = field(default_factory=dict)
     cells: tuple[CellRecord, ...] = ()
     placement: Placement | None = None
+    capacity_searches: Mapping[str, CapacitySearchRecord] = field(default_factory=dict)  # by design (a plain run's)
+    sequential: SequentialRecord | None = None  # a plain run's looks, when its experiment declares [sequential]
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
@@ -386,7 +490,8 @@ class RunRecord:
             points=tuple(PointRecord.from_dict(p) for p in data.get("points") or () if isinstance(p, Mapping)),
             resumes=tuple(ResumeRecord.from_dict(r) for r in data.get("resumes") or () if isinstance(r, Mapping)),
             layout=_layout(data.get("layout")), cells=_cells(data.get("cells")),
-            placement=some("placement", _placement))
+            placement=some("placement", _placement), capacity_searches=_searches(data.get("capacity_searches")),
+            sequential=some("sequential", SequentialRecord.from_dict))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"schema_version": self.schema_version, "run_id": self.run_id,
@@ -409,7 +514,7 @@ class RunRecord:
                 "cells": [c.to_dict() for c in self.cells]}
         if self.placement is not None:
             out["placement"] = _placement_dict(self.placement)
-        return out
+        return out | _verdict_keys(self.capacity_searches, self.sequential)
 
     def point(self, point_id: str) -> PointRecord:
         found = [p for p in self.points if p.id == point_id]
@@ -429,6 +534,21 @@ class RunRecord:
 
     def with_cell(self, cell: CellRecord) -> RunRecord:
         return replace(self, cells=_put(self.cells, cell))
+
+    def as_point_run(self, point_id: str) -> RunRecord:
+        """A sweep point as a plain run's record: its entry of `points` over the run's facts (what analysis reads of a
+        point, laid out as a plain run's folder under points/<point-id>/)."""
+        point = self.point(point_id)
+        return replace(self, run_id=f"{self.run_id}/{point.id}", kind=BENCH_KIND, points=(), resumes=(),
+                       experiment=point.experiment, profile=point.profile, layout=point.layout,
+                       placement=point.placement, cells=point.cells, capacity_searches=point.capacity_searches,
+                       sequential=point.sequential)
+
+    def with_search(self, design: str, search: CapacitySearchRecord) -> RunRecord:
+        return replace(self, capacity_searches={**self.capacity_searches, design: search})
+
+    def with_look(self, look: LookRecord) -> RunRecord:
+        return replace(self, sequential=(self.sequential or SequentialRecord()).with_look(look))
 
     def finished(self, at: str, error: str | None) -> RunRecord:
         """The run as it ends: complete, or incomplete with the error and whatever was still running cut short (a sweep

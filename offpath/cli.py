@@ -75,6 +75,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from offpath.runner import Runner
 
     experiment = load_experiment(args.experiment)
+    if args.until_decided is not None:
+        experiment = experiment.until_decided(args.until_decided)
     runner = Runner(experiment, Path(args.out), say=_say, resume=Path(args.resume) if args.resume else None)
     complete = runner.run()
     # The report is the main job's last step; an incomplete run gets one too, from what it measured.
@@ -179,6 +181,16 @@ def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: seconds > 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="offpath", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -203,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="results", help="folder that receives the run folder (default: results)")
     bench.add_argument("--resume", metavar="RUN", help="go on with an interrupted sweep's run folder: points that "
                        "finished are kept, any other is run again from scratch")
+    bench.add_argument("--until-decided", type=positive_seconds, metavar="SECONDS",
+                       help="after the experiment's repetitions, add interleaved ones while a headline row is "
+                       "undecided, for at most SECONDS (and 4 more repetitions); the confidence is corrected for the "
+                       "looks (the experiment's [sequential], which this sets)")
     bench.set_defaults(func=cmd_bench)
 
     chaos = sub.add_parser("chaos", help="inject faults under load and audit every acknowledged campaign")

@@ -139,8 +139,6 @@ class Declaration(ConfigModel):
             raise ValueError("allowed: `ready` beside a url; a tier to start says how it is ready (web.ready)")
         if self.contract is None and (self.request is None or self.outcome is None):
             raise ValueError("allowed: a contract file, or both a [request] and an [outcome] table")
-        if self.contract is not None and (self.request is not None or self.outcome is not None):
-            raise ValueError("allowed: a contract file or [request] and [outcome], not both")
         return self
 
     @property
@@ -232,6 +230,8 @@ def _parse_declaration(data: dict[str, Any], source: str, where: str) -> Declara
 
 
 def _contract(declaration: Declaration, source: str, where: str, base_dir: Path) -> Contract:
+    """The design's contract: its [request] and [outcome]; with a contract file, the file's, each table the declaration
+    gives replacing the file's whole."""
     if declaration.contract is None:
         assert declaration.request is not None and declaration.outcome is not None
         return Contract(request=declaration.request, outcome=declaration.outcome)
@@ -240,7 +240,8 @@ def _contract(declaration: Declaration, source: str, where: str, base_dir: Path)
     if not path.is_file():
         raise DesignError(f"{source}: key '{where}.contract' has value {declaration.contract!r}; allowed: a contract "
                           f"file ([request] and [outcome]); {path} does not exist")
-    return parse(read_toml(path), Contract, str(path))
+    contract = parse(read_toml(path), Contract, str(path))
+    return Contract(request=declaration.request or contract.request, outcome=declaration.outcome or contract.outcome)
 
 
 def placeholders_of(text: str) -> set[str]:

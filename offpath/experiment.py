@@ -15,9 +15,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from analysis.stats.verdict_settings import Margins, Sequential
 from foundation.config import ConfigError, ConfigModel, parse, read_toml
 from foundation.errors import ConfigurationError
 from foundation.format import Slo
+from offpath.capacity_search import SearchSettings
 from offpath.designs import BUILT_IN, Design, declare
 from offpath.placement import Placements
 from services.campaign.profile import ProfileSpec
@@ -53,31 +55,9 @@ class Phase(ConfigModel):
         return self
 
 
-class CapacitySearch(ConfigModel):
-    """Step the offered rate up until the P99 SLO or the error budget breaks (or max_per_s): by step_per_s each step,
-    or, with step_factor, by that factor (the same relative resolution at every rate: what a sweep whose points'
-    capacities differ several-fold needs)."""
-
-    start_per_s: float = Field(gt=0, description="a number of requests per second > 0")
-    step_per_s: float = Field(0.0, ge=0, description="a number of requests per second > 0")
-    max_per_s: float = Field(gt=0, description="a number of requests per second > 0")
-    step_duration_s: float = Field(gt=0, description="seconds > 0")
-    step_factor: float | None = Field(None, gt=1, description="a number > 1")
-
-    @model_validator(mode="after")
-    def _one_step(self) -> CapacitySearch:
-        if (self.step_per_s > 0) == (self.step_factor is not None):
-            raise ValueError("allowed: exactly one of step_per_s (add a rate each step) or step_factor (multiply the "
-                             "rate each step)")
-        return self
-
-    def rates(self) -> list[float]:
-        rates, rate = [], self.start_per_s
-        while rate <= self.max_per_s + 1e-9:
-            # A geometric step's rates to 3 significant digits (32.8/s, not 32.768/s): the same rate to Locust.
-            rates.append(float(f"{rate:.3g}") if self.step_factor is not None else round(rate, 3))
-            rate = rate * self.step_factor if self.step_factor is not None else rate + self.step_per_s
-        return rates
+# `[capacity]`: the capacity search's settings (offpath/capacity_search.py): start, step, maximum and ceiling, the
+# precision a found limit is bracketed to and the probes that may narrow it.
+CapacitySearch = SearchSettings
 
 
 class Layout(ConfigModel):
@@ -233,6 +213,17 @@ class _File(ConfigModel):
     capacity: CapacitySearch | None = None
     claim: Claim | None = None
     sweep: _SweepTable | None = None
+    # How a comparison row is decided (analysis/stats/verdict_settings.py): the margin within which a change does not
+    # matter, per measure; and, optionally, repetitions added until the headline rows are decided.
+    margins: Margins = Margins()
+    sequential: Sequential | None = None
+
+    @model_validator(mode="after")
+    def _sequential_after_the_repetitions(self) -> _File:
+        if self.sequential is not None and self.sequential.max_repetitions < self.repetitions:
+            raise ValueError(f"allowed: sequential.max_repetitions ({self.sequential.max_repetitions}) >= "
+                             f"repetitions ({self.repetitions})")
+        return self
 
     @field_validator("designs", mode="before")
     @classmethod
@@ -272,6 +263,8 @@ class Experiment(ConfigModel):
     capacity: CapacitySearch | None = None
     claim: Claim | None = None
     sweep: Sweep | None = None
+    margins: Margins = Margins()
+    sequential: Sequential | None = None
     source: str = ""
     _placements: Placements | None = PrivateAttr(default=None)
 
@@ -300,6 +293,13 @@ class Experiment(ConfigModel):
     def with_profile(self, profile: ProfileSpec | str) -> Experiment:
         return self._copy(profile=ProfileSpec.parse(profile) if isinstance(profile, str) else profile)
 
+    def until_decided(self, budget_s: float, more: int = 4) -> Experiment:
+        """This experiment with repetitions added while a headline row is undecided (`[sequential]`), for at most
+        `budget_s` and `more` repetitions; one it declares keeps its rows and confidence."""
+        rows = self.sequential.rows if self.sequential is not None else Sequential.model_fields["rows"].default
+        sequential = Sequential(max_repetitions=self.repetitions + more, budget_s=budget_s, rows=rows)
+        return self._copy(sequential=sequential)
+
     def _copy(self, **update: Any) -> Experiment:
         copied = self.model_copy(update=update)
         copied._placements = self._placements
@@ -315,6 +315,8 @@ class Experiment(ConfigModel):
             "phases": [p.model_dump() for p in self.phases],
             "capacity": self.capacity.model_dump() if self.capacity is not None else None,
             "source": self.source, "claim": self.claim.model_dump() if self.claim is not None else None,
+            "margins": self.margins.model_dump(),
+            "sequential": self.sequential.model_dump() if self.sequential is not None else None,
             "declarations": {d.name: d.resolved() for d in self.declared},
         }
         if self.sweep is not None:
@@ -384,7 +386,8 @@ def parse_experiment(data: Mapping[str, Any], source: str, base_dir: Path | None
     experiment = Experiment(
         name=file.name, description=file.description, profile=file.profile, declared=declared,
         repetitions=file.repetitions, payload_seed=file.payload_seed, slo_settings=file.slo, layout=file.layout,
-        phases=tuple(file.phases), capacity=file.capacity, claim=file.claim, sweep=sweep, source=source)
+        phases=tuple(file.phases), capacity=file.capacity, claim=file.claim, sweep=sweep, margins=file.margins,
+        sequential=file.sequential, source=source)
     try:
         experiment.placements  # noqa: B018 - read now, so a bad placement is refused before anything starts
     except ConfigurationError as exc:

@@ -16,8 +16,10 @@ from typing import Any
 
 from foundation.format import INCOMPLETE_MARKER, MANIFEST_FILE, SCHEMA_VERSION
 from foundation.manifest_format import (
+    CapacitySearchRecord,
     CellRecord,
     GitFacts,
+    LookRecord,
     MachineFacts,
     PointRecord,
     ProcessFacts,
@@ -128,6 +130,22 @@ class Manifest:
             self.record = self.record.with_cell(cell)
         else:
             self.record = self.record.with_point(self.record.point(point).with_cell(cell))
+        self.save()
+
+    def put_search(self, point: str | None, design: str, search: CapacitySearchRecord) -> None:
+        """How a design's capacity search ended."""
+        if point is None:
+            self.record = self.record.with_search(design, search)
+        else:
+            self.record = self.record.with_point(self.record.point(point).with_search(design, search))
+        self.save()
+
+    def add_look(self, point: str | None, look: LookRecord) -> None:
+        """A sequential run's look at its headline rows."""
+        if point is None:
+            self.record = self.record.with_look(look)
+        else:
+            self.record = self.record.with_point(self.record.point(point).with_look(look))
         self.save()
 
     def mark_incomplete(self, reason: str) -> None:

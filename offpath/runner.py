@@ -23,6 +23,7 @@ from typing import Any
 import redis as redis_py
 
 from analysis.stats.capacity import StepFigures, broken_limits
+from analysis.stats.sequential import look, run_so_far
 from analysis.stats.summary import cell_summary, format_table
 from foundation.errors import ConfigurationError, HarnessError
 from foundation.experiment_facts import ExperimentFacts
@@ -50,6 +51,7 @@ from foundation.manifest_format import (
     TierGrant,
 )
 from loadtests.contract import Driven
+from offpath.capacity_search import SETTLE_TIMEOUT_S, SearchSettings, Step, StopSearch, phase_name, run_search
 from offpath.contract_check import check_contract
 from offpath.cpu_meter import CpuLog, CpuMeter
 from offpath.designs import Design
@@ -57,6 +59,7 @@ from offpath.experiment import Experiment, Phase, SweepPoint
 from offpath.manifest import PROJECT_ROOT, Manifest, git_facts, now_iso, write_json_atomic
 from offpath.placement import Placer
 from offpath.probe import QueueProbe
+from offpath.queues.adapter import QueueAdapter
 from offpath.redis_server import RedisServer, redis_for_run
 from offpath.serving import Conditions, Served, serve
 from offpath.session import RunSession
@@ -110,11 +113,15 @@ def planned_duration_s(experiment: Experiment) -> tuple[float, float]:
                     for b in plan(at) if not b.capacity)
         least, most = least + fixed, most + fixed
         if at.capacity is not None:
-            step_s = at.capacity.step_duration_s + CELL_OVERHEAD_S
+            search = at.capacity
+            step_s = search.step_duration_s + CELL_OVERHEAD_S
+            # At most: every step to the ceiling, then every narrowing probe, each as long as one at the lowest rate.
+            steps = search.most_probes() - search.refine_steps
+            narrowing_s = search.refine_steps * (search.duration_s(search.start_per_s, "refine") + CELL_OVERHEAD_S)
             for name in at.designs:
                 ends = _start_s(at, name) + BREAK_OVERHEAD_S
                 least += ends + step_s
-                most += ends + len(at.capacity.rates()) * step_s
+                most += ends + steps * step_s + narrowing_s
     return least, most
 
 
@@ -189,7 +196,7 @@ class Runner:
         self._db = 0
         points = [experiment.at(p) for p in experiment.sweep.points()] if experiment.sweep else [experiment]
         self._cells_total = sum(sum(len(b.phases) for b in plan(at)) + (
-            len(at.designs) * len(at.capacity.rates()) if at.capacity else 0) for at in points)
+            len(at.designs) * at.capacity.most_probes() if at.capacity else 0) for at in points)
         self._cells_done = 0
         self._started = time.monotonic()
         self._redis: RedisServer | None = None
@@ -281,8 +288,30 @@ class Runner:
         self.manifest.put_point(replace(self.manifest.record.point(point.id), status="complete"))
 
     def _run_stage(self, stage: Stage) -> None:
-        for block in plan(stage.experiment):
+        blocks = plan(stage.experiment)
+        for block in [b for b in blocks if not b.capacity]:
             self._run_block(block, stage)
+        self._repeat_until_decided(stage)
+        for block in [b for b in blocks if b.capacity]:
+            self._run_block(block, stage)
+
+    def _repeat_until_decided(self, stage: Stage) -> None:
+        """A sequential experiment (analysis/stats/verdict_settings.py's Sequential): look at the headline rows after
+        the declared repetitions, and add one interleaved repetition of every design while a look says so. Every
+        look goes into the manifest (`sequential`): how many it took, and what was still undecided."""
+        record = self.manifest.record if stage.point is None else self.manifest.record.point(stage.point)
+        if not stage.experiment.phases or record.experiment.resolved.get("sequential") is None:
+            return
+        repetition = stage.experiment.repetitions
+        while True:
+            found = look(run_so_far(stage.dir, self.manifest.record, stage.point))
+            self.manifest.add_look(stage.point, found.record())
+            self.say(f"  {found.text()}")
+            if not found.go_on:
+                return
+            repetition += 1
+            for name in stage.experiment.designs:
+                self._run_block(Block(name, repetition, stage.experiment.phases), stage)
 
     def _fresh_db(self, redis: RedisServer) -> str:
         self._db += 1
@@ -321,30 +350,57 @@ class Runner:
                     served.queue.close()
 
     def _capacity_search(self, stage: Stage, supervisor: Supervisor, block: Block, url: str, redis_url: str) -> None:
-        search, slo = stage.experiment.capacity, stage.experiment.slo
-        assert search is not None
-        for rate in search.rates():
-            phase = Phase(name=f"capacity-{rate:06.1f}".replace(".", "_"), kind="capacity", rate_per_s=rate,
-                          duration_s=search.step_duration_s)
+        """offpath/capacity_search.py chooses the rates; each probe is a capacity cell judged by the rule analysis
+        judges capacity by. How the search ended goes into the manifest (capacity_searches) for analysis to say."""
+        record = self.manifest.record if stage.point is None else self.manifest.record.point(stage.point)
+        settings = SearchSettings.of(record.experiment.resolved["capacity"], str(self.experiment.source or "experiment"))
+        slo = stage.experiment.slo
+        queue = self._served.queue if self._served is not None else None
+        broke_last = False
+
+        def backlog(queue: QueueAdapter) -> int | None:
+            try:
+                return queue.read().backlog
+            except Exception:  # noqa: BLE001 - a broker that does not answer now may answer in a moment
+                return None
+
+        def settle(queue: QueueAdapter, step: Step) -> None:
+            # After a probe that broke, the next starts on an empty queue: a leftover backlog would break it too.
+            deadline = time.monotonic() + SETTLE_TIMEOUT_S
+            while (left := backlog(queue)) != 0:
+                if time.monotonic() > deadline:
+                    raise StopSearch(f"{left if left is not None else 'the'} jobs left by the last probe did not "
+                                     f"drain within {SETTLE_TIMEOUT_S:g} s, so {step.rate_per_s:g}/s could not start "
+                                     "on an empty queue")
+                self._check(supervisor)
+                time.sleep(0.5)
+
+        def probe(step: Step) -> bool:
+            nonlocal broke_last
+            if broke_last and queue is not None:
+                settle(queue, step)
+            phase = Phase(name=phase_name(step.rate_per_s), kind="capacity", rate_per_s=step.rate_per_s,
+                          duration_s=step.duration_s)
             summary = self._run_cell(stage, supervisor, block, phase, url, redis_url, kind="capacity")
-            step = StepFigures.of_summary(summary)
+            figures = StepFigures.of_summary(summary)
             # The rule analysis judges capacity by: a step of a design with queue data must keep its acknowledgement,
             # a flat backlog and its completion P99 within the completion SLO.
-            broken = broken_limits(step, slo)
+            broken = broken_limits(figures, slo)
             if broken:
-                completion = "" if not step.queued else (
-                    f", completion P99 {(step.completion_p99_us or 0) / 1000:.0f} ms"
-                    + (f", {step.pending} of {step.accepted} not final" if step.pending else "")
-                    + (", backlog growing" if step.sustainable is False else ""))
-                self.say(f"  {block.design} breaks the SLO at {rate:g}/s ({', '.join(broken)}: P99 "
-                         f"{(step.p99_us or 0) / 1000:.0f} ms, errors {step.error_rate:.1%}{completion}); capacity "
-                         f"search for {block.design} ends")
-                return
-            if summary.queue is not None and (summary.queue.depth_end or 0) > BACKLOG_LIMIT:
-                self.say(f"  {block.design}: backlog over {BACKLOG_LIMIT} jobs; capacity search ends")
-                return
-        self.say(f"  {block.design} held at every rate up to {search.max_per_s:g}/s: its limit was not found "
-                 "(raise [capacity] max_per_s to find it)")
+                completion = "" if not figures.queued else (
+                    f", completion P99 {(figures.completion_p99_us or 0) / 1000:.0f} ms"
+                    + (f", {figures.pending} of {figures.accepted} not final" if figures.pending else "")
+                    + (", backlog growing" if figures.sustainable is False else ""))
+                self.say(f"  {block.design} breaks the SLO at {step.rate_per_s:g}/s ({', '.join(broken)}: P99 "
+                         f"{(figures.p99_us or 0) / 1000:.0f} ms, errors {figures.error_rate:.1%}{completion})")
+            elif summary.queue is not None and (summary.queue.depth_end or 0) > BACKLOG_LIMIT:
+                raise StopSearch(f"backlog over {BACKLOG_LIMIT} jobs at {step.rate_per_s:g}/s")
+            broke_last = bool(broken)
+            return not broken
+
+        result = run_search(probe, settings)
+        self.manifest.put_search(stage.point, block.design, result.record())
+        self.say(f"  {block.design} capacity search: {result.text()}")
 
     def _run_cell(self, stage: Stage, supervisor: Supervisor, block: Block, phase: Phase, url: str, redis_url: str,
                   kind: str) -> CellSummary:

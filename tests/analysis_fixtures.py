@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from analysis.stats.histogram import Intervals, index_for
 from foundation.format import (
     CELLS_DIR,
     COMPLETION,
@@ -294,3 +295,16 @@ def reference_specs(repetitions: int = 2, duration_s: int = 20, rate_per_s: int 
         if "queued" in designs:
             specs += capacity_specs("queued", rates, p99_budget_rate=160, drain_limit_rate=drain_limit_rate)
     return specs
+
+
+def intervals_of(per_second: list[np.ndarray]) -> Intervals:
+    """1-second interval histograms of the given values, in memory (no file): for simulations that need many."""
+    rows, indexes, counts = [], [], []
+    for second, values in enumerate(per_second):
+        index, count = np.unique(index_for(np.clip(values, 1, 3_600_000_000)), return_counts=True)
+        rows.append(np.full(len(index), second, dtype=np.int64))
+        indexes.append(index.astype(np.int64))
+        counts.append(count.astype(np.int64))
+    n = len(per_second)
+    return Intervals(np.arange(n, dtype=float), np.ones(n), np.concatenate(rows), np.concatenate(indexes),
+                     np.concatenate(counts))

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from analysis.stats.capacity import capacity, equal_load_comparison
+from analysis.stats.capacity import capacity
 from analysis.stats.claim import claim_rows
+from analysis.stats.headline import equal_load_comparison
 from analysis.stats.load import load_run
 from foundation.format import MANIFEST_FILE
 from tests.analysis_fixtures import reference_specs, write_run
@@ -37,7 +38,8 @@ def test_throughput_interval_comes_from_the_search_step(tmp_path):
     source, rows = _rows(run_dir)
     throughput, p99 = rows
     assert source == "a team elsewhere"
-    assert throughput.measured.startswith("+33% (160/s vs 120/s; between +0% … +67%")
+    assert throughput.measured.startswith("+33% ([160, 200)/s ±12.5% vs [120, 160)/s ±16.7%; between +0% … +67% from "
+                                          "both brackets")
     assert throughput.agrees == "yes"
     assert p99.measured.startswith("-") and "95% CI" in p99.measured
     assert p99.agrees == "no"  # the fixture's queued is ~80% faster at equal load, far from -25%

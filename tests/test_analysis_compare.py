@@ -1,4 +1,5 @@
-"""A/B comparison: known deltas found with CIs that exclude 0, same distributions marked `~`, reproducible."""
+"""A/B comparison: known deltas found with CIs that exclude 0, same distributions `equivalent` within the margin, too
+few values `undecided` with what would decide them, reproducible."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from analysis.stats.compare import compare_designs, compare_runs, comparison_markdown, format_comparison, verdict
+from analysis.stats.compare import compare_designs, compare_runs, comparison_markdown, format_comparison
+from analysis.stats.equivalence import decide
 from analysis.stats.load import load_run
 from tests.analysis_fixtures import CellSpec, Latency, Queue, write_run
 
@@ -62,13 +64,17 @@ def test_median_delta_is_the_distributions_ratio(different):
 
 
 @pytest.mark.fast
-def test_same_distribution_shows_no_significant_change(same):
+def test_equal_designs_are_equivalent_within_the_margin(same):
     run_dir, _ = same
     comparison = compare_designs(run_dir)
     assert len(comparison.rows) == 5
-    assert {row.verdict for row in comparison.rows} == {"~"}
     for row in comparison.rows:
         assert row.ci_low_pct <= 0 <= row.ci_high_pct
+        assert row.verdict in ("equivalent", "undecided"), row  # never better or worse
+    for metric in ("throughput_per_s", "p50_us", "p90_us", "p99_us"):
+        row = comparison.row(metric)
+        assert row.verdict == "equivalent" and row.need is None, row
+        assert -row.margin_pct < row.ci_low_pct and row.ci_high_pct < row.margin_pct
 
 
 @pytest.mark.fast
@@ -77,7 +83,10 @@ def test_thin_tail_is_not_judged(tmp_path):
                                                                              duration=10)]
     run_dir, _ = write_run(tmp_path, specs)
     row = compare_designs(run_dir).row("p999_us")
-    assert row.verdict == "~" and row.note == "few samples"
+    assert row.verdict == "undecided" and row.note == "few samples"
+    # 200 values a side leave 0.2 beyond P99.9; 10 need 50x as many: 49 more repetitions, or phases of 500 s.
+    assert row.need is not None and row.need.factor == pytest.approx(50)
+    assert row.need.more_repetitions == 49 and row.need.longer_phase_s == pytest.approx(500)
 
 
 @pytest.mark.fast
@@ -99,7 +108,12 @@ def test_comparison_is_reproducible(different):
 def test_run_against_itself_is_unchanged(different):
     run_dir, _ = different
     comparison = compare_runs(run_dir, run_dir)
-    assert comparison.rows and all(r.verdict == "~" and r.delta_pct == 0 for r in comparison.rows)
+    assert comparison.rows and all(r.delta_pct == 0 and r.verdict in ("equivalent", "undecided") for r in comparison.rows)
+    for row in comparison.rows:
+        if row.metric != "p999_us":
+            assert row.verdict == "equivalent", row
+        elif row.verdict == "undecided":  # 12 values beyond P99.9 a side: an interval of about ±12% against ±10%
+            assert row.need is not None and 1 < row.need.factor < 3
 
 
 @pytest.mark.fast
@@ -152,11 +166,14 @@ def test_markdown_and_json_carry_every_row(different):
 
 @pytest.mark.fast
 @pytest.mark.parametrize(("low", "high", "higher_is_better", "expected"), [
-    (-0.2, -0.1, False, "better"), (0.1, 0.2, False, "worse"), (-0.1, 0.1, False, "~"),
-    (0.1, 0.2, True, "better"), (-0.2, -0.1, True, "worse"), (0.0, 0.0, True, "~"),
+    (-0.2, -0.1, False, "better"), (0.1, 0.2, False, "worse"), (-0.1, 0.1, False, "undecided"),
+    (0.1, 0.2, True, "better"), (-0.2, -0.1, True, "worse"), (0.0, 0.0, True, "equivalent"),
+    (-0.04, 0.04, True, "equivalent"), (0.01, 0.03, False, "equivalent"), (0.03, 0.12, False, "worse"),
+    (-0.06, 0.02, True, "undecided"),
 ])
-def test_verdict_is_significant_only_when_the_interval_excludes_zero(low, high, higher_is_better, expected):
-    assert verdict(low, high, higher_is_better) == expected
+def test_verdict_is_decided_only_when_the_interval_excludes_zero_or_fits_the_margin(low, high, higher_is_better,
+                                                                                   expected):
+    assert decide(low, high, higher_is_better, margin=0.05) == expected
 
 
 def test_piped_compare_prints_every_column_in_full(different):

@@ -137,9 +137,12 @@ def test_twice_the_cost_is_about_plus_100_percent_and_worse(tmp_path):
 
 
 @pytest.mark.fast
-def test_same_cost_shows_no_significant_change(tmp_path):
+def test_same_cost_is_never_better_or_worse(tmp_path):
     row = compare_designs(noisy_pair(tmp_path, 1.0, seed=4)).row(COST_METRIC, endpoint=COST_SCOPE)
-    assert row.verdict == "~" and row.ci_low_pct <= 0 <= row.ci_high_pct
+    assert row.ci_low_pct <= 0 <= row.ci_high_pct and row.margin_pct == 5
+    # 25% noise a second over 60 seconds a side leaves an interval wider than the ±5% CPU margin: undecided, with
+    # the repetitions that would make it narrow enough.
+    assert row.verdict == "undecided" and row.need is not None and row.need.more_repetitions >= 1
 
 
 @pytest.mark.fast

@@ -107,7 +107,9 @@ def test_report_opens_in_headless_chromium(rendered):
     assert page.console_errors == []
     assert page.title.startswith("offpath — ")
     assert "queued sustains" in page.text and "How it was measured" in page.text
-    # comparison, capacity, its steps (folded), per design and phase: at each width, each with its last column seen
+    # comparison, capacity, its steps (folded), what the outcome took, per design and phase: at each width, each with
+    # its last column seen
     assert [(t.width_px, t.last_column) for t in page.tables] == [
-        (width, last) for width in page.screenshots for last in ("n (A / B)", "tested up to", "within SLO", "backlog")]
+        (width, last) for width in page.screenshots
+        for last in ("n (A / B)", "tested up to", "within SLO", "failed seen", "backlog")]
     assert not (unfit := page.unfit_tables()), "\n".join(unfit)

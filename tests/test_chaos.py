@@ -94,3 +94,57 @@ def test_the_shipped_scenarios_read_into_one_model_per_kind():
     assert isinstance(faults["partition"], Partition)
     resolved = json.loads(json.dumps(chaos.resolved()))  # what the manifest records: plain JSON, the spec as its text
     assert resolved["profile"] == "default" and resolved["faults"][7]["profile"] == "flaky"
+
+
+FOREIGN = """
+name = "chaos-foreign"
+rate_per_s = 10
+duration_s = 8
+workers = 2
+settle_timeout_s = 90
+
+# offpath's queued service declared as any team's design would be: no census of its state, no queue adapter, so the
+# audit can only ask its status URL.
+[designs.orders]
+contract = "{contract}"
+[designs.orders.web]
+command = "{{python}} -m uvicorn --factory services.queued.app:create_app --host 127.0.0.1 --port {{port}}"
+cwd = "{root}"
+env = {{ REDIS_URL = "{{redis_url}}", OFFPATH_PROFILE = "{profile}" }}
+ready = {{ url = "/healthz" }}
+[designs.orders.workers]
+command = "{{python}} -m services.queued.worker --name {{name}}"
+cwd = "{root}"
+env = {{ REDIS_URL = "{{redis_url}}", OFFPATH_PROFILE = "{profile}" }}
+ready = {{ log = "offpath worker ready" }}
+
+[[faults]]
+name = "kill-worker"
+kind = "kill-worker"
+design = "orders"
+at_s = 2
+kills = 2
+every_s = 1.0
+"""
+
+
+@pytest.mark.timeout(400)
+def test_a_design_offpath_cannot_look_into_is_audited_through_its_status_url(tmp_path, profiles):
+    root = Path(__file__).resolve().parent.parent
+    experiment = tmp_path / "chaos.toml"
+    experiment.write_text(FOREIGN.format(contract=root / "services" / "campaign" / "contract.toml", root=root,
+                                         profile=profiles["quick"]))
+    result = subprocess.run(
+        [sys.executable, "-m", "offpath.cli", "chaos", str(experiment), "--out", str(tmp_path / "runs")],
+        capture_output=True, text=True, timeout=400,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    (row,) = json.loads((run_dir / "chaos.json").read_text())
+    assert row["design"] == "orders" and row["how"].startswith("HTTP")
+    assert row["acknowledged"] > 50 and row["completed"] + row["failed"] == row["acknowledged"]
+    assert (row["lost"], row["pending"], row["unanswered"]) == (0, 0, 0) and row["ok"]
+    assert "duplicated" not in row and "stuck" not in row  # what HTTP cannot show is not claimed
+    kills = [e for e in row["events"] if e["what"] == "SIGKILL worker"]
+    assert len(kills) == 2 and "recovery_s" not in row  # its jobs cannot be read: no time to run again
+    assert "| kill-worker | 10/s for 8 s |" in (run_dir / "chaos.md").read_text()

@@ -134,7 +134,7 @@ def test_a_sweep_over_backends_sets_each_points_queue(tmp_path):
     (BASE + "[layout]\nwrokers = 2\n", "unknown key 'layout.wrokers'; allowed: "),
     ("repetitions = 'two'\n" + BASE, "key 'repetitions' has value 'two'; allowed: a whole number"),
     (BASE + "[capacity]\nstart_per_s = 0\nstep_per_s = 1\nmax_per_s = 5\nstep_duration_s = 2\n",
-     "key 'capacity.start_per_s' has value 0; allowed: a number of requests per second > 0"),
+     "key 'capacity.start_per_s' has value 0; allowed: a rate > 0 (requests per second)"),
     ('name = "x"\n[slo\n', "not valid TOML"),
 ])
 def test_offpath_bench_refuses_a_bad_file_in_one_line_with_exit_2(tmp_path, text, says):

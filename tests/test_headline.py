@@ -19,11 +19,10 @@ from analysis.stats.capacity import (
     StepFigures,
     broken_limits,
     capacity,
-    equal_load_comparison,
-    headline,
     rate_point,
 )
 from analysis.stats.compare import compare_designs, comparison_markdown
+from analysis.stats.headline import equal_load_comparison, headline
 from analysis.stats.load import load_run
 from analysis.stats.summary import cell_summary
 from foundation.format import COMPLETION, COMPLETION_FILE, CREATE, MANIFEST_FILE, OUTCOME, Slo
@@ -138,13 +137,13 @@ def test_a_completion_p99_past_its_slo_bounds_the_capacity(tmp_path):
     assert [p.within_slo for p in queued.points] == [True, True, False, False]
     assert cap.designs["inline"].bound_by == (ACKNOWLEDGEMENT,)
     rows = {r["design"]: r for r in capacity_rows(cap)}
-    assert rows["queued"]["bound by"] == "completion" and rows["queued"]["capacity"] == "80/s"
-    assert rows["queued"]["acknowledged within SLO up to"] == "≥ 160/s"
-    assert rows["queued"]["completed within SLO up to"] == "80/s"
-    assert rows["inline"]["bound by"] == "acknowledgement" and rows["inline"]["drained up to"] == "-"
+    assert rows["queued"]["bound by"] == "completion" and rows["queued"]["capacity"] == "[80, 120)/s ±25.0%"
+    assert rows["queued"]["acknowledgement"] == "≥ 160/s (not found)"
+    assert rows["queued"]["completion"] == "[80, 120)/s ±25.0%"
+    assert rows["inline"]["bound by"] == "acknowledgement" and rows["inline"]["drain"] == "-"
     text = headline(cap, equal_load_comparison(load_run(run_dir), cap), load_run(run_dir))
     assert text.startswith("queued sustains 33% less throughput at P99 ≤ 500 ms and completion P99 ≤ 1000 ms "
-                           "(80/s vs 120/s)")
+                           "([80, 120)/s ±25.0% vs [120, 160)/s ±16.7%: a change of -50%…+0%, worse)")
     assert "its completion P99 stays within 1000 ms only up to 80/s" in text
 
 

@@ -53,7 +53,8 @@ def write_sweep(root: Path, points: list[tuple[float | dict[str, float], list[Ce
     records = []
     for number, (given, specs) in enumerate(points, start=1):
         values = given if isinstance(given, dict) else {"provider_wait_scale": given}
-        point_id = f"{number:02d}-" + ",".join(f"{k}={v:g}" for k, v in values.items())
+        point_id = f"{number:02d}-" + ",".join(f"{k}={v if isinstance(v, str) else format(v, 'g')}"
+                                                for k, v in values.items())
         point_dir, _ = write_run(run_dir / POINTS_DIR, specs, run_id=point_id, seed=number,
                                  slo={"p99_ms": 500.0, "error_rate": 0.01})
         manifest = json.loads((point_dir / MANIFEST_FILE).read_text())
@@ -62,7 +63,8 @@ def write_sweep(root: Path, points: list[tuple[float | dict[str, float], list[Ce
                         "experiment": manifest["experiment"], "profile": manifest["profile"], "layout": {},
                         "placement": {}, "cells": manifest["cells"]})
     top = dict(manifest)
-    sweep = {name: sorted({r["values"][name] for r in records}) for name in records[0]["values"]}
+    sweep = {name: list(dict.fromkeys(r["values"][name] for r in records)) if isinstance(records[0]["values"][name], str)
+             else sorted({r["values"][name] for r in records}) for name in records[0]["values"]}
     top.update(run_id=run_dir.name, kind="sweep", cells=[], points=records, resumes=[],
                experiment=manifest["experiment"] | {"sweep": sweep})
     if not complete:
@@ -123,7 +125,7 @@ def test_a_crossover_is_claimed_only_between_resolved_points(crossing_sweep):
     assert [(c.low, c.high, c.starts) for c in capacity] == [(0.5, 4.0, True)]  # x1 is not resolved: skipped
     assert dmap.sentences["ack_capacity"].startswith(
         "Capacity at the SLO, acknowledgement: the queue starts to win between provider wait scale ×0.5 and ×4")
-    assert "not resolved at ×1" in dmap.sentences["ack_capacity"]
+    assert "undecided at ×1" in dmap.sentences["ack_capacity"]
     p99 = [c for c in dmap.crossovers if c.measure == "p99"]
     assert p99 and not p99[0].starts  # the queue wins at low waits and stops winning as they grow
     assert "the queue never wins in the range" in dmap.sentences["cpu"]
@@ -146,7 +148,7 @@ def test_sentences_say_not_resolved_rather_than_guess():
     assert "never wins" in crossover_sentence(p99, "x_scale", few, [])
     nothing = _points([(1, Ratio(1.0, 0.5, 2.0)), (2, Ratio(0.5, 0.3, 0.8, note="few samples", judged=False))])
     text = crossover_sentence(p99, "x_scale", nothing, [])
-    assert "not resolved at any point of x scale ×1 … ×2" in text and "never wins" not in text
+    assert "undecided at every point of x scale ×1 … ×2" in text and "never wins" not in text
     everywhere = _points([(1, Ratio(0.5, 0.4, 0.6)), (2, Ratio(0.4, 0.3, 0.5))])
     assert "wins over the whole range (x scale ×1 … ×2)" in crossover_sentence(p99, "x_scale", everywhere, [])
 
@@ -214,3 +216,19 @@ def test_two_parameters_draw_heat_maps_and_a_sentence_per_value_of_the_second(tm
     assert "at concurrency 4: the queue starts to win between provider wait scale ×0.5 and ×4" in sentence
     assert "at concurrency 16: the queue never wins in the range" in sentence
     assert (run_dir / "plots" / "map-ack-capacity.png").stat().st_size > 5000
+
+
+def test_a_sweep_over_queue_backends_says_which_wins_on_each_and_draws_no_crossover(tmp_path):
+    """A parameter of names has no order: a verdict per name, in the sweep's own order, and no crossover."""
+    run_dir = write_sweep(tmp_path, [
+        ({"backend": "rq"}, point_specs(inline_holds=160, queued_holds=40, queued_completion_us=400_000)),
+        ({"backend": "celery"}, point_specs(inline_holds=80, queued_holds=200, queued_completion_us=100_000)),
+        ({"backend": "dramatiq"}, point_specs(inline_holds=80, queued_holds=200, queued_completion_us=100_000)),
+    ])
+    dmap = decision_map(load_run(run_dir))
+    assert [p.values["backend"] for p in dmap.points] == ["rq", "celery", "dramatiq"] and not dmap.crossovers
+    sides = {p.values["backend"]: p.side(MEASURE["drain_capacity"]) for p in dmap.points}
+    assert sides == {"rq": INLINE, "celery": QUEUE, "dramatiq": QUEUE}
+    assert dmap.sentences["drain_capacity"].endswith(": the queue wins on celery, dramatiq; inline wins on rq.")
+    plots = map_plots(dmap, tmp_path / "plots")
+    assert len(plots) == len(MEASURES) and all(p.png.stat().st_size > 0 for p in plots)

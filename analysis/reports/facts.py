@@ -6,10 +6,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from analysis.stats.bootstrap import METHOD
 from analysis.stats.capacity import PENDING_LIMIT
+from analysis.stats.compare import method, run_settings
 from analysis.stats.cost import ACCOUNTING_TOLERANCE, COST_SCOPE
 from analysis.stats.load import Run
+from analysis.stats.sequential import looks_text
 from analysis.stats.summary import (
     BACKLOG_GROWTH_FLOOR_PER_S,
     BACKLOG_GROWTH_FRACTION,
@@ -18,7 +19,7 @@ from analysis.stats.summary import (
 )
 from foundation.experiment_facts import CapacityFacts, PhaseFacts
 from foundation.format import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS, TIERS
-from foundation.manifest_format import Placement
+from foundation.manifest_format import CapacitySearchRecord, Placement
 
 RECORDING = (f"Every latency in microseconds into HDR histograms ({LOWEST_US} µs .. {HIGHEST_US // 3_600_000_000} h, "
              f"{SIGNIFICANT_DIGITS} significant digits), one histogram per second per endpoint. Open model: latency "
@@ -29,7 +30,13 @@ RULES = (f"Capacity: the highest offered rate at which it and every lower rate k
          f"SLO and errors within the budget (acknowledgement); for a design with queue data also its backlog flat "
          f"(drain) and its completion P99 within the completion SLO, with at most {PENDING_LIMIT:.0%} of the accepted "
          f"campaigns not final after the drain (completion). The capacity table names the limit that bound each design; "
-         f"a search stops at the first step that breaks any, so a limit not reached by then reads '≥'. Backlog (depth + "
+         "a capacity is shown as its bracket [held, broke): the highest rate at which it and every lower rate held, "
+         "and the lowest rate above that which broke (±: their difference over twice the rate that held). The search "
+         "steps up until a step breaks any limit (past its declared maximum, doubling, up to its ceiling), then bisects "
+         "the bracket until it is within the declared precision or its step budget is spent; a limit that never broke "
+         "reads '≥' (not found), and the table says whether the search held at its ceiling. Two capacities are "
+         "compared by the interval both brackets allow, (held_B / broke_A, broke_B / held_A), decided against the "
+         f"capacity margin. Backlog (depth + "
          f"deferred + scheduled jobs) is not sustainable when its least-squares slope over "
          f"the second half of the load exceeds {BACKLOG_GROWTH_FRACTION:.0%} of the accepted rate (at least "
          f"{BACKLOG_GROWTH_FLOOR_PER_S:g} jobs/s) and {BACKLOG_SIGNIFICANCE_SE:g} standard errors. The load "
@@ -92,6 +99,27 @@ def polling_text(layout: Mapping[str, Any]) -> str:
     return f"{mode}: the client of a 202 sent " + described.get(mode, "(a mode this analysis does not know)")
 
 
+def capacity_search_text(search: CapacityFacts | None, ended: Mapping[str, CapacitySearchRecord] | None = None,
+                         per_design: bool = True) -> str:
+    """The capacity search as declared and, `per_design`, how it ended for each design (the manifest's
+    capacity_searches; a sweep passes one point's for the settings alone)."""
+    if search is None:
+        return "none"
+    text = search_text(search)
+    if not ended:  # a run from before the search recorded how it ended: it stopped at the first step that broke
+        return text
+    first = next(iter(ended.values()))
+    refine = f"at most {search.refine_steps if search.refine_steps is not None else 0} narrowing probes"
+    text += (f"; then bisected towards ±{first.precision_pct:g}% ({refine}, each long enough for "
+             f"{search.tail_values or 10} values beyond P99), going on past the maximum up to a ceiling of "
+             f"{first.ceiling_per_s:g}/s")
+    if not per_design:
+        return text
+    return text + " — " + "; ".join(f"{design}: {record.outcome} after {record.probes} probes"
+                                    + (f" ({record.reason})" if record.reason else "")
+                                    for design, record in ended.items())
+
+
 def facts(run: Run) -> list[tuple[str, str]]:
     """How it was measured, from the manifest."""
     m = run.record
@@ -106,9 +134,10 @@ def facts(run: Run) -> list[tuple[str, str]]:
         ("Code", f"git {m.git.sha}" + (" (uncommitted changes)" if m.git.dirty else "")),
         ("Experiment", f"{experiment.name}: {experiment.description}".strip()),
         ("Designs and repetitions", f"{', '.join(experiment.designs or run.designs)}; "
-                                    f"{experiment.repetitions} repetition(s), interleaved"),
+                                    f"{experiment.repetitions} repetition(s), interleaved"
+                                    + (f"; sequential: {looks}" if (looks := looks_text(m.sequential)) else "")),
         ("Phases", "; ".join(phase_text(p) for p in experiment.phases) or "none"),
-        ("Capacity search", search_text(search) if search is not None else "none"),
+        ("Capacity search", capacity_search_text(search, m.capacity_searches)),
         ("SLO", f"P99 ≤ {slo.p99_ms if slo else '?'} ms, error rate ≤ {slo.error_rate if slo else '?'}, completion P99 "
                 f"≤ {slo.completion_ms if slo else '?'} ms (designs with queue data)"),
         ("Client polling", polling_text(layout)),
@@ -126,7 +155,7 @@ def facts(run: Run) -> list[tuple[str, str]]:
         ("Versions", ", ".join(f"{k} {v}" for k, v in versions.items())),
         ("Seeds", ", ".join(f"{k} {v}" for k, v in m.seeds.to_dict().items()) if m.seeds else ""),
         ("Recording", RECORDING),
-        ("Comparison", METHOD),
+        ("Comparison", method(run_settings(run))),
         ("Rules", RULES),
     ]
     return rows

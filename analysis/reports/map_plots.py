@@ -13,9 +13,19 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 from analysis.reports.plots import Plot, save
-from analysis.stats.decision_map import INLINE, MEASURES, QUEUE, DecisionMap, Measure, PointRatios, parameter_text
+from analysis.stats.decision_map import (
+    EVEN,
+    INLINE,
+    MEASURES,
+    QUEUE,
+    DecisionMap,
+    Measure,
+    PointRatios,
+    categorical,
+    parameter_text,
+)
 
-SIDE_COLORS = {QUEUE: "#1a7f37", INLINE: "#c62828"}
+SIDE_COLORS = {QUEUE: "#1a7f37", INLINE: "#c62828", EVEN: "#1f5fbf"}
 UNRESOLVED_COLOR = "#8a8f98"
 # Ratios are drawn on a log axis; an interval unbounded on one side is drawn to the axis' edge with an arrow.
 RATIO_FLOOR, RATIO_CEILING = 1 / 64, 64.0
@@ -41,7 +51,10 @@ def line_figure(dmap: DecisionMap, measure: Measure) -> Figure:
     """One parameter: each point's ratio with its interval, coloured by the side it resolves to; ratio = 1 dashed;
     each crossover a shaded band between the two resolved points it lies between."""
     name, values = dmap.parameters[0]
-    points = sorted(dmap.points, key=lambda p: p.values.get(name, 0.0))
+    # A parameter of names (a queue backend) is drawn at evenly spaced places in the sweep's order.
+    names = categorical(values)
+    place = {value: float(index) for index, value in enumerate(values)} if names else {v: float(v) for v in values}
+    points = sorted(dmap.points, key=lambda p: place.get(p.values.get(name, 0.0), 0.0))
     figure = Figure(figsize=(7.5, 3.8), layout="constrained")
     axes = figure.add_subplot()
     known = [p for p in points if p.ratios[measure.key].value is not None]
@@ -50,28 +63,34 @@ def line_figure(dmap: DecisionMap, measure: Measure) -> Figure:
     low = max(RATIO_FLOOR, min([0.5, *ends]) / 1.5)
     high = min(RATIO_CEILING, max([2.0, *ends]) * 1.5)
     for crossing in (c for c in dmap.crossovers if c.measure == measure.key):
-        axes.axvspan(crossing.low, crossing.high, color="#f2c14e", alpha=0.25, lw=0)
+        if crossing.low == crossing.high:  # at one point where the two are equivalent
+            axes.axvline(crossing.low, color="#f2c14e", alpha=0.6, lw=6)
+        else:
+            axes.axvspan(crossing.low, crossing.high, color="#f2c14e", alpha=0.25, lw=0)
         axes.annotate("queue starts to win" if crossing.starts else "queue stops winning",
                       (math.sqrt(crossing.low * crossing.high), high), textcoords="offset points", xytext=(0, -12),
                       ha="center", fontsize="x-small", color="#7a5a00")
     axes.axhline(1.0, color="#333333", lw=1, ls="--")
     axes.annotate("ratio = 1", (1.0, 1.0), xycoords=("axes fraction", "data"), textcoords="offset points",
                   xytext=(-3, 3), ha="right", fontsize="x-small")
-    xs = np.array([p.values[name] for p in points])
-    axes.plot(xs, [_clip(p.ratios[measure.key].value) for p in points], color="#555555", lw=1, alpha=0.6)
+    xs = np.array([place[p.values[name]] for p in points])
+    if not names:  # a line between names would say there is something between them
+        axes.plot(xs, [_clip(p.ratios[measure.key].value) for p in points], color="#555555", lw=1, alpha=0.6)
     for point in known:
-        _point_marker(axes, point, measure, point.values[name], low, high)
+        _point_marker(axes, point, measure, place[point.values[name]], low, high)
     better = "above" if measure.higher_is_better else "below"
     axes.set_ylabel(f"{dmap.candidate} / {dmap.baseline}\n({better} 1: {dmap.candidate} better)")
-    if min(values) > 0 and max(values) / min(values) >= 4:
+    numbers = sorted(place.values())
+    if not names and min(numbers) > 0 and max(numbers) / min(numbers) >= 4:
         axes.set_xscale("log")
-    axes.xaxis.set_major_locator(FixedLocator(list(values)))
-    axes.xaxis.set_major_formatter(FuncFormatter(lambda v, _: parameter_text(name, v)))
+    axes.xaxis.set_major_locator(FixedLocator(numbers))
+    label_of = {x: value for value, x in place.items()}
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda v, _: parameter_text(name, label_of.get(float(v), float(v)))))
     axes.xaxis.set_minor_formatter(NullFormatter())
     axes.set_xlabel(name.replace("_", " "))
     axes.margins(x=0.1)
     _log_ratio_axis(axes, low, high)
-    axes.set_title(f"{measure.heading}: {dmap.candidate} / {dmap.baseline} (95% intervals)", loc="left",
+    axes.set_title(f"{measure.heading}: {dmap.candidate} / {dmap.baseline} (with intervals)", loc="left",
                    fontsize="medium")
     return figure
 

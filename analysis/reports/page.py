@@ -35,6 +35,7 @@ th:first-child, td:first-child, td.left, th.left { text-align: left; }
 td.better { color: var(--better); font-weight: 600; }
 td.worse { color: var(--worse); font-weight: 600; }
 td.same { color: var(--muted); }
+td.equivalent { font-style: italic; }
 .method { color: var(--muted); font-size: 0.8rem; max-width: 900px; }
 figure { margin: 18px 0 26px; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
@@ -49,7 +50,7 @@ dd { margin: 0; }
 # the headers) rather than cutting its last columns off; a narrow one scrolls the table in its box (.scroll), the
 # wrapped cells kept wide enough to read (the media query) instead of stacked a word a line.
 TEXT_COLUMNS = {"phase", "design", "metric", "verdict", "endpoint", "backlog", "within SLO", "machine check", "bound by",
-                "time to recover", "measured"}
+                "time to recover", "measured", "search"}
 
 
 def page_top(title: str, heading: str, run_id: str, record: RunRecord) -> str:

@@ -6,8 +6,8 @@ from html import escape
 
 from analysis.reports.page import figure, page_top, table
 from analysis.reports.report import Report
-from analysis.reports.tables import capacity_rows, cost_rows, phase_rows, step_rows
-from analysis.stats.compare import LABELS, format_delta, format_value, row_label
+from analysis.reports.tables import OUTCOME_NOTE, capacity_ratio_text, capacity_rows, cost_rows, phase_rows, step_rows
+from analysis.stats.compare import LABELS, format_delta, format_value, level_text, row_label, verdict_text
 from analysis.stats.cost import COST_SCOPE
 
 
@@ -16,12 +16,12 @@ def delta_table(report: Report) -> str:
     rows, classes = [], []
     for row in comparison.rows:
         delta, ci = format_delta(row)
-        rows.append({"phase": row.group, "endpoint": row_label(row), "metric": LABELS[row.metric],
+        rows.append({"phase": row.group, "endpoint": row_label(row, comparison.names), "metric": LABELS[row.metric],
                      comparison.a_label: format_value(row.metric, row.a),
-                     comparison.b_label: format_value(row.metric, row.b), "delta": delta, "95% CI": ci,
-                     "verdict": row.verdict + (f" ({row.note})" if row.note else ""),
-                     "n (A / B)": f"{row.n_a:,} / {row.n_b:,}"})
-        css = {"better": "better", "worse": "worse"}.get(row.verdict, "same")
+                     comparison.b_label: format_value(row.metric, row.b), "delta": delta,
+                     f"{level_text(comparison.confidence)} CI": ci,
+                     "verdict": verdict_text(row), "n (A / B)": f"{row.n_a:,} / {row.n_b:,}"})
+        css = {"better": "better", "worse": "worse", "equivalent": "equivalent"}.get(row.verdict, "same")
         classes.append({"verdict": css, "delta": css})
     if not rows:
         return "<p class='note'>Nothing to compare: " + escape("; ".join(comparison.missing) or "no data") + "</p>"
@@ -49,13 +49,21 @@ def claim_section(report: Report) -> str:
     return f"<h2>Against {escape(source)}</h2>" + table([r.as_dict() for r in rows])
 
 
+def outcome_section(report: Report) -> str:
+    if not report.outcomes:
+        return ""
+    return (f"<h2>What the outcome took</h2><p class='sub'>{escape(OUTCOME_NOTE)}</p>" + table(report.outcomes))
+
+
 def to_html(report: Report) -> str:
     run = report.run
     notes = "".join(f"<div class='note'>{escape(n)}</div>" for n in report.notes)
     figures = "".join(figure(p) for p in report.plots)
     capacity_section = ""
     if report.capacity.designs:
+        ratio = capacity_ratio_text(report.capacity)
         capacity_section = ("<h2>Capacity</h2>" + table(capacity_rows(report.capacity)) +
+                            (f"<p class='sub'>{escape(ratio)}</p>" if ratio else "") +
                             "<details><summary class='sub'>every step</summary>" + table(step_rows(report.capacity)) +
                             "</details>")
     facts = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in report.facts)
@@ -67,6 +75,7 @@ def to_html(report: Report) -> str:
 {delta_table(report)}
 <p class="method">{escape(report.comparison.method)}</p>
 {capacity_section}
+{outcome_section(report)}
 {cost_section(report)}
 <h2>Plots</h2>
 {figures or "<p class='sub'>No plottable data in this run.</p>"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from analysis.reports.markdown import markdown_table
 from analysis.reports.report import Report
-from analysis.reports.tables import capacity_rows, cost_rows, phase_rows, step_rows
+from analysis.reports.tables import OUTCOME_NOTE, capacity_ratio_text, capacity_rows, cost_rows, phase_rows, step_rows
 from analysis.stats.compare import comparison_markdown
 from analysis.stats.cost import COST_SCOPE
 from foundation.format import PLOTS_DIR
@@ -20,8 +20,11 @@ def to_markdown(report: Report) -> str:
     parts += [f"## {report.comparison.title}", "", comparison_markdown(report.comparison), "",
               f"<sub>{report.comparison.method}</sub>", ""]
     if report.capacity.designs:
-        parts += ["## Capacity", "", markdown_table(capacity_rows(report.capacity)), "",
-                  markdown_table(step_rows(report.capacity)), ""]
+        ratio = capacity_ratio_text(report.capacity)
+        parts += ["## Capacity", "", markdown_table(capacity_rows(report.capacity)), ""] + ([ratio, ""] if ratio else [])
+        parts += [markdown_table(step_rows(report.capacity)), ""]
+    if report.outcomes:
+        parts += ["## What the outcome took", "", OUTCOME_NOTE, "", markdown_table(report.outcomes), ""]
     parts += cost_markdown(report)
     parts += ["## Per design and phase (repetitions merged)", "", markdown_table(phase_rows(report.phases)), ""]
     if report.plots:

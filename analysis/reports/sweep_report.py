@@ -7,7 +7,7 @@ import json
 from html import escape
 from pathlib import Path
 
-from analysis.reports.facts import facts, search_text
+from analysis.reports.facts import capacity_search_text, facts
 from analysis.reports.map_plots import map_plots
 from analysis.reports.markdown import markdown_table
 from analysis.reports.page import figure, page_top, table
@@ -25,7 +25,7 @@ from foundation.format import (
 
 
 def point_rows(dmap: DecisionMap, linked: set[str]) -> list[dict[str, str]]:
-    """A row per point: its parameters, status, and each ratio with its interval and the side it resolves to."""
+    """A row per point: its parameters, status, and each ratio with its interval and its verdict for queued."""
     rows = []
     for point in dmap.points:
         row = {"point": point.id}
@@ -33,7 +33,7 @@ def point_rows(dmap: DecisionMap, linked: set[str]) -> list[dict[str, str]]:
                 for name, _ in dmap.parameters}
         row["status"] = point.status
         for measure in MEASURES:
-            row[measure.title] = f"{point.ratios[measure.key].text()} — {point.side(measure)}"
+            row[measure.title] = f"{point.ratios[measure.key].text()} — {point.ratios[measure.key].verdict_text(measure)}"
         row["report"] = f"{POINTS_DIR}/{point.id}/{REPORT_HTML_FILE}" if point.id in linked else "-"
         rows.append(row)
     return rows
@@ -55,7 +55,8 @@ def sweep_facts(run: Run) -> list[tuple[str, str]]:
 
 def _search_text(run: Run) -> str:
     search = run.record.experiment.capacity
-    return f"{search_text(search)}, per design and point" if search is not None else "none"
+    ended = next((p.capacity_searches for p in run.record.points if p.capacity_searches), None)
+    return capacity_search_text(search, ended, per_design=False) + (", per design and point" if search else "")
 
 
 def notes(run: Run, dmap: DecisionMap) -> list[str]:
@@ -77,7 +78,7 @@ def to_markdown(run: Run, dmap: DecisionMap, plots: list[Plot], linked: set[str]
     for plot in plots:
         parts += [f"![{plot.title}]({PLOTS_DIR}/{plot.png.name})", "", f"{plot.caption} ([SVG]({PLOTS_DIR}/"
                   f"{plot.svg.name}))", ""]
-    parts += ["## Per point (queued / inline, 95% interval — the side it resolves to)", "",
+    parts += ["## Per point (queued / inline, interval — the verdict for queued)", "",
               markdown_table(point_rows(dmap, linked)), "", f"<sub>{interval_text()}</sub>", ""]
     parts += ["## How it was measured", ""] + [f"- **{k}**: {v}" for k, v in sweep_facts(run)] + [""]
     return "\n".join(parts)
@@ -100,7 +101,7 @@ def to_html(run: Run, dmap: DecisionMap, plots: list[Plot], linked: set[str]) ->
 {note_html}
 <h2>Decision map</h2>
 {"".join(figure(p) for p in plots) or "<p class='sub'>Nothing to map yet.</p>"}
-<h2>Per point <span class="sub">(queued / inline, 95% interval — the side it resolves to)</span></h2>
+<h2>Per point <span class="sub">(queued / inline, interval — the verdict for queued)</span></h2>
 {body}
 <p class="method">{escape(interval_text())}</p>
 <h2>How it was measured</h2>

@@ -2,42 +2,68 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pandas as pd
 
-from analysis.stats.capacity import Capacity, DesignCapacity
+from analysis.stats.capacity import (
+    ACKNOWLEDGEMENT,
+    COMPLETION_SLO,
+    DRAIN,
+    Capacity,
+    DesignCapacity,
+    capacity_ratio_of,
+    ratio_verdict_text,
+)
 from analysis.stats.compare import format_value
 from analysis.stats.cost import SOURCE_LABELS
-from foundation.format import SYSTEM_TIERS, TIERS
+from analysis.stats.histogram import Intervals, stats
+from analysis.stats.load import Cell, Run
+from foundation.format import (
+    COMPLETION,
+    CREATE,
+    FAILED_SEEN,
+    OUTCOME_SEEN,
+    QUEUE_WAIT,
+    RUN_TIME,
+    SYSTEM_TIERS,
+    TIERS,
+)
 
 
-def _limit(found: DesignCapacity, value: float | None, applies: bool = True) -> str:
-    """One limit's highest passing rate: '-' where it does not apply, '≥' where it was never reached."""
-    if not applies:
-        return "-"
-    if value is None:
-        return "below the lowest rate tested"
-    return f"{'≥ ' if found.limit_censored(value) else ''}{value:g}/s"
+def _limit(found: DesignCapacity, limit: str, applies: bool = True) -> str:
+    """Where one limit lies: '-' where it does not apply, its bracket otherwise."""
+    return found.bracket(limit).text() if applies else "-"
 
 
 def capacity_rows(cap: Capacity) -> list[dict[str, str]]:
-    """Per design: its capacity, the limit that bound it, and how far each limit held (a design with queue data is
-    also judged on its drain and its completions)."""
+    """Per design: where its capacity lies ([held, broke)), the limit that bound it, where each limit lies (a design
+    with queue data is also judged on its drain and its completions), and how its search ended."""
     rows = []
     for design, found in cap.designs.items():
-        value = found.capacity_per_s
         rows.append({
             "design": design,
-            "capacity": "below the lowest rate tested" if value is None else
-                        f"{'≥ ' if found.censored else ''}{value:g}/s",
+            "capacity": found.bracket().text(),
             "bound by": ", ".join(found.bound_by) or "no limit reached",
-            "acknowledged within SLO up to": _limit(found, found.ack_capacity_per_s),
-            "drained up to": _limit(found, found.drain_capacity_per_s, found.queued),
-            "completed within SLO up to": _limit(found, found.completion_capacity_per_s, found.queued),
+            "acknowledgement": _limit(found, ACKNOWLEDGEMENT),
+            "drain": _limit(found, DRAIN, found.queued),
+            "completion": _limit(found, COMPLETION_SLO, found.queued),
+            "search": found.search_text(),
             "tested up to": f"{found.tested_up_to_per_s:g}/s",
         })
     return rows
+
+
+def capacity_ratio_text(cap: Capacity) -> str:
+    """'queued / inline: 1.33, between 1.00 and 1.67 from both brackets (both ends open): better'; empty without both
+    designs' capacities."""
+    ratio = capacity_ratio_of(cap)
+    if ratio is None or ratio.value is None:
+        return ""
+    high = "∞" if math.isinf(ratio.high) else f"{ratio.high:.2f}"
+    return (f"{cap.candidate} / {cap.baseline}: {ratio.value:.2f}, between {ratio.low:.2f} and {high} from both "
+            f"brackets (both ends open): {ratio_verdict_text(ratio)}")
 
 
 def step_rows(cap: Capacity) -> list[dict[str, str]]:
@@ -89,6 +115,41 @@ def phase_rows(phases: pd.DataFrame) -> list[dict[str, str]]:
                                                r.get("completion_failed"), r.get("completion_pending")),
             "backlog": {True: "flat", False: "GROWS"}.get(sustainable, "-") if isinstance(sustainable, bool) else "-",
         })
+    return rows
+
+
+# What the outcome table shows per design and phase, where its cells recorded it: the request's answer, what the
+# clients saw of the outcome, and the service's own timings.
+OUTCOME_LOGS = ((CREATE, "answer"), (OUTCOME_SEEN, "outcome seen"), (COMPLETION, "completion (service)"),
+                (QUEUE_WAIT, "waited in the queue"), (RUN_TIME, "ran"))
+
+
+OUTCOME_NOTE = ("P50 / P99 (n), steady phases, repetitions merged: the answer to the request; the outcome as the "
+                "clients saw it (from the intended send to the final state first seen); the service's own accepted → "
+                "completed, and that split into the wait in the queue and the run (where it records its timestamps).")
+
+
+def outcome_rows(run: Run) -> list[dict[str, str]]:
+    """Per design and steady phase (repetitions merged): P50 / P99 (n) of the answer, of the outcome as the clients saw
+    it (intended send -> the final state first seen), of the service's own accepted -> completed, and that split into
+    the wait in the queue and the run; outcomes seen failed counted. Only the logs a design recorded get a value."""
+    rows = []
+    groups: dict[tuple[str, str], list[Cell]] = {}
+    for cell in run.cells:
+        if cell.kind == "steady":
+            groups.setdefault((cell.phase, cell.design), []).append(cell)
+    for (phase, design), cells in groups.items():
+        row = {"phase": phase, "design": design}
+        for key, title in OUTCOME_LOGS:
+            merged = Intervals.concat([c.log(key) for c in cells]).merged()
+            figures = stats(merged)
+            row[title] = "-" if not figures["count"] else (
+                f"{format_value('p50_us', figures['p50_us'])} / {format_value('p99_us', figures['p99_us'])} "
+                f"({int(figures['count']):,})")
+        failed = sum(c.log(FAILED_SEEN).total_count for c in cells)
+        row["failed seen"] = f"{failed:,}" if any(c.log(OUTCOME_SEEN).total_count for c in cells) or failed else "-"
+        if any(row[title] != "-" for _, title in OUTCOME_LOGS[1:]):
+            rows.append(row)
     return rows
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from analysis.reports.report import build
 from analysis.reports.report_html import to_html
 from analysis.reports.report_markdown import to_markdown
+from analysis.stats.bracket import Bracket
 from analysis.stats.compare import write_comparison
 from analysis.stats.load import Run
 from foundation.format import COMPARISON_FILE, PLOTS_DIR, REPORT_HTML_FILE, REPORT_MD_FILE
@@ -20,7 +21,8 @@ def write_report(run: Run) -> Path:
         "headline": report.headline,
         "capacity": {"slo_p99_ms": report.capacity.slo_p99_ms, "error_budget": report.capacity.error_budget,
                      "completion_slo_p99_ms": report.capacity.slo.completion_ms,
-                     "designs": {d: asdict(c) | {"capacity_per_s": c.capacity_per_s, "bound_by": list(c.bound_by)}
+                     "designs": {d: asdict(c) | {"capacity_per_s": c.capacity_per_s, "bound_by": list(c.bound_by),
+                                                 "bracket": _bracket(c.bracket())}
                                  for d, c in report.capacity.designs.items()},
                      "missing": list(report.capacity.missing)},
         "notes": report.notes,
@@ -30,3 +32,7 @@ def write_report(run: Run) -> Path:
     html_path = run.dir / REPORT_HTML_FILE
     html_path.write_text(to_html(report))
     return html_path
+
+
+def _bracket(bracket: Bracket) -> dict[str, float | None]:
+    return {"held_per_s": bracket.held, "broke_per_s": bracket.broke, "precision_pct": bracket.precision_pct}

@@ -15,17 +15,22 @@ CONFIDENCE = 0.95
 # Fine HDR buckets folded into one coarse bucket for the first pass of the percentile search (see below).
 _COARSE_SHIFT = 4
 
-METHOD = (
-    f"95% confidence intervals by bootstrap ({REPLICATES} replicates, seed {SEED}): each repetition's 1-second "
-    "interval histograms are resampled with replacement in circular blocks of ~n^(1/3) intervals (so short-range "
-    "autocorrelation stays inside a block), the resampled histograms are merged, and percentiles are read from the "
-    "merged histogram; throughput is resampled count over resampled time. The interval is the 2.5th..97.5th "
-    "percentile of the replicate ratios B/A − 1. Verdict: better or worse when the interval excludes 0, '~' "
-    "(no significant change) when it includes 0, and '~ (few samples)' when fewer than 10 values lie beyond the "
-    "percentile on a side (its tail is too thin to judge). Percentiles come from merged HDR histograms, never averages. "
-    "CPU per campaign (web + redis + workers): the same block bootstrap of each repetition's seconds, the statistic "
-    "the CPU the seconds drawn spent (cpu.csv) over the campaigns served in them; lower is better."
-)
+
+def method_text(confidence: float = CONFIDENCE) -> str:
+    """How the intervals are obtained (the verdict rule that reads them is analysis/stats/equivalence.py's)."""
+    return (
+        f"{confidence * 100:.3g}% confidence intervals by bootstrap ({REPLICATES} replicates, seed {SEED}): each "
+        "repetition's 1-second interval histograms are resampled with replacement in circular blocks of ~n^(1/3) "
+        "intervals (so short-range autocorrelation stays inside a block), the resampled histograms are merged, and "
+        "percentiles are read from the merged histogram; throughput is resampled count over resampled time. The "
+        f"interval is the {(1 - confidence) / 2 * 100:.3g}th..{(1 + confidence) / 2 * 100:.4g}th percentile of the "
+        "replicate ratios B/A − 1. Percentiles come from merged HDR histograms, never averages. CPU per campaign "
+        "(web + redis + workers): the same block bootstrap of each repetition's seconds, the statistic the CPU the "
+        "seconds drawn spent (cpu.csv) over the campaigns served in them; lower is better."
+    )
+
+
+METHOD = method_text()
 
 
 def block_length(n_intervals: int) -> int:

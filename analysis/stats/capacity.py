@@ -1,14 +1,18 @@
-"""Capacity: the highest offered rate each design sustains within the SLO and error budget, and the headline."""
+"""Capacity: where the highest offered rate each design sustains within the SLO and error budget lies — the bracket
+[held, broke) its search leaves, per limit — and the ratio of two designs' capacities with its verdict."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from analysis.stats.compare import Comparison, DeltaRow, compare_designs
+from analysis.stats.bracket import Bracket, CapacityRatio, capacity_ratio
+from analysis.stats.compare import run_settings
+from analysis.stats.equivalence import EQUIVALENT, UNDECIDED
 from analysis.stats.load import Cell, Run, load_run
 from analysis.stats.summary import backlog_health, merged_figures
-from foundation.format import COMPLETION, CREATE, OUTCOME, CellSummary, Slo
+from foundation.format import CREATE, CellSummary, Slo
+from foundation.manifest_format import CapacitySearchRecord
 
 # The limits a capacity step can break, as the capacity table names them. A design whose cells have queue data
 # answers with an acknowledgement; what its campaigns' owners wait for is the drain and the completion.
@@ -92,6 +96,41 @@ class DesignCapacity:
     tested_up_to_per_s: float
     completion_capacity_per_s: float | None = None  # a design with a queue: highest rate completed within its SLO
     queued: bool = False  # its cells have queue data: drain and completion are judged too
+    search: CapacitySearchRecord | None = None  # how the runner's search ended (None: a run from before #25)
+
+    def bracket(self, limit: str | None = None) -> Bracket:
+        """Where the capacity (or one of LIMITS) lies: [the highest rate it and every lower rate held, the lowest rate
+        tested above that which broke it)."""
+        passes = [p.within_slo if limit is None else limit not in p.broken for p in self.points]
+        held = highest_passing(self.points, passes)
+        above = [p.offered_rate_per_s for p, ok in zip(self.points, passes, strict=True)
+                 if not ok and (held is None or p.offered_rate_per_s > held)]
+        return Bracket(held, min(above) if above else None)
+
+    def unfound_text(self) -> str:
+        """Why a limit that never broke was not found: the search held at its ceiling, or stopped, or (a run from
+        before ceilings) it ended at the highest rate it was given."""
+        search = self.search
+        if search is not None and search.outcome == "ceiling":
+            return f"it held at the search's ceiling, {self.tested_up_to_per_s:g}/s"
+        if search is not None and search.outcome == "stopped":
+            return f"the search stopped at {self.tested_up_to_per_s:g}/s: {search.reason}"
+        return f"it still held at {self.tested_up_to_per_s:g}/s, the highest rate tested"
+
+    def search_text(self) -> str:
+        """How the search ended, for the capacity table."""
+        bracket = self.bracket()
+        search = self.search
+        if bracket.broke is None:
+            return "not found: " + self.unfound_text()
+        if bracket.held is None:
+            return f"below the lowest rate tried ({bracket.broke:g}/s)"
+        achieved = f"±{bracket.precision_pct:.1f}%"
+        if search is None:
+            return f"found to {achieved} (steps only)"
+        if search.outcome == "budget":
+            return f"found to {achieved}: the step budget was spent before ±{search.precision_pct:g}%"
+        return f"found to {achieved} in {search.probes} probes"
 
     @property
     def capacity_per_s(self) -> float | None:
@@ -140,6 +179,7 @@ class Capacity:
     baseline: str | None = None  # the run's design A (Run.baseline): the headline compares the candidate to it
     candidate: str | None = None  # the run's design B (Run.candidate)
     completion_slo_p99_ms: float | None = None  # the completion SLO, for designs with queue data (None: the request's)
+    margin: float = 0.10  # the experiment's capacity margin (analysis/stats/verdict_settings.py), a fraction
 
     @property
     def slo(self) -> Slo:
@@ -210,165 +250,41 @@ def capacity(run: Run | Path | str) -> Capacity:
                 ran = bool(run.select(design=design))
                 missing.append(f"no capacity cells for {design}" if ran else f"{design} did not run")
             continue
-        designs[design] = found
+        designs[design] = replace(found, search=run.record.capacity_searches.get(design))
     return Capacity(slo_p99_ms=slo.p99_ms if slo else 0.0, error_budget=slo.error_rate if slo else 0.0,
                     designs=designs, missing=tuple(missing), baseline=run.baseline, candidate=run.candidate,
-                    completion_slo_p99_ms=slo.completion_ms if slo else None)
+                    completion_slo_p99_ms=slo.completion_ms if slo else None,
+                    margin=run_settings(run).margins.for_metric("capacity"))
 
 
-def _rate(value: float | None, censored: bool = False) -> str:
-    if value is None:
-        return "nothing tested"
-    return f"{'at least ' if censored else ''}{value:g}/s"
-
-
-def slo_text(cap: Capacity) -> str:
-    """'P99 ≤ 500 ms', and the completion SLO beside it when a design has queue data (its completions are judged)."""
-    text = f"P99 ≤ {cap.slo_p99_ms:g} ms"
-    if any(d.queued for d in cap.designs.values()):
-        text += f" and completion P99 ≤ {cap.slo.completion_ms:g} ms"
-    return text
-
-
-def capacity_sentence(cap: Capacity, baseline: str | None = None, candidate: str | None = None) -> str:
-    """The candidate's capacity against the baseline's (by default the run's design B against its design A)."""
+def capacity_ratio_of(cap: Capacity, baseline: str | None = None, candidate: str | None = None) -> CapacityRatio | None:
+    """The candidate's capacity over the baseline's with the interval both brackets give it (None without both)."""
     baseline = baseline if baseline is not None else cap.baseline
     candidate = candidate if candidate is not None else cap.candidate
     a = cap.designs.get(baseline) if baseline is not None else None
     b = cap.designs.get(candidate) if candidate is not None else None
-    slo = slo_text(cap)
     if a is None or b is None:
-        have = ", ".join(f"{d.design} sustains {_rate(d.capacity_per_s, d.censored)}" for d in cap.designs.values())
-        return (f"Capacity not compared ({'; '.join(cap.missing) or 'one design has no capacity cells'})"
-                + (f": {have} at {slo}." if have else "."))
-    a_cap, b_cap = a.capacity_per_s, b.capacity_per_s
-    if a_cap is None and b_cap is None:
-        return f"Neither design sustains even the lowest rate tested at {slo} and errors ≤ {cap.error_budget:.1%}."
-    if a_cap is None or b_cap is None:
-        holder, other = (candidate, baseline) if a_cap is None else (baseline, candidate)
-        value = b_cap if a_cap is None else a_cap
-        return (f"{holder} sustains {_rate(value)} at {slo}; {other} does not sustain even the lowest rate tested "
-                f"({min(p.offered_rate_per_s for p in (a.points + b.points)):g}/s).")
-    ratio = (b_cap / a_cap - 1) * 100
-    if a.censored and b.censored:
-        return (f"Both designs sustain the highest rate tested ({b_cap:g}/s) at {slo}: capacity is not separated "
-                f"(neither limit was found; raise the capacity search's max_per_s).")
-    if abs(ratio) < 0.5:
-        return f"{candidate} and {baseline} sustain the same throughput at {slo} ({b_cap:g}/s)."
-    word = "more" if ratio > 0 else "less"
-    text = (f"{candidate} sustains {abs(ratio):.0f}% {word} throughput at {slo} "
-            f"({_rate(b_cap, b.censored)} vs {_rate(a_cap, a.censored)})")
-    unfound = a if a.censored else b if b.censored else None
-    if unfound is not None:
-        # A censored capacity makes the ratio a bound, not a figure: the headline must say so, not only "at least".
-        text += (f"; {unfound.design}'s limit was not found (it still held at {unfound.tested_up_to_per_s:g}/s, the "
-                 f"highest rate tested), so the difference is a bound")
-    return text
-
-
-def headline_row(comparison: Comparison, run: Run | None) -> DeltaRow | None:
-    """The P99 row of the most loaded phase compared (the one closest to where capacity matters)."""
-    rows = [r for r in comparison.rows if r.metric == "p99_us" and r.endpoint == CREATE]
-    if not rows:
         return None
-    return max(rows, key=lambda r: _phase_rate(run, r.group) or 0.0)
+    return capacity_ratio(b.bracket(), a.bracket(), cap.margin)
 
 
-def _phase_rate(run: Run | None, phase: str) -> float | None:
-    cells = run.select(phase=phase) if run is not None else []
-    return cells[0].offered_rate_per_s if cells else None
+def refine_text(ratio: CapacityRatio) -> str:
+    """What would decide an undecided capacity ratio: 'brackets of ±2.1% on both designs would decide it'; empty when
+    refining cannot (a limit not found)."""
+    if ratio.refine_to is None:
+        return ""
+    if ratio.refine_to.pct < 0.5:
+        return "the capacities are too close for refining the brackets to decide it"
+    if ratio.refine_to.shrink > 0.9:
+        return "slightly narrower brackets on both designs would decide it"
+    return f"brackets of ±{ratio.refine_to.pct:.1f}% on both designs would decide it"
 
 
-def _outcome_of(log: str) -> str:
-    """What a side's figure is to the campaign's owner: the completion, or the answer when that is the outcome."""
-    return "completion" if log == COMPLETION else "end-to-end"
-
-
-def _answer_of(outcome_log: str) -> str:
-    """What a side's POST /campaigns answer is: an acknowledgement when its outcome comes later, else the outcome."""
-    return "acknowledgement" if outcome_log == COMPLETION else "end-to-end"
-
-
-def _change(row: DeltaRow, than: str = "") -> str:
-    """'is 80% lower than <than> (95% CI …)', or why it is not judged; `than` empty: the old one-sided wording."""
-    against = f" than {than}" if than else ""
-    ci = f"95% CI {row.ci_low_pct:+.0f}%…{row.ci_high_pct:+.0f}%" if row.ci_low_pct is not None else "no CI"
-    if row.note:
-        return (f"differs by {row.delta_pct:+.0f}%{' from ' + than if than else ''}, but too few samples lie beyond "
-                f"P99 to judge (n = {row.n_a:,} / {row.n_b:,})")
-    if row.verdict == "~":
-        return f"shows no significant change{' against ' + than if than else ''} ({row.delta_pct:+.0f}%, {ci})"
-    word = "lower" if (row.delta_pct or 0) < 0 else "higher"
-    return f"is {abs(row.delta_pct or 0):.0f}% {word}{against} ({ci})"
-
-
-def equal_load_sentence(comparison: Comparison, run: Run | None = None) -> str:
-    """P99 at equal load. Where a side queues its work, both halves: what each side's campaign owner waits for (the
-    completion where the work is queued, the answer where it is not), then the POST /campaigns answers themselves."""
-    row = headline_row(comparison, run)
-    if row is None or row.delta_pct is None:
-        return "P99 at equal load was not compared" + (f" ({comparison.missing[0]})" if comparison.missing else "")
-    rate = _phase_rate(run, row.group)
-    where = f" ({row.group}, {rate:g}/s)" if rate else f" ({row.group})"
-    outcome = comparison.row("p99_us", row.group, endpoint=OUTCOME)
-    if outcome is None or outcome.delta_pct is None:
-        return f"at equal load{where} P99 {_change(row)}"
-    a, b = comparison.a_label, comparison.b_label
-    waits = _change(outcome, f"{a}'s {_outcome_of(outcome.a_endpoint)} P99")
-    answers = _change(row, f"{a}'s {_answer_of(outcome.a_endpoint)} P99")
-    return (f"at equal load{where} {b}'s {_outcome_of(outcome.b_endpoint)} P99 {waits}; "
-            f"{b}'s {_answer_of(outcome.b_endpoint)} P99 {answers}")
-
-
-def pain_sentence(cap: Capacity, run: Run | None = None) -> str:
-    """Say so when a design's backlog is not sustainable, or its completions miss their SLO where its
-    acknowledgements do not: a fast acknowledgement next to a growing backlog or late outcomes is both."""
-    notes = []
-    for design, found in cap.designs.items():
-        acknowledged = _rate(found.ack_capacity_per_s, found.limit_censored(found.ack_capacity_per_s))
-        if found.moved_the_pain:
-            notes.append(f"{design} acknowledges up to {acknowledged} within the SLO, but its "
-                         f"workers keep up only to {found.drain_capacity_per_s:g}/s: above that the backlog grows "
-                         "without bound — the queue only moved the pain")
-        elif found.late_completions:
-            notes.append(f"{design} acknowledges up to {acknowledged} within the SLO, but its completion P99 stays "
-                         f"within {cap.slo.completion_ms:g} ms only up to {found.completion_capacity_per_s:g}/s: "
-                         "above that its campaigns' owners wait longer than the SLO allows")
-    if run is not None:
-        for design in run.designs:
-            growing = sorted({c.phase for c in run.select(kind="steady", design=design) if _backlog_grew(c)})
-            if growing:
-                notes.append(f"{design}'s backlog grew through steady phase {', '.join(growing)}: not sustainable — "
-                             "the queue only moved the pain")
-    return ". ".join(n[0].upper() + n[1:] for n in notes) + ("." if notes else "")
-
-
-def _backlog_grew(cell: Cell) -> bool:
-    health = backlog_health(cell, float(cell.offered_rate_per_s or 0))
-    return health is not None and health.sustainable is False
-
-
-def headline(cap: Capacity, comparison: Comparison, run: Run | None = None) -> str:
-    """'<candidate> sustains X% more throughput at P99 <= SLO; at equal load <candidate>'s completion P99 is Y% higher
-    than <baseline>'s end-to-end P99 (CI); its acknowledgement P99 is Z% lower (CI)' — or the honest opposite."""
-    text = f"{capacity_sentence(cap).rstrip('.')}; {equal_load_sentence(comparison, run)}."
-    pain = pain_sentence(cap, run)
-    return f"{text} {pain}" if pain else text
-
-
-def equal_load_comparison(run: Run, cap: Capacity | None = None) -> Comparison:
-    """Steady phases when there are any; else the highest capacity step both designs held within the SLO."""
-    steady = compare_designs(run)
-    if steady.rows or not run.select(kind="capacity"):
-        return steady
-    cap = cap or capacity(run)
-    a = cap.designs.get(run.baseline) if run.baseline is not None else None
-    b = cap.designs.get(run.candidate) if run.candidate is not None else None
-    if a is None or b is None:
-        return steady
-    common = sorted({p.offered_rate_per_s for p in a.points if p.within_slo}
-                    & {p.offered_rate_per_s for p in b.points if p.within_slo})
-    if not common:
-        return steady
-    phases = [c.phase for c in run.select(kind="capacity") if c.offered_rate_per_s == common[-1]]
-    return compare_designs(run, kinds=("capacity",), phases=phases[:1])
+def ratio_verdict_text(ratio: CapacityRatio) -> str:
+    """'better', 'equivalent within ±10%', 'undecided — brackets of ±2.1% on both designs would decide it'."""
+    if ratio.verdict == EQUIVALENT:
+        return f"equivalent within ±{ratio.margin * 100:g}%"
+    if ratio.verdict != UNDECIDED:
+        return ratio.verdict
+    need = refine_text(ratio)
+    return f"undecided — {need}" if need else "undecided"

@@ -1,14 +1,16 @@
 """A result measured elsewhere, set beside what the run measured: the experiment's `[claim]` (e.g. the
 reference team's throughput +40% and P99 -25%) against the same two figures from this run, each with the
-uncertainty this run leaves — a confidence interval for P99, the capacity search's step for throughput.
+uncertainty this run leaves — a confidence interval for P99, the capacity brackets for throughput.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from analysis.stats.capacity import Capacity, DesignCapacity, headline_row
-from analysis.stats.compare import Comparison
+from analysis.stats.capacity import Capacity, capacity_ratio_of
+from analysis.stats.compare import Comparison, level_text
+from analysis.stats.headline import headline_row
 from analysis.stats.load import Run
 
 __all__ = ["ClaimRow", "claim_rows"]
@@ -26,27 +28,21 @@ class ClaimRow:
                 "within the interval": self.agrees}
 
 
-def _next_rate(found: DesignCapacity) -> float | None:
-    """The first rate tested above the capacity (None when the design held at every rate: censored)."""
-    above = [p.offered_rate_per_s for p in found.points
-             if found.capacity_per_s is None or p.offered_rate_per_s > found.capacity_per_s]
-    return min(above) if above else None
-
-
 def throughput_row(cap: Capacity, baseline: str, candidate: str, claimed_pct: float) -> ClaimRow:
-    """The capacity ratio, with the interval the step search leaves: a capacity c whose next rate n failed
-    lies in [c, n), so the change lies in [c_B / n_A - 1, n_B / c_A - 1] (no upper bound when B never failed)."""
+    """The capacity ratio, with the interval both brackets leave: a capacity in [held, broke) on each side puts the
+    change in (held_B / broke_A − 1, broke_B / held_A − 1), unbounded above when B's limit was not found."""
     figure = "throughput at the SLO"
     a, b = cap.designs.get(baseline), cap.designs.get(candidate)
     if a is None or b is None or not a.capacity_per_s or b.capacity_per_s is None:
         return ClaimRow(figure, claimed_pct, "not measured (a design has no capacity within the SLO)", "cannot tell")
+    ratio = capacity_ratio_of(cap, baseline, candidate)
+    assert ratio is not None
     point = (b.capacity_per_s / a.capacity_per_s - 1) * 100
-    next_a, next_b = _next_rate(a), _next_rate(b)
-    low = (b.capacity_per_s / next_a - 1) * 100 if next_a else None
-    high = (next_b / a.capacity_per_s - 1) * 100 if next_b else None
+    low = (ratio.low - 1) * 100 if ratio.low > 0 else None
+    high = (ratio.high - 1) * 100 if math.isfinite(ratio.high) else None
     interval = f"{'…' if low is None else f'{low:+.0f}%'} … {'∞' if high is None else f'{high:+.0f}%'}"
-    measured = (f"{point:+.0f}% ({b.capacity_per_s:g}/s vs {a.capacity_per_s:g}/s; between {interval} at the "
-                "search's step)")
+    measured = (f"{point:+.0f}% ({b.bracket().text()} vs {a.bracket().text()}; between {interval} from both "
+                "brackets)")
     inside = (low is None or claimed_pct >= low) and (high is None or claimed_pct <= high)
     return ClaimRow(figure, claimed_pct, measured, "yes" if inside else "no")
 
@@ -59,7 +55,8 @@ def p99_row(comparison: Comparison, run: Run, claimed_pct: float) -> ClaimRow:
     if row.ci_low_pct is None or row.ci_high_pct is None or row.note:
         return ClaimRow(figure, claimed_pct, f"{row.delta_pct:+.0f}% ({row.group}; too few samples for a CI)",
                         "cannot tell")
-    measured = f"{row.delta_pct:+.0f}% (95% CI {row.ci_low_pct:+.0f}% … {row.ci_high_pct:+.0f}%; {row.group})"
+    measured = (f"{row.delta_pct:+.0f}% ({level_text(row.confidence)} CI {row.ci_low_pct:+.0f}% … "
+                f"{row.ci_high_pct:+.0f}%; {row.group})")
     inside = row.ci_low_pct <= claimed_pct <= row.ci_high_pct
     return ClaimRow(figure, claimed_pct, measured, "yes" if inside else "no")
 

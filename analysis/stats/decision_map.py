@@ -1,6 +1,7 @@
 """The decision map of a sweep: per point, the candidate's (queued) figures over the baseline's (inline) — capacity
-at the SLO (acknowledgement, and drain with completion), P99 at equal load, CPU per campaign — each with its 95%
-interval, and where along the swept parameter the queue starts to win, as far as the intervals allow saying so."""
+at the SLO (acknowledgement, and drain with completion), P99 at equal load, CPU per campaign — each with its
+interval and its verdict (better, worse, equivalent within the experiment's margin, or undecided with what would
+decide it), and where along the swept parameter the queue starts to win, as far as the verdicts allow saying so."""
 
 from __future__ import annotations
 
@@ -12,25 +13,29 @@ from typing import Any
 import numpy as np
 
 from analysis.stats.bootstrap import new_rng, resample
+from analysis.stats.bracket import capacity_ratio as bracket_ratio
 from analysis.stats.capacity import (
     ACKNOWLEDGEMENT,
     COMPLETION_SLO,
     DRAIN,
     Capacity,
     capacity,
-    equal_load_comparison,
-    headline_row,
+    refine_text,
 )
 from analysis.stats.compare import COST_METRIC, Comparison, DeltaRow
 from analysis.stats.cost import COST_SCOPE
+from analysis.stats.equivalence import BETTER, EQUIVALENT, UNDECIDED, WORSE, decide
+from analysis.stats.headline import equal_load_comparison, headline_row
 from analysis.stats.load import Cell, Run, cells_of
-from foundation.format import BENCH_KIND, CREATE, OUTCOME, POINTS_DIR, SWEEP_KIND
+from foundation.format import CREATE, OUTCOME, POINTS_DIR, SWEEP_KIND
 from foundation.manifest_format import PointRecord
 
 __all__ = ["MEASURES", "DecisionMap", "Measure", "PointRatios", "Ratio", "decision_map", "is_sweep", "point_runs"]
 
-# Which side a point's interval puts the winner on; UNRESOLVED when it includes 1 (or there is none).
-QUEUE, INLINE, UNRESOLVED = "queue wins", "inline wins", "not resolved"
+# Which side a point's verdict puts the winner on (the candidate, queued, better: the queue wins); EVEN where the two
+# are equivalent within the margin, UNRESOLVED where the verdict is undecided.
+QUEUE, INLINE, EVEN, UNRESOLVED = "queue wins", "inline wins", "equivalent", "undecided"
+SIDES = {BETTER: QUEUE, WORSE: INLINE, EQUIVALENT: EVEN, UNDECIDED: UNRESOLVED}
 
 
 @dataclass(frozen=True)
@@ -75,15 +80,27 @@ class Ratio:
     high: float | None = None
     note: str = ""  # what to know about the figure, e.g. "few samples"
     judged: bool = True  # False: the interval is shown, not judged (e.g. too few values beyond P99)
+    # For the candidate (better: the queue wins); None: judged from the interval alone, against 1 with no margin.
+    verdict: str | None = None
+    need: str = ""  # an undecided ratio: what would decide it
+
+    def decision(self, measure: Measure) -> str:
+        """The verdict for the candidate: the one given, else the interval's against 1 (no margin)."""
+        if self.low is None or self.high is None or not self.judged:
+            return UNDECIDED
+        if self.verdict is not None:
+            return self.verdict
+        return decide(self.low - 1, self.high - 1, measure.higher_is_better, margin=0.0)
 
     def side(self, measure: Measure) -> str:
-        if self.low is None or self.high is None or not self.judged:
-            return UNRESOLVED
-        if self.low > 1:
-            return QUEUE if measure.higher_is_better else INLINE
-        if self.high < 1:
-            return INLINE if measure.higher_is_better else QUEUE
-        return UNRESOLVED
+        return SIDES[self.decision(measure)]
+
+    def verdict_text(self, measure: Measure) -> str:
+        """'better: the queue wins', 'worse: inline wins', 'equivalent', 'undecided (what would decide it)'."""
+        decision = self.decision(measure)
+        if decision in (BETTER, WORSE):
+            return f"{decision}: {'the queue wins' if decision == BETTER else 'inline wins'}"
+        return decision + (f" ({self.need})" if decision == UNDECIDED and self.need else "")
 
     def text(self) -> str:
         if self.value is None:
@@ -100,13 +117,17 @@ class Ratio:
             return None if v is None else ("inf" if math.isinf(v) else round(v, 4))
 
         return {"ratio": finite(self.value), "ci_low": finite(self.low), "ci_high": finite(self.high),
-                "note": self.note}
+                "note": self.note, "need": self.need}
+
+
+# A swept value: a number (a scale, a rate, a count) or a name (a queue backend).
+Value = float | str
 
 
 @dataclass(frozen=True)
 class PointRatios:
     id: str
-    values: dict[str, float]
+    values: dict[str, Value]
     status: str
     ratios: dict[str, Ratio]
     capacity: Capacity | None = None
@@ -121,16 +142,17 @@ class Crossover:
     """Where the winner changes between two neighbouring resolved points along the first parameter."""
 
     measure: str
-    low: float  # the parameter's value on the last point before the change
-    high: float  # ... and on the first point after it
+    low: float  # the parameter's value on the last point before the change (the first equivalent point: see below)
+    high: float  # ... and on the first point after it (the last equivalent point)
     starts: bool  # True: the queue starts to win (towards higher values); False: it stops winning
-    at: dict[str, float] = field(default_factory=dict)  # the other parameter's value in a two-parameter sweep
+    at: dict[str, Value] = field(default_factory=dict)  # the other parameter's value in a two-parameter sweep
+    equivalent: bool = False  # the designs are equivalent at the points low … high, between the two winners
 
 
 @dataclass(frozen=True)
 class DecisionMap:
     run_id: str
-    parameters: tuple[tuple[str, tuple[float, ...]], ...]
+    parameters: tuple[tuple[str, tuple[Value, ...]], ...]
     baseline: str
     candidate: str
     points: tuple[PointRatios, ...]
@@ -147,7 +169,8 @@ class DecisionMap:
                         "ratios": {m.key: p.ratios[m.key].to_dict() | {"side": p.side(m)} for m in MEASURES}}
                        for p in self.points],
             "crossovers": [{"measure": c.measure, "between": [c.low, c.high], "queue": "starts to win" if c.starts
-                            else "stops winning", "at": c.at} for c in self.crossovers],
+                            else "stops winning", "at": c.at} | ({"equivalent": True} if c.equivalent else {})
+                           for c in self.crossovers],
             "sentences": self.sentences,
             "capacity_interval": CAPACITY_INTERVAL,
         }
@@ -164,12 +187,11 @@ def point_runs(run: Run) -> list[tuple[PointRecord, Run]]:
     for point in run.record.points:
         complete = point.status == "complete"
         error = None if complete else f"point {point.id} is {point.status}"
-        record = replace(run.record, run_id=f"{run.id}/{point.id}", kind=BENCH_KIND, points=(), resumes=(),
-                         experiment=point.experiment, profile=point.profile, layout=point.layout,
-                         placement=point.placement, cells=point.cells,
-                         status="complete" if complete else "incomplete", error=error)
+        record = replace(run.record.as_point_run(point.id), status="complete" if complete else "incomplete",
+                         error=error)
         point_dir = run.dir / POINTS_DIR / point.id
-        found.append((point, Run(dir=point_dir, record=record, cells=cells_of(record.cells, point_dir),
+        found.append((point, Run(dir=point_dir, record=record,
+                                 cells=cells_of(record.cells, point_dir, record.experiment.declarations),
                                  incomplete_reason=error)))
     return found
 
@@ -235,10 +257,16 @@ def capacity_ratio(run: Run, capacity_: Capacity, limits: Sequence[str], replica
     high = float(np.percentile(highs, 97.5, method="higher"))
     if not a_value:
         return Ratio(None, low, high, note=f"{a_name} held no rate tested", judged=False)
+    # The interval's ends are brackets' ends, open (analysis/stats/bracket.py): an end at exactly 1 excludes 1.
+    verdict = BETTER if low >= 1 else WORSE if high <= 1 else decide(low - 1, high - 1, True, capacity_.margin)
+    need = ""
+    if verdict == UNDECIDED:
+        b_bracket = b.bracket(ACKNOWLEDGEMENT) if tuple(limits) == (ACKNOWLEDGEMENT,) else b.bracket()
+        need = refine_text(bracket_ratio(b_bracket, a.bracket(), capacity_.margin))
     if b_value is None:
-        return Ratio(0.0, low, high, note=f"{b_name} held no rate tested")
+        return Ratio(0.0, low, high, note=f"{b_name} held no rate tested", verdict=verdict, need=need)
     note = "both held every rate tested" if a.censored and b.limit_censored(b_value) else ""
-    return Ratio(b_value / a_value, low, high, note=note)
+    return Ratio(b_value / a_value, low, high, note=note, verdict=verdict, need=need)
 
 
 # -- ratios from the comparison's rows -------------------------------------------------------------------------------
@@ -250,11 +278,13 @@ def row_ratio(row: DeltaRow | None) -> Ratio:
         return Ratio(None, note="not compared", judged=False)
     low = 1 + row.ci_low_pct / 100 if row.ci_low_pct is not None else None
     high = 1 + row.ci_high_pct / 100 if row.ci_high_pct is not None else None
-    return Ratio(1 + row.delta_pct / 100, low, high, note=row.note, judged=not row.note)
+    need = row.need
+    return Ratio(1 + row.delta_pct / 100, low, high, note=row.note, judged=not row.note, verdict=row.verdict,
+                 need=need.text() if need is not None else "")
 
 
 def point_ratios(record: PointRecord, run: Run) -> PointRatios:
-    values = {str(k): float(v) for k, v in record.values.items()}
+    values: dict[str, Value] = {str(k): v if isinstance(v, str) else float(v) for k, v in record.values.items()}
     if not run.cells:
         return PointRatios(record.id, values, record.status,
                            {m.key: Ratio(None, note="not measured", judged=False) for m in MEASURES})
@@ -276,8 +306,30 @@ def point_ratios(record: PointRecord, run: Run) -> PointRatios:
 # -- where the queue starts to win -----------------------------------------------------------------------------------
 
 
-def parameter_text(name: str, value: float) -> str:
+def parameter_text(name: str, value: Value) -> str:
+    if isinstance(value, str):
+        return value
     return f"×{value:g}" if name.endswith("_scale") else f"{value:g}"
+
+
+def categorical(values: Sequence[Value]) -> bool:
+    """A parameter whose values are names (a queue backend): no order along it, so no crossover, only a verdict per
+    value."""
+    return any(isinstance(v, str) for v in values)
+
+
+def category_sentence(measure: Measure, name: str, points: Sequence[PointRatios], where: str = "") -> str:
+    """One sentence for a parameter of names: which design wins at which, where they are equivalent, where it is not
+    decided."""
+    if not points:
+        return f"{measure.heading}{where}: no point was measured."
+    said = []
+    for side, words in ((QUEUE, "the queue wins"), (INLINE, "inline wins"), (EVEN, "the two are equivalent"),
+                        (UNRESOLVED, "undecided")):
+        names = [parameter_text(name, p.values[name]) for p in points if p.side(measure) == side]
+        if names:
+            said.append(f"{words} on {', '.join(names)}")
+    return f"{measure.heading}{where}: {'; '.join(said)}."
 
 
 def _label(name: str) -> str:
@@ -285,44 +337,69 @@ def _label(name: str) -> str:
 
 
 def crossovers_along(measure: Measure, name: str, points: Sequence[PointRatios],
-                     at: dict[str, float] | None = None) -> list[Crossover]:
-    """Changes of winner between neighbouring *resolved* points (unresolved points between them are skipped: the
-    change happened somewhere across them), in the order of the parameter."""
-    resolved = [(p.values[name], p.side(measure)) for p in points if p.side(measure) != UNRESOLVED]
-    return [Crossover(measure.key, x0, x1, starts=s1 == QUEUE, at=at or {})
-            for (x0, s0), (x1, s1) in zip(resolved, resolved[1:], strict=False) if s0 != s1]
+                     at: dict[str, Value] | None = None) -> list[Crossover]:
+    """Changes of winner along the parameter, in its order: between two neighbouring decided points won by different
+    designs, or at the points between them where the two are equivalent. Undecided points are skipped: the change
+    happened somewhere across them."""
+    found = []
+    last: tuple[float, str] | None = None  # the last point won by a design
+    even: list[float] = []  # equivalent points since then
+    for point in points:
+        x, side = float(point.values[name]), point.side(measure)
+        if side == EVEN:
+            even.append(x)
+            continue
+        if side == UNRESOLVED:
+            continue
+        if last is not None and last[1] != side:
+            low, high = (even[0], even[-1]) if even else (last[0], x)
+            found.append(Crossover(measure.key, low, high, starts=side == QUEUE, at=at or {}, equivalent=bool(even)))
+        last, even = (x, side), []
+    return found
 
 
 def crossover_sentence(measure: Measure, name: str, points: Sequence[PointRatios], crossings: Sequence[Crossover],
                        where: str = "") -> str:
     """One sentence: where along `name` the queue starts (or stops) to win on this measure, that it wins or never
-    wins over the range, or that the intervals do not tell."""
+    wins over the range, or that the verdicts do not tell."""
     if not points:
         return f"{measure.heading}{where}: no point was measured."
-    xs = [p.values[name] for p in points]
+    xs = [float(p.values[name]) for p in points]
     span = f"{_label(name)} {parameter_text(name, min(xs))} … {parameter_text(name, max(xs))}"
     sides = [p.side(measure) for p in points]
     head = f"{measure.heading}{where}"
-    unresolved = [parameter_text(name, x) for x, s in zip(xs, sides, strict=True) if s == UNRESOLVED]
-    pending = f"; not resolved at {', '.join(unresolved)}" if unresolved else ""
+
+    def at(side: str) -> list[str]:
+        return [parameter_text(name, x) for x, s in zip(xs, sides, strict=True) if s == side]
+
+    rest = "".join(f"; {word} at {', '.join(at(side))}" for word, side in (("equivalent", EVEN), ("undecided",
+                                                                                                 UNRESOLVED))
+                   if at(side))
     if crossings:
         changes = []
         for crossing in crossings:
             verb = "starts to win" if crossing.starts else "stops winning"
-            changes.append(f"the queue {verb} between {_label(name)} {parameter_text(name, crossing.low)} and "
-                           f"{parameter_text(name, crossing.high)}")
-        return f"{head}: {'; '.join(changes)} (in {span}{pending})."
+            if crossing.equivalent:
+                points_text = parameter_text(name, crossing.low) if crossing.low == crossing.high else (
+                    f"{parameter_text(name, crossing.low)} … {parameter_text(name, crossing.high)}")
+                changes.append(f"the queue {verb} where the two are equivalent, at {_label(name)} {points_text}")
+            else:
+                changes.append(f"the queue {verb} between {_label(name)} {parameter_text(name, crossing.low)} and "
+                               f"{parameter_text(name, crossing.high)}")
+        return f"{head}: {'; '.join(changes)} (in {span}{rest})."
     if all(s == QUEUE for s in sides):
         return f"{head}: the queue wins over the whole range ({span})."
-    if all(s == UNRESOLVED for s in sides):
-        return (f"{head}: not resolved at any point of {span} (every interval includes 1, or too few samples to "
-                "judge): whether the queue wins there cannot be said.")
+    if all(s == EVEN for s in sides):
+        return f"{head}: the two are equivalent over the whole range ({span})."
+    if all(s in (UNRESOLVED, EVEN) for s in sides) and UNRESOLVED in sides:
+        return (f"{head}: undecided at every point of {span} where the two are not equivalent{rest}: whether the "
+                "queue wins there cannot be said." if EVEN in sides else
+                f"{head}: undecided at every point of {span} (every interval includes 1 and reaches past the margin, "
+                "or too few samples to judge): whether the queue wins there cannot be said.")
     if QUEUE not in sides:
-        inline = [parameter_text(name, x) for x, s in zip(xs, sides, strict=True) if s == INLINE]
-        return f"{head}: the queue never wins in the range ({span}): inline wins at {', '.join(inline)}{pending}."
-    wins = [parameter_text(name, x) for x, s in zip(xs, sides, strict=True) if s == QUEUE]
-    return (f"{head}: the queue wins at {', '.join(wins)}{pending}; where it starts to win is not resolved "
-            f"(no resolved point on the other side).")
+        return f"{head}: the queue never wins in the range ({span}): inline wins at {', '.join(at(INLINE))}{rest}."
+    return (f"{head}: the queue wins at {', '.join(at(QUEUE))}{rest}; where it starts to win is not resolved "
+            "(no decided point on the other side).")
 
 
 def decision_map(run: Run) -> DecisionMap:
@@ -333,9 +410,21 @@ def decision_map(run: Run) -> DecisionMap:
     first = parameters[0][0] if parameters else ""
     crossings: list[Crossover] = []
     sentences: dict[str, str] = {}
+    names = categorical(parameters[0][1]) if parameters else False
+    order: dict[Value, int] = {value: index for index, value in enumerate(parameters[0][1])} if parameters else {}
+
+    def along_first(selected: Sequence[PointRatios]) -> list[PointRatios]:
+        # Names keep the sweep's own order; numbers go from low to high.
+        if names:
+            return sorted(selected, key=lambda p: order.get(p.values.get(first, ""), 0))
+        return sorted(selected, key=lambda p: float(p.values.get(first, 0.0)))
+
     for measure in MEASURES:
         if len(parameters) < 2:
-            along = sorted(points, key=lambda p: p.values.get(first, 0.0))
+            along = along_first(points)
+            if names:
+                sentences[measure.key] = category_sentence(measure, first, along)
+                continue
             found = crossovers_along(measure, first, along)
             crossings += found
             sentences[measure.key] = crossover_sentence(measure, first, along, found)
@@ -343,12 +432,14 @@ def decision_map(run: Run) -> DecisionMap:
         second, values = parameters[1]
         parts = []
         for value in values:
-            along = sorted((p for p in points if p.values.get(second) == value), key=lambda p: p.values[first])
-            at = {second: value}
-            found = crossovers_along(measure, first, along, at)
+            along = along_first([p for p in points if p.values.get(second) == value])
+            where = f" at {_label(second)} {parameter_text(second, value)}"
+            if names:
+                parts.append(category_sentence(measure, first, along, where=where))
+                continue
+            found = crossovers_along(measure, first, along, {second: value})
             crossings += found
-            parts.append(crossover_sentence(measure, first, along, found,
-                                            where=f" at {_label(second)} {parameter_text(second, value)}"))
+            parts.append(crossover_sentence(measure, first, along, found, where=where))
         sentences[measure.key] = " ".join(parts)
     return DecisionMap(run_id=run.id, parameters=parameters, baseline=run.baseline or "inline",
                        candidate=run.candidate or "queued", points=points, crossovers=tuple(crossings),
@@ -356,11 +447,12 @@ def decision_map(run: Run) -> DecisionMap:
 
 
 def interval_text() -> str:
-    """How each ratio's interval is obtained (the report's method note)."""
+    """How each ratio's interval is obtained and decided (the report's method note)."""
     return ("Ratios are queued over inline at each point. P99 at equal load and CPU per campaign: the comparison's "
-            "95% bootstrap interval of the change, as a ratio (marked 'few samples' and not judged when fewer than 10 "
-            f"values lie beyond P99 on a side). {CAPACITY_INTERVAL[0].upper()}{CAPACITY_INTERVAL[1:]}. A point is "
-            "won by one design only where its interval excludes 1; a crossover is drawn only between two resolved "
-            "points won by different designs, and 'not resolved' said otherwise.")
-
-
+            "bootstrap interval of the change, as a ratio, and its verdict against the experiment's margin "
+            "(`undecided` when fewer than 10 values lie beyond P99 on a side). "
+            f"{CAPACITY_INTERVAL[0].upper()}{CAPACITY_INTERVAL[1:]}; its ends are the brackets' open ends, so an end "
+            "at exactly 1 excludes 1, and it is equivalent when it lies within the capacity margin. A point is won by "
+            "queued where its verdict is better, by inline where it is worse; a crossover is drawn between two "
+            "neighbouring decided points won by different designs, or at the points between them where the two are "
+            "equivalent, and 'undecided' said otherwise.")

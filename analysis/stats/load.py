@@ -4,15 +4,18 @@ and CSVs."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from analysis.stats import hlog_reader as hlog
 from analysis.stats.histogram import Intervals
 from foundation.errors import ConfigurationError
+from foundation.experiment_facts import DesignFacts
 from foundation.format import (
     CELLS_DIR,
     COMPLETION,
@@ -22,10 +25,13 @@ from foundation.format import (
     CREATE,
     ERROR_COLUMNS,
     ERRORS_FILE,
+    FAILED_SEEN,
     INCOMPLETE_MARKER,
     LOG_SUFFIX,
     MANIFEST_FILE,
     NON_ENDPOINT_LOGS,
+    OUTCOME_SEEN,
+    POLL,
     QUEUE_COLUMNS,
     QUEUE_FILE,
     RAW_SUFFIX,
@@ -104,10 +110,12 @@ def read_errors_csv(path: Path) -> pd.DataFrame:
 
 @dataclass
 class Cell:
-    """One design × phase × repetition: its manifest entry and its folder, read lazily and once."""
+    """One design × phase × repetition: its manifest entry and its folder, read lazily and once, and what analysis
+    reads of its design's declaration (None in a run written before designs were declared as data)."""
 
     record: CellRecord
     dir: Path
+    facts: DesignFacts | None = None
     _logs: dict[str, Intervals] = field(default_factory=dict, repr=False)
 
     @property
@@ -155,8 +163,32 @@ class Cell:
 
     @cached_property
     def queue(self) -> pd.DataFrame | None:
-        """queue.csv; None for a cell whose design does not queue its work."""
-        return read_queue_csv(self.dir / QUEUE_FILE)
+        """queue.csv; for a design that acknowledges without a queue adapter, the backlog its clients saw (what they
+        saw acknowledged minus what they saw final, `queue_source` "client"); None for a cell whose design does not
+        queue its work."""
+        found = read_queue_csv(self.dir / QUEUE_FILE)
+        if found is not None or self.facts is None or not self.facts.acknowledges:
+            return found
+        return client_backlog(self.log(CREATE), self.log(OUTCOME_SEEN), self.log(FAILED_SEEN))
+
+    @property
+    def queue_source(self) -> str | None:
+        """Where the cell's backlog figures come from: "adapter" (queue.csv, its queue adapter), "client" (its
+        clients' acknowledgements and the finals they saw), None (no backlog)."""
+        if (self.dir / QUEUE_FILE).is_file():
+            return "adapter"
+        return "client" if self.queue is not None else None
+
+    @property
+    def completion_log(self) -> str:
+        """The log of the outcome's latency: the service's own accepted → completed where it exists (a census, or the
+        timestamps in its final answers), else what its clients saw (intended send → the final state seen)."""
+        path = self.dir / log_file(COMPLETION)
+        if path.is_file() and self.log(COMPLETION).total_count:
+            return COMPLETION
+        if self.facts is not None and self.facts.acknowledges and self.log(OUTCOME_SEEN).total_count:
+            return OUTCOME_SEEN
+        return COMPLETION
 
     @cached_property
     def cpu(self) -> pd.DataFrame | None:
@@ -169,7 +201,7 @@ class Cell:
 
     @property
     def completion(self) -> Intervals:
-        return self.log(COMPLETION)
+        return self.log(self.completion_log)
 
     def census(self) -> CompletionCensus | None:
         """The probe's census of the cell's campaigns (completion.json), read afresh; None for a cell without one
@@ -223,6 +255,18 @@ class Run:
         slo = self.record.experiment.slo
         return {k: v for k, v in slo.to_dict().items() if v is not None} if slo is not None else {}
 
+    @property
+    def names(self) -> dict[str, str]:
+        """How reports name the logs of this run's requests: the designs' own method and path ('POST /orders'), where
+        every design declares the same (else the logs' own names: 'request', 'status')."""
+        found: dict[str, str] = {}
+        declared = self.record.experiment.declarations.values()
+        for key, of in ((CREATE, lambda d: d.request), (POLL, lambda d: d.status)):
+            said = {of(d) for d in declared if of(d) not in ("request", "status")}
+            if len(said) == 1:
+                found[key] = said.pop()
+        return found
+
     def select(self, *, kind: str | None = None, design: str | None = None, phase: str | None = None) -> list[Cell]:
         return [c for c in self.cells if (kind is None or c.kind == kind) and (design is None or c.design == design)
                 and (phase is None or c.phase == phase)]
@@ -258,12 +302,36 @@ def load_run(run_dir: Path | str, *, allow_incomplete: bool = False) -> Run:
         raise IncompleteRunError(f"run {run_dir.name} is incomplete: {reason}. The cells it finished are on disk; "
                                  "re-run `offpath bench`, or report what it measured with allow_incomplete "
                                  "(`offpath report --partial`)")
-    return Run(dir=run_dir, record=record, cells=cells_of(record.cells, run_dir), incomplete_reason=reason)
+    return Run(dir=run_dir, record=record, cells=cells_of(record.cells, run_dir, record.experiment.declarations),
+               incomplete_reason=reason)
 
 
-def cells_of(records: tuple[CellRecord, ...], run_dir: Path) -> list[Cell]:
+def cells_of(records: tuple[CellRecord, ...], run_dir: Path,
+             declarations: Mapping[str, DesignFacts] | None = None) -> list[Cell]:
     """The cells of a run folder (a plain run's, or a sweep point's: points/<point-id>/), in the order they ran."""
-    return [Cell(record=record, dir=run_dir / CELLS_DIR / record.id) for record in records]
+    found = declarations or {}
+    return [Cell(record=record, dir=run_dir / CELLS_DIR / record.id, facts=found.get(record.design))
+            for record in records]
+
+
+def client_backlog(acknowledged: Intervals, done: Intervals, failed: Intervals) -> pd.DataFrame | None:
+    """A queue.csv built from what the clients saw, second by second: the backlog is the requests acknowledged so far
+    minus those seen final (done or failed). It lags the service by the clients' polling interval, and a request not
+    followed (polling off) never reads as final: None without any final seen."""
+    if not acknowledged.n_intervals or not (done.total_count + failed.total_count):
+        return None
+    n = acknowledged.n_intervals
+
+    def per_interval(log: Intervals) -> np.ndarray:
+        counts = log.interval_counts() if log.n_intervals else np.zeros(0, dtype=np.int64)
+        return np.pad(counts, (0, max(0, n - len(counts))))[:n]
+
+    acked, finished, gave_up = (np.cumsum(per_interval(log)) for log in (acknowledged, done, failed))
+    t_s = acknowledged.start_s - acknowledged.start_s[0] + acknowledged.length_s
+    frame = pd.DataFrame({"t_s": t_s, "depth": acked - finished - gave_up, "deferred": 0, "scheduled": 0, "started": 0,
+                          "finished_total": finished + gave_up, "failed_total": gave_up, "completed_total": finished,
+                          "campaigns_failed_total": gave_up, "workers": np.nan})
+    return frame[list(QUEUE_COLUMNS)]
 
 
 def _incomplete_reason(run_dir: Path, record: RunRecord) -> str | None:

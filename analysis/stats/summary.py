@@ -13,7 +13,6 @@ from analysis.stats.cost import cell_cost
 from analysis.stats.histogram import Intervals, stats
 from analysis.stats.load import Cell, Run
 from foundation.format import (
-    COMPLETION,
     CREATE,
     SEND_LAG,
     CellSummary,
@@ -68,7 +67,7 @@ def figures(cell: Cell) -> CellSummary:
         endpoints=endpoints,
         send_lag=lag,
         driver_bottleneck=driver_bottleneck(lag),
-        queue=queue_summary(cell.queue, cell.log(COMPLETION), cell.duration_s, float(accepted_rate), cell.census()),
+        queue=queue_summary(cell.queue, cell.completion, cell.duration_s, float(accepted_rate), cell.census()),
         cost=cell_cost(cell),
     )
 
