@@ -6,7 +6,7 @@ harness writes the experiment as resolved; an experiment that declares neither g
 looks. The defaults, and why:
 
 - latency ±10%: below a tenth, a percentile moves that much between runs of unchanged code on a shared machine
-  (README, the gate's calibration), and nobody moves work off the request path for less;
+  (docs/gate.md, the gate's calibration), and nobody moves work off the request path for less;
 - throughput ±5%: at equal offered load both designs serve the offered rate; a 5% shortfall is already a queue
   that does not keep up;
 - capacity ±10%: two brackets of ±5% each (the capacity search's precision) leave a ratio known to about ±10%;
