@@ -67,9 +67,6 @@ class Chaos(ConfigModel):
     # The designs the faults may run against, declared as in a bench experiment (offpath/designs.py); by default
     # offpath's own two. A fault's `design` names one of them.
     designs: dict[str, Any] = Field(default_factory=lambda: {name: {"use": name} for name in built_in_names()})
-    # Run every fault once per queue backend, for a design that takes a `backend` parameter (offpath's queued design:
-    # rq, celery, dramatiq); empty: the design's own.
-    backends: list[str] = []
     faults: list[FaultKind] = Field(min_length=1, description="at least one [[faults]] table")
     _declared: dict[str, Design] = PrivateAttr(default_factory=dict)
 
@@ -88,9 +85,9 @@ class Chaos(ConfigModel):
         return Design(design.name, declaration, design.base_dir, design.contract)
 
     def runs(self, fault: Fault) -> list[str | None]:
-        """The backends a fault runs on: each of `backends` where its design takes one, else its design's own."""
-        takes = "backend" in self._declared[fault.design].declaration.params
-        return list(self.backends) if self.backends and takes else [None]
+        """The queue backends a fault runs on: each of its `backends` (its design takes one: chaos.py checks), else its
+        design's own."""
+        return list(fault.backends) if fault.backends else [None]
 
 
 def load_chaos(spec: str) -> Chaos:
@@ -109,6 +106,9 @@ def load_chaos(spec: str) -> Chaos:
         if design is None:
             raise ConfigError(f"{path}: key 'faults[{index}].design' has value {fault.design!r}; allowed: one of "
                               f"{', '.join(chaos._declared)}")
+        if fault.backends and "backend" not in design.declaration.params:
+            raise ConfigError(f"{path}: key 'faults[{index}].backends' has value {fault.backends!r}; allowed: only for "
+                              "a design that takes a queue backend (params.backend: offpath's queued design)")
         if fault.on_workers and design.declaration.workers is None:
             raise ConfigError(f"{path}: key 'faults[{index}].design' has value {fault.design!r}; allowed: a design "
                               f"with workers (the {fault.kind} fault acts on them)")
@@ -193,6 +193,9 @@ def run_fault(chaos: Chaos, fault: Fault, run_dir: Path, placer: Placer, backend
                 **extra,
                 "events": log.events, "errors": errors, "probe_errors": probe.errors[:5] if probe is not None else [],
             }
+            if census and not on_rq:  # jobs left in a broker are looked for in RQ's registries only
+                for key in ("stuck", "stuck_by_registry", "stuck_ids"):
+                    row.pop(key, None)
             # A fault's own check (a client-disconnect's consistency) adds to the audit's, never replaces it.
             row["ok"] = result.ok and not row.get("false_abandonments") and extra.get("ok", True) \
                 and all(t is not None for t in row.get("recovery_s", []))

@@ -61,6 +61,8 @@ class Fault(ConfigModel):
     profile: ProfileSpec | None = None
     rate_per_s: float | None = Field(None, gt=0, description="requests per second > 0")
     duration_s: float | None = Field(None, gt=0, description="seconds > 0")
+    # Run the fault once per queue backend (a design that takes one: offpath's queued design); empty: its own.
+    backends: list[Literal["rq", "celery", "dramatiq"]] = []
     # The workers reach Redis through a relay offpath controls (which the fault cuts), not directly.
     relayed: ClassVar[bool] = False
     # The fault acts on the design's workers: only a design that has them.
