@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,7 +49,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     profile = ProfileSpec.parse(args.profile)
     profile.load()  # a wrong name or a bad profile file fails here, in one line, before anything starts
     try:
-        with stop_signals(), redis_for_run(aof=args.aof) as redis, Supervisor() as supervisor:
+        # The children's logs go to files (a worker's readiness is the line it writes there) and, followed, to this
+        # terminal.
+        with stop_signals(), redis_for_run(aof=args.aof) as redis, tempfile.TemporaryDirectory(
+                prefix="offpath-up-") as logs, Supervisor(log_dir=Path(logs), echo=sys.stderr) as supervisor:
             origin = "embedded redis-server" if redis.embedded else "REDIS_URL"
             log.info("redis %s (%s, version %s)", redis.url, origin, redis.version())
             # A crashed worker is replaced and the service keeps serving; the queue runs its job again.

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -97,7 +98,8 @@ class Supervisor:
     """Owns child processes. Each child leads its own process group (so stopping it stops what it
     forked) and gets SIGTERM from the kernel if this process dies."""
 
-    def __init__(self, log_dir: Path | None = None, env: dict[str, str] | None = None, placer: Placer | None = None):
+    def __init__(self, log_dir: Path | None = None, env: dict[str, str] | None = None, placer: Placer | None = None,
+                 echo: IO[str] | None = None):
         self.log_dir = log_dir
         self.env = {**os.environ, **(env or {})}
         self.children: list[Managed] = []
@@ -105,6 +107,9 @@ class Supervisor:
         # With a placer, every child runs in its role's tier (CPU set, budget, CPU accounting) from its first
         # instruction: it is placed between fork and exec, and a replacement is placed again.
         self.placer = placer
+        # With echo (`offpath up`), the children's logs are also followed onto it as they grow: in the foreground for
+        # the person watching, and still in files, which readiness checks read (a worker's "ready" line).
+        self._echo = LogEcho(echo) if echo is not None and log_dir is not None else None
 
     def __enter__(self) -> Supervisor:
         return self
@@ -144,6 +149,8 @@ class Supervisor:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             if log_path not in self._logs:
                 self._logs[log_path] = open(log_path, "ab")
+                if self._echo is not None:
+                    self._echo.follow(log_path)
             out = self._logs[log_path]
         tier = ROLE_TIERS.get(role) if self.placer is not None else None
         setup = self.placer.preexec(tier, then=new_group_dying_with_parent) if self.placer and tier \
@@ -239,6 +246,8 @@ class Supervisor:
         for out in self._logs.values():
             out.close()
         self._logs.clear()
+        if self._echo is not None:
+            self._echo.stop()
 
     def layout(self) -> list[dict]:
         return [
@@ -247,6 +256,46 @@ class Supervisor:
              "cpus": cpus_allowed(m.pid) if self.placer is not None and m.alive() else m.cpus, "argv": m.argv}
             for m in self.children
         ]
+
+
+class LogEcho:
+    """Follows log files onto a stream (each line prefixed with the file's name), from a thread, every 0.2 s."""
+
+    def __init__(self, stream: IO[str]):
+        self.stream = stream
+        self._offsets: dict[Path, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="log-echo", daemon=True)
+
+    def follow(self, path: Path) -> None:
+        self._offsets.setdefault(path, 0)
+        if not self._thread.is_alive() and not self._stop.is_set():
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self._drain()
+
+    def _drain(self) -> None:
+        for path, offset in list(self._offsets.items()):
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    data = f.read()
+            except OSError:
+                continue
+            cut = data.rfind(b"\n") + 1  # whole lines only: the rest waits for its end
+            if not cut:
+                continue
+            self._offsets[path] = offset + cut
+            for line in data[:cut].decode(errors="replace").splitlines():
+                print(f"{path.stem} | {line}", file=self.stream, flush=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+        self._drain()
 
 
 def python() -> str:

@@ -3,12 +3,14 @@ serving, and however offpath ends (Ctrl-C, SIGTERM, SIGKILL) nothing it started 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,7 @@ import redis
 from rq import Worker
 
 from offpath.ports import free_port
-from offpath.supervisor import Restart
+from offpath.supervisor import Restart, http_ok
 from tests.conftest import valid_body
 from tests.processes import children, cmdline, descendants, describe, kill_all, wait_gone
 
@@ -148,3 +150,32 @@ def test_however_up_ends_nothing_it_started_is_left(up: Up, sig: signal.Signals)
     left = wait_gone(started, timeout_s=10)
     assert not left, f"still running 10 s after {sig.name}: {describe(left)}"
     assert up.process.wait(5) == (-signal.SIGKILL if sig == signal.SIGKILL else 0)
+
+
+def test_up_serves_the_queued_design_on_celery_and_echoes_its_processes_logs(tmp_path):
+    """`offpath up queued --queue celery`: the workers are ready when they say so in their log, which `up` keeps in a
+    file (readiness reads it) and follows in the foreground, each line named by its process."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "offpath.cli", "up", "queued", "--queue", "celery", "--workers",
+                                "1", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not http_ok(f"http://127.0.0.1:{port}/healthz"):
+            assert process.poll() is None, process.communicate(timeout=10)
+            time.sleep(0.2)
+        body = json.dumps(valid_body(name="on celery")).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/campaigns", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 202
+            location = answer.headers["Location"]
+        state = None
+        while time.monotonic() < deadline and state != "completed":
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{location}", timeout=10) as answer:
+                state = json.loads(answer.read())["status"]
+            time.sleep(0.2)
+        assert state == "completed"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    assert "worker-0 | offpath worker ready: backend=celery" in err and process.returncode == 0
