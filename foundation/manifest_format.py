@@ -367,7 +367,7 @@ class PointRecord:
     "pending" until it runs, "running", then "complete", or "incomplete" when a run was cut short in it."""
 
     id: str
-    values: Mapping[str, float] = field(default_factory=dict)  # parameter -> value
+    values: Mapping[str, float | str] = field(default_factory=dict)  # parameter -> value (a number, or a name)
     status: str = "pending"
     experiment: ExperimentFacts = field(default_factory=ExperimentFacts)
     profile: ProfileFacts = field(default_factory=ProfileFacts)

@@ -60,7 +60,10 @@ class Coordinator:
 
     def __init__(self, environment: Environment):
         self.env = environment
-        self.runner = environment.runner
+        # Locust's init event fires once the Environment has its runner (locust/main.py); only a runner of its own
+        # kind (local, master, worker) reaches here, each with the messaging the plugin uses.
+        assert environment.runner is not None
+        self.runner: Any = environment.runner
         self.role = "master" if isinstance(self.runner, MasterRunner) else (
             "worker" if isinstance(self.runner, WorkerRunner) else "local")
         self.recorder = Recorder()
@@ -158,7 +161,7 @@ class Coordinator:
         # Locust's master, when it quits (the end of every headless run), fires its test_stop *before*
         # telling workers anything, and then gives them 0.5 s. Stopping here, on the master's word at its
         # test_stopping, fires this worker's test_stop (our final flush) while the master still listens.
-        environment.runner.stop()
+        self.runner.stop()
 
     def _on_test_stopping(self, environment: Environment, **_: Any) -> None:
         if self.role == "master":

@@ -148,8 +148,8 @@ class CampaignCounts:
     def __init__(self, queue: RqQueue, start_time_s: float):
         self.queue = queue
         self._seen: dict[str, dict[str, float]] = {"finished": {}, "failed": {}}
-        self._floor = {"finished": math.floor(start_time_s) + RESULT_TTL_S - LOOKBACK_S,
-                       "failed": math.floor(start_time_s) + FAILURE_TTL_S - LOOKBACK_S}
+        self._floor: dict[str, float] = {"finished": math.floor(start_time_s) + RESULT_TTL_S - LOOKBACK_S,
+                                         "failed": math.floor(start_time_s) + FAILURE_TTL_S - LOOKBACK_S}
         self.completed = 0
         self._failed: set[str] = set()
 
@@ -274,6 +274,8 @@ class QueueProbe:
         return RqQueue.state(values[:reads]), values[reads], values[reads + 1]
 
     def _sample(self, now: float, census: Census | None = None) -> None:
+        completed: int | None
+        campaigns_failed: int | None
         if self._counts is not None:
             state, finished, failed = self._read()
             self._counts.take(finished, failed)

@@ -191,10 +191,11 @@ def _start_workers(supervisor: Supervisor, design: Design, tier: Tier, values: d
             return {**worker_values, "index": str(index),
                     "name": f"offpath-worker-{index}-{time.monotonic_ns() % 1_000_000_000}"}
 
-        first = named()
-        started.append(_start(supervisor, design, "worker", tier, first, system, conditions, name=f"worker-{index}",
-                              fresh=lambda index=index: _command(tier, named(index)),
-                              restart=conditions.worker_restart))
+        def fresh(index: int = index) -> list[str]:
+            return _command(tier, named(index))
+
+        started.append(_start(supervisor, design, "worker", tier, named(), system, conditions, name=f"worker-{index}",
+                              fresh=fresh, restart=conditions.worker_restart))
     for managed in started:
         _wait_ready(supervisor, managed, tier.ready, worker_values, served=served, count=number, group=started)
     return started
@@ -236,8 +237,15 @@ def _readiness(managed: Managed, ready: Ready | None, values: Mapping[str, str],
         if managed.log_path is None:
             # Its output goes to the terminal (`offpath up`), not to a file offpath can read: the queue adapter can
             # still tell registered workers; without one, it is ready once started.
-            queue = served.queue if served is not None else None
-            return (lambda: queue.workers_ready(count)) if queue is not None else None
+            adapter = served.queue if served is not None else None
+            if adapter is None:
+                return None
+
+            def registered() -> bool:
+                assert adapter is not None
+                return adapter.workers_ready(count)
+
+            return registered
         return lambda: _log_matches(managed, pattern)
     if ready.command is not None:
         argv = [_fill(part, values) for part in (ready.command if isinstance(ready.command, list)
