@@ -41,8 +41,8 @@ PROFILE_CASES = {
     "bad TOML": (QUICK_PROFILE.replace("seed = 3", "seed = "), "not valid TOML: "),
 }
 CHAOS_CASES = {
-    "unknown key": (CHAOS + "for_s = 3\n", "unknown key 'faults[0].for_s'; allowed: aof, at_s, design, duration_s, "
-                                           "every_s, kills, kind, name, profile, rate_per_s"),
+    "unknown key": (CHAOS + "for_s = 3\n", "unknown key 'faults[0].for_s'; allowed: aof, at_s, backends, design, "
+                                           "duration_s, every_s, kills, kind, name, profile, rate_per_s"),
     "wrong type": (CHAOS.replace("kills = 2", 'kills = "many"'),
                    "key 'faults[0].kills' has value 'many'; allowed: a whole number of SIGKILLs >= 1"),
     "out of range": (CHAOS.replace("kills = 2", "every_s = -1"),
