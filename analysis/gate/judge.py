@@ -24,6 +24,10 @@ Decisions, rule by rule (status pass | fail | error | skipped):
 - error_rate, throughput (held vs offered): absolute, inside the run, repetitions pooled. sustainable (the backlog
   of a design that queues its work): fails when the backlog grew in every repetition (one that grew alone is shown,
   not failed).
+- cost (CPU per campaign) and count (Redis commands per campaign) are judged against a base commit measured in the
+  same job only (`--against`), repetitions pooled; skipped against a stored baseline, which keeps neither. A count
+  has no sampling error: its limit is in commands per campaign, and it fails when the increase is past the limit and
+  every candidate repetition counted more than every base repetition.
 - error: the rule could not be judged (no data, too few values beyond a percentile). skipped: no baseline given.
 Verdict: regression if any rule fails; else harness error if anything could not be judged; else pass.
 """
@@ -40,6 +44,7 @@ from analysis.gate.baseline import Baseline, mismatches, run_context, run_facts
 from analysis.gate.rules import Rule, RuleSet
 from analysis.gate.verdict import Outcome, Verdict, harness_error
 from analysis.stats.bootstrap import interval_of, new_rng, resample
+from analysis.stats.commands import difference_range, merged_commands, repetition_values
 from analysis.stats.compare import MIN_TAIL_SAMPLES, compare_logs, format_value
 from analysis.stats.cost import cell_series, cost_replicates
 from analysis.stats.histogram import Intervals, percentile_key, value_at_percentiles
@@ -285,9 +290,45 @@ def _judge_cost(rule: Rule, context: _Context) -> Outcome:
     return Outcome(rule, "fail" if worse else "pass", measured, figures)
 
 
+def _judge_count(rule: Rule, context: _Context) -> Outcome:
+    """Redis commands per campaign (every command, or one kind), candidate against base: commands and campaigns pooled
+    over the repetitions. Counted, not sampled, so no bootstrap (analysis/stats/commands.py): it fails when the pooled
+    increase is past the limit, in commands per campaign, and the range of the repetitions' differences lies above 0
+    (every candidate repetition counted more than every base one), so that one odd repetition does not fail it alone.
+    With one repetition a side there is no range, and the increase alone decides."""
+    if context.base_run is None:
+        return Outcome(rule, "skipped", "not judged: Redis commands per campaign are judged against a base commit "
+                       "measured in the same job (--against); stored baselines keep no counts")
+    kind = rule.command or None
+    pooled, values = {}, {}
+    for side, run in (("base", context.base_run), ("candidate", context.run)):
+        cells = context.cells(rule.design, run)
+        merged = merged_commands(cells)
+        values[side] = repetition_values(cells, kind)
+        if merged is None or merged.per_campaign is None or len(values[side]) < len(cells):
+            why = merged.unmeasured if merged is not None and merged.unmeasured else (
+                "a cell without commands.json or without campaigns")
+            return Outcome(rule, "error", f"the {side}'s {rule.design} cells have no Redis command counts ({why})")
+        pooled[side] = merged.per_campaign if kind is None else merged.by_kind_per_campaign.get(kind, 0.0)
+    base, now = pooled["base"], pooled["candidate"]
+    delta = now - base
+    low, high = difference_range(values["base"], values["candidate"])
+    worse = delta > rule.limit and not (math.isfinite(low) and low <= 0)
+    what = f"{rule.command} commands" if rule.command else "Redis commands"
+    spread = f"range of repetitions [{low:+.2f}, {high:+.2f}]" if math.isfinite(low) else "one repetition a side"
+    measured = (f"{now:.2f} vs {base:.2f} {what} per campaign base ({delta:+.2f}, {spread}; repetitions pooled)")
+    figures = {"statistic": "repetitions pooled", "command": rule.command or "all", "baseline_value": round(base, 4),
+               "value": round(now, 4), "delta_per_campaign": round(delta, 4),
+               "delta_pct": round((now / base - 1) * 100, 2) if base > 0 else None,
+               "range_low": round(low, 4) if math.isfinite(low) else None,
+               "range_high": round(high, 4) if math.isfinite(high) else None,
+               "repetitions": values["candidate"], "baseline_repetitions": values["base"]}
+    return Outcome(rule, "fail" if worse else "pass", measured, figures)
+
+
 _JUDGES: dict[str, Callable[[Rule, _Context], Outcome]] = {
     "regression": _judge_regression, "advantage": _judge_advantage, "error_rate": _judge_error_rate,
-    "throughput": _judge_throughput, "sustainable": _judge_sustainable, "cost": _judge_cost,
+    "throughput": _judge_throughput, "sustainable": _judge_sustainable, "cost": _judge_cost, "count": _judge_count,
 }
 
 

@@ -29,7 +29,7 @@ class Rule:
     design: str
     endpoint: str = CREATE
     metric: str = "p50"
-    limit: float = 0.0  # percent, except max_error_rate (a fraction)
+    limit: float = 0.0  # percent, except max_error_rate (a fraction) and count (commands per campaign)
     reference: str = ""  # advantage: the design it is judged against; empty: the run's baseline (its first design)
     why: str = ""
     # regression: the limit against a base commit measured in the same job (`--against`; drift between runs cancels
@@ -37,10 +37,11 @@ class Rule:
     limit_against_base: float | None = None
     versus: str = "baseline"  # what a regression rule compares with: "baseline" (stored) or "base" (--against)
     tier: str = "system"  # cost: whose CPU (COST_TIERS)
+    command: str = ""  # count: one command kind (as INFO commandstats names it); empty: every command
 
     @property
     def needs_baseline(self) -> bool:
-        return self.kind in ("regression", "cost")
+        return self.kind in ("regression", "cost", "count")
 
     @property
     def percentile(self) -> float:
@@ -66,6 +67,7 @@ class Rule:
     def limit_text(self) -> str:
         return {"regression": f"≤ +{self.limit:g}% vs {self.versus}",
                 "cost": f"≤ +{self.limit:g}% CPU per campaign vs base",
+                "count": f"≤ +{self.limit:g} {self.command or 'Redis'} commands per campaign vs base",
                 "advantage": f"≥ {self.limit:g}% below {self.reference}",
                 "error_rate": f"≤ {self.limit:.2%}", "throughput": f"≥ {self.limit:g}% of offered",
                 "sustainable": "backlog not growing"}[self.kind]
@@ -175,12 +177,28 @@ class CostRule(_RuleEntry):
                     limit=self.max_regression_pct_against_base, why=self.why)
 
 
+class CountRule(_RuleEntry):
+    """Redis commands per campaign — every command, or one `command` kind — against a base commit measured in the same
+    job, limited in commands per campaign, not percent: a count moves by whole commands (stored baselines keep no
+    counts)."""
+
+    kind: Literal["count"]
+    command: str = Field("", pattern=r"^[a-z][a-z0-9_.-]*$|^$",
+                         description="a command kind in lower case, as INFO commandstats names it (e.g. 'ping'), or "
+                                     "empty for every command")
+    max_increase: float = Field(ge=0, description="commands per campaign >= 0, e.g. 0.5")
+
+    def rule(self) -> Rule:
+        return Rule(name=self.name, kind=self.kind, design=self.design, command=self.command,
+                    limit=self.max_increase, why=self.why)
+
+
 class RulesFile(ConfigModel):
     """A rules file: the phase it judges and its rules, told apart by `kind`."""
 
     phase: str = Field("steady", min_length=1, description="a phase's name")
     rules: list[Annotated[RegressionRule | AdvantageRule | ErrorRateRule | ThroughputRule | SustainableRule
-                          | CostRule, Field(discriminator="kind")]] = Field(
+                          | CostRule | CountRule, Field(discriminator="kind")]] = Field(
         min_length=1, description="at least one [[rules]] table")
 
 
