@@ -142,7 +142,9 @@ class CommandCount:
         self._client = harness_redis(self.redis_url)
         self._server = server_of(self._client)
         try:
-            # The harness's tally first, then INFO: the INFO itself is among what the end's reading subtracts.
+            # Connected first (the handshake runs before the start's INFO, so neither side may count it), then the
+            # harness's tally, then INFO: the INFO itself is among what the end's reading subtracts.
+            self._client.ping()
             self._sent = sent_by_harness(self._server)
             self._executed = _executed(self._client.info("all"))
             self._error: str | None = None

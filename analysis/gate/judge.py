@@ -44,7 +44,7 @@ from analysis.gate.baseline import Baseline, mismatches, run_context, run_facts
 from analysis.gate.rules import Rule, RuleSet
 from analysis.gate.verdict import Outcome, Verdict, harness_error
 from analysis.stats.bootstrap import interval_of, new_rng, resample
-from analysis.stats.commands import difference_range, merged_commands, repetition_values
+from analysis.stats.commands import ALL, EACH, count_changes, counted
 from analysis.stats.compare import MIN_TAIL_SAMPLES, compare_logs, format_value
 from analysis.stats.cost import cell_series, cost_replicates
 from analysis.stats.histogram import Intervals, percentile_key, value_at_percentiles
@@ -291,39 +291,36 @@ def _judge_cost(rule: Rule, context: _Context) -> Outcome:
 
 
 def _judge_count(rule: Rule, context: _Context) -> Outcome:
-    """Redis commands per campaign (every command, or one kind), candidate against base: commands and campaigns pooled
-    over the repetitions. Counted, not sampled, so no bootstrap (analysis/stats/commands.py): it fails when the pooled
-    increase is past the limit, in commands per campaign, and the range of the repetitions' differences lies above 0
-    (every candidate repetition counted more than every base one), so that one odd repetition does not fail it alone.
-    With one repetition a side there is no range, and the increase alone decides."""
+    """Redis commands per campaign — every command together, one kind, or each kind on its own (`command`) — candidate
+    against base, commands and campaigns pooled over the repetitions. Counted, not sampled, so no bootstrap
+    (analysis/stats/commands.py): a count fails when its increase is past the limit, in commands per campaign, and every
+    candidate repetition counted more than every base one (with one repetition a side, the increase alone decides).
+    With `each`, the kind with the largest increase past the limit decides (else the largest increase is shown)."""
     if context.base_run is None:
         return Outcome(rule, "skipped", "not judged: Redis commands per campaign are judged against a base commit "
                        "measured in the same job (--against); stored baselines keep no counts")
-    kind = rule.command or None
-    pooled, values = {}, {}
+    sides = {}
     for side, run in (("base", context.base_run), ("candidate", context.run)):
-        cells = context.cells(rule.design, run)
-        merged = merged_commands(cells)
-        values[side] = repetition_values(cells, kind)
-        if merged is None or merged.per_campaign is None or len(values[side]) < len(cells):
-            why = merged.unmeasured if merged is not None and merged.unmeasured else (
-                "a cell without commands.json or without campaigns")
-            return Outcome(rule, "error", f"the {side}'s {rule.design} cells have no Redis command counts ({why})")
-        pooled[side] = merged.per_campaign if kind is None else merged.by_kind_per_campaign.get(kind, 0.0)
-    base, now = pooled["base"], pooled["candidate"]
-    delta = now - base
-    low, high = difference_range(values["base"], values["candidate"])
-    worse = delta > rule.limit and not (math.isfinite(low) and low <= 0)
-    what = f"{rule.command} commands" if rule.command else "Redis commands"
+        found = counted(context.cells(rule.design, run))
+        if isinstance(found, str):
+            return Outcome(rule, "error", f"the {side}'s {rule.design} cells have no Redis command counts ({found})")
+        sides[side] = found
+    changes = count_changes(sides["base"], sides["candidate"], rule.command)
+    past = [change for change in changes if change.past(rule.limit)]
+    change = (past or changes)[0]
+    low, high = change.range
+    what = "Redis commands" if change.command == ALL else f"{change.command} commands"
     spread = f"range of repetitions [{low:+.2f}, {high:+.2f}]" if math.isfinite(low) else "one repetition a side"
-    measured = (f"{now:.2f} vs {base:.2f} {what} per campaign base ({delta:+.2f}, {spread}; repetitions pooled)")
-    figures = {"statistic": "repetitions pooled", "command": rule.command or "all", "baseline_value": round(base, 4),
-               "value": round(now, 4), "delta_per_campaign": round(delta, 4),
-               "delta_pct": round((now / base - 1) * 100, 2) if base > 0 else None,
+    measured = f"{change.value:.2f} vs {change.base:.2f} {what} per campaign base ({change.delta:+.2f}, {spread}"
+    measured += f"; the largest increase of {len(changes)} kinds)" if rule.command == EACH else "; repetitions pooled)"
+    figures = {"statistic": "repetitions pooled", "command": change.command, "baseline_value": round(change.base, 4),
+               "value": round(change.value, 4), "delta_per_campaign": round(change.delta, 4),
+               "delta_pct": round((change.value / change.base - 1) * 100, 2) if change.base > 0 else None,
                "range_low": round(low, 4) if math.isfinite(low) else None,
                "range_high": round(high, 4) if math.isfinite(high) else None,
-               "repetitions": values["candidate"], "baseline_repetitions": values["base"]}
-    return Outcome(rule, "fail" if worse else "pass", measured, figures)
+               "repetitions": list(change.repetitions), "baseline_repetitions": list(change.base_repetitions),
+               "past_limit": [c.command for c in past]}
+    return Outcome(rule, "fail" if past else "pass", measured, figures)
 
 
 _JUDGES: dict[str, Callable[[Rule, _Context], Outcome]] = {

@@ -189,7 +189,7 @@ def cost_rows(costs: list[dict[str, Any]], kinds: tuple[str, ...] = ("steady",))
 COMMANDS_NOTE = ("The commands each design ran on the run's Redis (INFO commandstats), from each cell's start through "
                  "its drain, over the campaigns served, repetitions summed; by kind, most frequent first. The harness's "
                  "own commands (the queue probe, the census) are counted as it sends them and not charged.")
-KINDS_SHOWN = 8  # command kinds a commands row names, most frequent first (comparison.json's `commands` has them all)
+KINDS_SHOWN = 5  # command kinds a commands row names, most frequent first (comparison.json's `commands` has them all)
 
 
 def _kinds(by_kind: dict[str, float]) -> str:
@@ -210,7 +210,7 @@ def command_rows(records: list[dict[str, Any]], kinds: tuple[str, ...] = ("stead
                "design": r["design"], "reps": str(r["repetitions"])}
         if r.get("unmeasured"):
             rows.append(row | {"campaigns": "-", "per campaign": "-", "by kind": f"not measured: {r['unmeasured']}",
-                               "harness (not charged)": "-"})
+                               "harness, not charged": "-"})
             continue
         counted = " + ".join(SOURCE_LABELS.get(s, s) for s in dict.fromkeys(str(r["campaigns_source"]).split("+")))
         campaigns = r["campaigns"]
@@ -219,6 +219,6 @@ def command_rows(records: list[dict[str, Any]], kinds: tuple[str, ...] = ("stead
             "campaigns": f"{campaigns:,} {counted}",
             "per campaign": "-" if not _known(r.get("per_campaign")) else f"{r['per_campaign']:,.2f}",
             "by kind": _kinds(r.get("by_kind_per_campaign") or {}) or "-",
-            "harness (not charged)": f"{harness / campaigns:,.2f}" if _known(harness) and campaigns else "-",
+            "harness, not charged": f"{harness / campaigns:,.2f}" if _known(harness) and campaigns else "-",
         })
     return rows

@@ -14,19 +14,24 @@ them, and with one repetition a side there is none.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from analysis.stats.cost import served_campaigns
 from analysis.stats.load import Cell, Run
 from foundation.format import CommandFigures
 
-__all__ = ["COMMANDS_SCOPE", "cell_commands", "command_figures", "difference_range", "merged_commands",
-           "phase_commands", "ratio_range", "repetition_values"]
+__all__ = ["ALL", "COMMANDS_SCOPE", "EACH", "CountChange", "Counted", "cell_commands", "command_figures",
+           "count_changes", "counted", "difference_range", "merged_commands", "phase_commands", "ratio_range",
+           "repetition_values"]
 
 # What the figure counts, as tables name it: the commands of the design's every tier, on the run's Redis.
 COMMANDS_SCOPE = "Redis commands"
+# What a count compares (count_changes): every command together, or each kind on its own; any other word is a kind.
+ALL, EACH = "all", "each"
 
 
 def command_figures(commands: int, by_kind: Mapping[str, int], campaigns: int, source: str,
@@ -115,3 +120,71 @@ def phase_commands(run: Run) -> list[dict[str, Any]]:
                             "offered_rate_per_s": cells[0].offered_rate_per_s, "repetitions": counted,
                             **figures.to_dict()})
     return records
+
+
+@dataclass(frozen=True)
+class Counted:
+    """One side's counts: pooled over its repetitions, and each repetition's."""
+
+    pooled: CommandFigures
+    repetitions: tuple[CommandFigures, ...]
+
+    def per_campaign(self, command: str) -> tuple[float, tuple[float, ...]]:
+        """(pooled, per repetition) commands per campaign of `command` (ALL, or a kind: 0 where it never ran)."""
+        def of(figures: CommandFigures) -> float:
+            if command == ALL:
+                return figures.per_campaign or 0.0
+            return figures.by_kind_per_campaign.get(command, 0.0)
+
+        return of(self.pooled), tuple(of(f) for f in self.repetitions)
+
+
+def counted(cells: Sequence[Cell]) -> Counted | str:
+    """A side's counts, or why it has none to judge: every cell needs a commands.json with counts and campaigns."""
+    figures = [cell_commands(cell) for cell in cells]
+    missing = [cell.id for cell, f in zip(cells, figures, strict=True) if f is None or f.per_campaign is None]
+    pooled = merged_commands(cells)
+    if not cells or missing or pooled is None or pooled.per_campaign is None:
+        reason = next((f.unmeasured for f in figures if f is not None and f.unmeasured), None)
+        return reason or f"no commands.json with counts and campaigns in {', '.join(missing) or 'any cell'}"
+    return Counted(pooled, tuple(f for f in figures if f is not None))
+
+
+@dataclass(frozen=True)
+class CountChange:
+    """One count, candidate against base, per campaign: pooled over the repetitions (`base`, `value`) and each
+    repetition's; `low`, `high` the range of the differences of every candidate repetition and every base one (NaN with
+    one repetition a side)."""
+
+    command: str  # ALL, or a kind
+    base: float
+    value: float
+    base_repetitions: tuple[float, ...]
+    repetitions: tuple[float, ...]
+
+    @property
+    def delta(self) -> float:
+        return self.value - self.base
+
+    @property
+    def range(self) -> tuple[float, float]:
+        return difference_range(self.base_repetitions, self.repetitions)
+
+    def past(self, limit: float) -> bool:
+        """An increase beyond `limit` commands per campaign that every candidate repetition shows against every base
+        one (the range above 0), or, with one repetition a side, the increase alone: one odd repetition does not make
+        a change."""
+        low, _ = self.range
+        return self.delta > limit and not (math.isfinite(low) and low <= 0)
+
+
+def count_changes(base: Counted, candidate: Counted, command: str = ALL) -> list[CountChange]:
+    """The changes a count rule judges: every command together (ALL), one kind, or each kind either side ran (EACH),
+    the largest increase first."""
+    kinds = [command] if command != EACH else sorted(
+        set(base.pooled.by_kind_per_campaign) | set(candidate.pooled.by_kind_per_campaign))
+    changes = []
+    for kind in kinds:
+        (was, was_each), (now, now_each) = base.per_campaign(kind), candidate.per_campaign(kind)
+        changes.append(CountChange(kind, was, now, was_each, now_each))
+    return sorted(changes, key=lambda change: -change.delta)
