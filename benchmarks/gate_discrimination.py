@@ -187,6 +187,8 @@ def line(side: str, number: int, runs: int, verdict: dict, seconds: float, load:
 
 def _delta(rule: dict) -> str:
     figures = rule.get("figures") or {}
+    if figures.get("delta_per_campaign") is not None:  # a count rule: commands per campaign, not percent
+        return f"delta {figures['delta_per_campaign']:+.2f}/campaign"
     for key in ("delta_pct", "advantage_pct", "held_pct", "error_rate"):
         if figures.get(key) is not None:
             return f"{figures[key]:.2%} errors" if key == "error_rate" else f"{key} {figures[key]:+.1f}"
@@ -309,9 +311,13 @@ def report_against(results: dict[str, list[dict]]) -> int:
     for name in names:
         counts = [sum(any(r["name"] == name and r["status"] == "fail" for r in v["rules"]) for v in results[k])
                   for k in kinds]
-        deltas = {k: [r["figures"].get("delta_pct") for v in results[k] for r in v["rules"]
-                      if r["name"] == name and (r.get("figures") or {}).get("delta_pct") is not None] for k in kinds}
-        spread = "  ".join(f"{k} {min(d):+.1f}..{max(d):+.1f}%" for k, d in deltas.items() if d)
+        # A count rule's spread in commands per campaign, every other rule's in percent.
+        key, unit, digits = ("delta_per_campaign", "/campaign", 2) if any(
+            (r.get("figures") or {}).get("delta_per_campaign") is not None
+            for k in kinds for v in results[k] for r in v["rules"] if r["name"] == name) else ("delta_pct", "%", 1)
+        deltas = {k: [r["figures"].get(key) for v in results[k] for r in v["rules"]
+                      if r["name"] == name and (r.get("figures") or {}).get(key) is not None] for k in kinds}
+        spread = "  ".join(f"{k} {min(d):+.{digits}f}..{max(d):+.{digits}f}{unit}" for k, d in deltas.items() if d)
         print(f"  {name:34} {' | '.join(f'{c:2d}' for c in counts)}   {spread}")
     code = 0
     for kind in kinds:

@@ -41,6 +41,9 @@ History of the format (`SCHEMA_VERSION`, in manifest.json; a reader refuses any 
   and cells gain the client's `outcome_seen.hlog` and `failed_seen.hlog`, and, from the service's timestamps,
   `queue_wait.hlog` and `run.hlog`; manifest.json's experiment gains `declarations` (design name -> its resolved
   declaration: tiers, request, outcome contract, queue adapter). Readers of 1 would look for logs that are gone.
+- 2, 2026-12-06: commands.json per cell (CommandCounts): the Redis commands the design ran on the run's Redis from the
+  cell's start through its drain, by kind, the harness's own subtracted; summary.json gains `commands`
+  (CommandFigures: per campaign served, by kind). No bump: a file and a key added; cells written before have neither.
 
 Bump SCHEMA_VERSION (and add a line above) when a reader of the previous version would misread a folder: a file,
 key or column renamed or removed, a unit or the HDR range changed. Adding a file or a key is not a bump.
@@ -58,13 +61,14 @@ if TYPE_CHECKING:
 __all__ = [
     "ACKS_GLOB", "CELLS_DIR", "DECISION_MAP_FILE", "POINTS_DIR", "SWEEP_KIND",
     "CHAOS_FILE", "CHAOS_TABLE_FILE", "CONTRACT_MISMATCH_FILE", "COMPARISON_FILE", "COMPLETION", "COMPLETION_FILE",
-    "CPU_COLUMNS", "CPU_FILE", "CREATE", "FAILED_SEEN", "OUTCOME_SEEN", "QUEUE_WAIT", "REQUEST", "RUN_TIME",
+    "COMMANDS_FILE", "CPU_COLUMNS", "CPU_FILE", "CREATE", "FAILED_SEEN", "OUTCOME_SEEN", "QUEUE_WAIT", "REQUEST", "RUN_TIME",
     "STATUS", "ENDPOINT_LABELS", "ERRORS_FILE", "ERROR_COLUMNS", "HIGHEST_US",
     "INCOMPLETE_MARKER", "LOGS_DIR", "LOG_SUFFIX", "LOWEST_US", "MANIFEST_FILE", "NON_ENDPOINT_LOGS", "OUTCOME",
     "PLOTS_DIR", "POLL", "QUEUE_COLUMNS", "QUEUE_FILE", "RAW_SUFFIX", "REPORT_HTML_FILE", "REPORT_MD_FILE", "SCHEMA_VERSION",
     "SEND_LAG", "SIGNIFICANT_DIGITS", "SUMMARY_FILE", "SUMMARY_PERCENTILES", "SYSTEM_TIERS", "TIERS",
-    "BENCH_KIND", "CHAOS_KIND", "CellSummary", "CompletionCensus", "CostFigures", "EndpointFigures", "LatencyFigures",
-    "QueueFigures", "Slo", "acks_file", "cell_id", "endpoint_key", "label", "log_file", "raw_log", "record_from",
+    "BENCH_KIND", "CHAOS_KIND", "CellSummary", "CommandCounts", "CommandFigures", "CompletionCensus", "CostFigures",
+    "EndpointFigures", "LatencyFigures", "QueueFigures", "Slo", "acks_file", "cell_id", "endpoint_key", "label",
+    "log_file", "raw_log", "record_from",
 ]
 
 SCHEMA_VERSION = 2
@@ -97,6 +101,7 @@ COMPLETION_FILE = "completion.json"  # CompletionCensus
 QUEUE_FILE = "queue.csv"  # QUEUE_COLUMNS, one row a second
 ERRORS_FILE = "errors.csv"  # ERROR_COLUMNS
 CPU_FILE = "cpu.csv"  # CPU_COLUMNS, one row a second: CPU seconds used since the cell's start, by tier
+COMMANDS_FILE = "commands.json"  # CommandCounts: the design's Redis commands through the cell, by kind
 ACKS_GLOB = "acks-*.txt"  # acks-<pid>.txt: ids of the requests each Locust process saw acknowledged or finished
 # Written by a Locust process whose service answered outside its contract: the one line saying how (the run stops).
 CONTRACT_MISMATCH_FILE = "contract_mismatch.txt"
@@ -320,6 +325,34 @@ class CostFigures:
 
 
 @dataclass(frozen=True)
+class CommandFigures:
+    """The Redis commands a cell's design ran per campaign (analysis/stats/commands.py computes it from commands.json):
+    `commands` over `campaigns`, the campaigns served counted as CostFigures counts them (`campaigns_source`), in all
+    and by kind (most frequent first); the harness's own commands, subtracted, beside them. `unmeasured` (and no
+    figures) when the design's commands are not on the run's Redis, or could not be read; absent from the JSON
+    otherwise."""
+
+    campaigns: int = 0
+    campaigns_source: str = ""
+    commands: int | None = None
+    per_campaign: float | None = None  # None without campaigns, or unmeasured
+    by_kind_per_campaign: Mapping[str, float] = field(default_factory=dict)
+    harness_commands: int | None = None
+    unmeasured: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CommandFigures:
+        return record_from(cls, data, by_kind_per_campaign=dict(data.get("by_kind_per_campaign") or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["by_kind_per_campaign"] = dict(self.by_kind_per_campaign)
+        if self.unmeasured is None:
+            del out["unmeasured"]
+        return out
+
+
+@dataclass(frozen=True)
 class CellSummary:
     """summary.json: one cell's figures, computed from the files beside it (analysis/stats/summary.py)."""
 
@@ -337,6 +370,7 @@ class CellSummary:
     driver_bottleneck: bool = False
     queue: QueueFigures | None = None  # None for a design that does not queue its work
     cost: CostFigures | None = None  # None for a cell without a cpu.csv (written before cost accounting)
+    commands: CommandFigures | None = None  # None for a cell without a commands.json (written before counting)
 
     def endpoint(self, key: str) -> EndpointFigures:
         """The figures of `key` (e.g. CREATE); an endpoint the cell recorded nothing for reads as no requests."""
@@ -344,12 +378,13 @@ class CellSummary:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CellSummary:
-        lag, queue, cost = data.get("send_lag"), data.get("queue"), data.get("cost")
+        lag, queue, cost, commands = data.get("send_lag"), data.get("queue"), data.get("cost"), data.get("commands")
         return record_from(cls, data,
                      endpoints={k: EndpointFigures.from_dict(v) for k, v in (data.get("endpoints") or {}).items()},
                      send_lag=LatencyFigures.from_dict(lag) if lag is not None else None,
                      queue=QueueFigures.from_dict(queue) if queue is not None else None,
-                     cost=CostFigures.from_dict(cost) if cost is not None else None)
+                     cost=CostFigures.from_dict(cost) if cost is not None else None,
+                     commands=CommandFigures.from_dict(commands) if commands is not None else None)
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -357,6 +392,7 @@ class CellSummary:
         out["send_lag"] = self.send_lag.to_dict() if self.send_lag is not None else None
         out["queue"] = self.queue.to_dict() if self.queue is not None else None
         out["cost"] = self.cost.to_dict() if self.cost is not None else None
+        out["commands"] = self.commands.to_dict() if self.commands is not None else None
         return out
 
 
@@ -392,6 +428,46 @@ class CompletionCensus:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+# -- commands.json -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandCounts:
+    """commands.json: the Redis commands the run's Redis executed in [started_at, stopped_at) — the cell and, for a
+    design with a queue, its drain — by kind as INFO commandstats names them (a container command's subcommands under
+    the container: `client`, `config`), most frequent first, less the harness's own (its probe, its census, the INFO
+    reads around the cell), which `harness_commands` and `harness_by_kind` keep. `processed`: INFO's
+    total_commands_processed over the same span, everyone's (commands + harness_commands, as a check).
+
+    `unmeasured` instead of counts when the design's commands are not on the run's Redis (a deployment already
+    running, a broker of its own); `error` when Redis did not answer the INFO at either end."""
+
+    started_at: float | None = None
+    stopped_at: float | None = None
+    commands: int | None = None
+    by_kind: Mapping[str, int] = field(default_factory=dict)
+    harness_commands: int | None = None
+    harness_by_kind: Mapping[str, int] = field(default_factory=dict)
+    processed: int | None = None
+    unmeasured: str | None = None
+    error: str | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self.commands is not None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CommandCounts:
+        return record_from(cls, data, by_kind=dict(data.get("by_kind") or {}),
+                           harness_by_kind=dict(data.get("harness_by_kind") or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["by_kind"], out["harness_by_kind"] = dict(self.by_kind), dict(self.harness_by_kind)
+        return {k: v for k, v in out.items() if v is not None and (self.measured or k not in ("by_kind",
+                                                                                            "harness_by_kind"))}
 
 
 # -- the SLO an experiment declares (manifest.json's experiment.slo; foundation/manifest_format.py reads it) -----------

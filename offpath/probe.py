@@ -34,6 +34,7 @@ from foundation.format import (
     log_file,
 )
 from loadtests.hlog_writer import IntervalLog, clamp_us, new_histogram
+from offpath.command_count import harness_redis
 from offpath.queues import QueueAdapter, QueueState
 from offpath.queues.rq import RqQueue
 from services.campaign.store import campaign_key
@@ -234,7 +235,7 @@ class QueueProbe:
 
     def _take_census(self, stopped_at: float) -> None:
         assert self.census_url is not None
-        connection = redis.Redis.from_url(self.census_url, socket_timeout=2, socket_connect_timeout=2)
+        connection = harness_redis(self.census_url)
         try:
             self.census = take_census(connection, self.start_time_s, stopped_at)
             self.completion_total = write_census_logs(self.cell_dir, self.census, self.interval_s)

@@ -30,6 +30,7 @@ from foundation.experiment_facts import ExperimentFacts
 from foundation.format import (
     BENCH_KIND,
     CELLS_DIR,
+    COMMANDS_FILE,
     CONTRACT_MISMATCH_FILE,
     CPU_FILE,
     POINTS_DIR,
@@ -52,6 +53,7 @@ from foundation.manifest_format import (
 )
 from loadtests.contract import Driven
 from offpath.capacity_search import SETTLE_TIMEOUT_S, SearchSettings, Step, StopSearch, phase_name, run_search
+from offpath.command_count import CommandCount, unmeasured_reason
 from offpath.contract_check import check_contract
 from offpath.cpu_meter import CpuLog, CpuMeter
 from offpath.designs import Design
@@ -427,6 +429,9 @@ class Runner:
                 # its cost reads as unmeasured, never as the few milliseconds of offpath's own idle Redis.
                 if self._meter is not None and served.started_anything:
                     cell.enter_context(CpuLog(self._meter, cell_dir / CPU_FILE))
+                # Entered before the probe, so that it ends after the probe's census: the probe's commands are the
+                # harness's, counted and subtracted (offpath/command_count.py).
+                cell.enter_context(CommandCount(redis_url, cell_dir / COMMANDS_FILE, unmeasured_reason(design)))
                 probe = cell.enter_context(QueueProbe(served.queue, cell_dir, redis_url if census else None)) \
                     if served.queue is not None else None
                 layout = stage.experiment.layout

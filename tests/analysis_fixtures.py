@@ -14,6 +14,7 @@ from hdrh.histogram import HdrHistogram
 from analysis.stats.histogram import Intervals, index_for
 from foundation.format import (
     CELLS_DIR,
+    COMMANDS_FILE,
     COMPLETION,
     CPU_COLUMNS,
     CPU_FILE,
@@ -84,6 +85,17 @@ class Cpu:
 
 
 @dataclass
+class Commands:
+    """The design's Redis commands (commands.json): `per_campaign` of each kind for every campaign the cell serves, and
+    `per_s` of each kind every second of the cell and its drain (what comes with time, not with campaigns); or only
+    `unmeasured`, the reason a design has no counts."""
+
+    per_campaign: dict[str, int] = field(default_factory=lambda: {"hset": 7, "multi": 2, "exec": 2, "hincrby": 2})
+    per_s: dict[str, int] = field(default_factory=dict)
+    unmeasured: str | None = None
+
+
+@dataclass
 class CellSpec:
     design: str
     phase: str
@@ -97,6 +109,7 @@ class CellSpec:
     errors_per_s: dict[int, int] = field(default_factory=dict)
     queue: Queue | None = None
     cpu: Cpu | None = None  # None: no cpu.csv, as written before cost accounting
+    commands: Commands | None = None  # None: no commands.json, as written before commands were counted
     written: bool = True  # False: in the manifest, but its folder never got written (a crashed cell)
 
     @property
@@ -142,6 +155,8 @@ def write_cell(cell_dir: Path, spec: CellSpec, start_s: float, rng: np.random.Ge
         truth.update(_write_queue(cell_dir, spec, start_s, rng))
     if spec.cpu is not None:  # drawn last, so a spec without it draws everything else as before
         truth.update(_write_cpu(cell_dir, spec, rng))
+    if spec.commands is not None:
+        _write_commands(cell_dir, spec, start_s)
     (cell_dir / SUMMARY_FILE).write_text("{}\n")
     return truth
 
@@ -165,6 +180,26 @@ def _write_cpu(cell_dir: Path, spec: CellSpec, rng: np.random.Generator) -> dict
         for second in range(seconds + 1):
             writer.writerow([f"{second:.3f}", *(repr(float(cumulative[c][second])) for c in CPU_COLUMNS[1:])])
     return {f"cpu.{column}": drawn[column] for column in CPU_COLUMNS[1:]}
+
+
+def _write_commands(cell_dir: Path, spec: CellSpec, start_s: float) -> None:
+    """commands.json: every campaign the cell serves (one a request: rate x duration) runs `per_campaign`, every second
+    of the cell and its drain `per_s`; the harness's own INFO beside them."""
+    commands = spec.commands
+    assert commands is not None
+    seconds = spec.duration_s + (spec.queue.drain_s if spec.queue is not None else 0)
+    data: dict[str, Any] = {"started_at": start_s, "stopped_at": start_s + seconds}
+    if commands.unmeasured is not None:
+        data["unmeasured"] = commands.unmeasured
+    else:
+        campaigns = spec.rate_per_s * spec.duration_s
+        by_kind = {kind: n * campaigns for kind, n in commands.per_campaign.items()}
+        for kind, n in commands.per_s.items():
+            by_kind[kind] = by_kind.get(kind, 0) + n * seconds
+        total = sum(by_kind.values())
+        data |= {"commands": total, "by_kind": by_kind, "harness_commands": 1, "harness_by_kind": {"info": 1},
+                 "processed": total + 1}
+    (cell_dir / COMMANDS_FILE).write_text(json.dumps(data, indent=2) + "\n")
 
 
 def _write_queue(cell_dir: Path, spec: CellSpec, start_s: float, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -53,7 +53,7 @@ def test_summary_json_gains_cost_and_keeps_every_other_key(tmp_path):
     run_dir, _ = write_run(tmp_path, [cell("inline"), cell("inline", rep=2, cpu=None)])
     with_cpu, without = (summarize(c) for c in load_run(run_dir).cells)
     assert list(with_cpu) == list(without)
-    assert list(with_cpu)[-1] == "cost" and without["cost"] is None
+    assert list(with_cpu)[-2:] == ["cost", "commands"] and without["cost"] is None
     assert set(with_cpu["cost"]) >= {"campaigns", "cpu_s", "cpu_ms_per_campaign", "total_cpu_ms_per_campaign",
                                      "campaigns_per_cpu_s", "machine_cpu_s", "others_share", "accounting_gap"}
     data = json.loads(json.dumps(with_cpu))

@@ -78,8 +78,9 @@ def by_name(verdict):
 def test_unchanged_build_passes_every_rule(baseline, unchanged):
     verdict = judge(unchanged, load_rules(), baseline)
     assert verdict.status == "pass" and verdict.exit_code == 0
-    assert {o.status for o in verdict.outcomes if o.rule.kind != "cost"} == {"pass"}
-    assert {o.status for o in verdict.outcomes if o.rule.kind == "cost"} == {"skipped"}  # judged only --against
+    assert {o.status for o in verdict.outcomes if o.rule.kind not in ("cost", "count")} == {"pass"}
+    # judged only --against
+    assert {o.status for o in verdict.outcomes if o.rule.kind in ("cost", "count")} == {"skipped"}
     assert not verdict.errors
 
 
@@ -293,7 +294,7 @@ def test_baseline_names_map_to_the_baselines_folder(tmp_path):
 def test_default_rules_cover_the_work_errors_throughput_and_the_advantage():
     rules = load_rules()
     kinds = {r.kind for r in rules.rules}
-    assert kinds == {"regression", "advantage", "error_rate", "throughput", "sustainable", "cost"}
+    assert kinds == {"regression", "advantage", "error_rate", "throughput", "sustainable", "cost", "count"}
     regressed = {(r.design, r.endpoint, r.metric) for r in rules.rules if r.kind == "regression"}
     assert {("inline", "request", "p50"), ("queued", "completion", "p50")} <= regressed
     assert all(r.why for r in rules.rules)

@@ -14,7 +14,7 @@ from analysis.gate.rules import load_rules
 from analysis.gate.verdict import Commit
 from analysis.gate.verdict_formats import junit, markdown, text, to_json
 from analysis.stats.load import ResultsFolderError, load_run
-from tests.analysis_fixtures import Cpu, write_run
+from tests.analysis_fixtures import Commands, Cpu, write_run
 from tests.conftest import project_root
 from tests.test_gate import COMPLETION, INLINE, gate_specs, rules_of, scaled
 from tests.test_gate_e2e import EXPERIMENT
@@ -23,14 +23,17 @@ BASE = Commit(sha="0f9e8d7c6b5a49382716f0e1d2c3b4a596870123", subject="the base"
 CANDIDATE = Commit(sha="1a2b3c4d5e6f708192a3b4c5d6e7f80912345678", subject="the candidate", dirty=True)
 
 
-def side_runs(root, side: str, seeds: tuple[int, ...], worker_cpu_per_s: float = 0.3, **shape) -> list:
+def side_runs(root, side: str, seeds: tuple[int, ...], worker_cpu_per_s: float = 0.3,
+              commands: Commands | None = None, **shape) -> list:
     """One run of one repetition per seed, as `--against` runs a side: interleaved, each run on its own; the queued
-    cells' workers spend `worker_cpu_per_s` CPU seconds a second (5% noise)."""
+    cells' workers spend `worker_cpu_per_s` CPU seconds a second (5% noise); every cell's design runs `commands` on
+    Redis (by default the fixtures' own)."""
     runs = []
     for n, seed in enumerate(seeds, start=1):
         specs = gate_specs(repetitions=1, **shape)
         for spec in specs:
             spec.cpu = Cpu(workers_per_s=worker_cpu_per_s if spec.design == "queued" else 0.0, noise=0.05)
+            spec.commands = commands or Commands()
         runs.append(load_run(write_run(root / side, specs, run_id=f"{side}-{n}", seed=seed)[0]))
     return runs
 

@@ -94,9 +94,17 @@ def test_smoke_experiment_writes_a_complete_schema_valid_folder(tmp_path):
             assert (cell_dir / name).is_file(), f"{cell['id']} lacks {name}"
         if cell["design"] == "queued":
             assert (cell_dir / "completion.hlog").is_file() and (cell_dir / "queue.csv").is_file()
+        # The design's Redis commands through the cell: the server's count less the harness's own, which the probe's
+        # reads and census make for a queued design.
+        commands = json.loads((cell_dir / "commands.json").read_text())
+        assert commands["commands"] > 0 and commands["processed"] == commands["commands"] + commands["harness_commands"]
+        assert sum(commands["by_kind"].values()) == commands["commands"]
+        if cell["design"] == "queued":
+            assert commands["harness_by_kind"].get("multi", 0) > 0  # the probe's reads, one MULTI each
         summary = json.loads((cell_dir / "summary.json").read_text())
         post = summary["endpoints"]["request"]
         assert post["count"] > 0 and post["p99_us"] >= post["p50_us"] > 0
+        assert summary["commands"]["per_campaign"] > 0
     run = load_run(run_dir)  # the analysis side accepts it
     assert len(run.cells) == len(manifest["cells"])
     assert "P99" in err  # the closing table

@@ -24,6 +24,10 @@ Decisions, rule by rule (status pass | fail | error | skipped):
 - error_rate, throughput (held vs offered): absolute, inside the run, repetitions pooled. sustainable (the backlog
   of a design that queues its work): fails when the backlog grew in every repetition (one that grew alone is shown,
   not failed).
+- cost (CPU per campaign) and count (Redis commands per campaign) are judged against a base commit measured in the
+  same job only (`--against`), repetitions pooled; skipped against a stored baseline, which keeps neither. A count
+  has no sampling error: its limit is in commands per campaign, and it fails when the increase is past the limit and
+  every candidate repetition counted more than every base repetition.
 - error: the rule could not be judged (no data, too few values beyond a percentile). skipped: no baseline given.
 Verdict: regression if any rule fails; else harness error if anything could not be judged; else pass.
 """
@@ -40,6 +44,7 @@ from analysis.gate.baseline import Baseline, mismatches, run_context, run_facts
 from analysis.gate.rules import Rule, RuleSet
 from analysis.gate.verdict import Outcome, Verdict, harness_error
 from analysis.stats.bootstrap import interval_of, new_rng, resample
+from analysis.stats.commands import ALL, EACH, count_changes, counted
 from analysis.stats.compare import MIN_TAIL_SAMPLES, compare_logs, format_value
 from analysis.stats.cost import cell_series, cost_replicates
 from analysis.stats.histogram import Intervals, percentile_key, value_at_percentiles
@@ -285,9 +290,42 @@ def _judge_cost(rule: Rule, context: _Context) -> Outcome:
     return Outcome(rule, "fail" if worse else "pass", measured, figures)
 
 
+def _judge_count(rule: Rule, context: _Context) -> Outcome:
+    """Redis commands per campaign — every command together, one kind, or each kind on its own (`command`) — candidate
+    against base, commands and campaigns pooled over the repetitions. Counted, not sampled, so no bootstrap
+    (analysis/stats/commands.py): a count fails when its increase is past the limit, in commands per campaign, and every
+    candidate repetition counted more than every base one (with one repetition a side, the increase alone decides).
+    With `each`, the kind with the largest increase past the limit decides (else the largest increase is shown)."""
+    if context.base_run is None:
+        return Outcome(rule, "skipped", "not judged: Redis commands per campaign are judged against a base commit "
+                       "measured in the same job (--against); stored baselines keep no counts")
+    sides = {}
+    for side, run in (("base", context.base_run), ("candidate", context.run)):
+        found = counted(context.cells(rule.design, run))
+        if isinstance(found, str):
+            return Outcome(rule, "error", f"the {side}'s {rule.design} cells have no Redis command counts ({found})")
+        sides[side] = found
+    changes = count_changes(sides["base"], sides["candidate"], rule.command)
+    past = [change for change in changes if change.past(rule.limit)]
+    change = (past or changes)[0]
+    low, high = change.range
+    what = "Redis commands" if change.command == ALL else f"{change.command} commands"
+    spread = f"range of repetitions [{low:+.2f}, {high:+.2f}]" if math.isfinite(low) else "one repetition a side"
+    measured = f"{change.value:.2f} vs {change.base:.2f} {what} per campaign base ({change.delta:+.2f}, {spread}"
+    measured += f"; the largest increase of {len(changes)} kinds)" if rule.command == EACH else "; repetitions pooled)"
+    figures = {"statistic": "repetitions pooled", "command": change.command, "baseline_value": round(change.base, 4),
+               "value": round(change.value, 4), "delta_per_campaign": round(change.delta, 4),
+               "delta_pct": round((change.value / change.base - 1) * 100, 2) if change.base > 0 else None,
+               "range_low": round(low, 4) if math.isfinite(low) else None,
+               "range_high": round(high, 4) if math.isfinite(high) else None,
+               "repetitions": list(change.repetitions), "baseline_repetitions": list(change.base_repetitions),
+               "past_limit": [c.command for c in past]}
+    return Outcome(rule, "fail" if past else "pass", measured, figures)
+
+
 _JUDGES: dict[str, Callable[[Rule, _Context], Outcome]] = {
     "regression": _judge_regression, "advantage": _judge_advantage, "error_rate": _judge_error_rate,
-    "throughput": _judge_throughput, "sustainable": _judge_sustainable, "cost": _judge_cost,
+    "throughput": _judge_throughput, "sustainable": _judge_sustainable, "cost": _judge_cost, "count": _judge_count,
 }
 
 

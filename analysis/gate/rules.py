@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from analysis.stats.commands import ALL, EACH
 from foundation.config import ConfigError, ConfigModel, distinct, load_toml, one_of, parse
 from foundation.format import COMPLETION, CREATE, SYSTEM_TIERS
 
@@ -16,6 +17,7 @@ RULES_PATH = Path(__file__).parent / "rules.toml"
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99.9": 99.9}  # a rule's `metric`
 ENDPOINTS = (CREATE, COMPLETION)
 COST_TIERS = (*SYSTEM_TIERS, "system")  # a cost rule's `tier`: one tier's CPU, or the system tiers' together
+COUNTED = {ALL: "Redis commands", EACH: "commands of any one kind"}  # a count rule's `command`, in words
 
 
 class RulesError(ConfigError):
@@ -29,7 +31,7 @@ class Rule:
     design: str
     endpoint: str = CREATE
     metric: str = "p50"
-    limit: float = 0.0  # percent, except max_error_rate (a fraction)
+    limit: float = 0.0  # percent, except max_error_rate (a fraction) and count (commands per campaign)
     reference: str = ""  # advantage: the design it is judged against; empty: the run's baseline (its first design)
     why: str = ""
     # regression: the limit against a base commit measured in the same job (`--against`; drift between runs cancels
@@ -37,10 +39,11 @@ class Rule:
     limit_against_base: float | None = None
     versus: str = "baseline"  # what a regression rule compares with: "baseline" (stored) or "base" (--against)
     tier: str = "system"  # cost: whose CPU (COST_TIERS)
+    command: str = ALL  # count: "all" (every command together), "each" (each kind on its own) or one kind
 
     @property
     def needs_baseline(self) -> bool:
-        return self.kind in ("regression", "cost")
+        return self.kind in ("regression", "cost", "count")
 
     @property
     def percentile(self) -> float:
@@ -66,6 +69,8 @@ class Rule:
     def limit_text(self) -> str:
         return {"regression": f"≤ +{self.limit:g}% vs {self.versus}",
                 "cost": f"≤ +{self.limit:g}% CPU per campaign vs base",
+                "count": f"≤ +{self.limit:g} {COUNTED.get(self.command, self.command + ' commands')} per campaign "
+                         "vs base",
                 "advantage": f"≥ {self.limit:g}% below {self.reference}",
                 "error_rate": f"≤ {self.limit:.2%}", "throughput": f"≥ {self.limit:g}% of offered",
                 "sustainable": "backlog not growing"}[self.kind]
@@ -175,12 +180,28 @@ class CostRule(_RuleEntry):
                     limit=self.max_regression_pct_against_base, why=self.why)
 
 
+class CountRule(_RuleEntry):
+    """Redis commands per campaign against a base commit measured in the same job — `command`: "all" (every command
+    together), "each" (each kind on its own: the largest increase decides) or one kind as INFO commandstats names it —
+    limited in commands per campaign, not percent: a count moves by whole commands (stored baselines keep no counts)."""
+
+    kind: Literal["count"]
+    command: str = Field(ALL, pattern=r"^[a-z][a-z0-9_.-]*$",
+                         description="all, each, or a command kind in lower case as INFO commandstats names it (e.g. "
+                                     "'ping')")
+    max_increase: float = Field(ge=0, description="commands per campaign >= 0, e.g. 0.5")
+
+    def rule(self) -> Rule:
+        return Rule(name=self.name, kind=self.kind, design=self.design, command=self.command,
+                    limit=self.max_increase, why=self.why)
+
+
 class RulesFile(ConfigModel):
     """A rules file: the phase it judges and its rules, told apart by `kind`."""
 
     phase: str = Field("steady", min_length=1, description="a phase's name")
     rules: list[Annotated[RegressionRule | AdvantageRule | ErrorRateRule | ThroughputRule | SustainableRule
-                          | CostRule, Field(discriminator="kind")]] = Field(
+                          | CostRule | CountRule, Field(discriminator="kind")]] = Field(
         min_length=1, description="at least one [[rules]] table")
 
 

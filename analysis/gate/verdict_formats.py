@@ -23,7 +23,9 @@ DECISIONS = (
 DECISIONS_AGAINST = (
     "Base and candidate were measured in this job, interleaved (base, candidate, base, candidate), on the same CPUs, "
     "by the candidate's harness; only the services came from each commit. A regression rule fails when the "
-    "candidate's point delta against the base is worse than its limit *and* the 95% CI of the delta excludes 0. The "
+    "candidate's point delta against the base is worse than its limit *and* the 95% CI of the delta excludes 0; a "
+    "count rule (Redis commands per campaign, counted, not sampled) when the increase is past its limit in commands "
+    "per campaign *and* every candidate repetition counted more than every base one. The "
     "other rules judge the candidate's runs on their own. Exit codes: 0 pass, 1 regression, 2 harness error (a side "
     "could not be built, started or measured).")
 LABELS = {"pass": "PASS", "regression": "REGRESSION", "error": "HARNESS ERROR"}

@@ -14,6 +14,7 @@ from analysis.reports.plots import Plot, cost_plots, plots_for_run
 from analysis.reports.tables import outcome_rows
 from analysis.stats.capacity import Capacity, capacity
 from analysis.stats.claim import ClaimRow, claim_rows
+from analysis.stats.commands import phase_commands
 from analysis.stats.compare import Comparison
 from analysis.stats.cost import ACCOUNTING_TOLERANCE, OTHERS_NOTICE_SHARE, phase_costs
 from analysis.stats.headline import equal_load_comparison, headline
@@ -40,6 +41,7 @@ class Report:
     facts: list[tuple[str, str]]
     costs: list[dict[str, Any]] = field(default_factory=list)  # analysis/stats/cost.py's phase_costs
     cost_plots: list[Plot] = field(default_factory=list)
+    commands: list[dict[str, Any]] = field(default_factory=list)  # analysis/stats/commands.py's phase_commands
     claim: tuple[str, list[ClaimRow]] | None = None  # the experiment's [claim] beside this run's figures
     outcomes: list[dict[str, str]] = field(default_factory=list)  # reports/tables.py's outcome_rows
 
@@ -73,6 +75,7 @@ def build(run: Run, plots_dir: Path) -> Report:
     return Report(run=run, headline=headline(cap, comparison, run), comparison=comparison, capacity=cap,
                   phases=phase_table(run), summaries=summaries, plots=plots_for_run(run, cap, plots_dir), notes=notes,
                   facts=measured_facts(run), costs=costs, cost_plots=cost_plots(costs, plots_dir),
+                  commands=phase_commands(run),
                   claim=claim_rows(run, cap, comparison), outcomes=outcome_rows(run))
 
 

@@ -6,7 +6,16 @@ from html import escape
 
 from analysis.reports.page import figure, page_top, table
 from analysis.reports.report import Report
-from analysis.reports.tables import OUTCOME_NOTE, capacity_ratio_text, capacity_rows, cost_rows, phase_rows, step_rows
+from analysis.reports.tables import (
+    COMMANDS_NOTE,
+    OUTCOME_NOTE,
+    capacity_ratio_text,
+    capacity_rows,
+    command_rows,
+    cost_rows,
+    phase_rows,
+    step_rows,
+)
 from analysis.stats.compare import LABELS, format_delta, format_value, level_text, row_label, verdict_text
 from analysis.stats.cost import COST_SCOPE
 
@@ -29,9 +38,11 @@ def delta_table(report: Report) -> str:
 
 
 def cost_section(report: Report) -> str:
-    """CPU per campaign per tier: the steady phases' table and stacked bars, the capacity steps folded away."""
+    """CPU per campaign per tier: the steady phases' table and stacked bars, the capacity steps folded away; then the
+    Redis commands per campaign."""
     steady, steps = cost_rows(report.costs), cost_rows(report.costs, kinds=("capacity",))
-    if not steady and not steps:
+    commands = command_rows(report.commands)
+    if not steady and not steps and not commands:
         return ""
     html = (f"<h2>Cost per campaign <span class='sub'>(CPU ms per campaign served; {escape(COST_SCOPE)} charged, "
             "repetitions summed)</span></h2>")
@@ -39,6 +50,8 @@ def cost_section(report: Report) -> str:
     html += "".join(figure(p) for p in report.cost_plots)
     if steps:
         html += "<details><summary class='sub'>every capacity step</summary>" + table(steps) + "</details>"
+    if commands:
+        html += f"<h3>Redis commands per campaign</h3><p class='sub'>{escape(COMMANDS_NOTE)}</p>" + table(commands)
     return html
 
 

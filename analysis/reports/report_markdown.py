@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from analysis.reports.markdown import markdown_table
 from analysis.reports.report import Report
-from analysis.reports.tables import OUTCOME_NOTE, capacity_ratio_text, capacity_rows, cost_rows, phase_rows, step_rows
+from analysis.reports.tables import (
+    COMMANDS_NOTE,
+    OUTCOME_NOTE,
+    capacity_ratio_text,
+    capacity_rows,
+    command_rows,
+    cost_rows,
+    phase_rows,
+    step_rows,
+)
 from analysis.stats.compare import comparison_markdown
 from analysis.stats.cost import COST_SCOPE
 from foundation.format import PLOTS_DIR
@@ -35,9 +44,11 @@ def to_markdown(report: Report) -> str:
 
 
 def cost_markdown(report: Report) -> list[str]:
-    """The cost section: the steady phases' table, the bar, and the capacity steps' table when there are any."""
+    """The cost section: the steady phases' CPU table, the bar, the capacity steps' table when there are any, then the
+    Redis commands per campaign."""
     steady, steps = cost_rows(report.costs), cost_rows(report.costs, kinds=("capacity",))
-    if not steady and not steps:
+    commands = command_rows(report.commands)
+    if not steady and not steps and not commands:
         return []
     parts = [f"## Cost per campaign (CPU ms per campaign served; {COST_SCOPE} charged)", ""]
     if steady:
@@ -46,6 +57,6 @@ def cost_markdown(report: Report) -> list[str]:
     parts += [""] if report.cost_plots else []
     if steps:
         parts += ["Capacity steps:", "", markdown_table(steps), ""]
+    if commands:
+        parts += ["Redis commands per campaign:", "", COMMANDS_NOTE, "", markdown_table(commands), ""]
     return parts
-
-

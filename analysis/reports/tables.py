@@ -184,3 +184,41 @@ def cost_rows(costs: list[dict[str, Any]], kinds: tuple[str, ...] = ("steady",))
         row["machine check"] = machine_check(r)
         rows.append(row)
     return rows
+
+
+COMMANDS_NOTE = ("The commands each design ran on the run's Redis (INFO commandstats), from each cell's start through "
+                 "its drain, over the campaigns served, repetitions summed; by kind, most frequent first. The harness's "
+                 "own commands (the queue probe, the census) are counted as it sends them and not charged.")
+KINDS_SHOWN = 5  # command kinds a commands row names, most frequent first (comparison.json's `commands` has them all)
+
+
+def _kinds(by_kind: dict[str, float]) -> str:
+    shown = list(by_kind.items())[:KINDS_SHOWN]
+    text = " · ".join(f"{kind} {n:,.2f}" for kind, n in shown)
+    return text + (f" · +{len(by_kind) - len(shown)} more" if len(by_kind) > len(shown) else "")
+
+
+def command_rows(records: list[dict[str, Any]], kinds: tuple[str, ...] = ("steady",)) -> list[dict[str, str]]:
+    """Redis commands per campaign served, in all and by kind, with the harness's own (not charged) beside them
+    (analysis/stats/commands.py's phase_commands), for the phases of the given kinds; a design whose commands are not
+    on the run's Redis says why."""
+    rows = []
+    for r in records:
+        if r["kind"] not in kinds:
+            continue
+        row = {"phase": r["phase"] if r["kind"] == r["phase"] else f"{r['phase']} ({r['kind']})",
+               "design": r["design"], "reps": str(r["repetitions"])}
+        if r.get("unmeasured"):
+            rows.append(row | {"campaigns": "-", "per campaign": "-", "by kind": f"not measured: {r['unmeasured']}",
+                               "harness, not charged": "-"})
+            continue
+        counted = " + ".join(SOURCE_LABELS.get(s, s) for s in dict.fromkeys(str(r["campaigns_source"]).split("+")))
+        campaigns = r["campaigns"]
+        harness = r.get("harness_commands")
+        rows.append(row | {
+            "campaigns": f"{campaigns:,} {counted}",
+            "per campaign": "-" if not _known(r.get("per_campaign")) else f"{r['per_campaign']:,.2f}",
+            "by kind": _kinds(r.get("by_kind_per_campaign") or {}) or "-",
+            "harness, not charged": f"{harness / campaigns:,.2f}" if _known(harness) and campaigns else "-",
+        })
+    return rows

@@ -27,6 +27,7 @@ def write_report(run: Run) -> Path:
                      "missing": list(report.capacity.missing)},
         "notes": report.notes,
         "cost": report.costs,
+        "commands": report.commands,
     })
     (run.dir / REPORT_MD_FILE).write_text(to_markdown(report))
     html_path = run.dir / REPORT_HTML_FILE

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from analysis.stats.bootstrap import CONFIDENCE, Replicates, interval_of, method_text, new_rng, resample
+from analysis.stats.commands import COMMANDS_SCOPE, merged_commands, ratio_range, repetition_values
 from analysis.stats.cost import COST_SCOPE, cell_series, cost_replicates, merged_cost
 from analysis.stats.equivalence import (
     BETTER,
@@ -43,8 +44,12 @@ PERCENTILES = [p for _, p in METRICS if p is not None]
 MIN_TAIL_SAMPLES = 10
 # The cost row: the system tiers' CPU ms per campaign served (analysis/stats/cost.py); lower is better.
 COST_METRIC = "cpu_ms_per_campaign"
+# The count row: the design's Redis commands per campaign served (analysis/stats/commands.py); lower is better.
+COMMANDS_METRIC = "commands_per_campaign"
+# A count row's interval is the range of its repetitions, not a bootstrap CI (analysis/stats/commands.py says why).
+RANGE_NOTE = "range of repetitions"
 LABELS = {"throughput_per_s": "throughput", "p50_us": "P50", "p90_us": "P90", "p99_us": "P99", "p999_us": "P99.9",
-          COST_METRIC: "CPU per campaign"}
+          COST_METRIC: "CPU per campaign", COMMANDS_METRIC: "commands per campaign"}
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,8 @@ def method(settings: VerdictSettings) -> str:
     """The comparison's method note: how its intervals are obtained and how its verdicts read them."""
     rule = verdict_rule(settings.margins.text(), settings.confidence, MIN_TAIL_SAMPLES)
     text = f"{method_text(settings.confidence)} {rule}"
+    text += (" Redis commands per campaign are counted, not sampled: their interval is the range of the repetitions "
+             "(each of B against each of A), none with one repetition a side.")
     sequential = settings.sequential
     if sequential is not None:
         looks = sequential.looks(settings.repetitions)
@@ -254,6 +261,30 @@ def cost_row(a_cells: Sequence[Cell], b_cells: Sequence[Cell], group: str,
                     repetitions=repetitions, phase_s=phase_s)
 
 
+def commands_row(a_cells: Sequence[Cell], b_cells: Sequence[Cell], group: str,
+                 settings: VerdictSettings | None = None) -> DeltaRow | None:
+    """B's Redis commands per campaign against A's (repetitions pooled); its interval the range of B's repetitions
+    against A's (analysis/stats/commands.py: a count has no sampling error to bootstrap), none with one repetition a
+    side (then undecided). None unless both sides have counts."""
+    a, b = merged_commands(a_cells), merged_commands(b_cells)
+    if a is None or b is None or a.per_campaign is None or b.per_campaign is None:
+        return None
+    settings = settings or VerdictSettings()
+    low, high = ratio_range(repetition_values(a_cells), repetition_values(b_cells))
+    margin = settings.margins.for_metric(COMMANDS_METRIC)
+    delta = b.per_campaign / a.per_campaign - 1 if a.per_campaign else float("nan")
+    repetitions = min(len({c.repetition for c in a_cells}), len({c.repetition for c in b_cells}))
+    phase_s = min(sum(c.duration_s for c in cells) / max(len(cells), 1) for cells in (a_cells, b_cells))
+    return DeltaRow(group=group, endpoint=COMMANDS_SCOPE, metric=COMMANDS_METRIC, a=a.per_campaign, b=b.per_campaign,
+                    n_a=a.campaigns, n_b=b.campaigns, delta_pct=round(delta * 100, 2) if a.per_campaign else None,
+                    ci_low_pct=round(low * 100, 2) if math.isfinite(low) else None,
+                    ci_high_pct=round(high * 100, 2) if math.isfinite(high) else None,
+                    verdict=decide(low, high, higher_is_better=False, margin=margin),
+                    note=RANGE_NOTE if math.isfinite(low) else "one repetition a side: no range",
+                    confidence=settings.confidence, margin_pct=round(margin * 100, 4), repetitions=repetitions,
+                    phase_s=phase_s)
+
+
 def _point(logs: Sequence[Intervals], merged: Intervals) -> dict[str, float]:
     seconds = sum(log.length_s.sum() for log in logs)
     values = value_at_percentiles(merged.merged(), PERCENTILES)
@@ -302,7 +333,8 @@ def compare_designs(run: Run | Path | str, *, baseline: str | None = None, candi
             missing.append(f"phase {phase}: no successful {label(CREATE)} recorded on one side")
         rows += found
         rows += outcome_rows(a_cells, b_cells, phase, settings)
-        rows += [row for row in [cost_row(a_cells, b_cells, phase, settings)] if row is not None]
+        rows += [row for row in [cost_row(a_cells, b_cells, phase, settings),
+                                 commands_row(a_cells, b_cells, phase, settings)] if row is not None]
     if not phases:
         missing.append(f"no cells of kind {', '.join(kinds)} in this run")
     return Comparison(title=f"{candidate} vs {baseline} (run {run.id})", a_label=baseline, b_label=candidate,
@@ -332,7 +364,8 @@ def compare_runs(a: Run | Path | str, b: Run | Path | str) -> Comparison:
         b_cells = run_b.select(design=design, phase=phase)
         for endpoint in (CREATE, COMPLETION):
             rows += compare_cells(a_cells, b_cells, f"{design} {phase}", endpoint, rng, settings)
-        rows += [row for row in [cost_row(a_cells, b_cells, f"{design} {phase}", settings)] if row is not None]
+        rows += [row for row in [cost_row(a_cells, b_cells, f"{design} {phase}", settings),
+                                 commands_row(a_cells, b_cells, f"{design} {phase}", settings)] if row is not None]
     return Comparison(title=f"{run_b.id} vs {run_a.id}", a_label=run_a.id, b_label=run_b.id, rows=tuple(rows),
                       missing=tuple(missing), method=method(settings), confidence=settings.confidence,
                       names=run_b.names)
@@ -353,6 +386,8 @@ def format_value(metric: str, value: float | None) -> str:
         return f"{value:,.1f}/s"
     if metric == COST_METRIC:
         return f"{value:,.2f} ms CPU" if value < 100 else f"{value:,.0f} ms CPU"
+    if metric == COMMANDS_METRIC:
+        return f"{value:,.2f} commands"
     return f"{value / 1000:,.1f} ms" if value >= 1000 else f"{value:,.0f} µs"
 
 

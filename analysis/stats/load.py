@@ -18,6 +18,7 @@ from foundation.errors import ConfigurationError
 from foundation.experiment_facts import DesignFacts
 from foundation.format import (
     CELLS_DIR,
+    COMMANDS_FILE,
     COMPLETION,
     COMPLETION_FILE,
     CPU_COLUMNS,
@@ -36,6 +37,7 @@ from foundation.format import (
     QUEUE_FILE,
     RAW_SUFFIX,
     SCHEMA_VERSION,
+    CommandCounts,
     CompletionCensus,
     endpoint_key,
     log_file,
@@ -217,6 +219,20 @@ class Cell:
         if not isinstance(data, dict):
             return CompletionCensus(error=f"{path.name} holds no object")
         return CompletionCensus.from_dict(data)
+
+    def commands(self) -> CommandCounts | None:
+        """The Redis commands its design ran through the cell (commands.json); None for a cell without one (written
+        before commands were counted); `error` says why when the file cannot be read."""
+        path = self.dir / COMMANDS_FILE
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return CommandCounts(error=f"{path.name} is not valid JSON")
+        if not isinstance(data, dict):
+            return CommandCounts(error=f"{path.name} holds no object")
+        return CommandCounts.from_dict(data)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.stats.commands import cell_commands
 from analysis.stats.cost import cell_cost
 from analysis.stats.histogram import Intervals, stats
 from analysis.stats.load import Cell, Run
@@ -69,6 +70,7 @@ def figures(cell: Cell) -> CellSummary:
         driver_bottleneck=driver_bottleneck(lag),
         queue=queue_summary(cell.queue, cell.completion, cell.duration_s, float(accepted_rate), cell.census()),
         cost=cell_cost(cell),
+        commands=cell_commands(cell),
     )
 
 
@@ -246,9 +248,9 @@ def _completed_of_accepted(queue: QueueFigures) -> str:
 
 def format_table(summaries: Sequence[CellSummary | Mapping[str, Any]]) -> str:
     """A compact plain-text table of cell summaries (records, or summary.json as read): POST /campaigns
-    P50/P99/throughput, queue health, and the system tiers' CPU ms per campaign."""
+    P50/P99/throughput, queue health, the system tiers' CPU ms and the design's Redis commands per campaign."""
     header = ("cell", "n", "err", "rate/s", "P50 ms", "P99 ms", "P99.9 ms", "compl. P99 ms", "completed", "backlog",
-              "CPU ms/campaign")
+              "CPU ms/campaign", "Redis cmds/campaign")
     lines = [header]
     for summary in (s if isinstance(s, CellSummary) else CellSummary.from_dict(s) for s in summaries):
         create = summary.endpoint(CREATE)
@@ -262,9 +264,11 @@ def format_table(summaries: Sequence[CellSummary | Mapping[str, Any]]) -> str:
             backlog = {True: "ok", False: "GROWING", None: "?"}[queue.sustainable]
         flag = " (driver lagged)" if summary.driver_bottleneck else ""
         cost = summary.cost.total_cpu_ms_per_campaign if summary.cost is not None else None
+        commands = summary.commands.per_campaign if summary.commands is not None else None
         lines.append(((summary.cell or "?") + flag, str(create.count), str(create.errors),
                       f"{create.throughput_per_s:.1f}", _ms(create.p50_us), _ms(create.p99_us), _ms(create.p999_us),
-                      _ms(completion), completed, backlog, "-" if cost is None else f"{cost:.2f}"))
+                      _ms(completion), completed, backlog, "-" if cost is None else f"{cost:.2f}",
+                      "-" if commands is None else f"{commands:.2f}"))
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     text = []
     for number, row in enumerate(lines):

@@ -11,7 +11,10 @@ looks. The defaults, and why:
   that does not keep up;
 - capacity ±10%: two brackets of ±5% each (the capacity search's precision) leave a ratio known to about ±10%;
 - CPU per campaign ±5%: CPU accounting is exact to a few percent (analysis/stats/cost.py's machine check), and
-  a 5% cost is what a capacity plan notices.
+  a 5% cost is what a capacity plan notices;
+- Redis commands per campaign ±1%: a count is exact, and moves between repetitions of identical code by far less
+  (analysis/stats/commands.py); 1% keeps one more command per campaign a change (`worse`) for a design of up to
+  ~100 commands a campaign.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class Margins(ConfigModel):
     throughput_pct: float = Field(default=5.0, gt=0, lt=100, description="a percentage > 0 and < 100")
     capacity_pct: float = Field(default=10.0, gt=0, lt=100, description="a percentage > 0 and < 100")
     cpu_pct: float = Field(default=5.0, gt=0, lt=100, description="a percentage > 0 and < 100")
+    commands_pct: float = Field(default=1.0, gt=0, lt=100, description="a percentage > 0 and < 100")
 
     def for_metric(self, metric: str) -> float:
         """The margin of a comparison row's metric, as a fraction: 'p99_us' -> 0.10."""
@@ -56,13 +60,16 @@ class Margins(ConfigModel):
             return self.throughput_pct / 100
         if metric == "cpu_ms_per_campaign":
             return self.cpu_pct / 100
+        if metric == "commands_per_campaign":
+            return self.commands_pct / 100
         if metric == "capacity":
             return self.capacity_pct / 100
         return self.latency_pct / 100
 
     def text(self) -> str:
         return (f"latency ±{self.latency_pct:g}%, throughput ±{self.throughput_pct:g}%, capacity "
-                f"±{self.capacity_pct:g}%, CPU per campaign ±{self.cpu_pct:g}%")
+                f"±{self.capacity_pct:g}%, CPU per campaign ±{self.cpu_pct:g}%, Redis commands per campaign "
+                f"±{self.commands_pct:g}%")
 
 
 class Sequential(ConfigModel):

@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import time
 
-import redis
-
+from offpath.command_count import harness_redis
 from offpath.queues.adapter import QueueState
 
 __all__ = ["ArqQueue"]
@@ -52,7 +51,7 @@ class ArqQueue:
     name = "arq"
 
     def __init__(self, redis_url: str, queue_name: str):
-        self.connection = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+        self.connection = harness_redis(redis_url)
         self.queue_name = queue_name
         self.health_key = queue_name + HEALTH_CHECK_SUFFIX
         self._count = self.connection.register_script(_COUNT)

@@ -30,8 +30,7 @@ import time
 from collections.abc import Iterable
 from datetime import datetime
 
-import redis
-
+from offpath.command_count import harness_redis
 from offpath.queues.adapter import QueueState
 
 __all__ = ["CeleryQueue"]
@@ -49,7 +48,7 @@ class CeleryQueue:
     name = "celery"
 
     def __init__(self, redis_url: str, queue_name: str, control_exchange: str = "celery"):
-        self.connection = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+        self.connection = harness_redis(redis_url)
         self.queue_name = queue_name
         self.lists = [queue_name] + [f"{queue_name}{SEP}{step}" for step in PRIORITIES]
         self.mailboxes = f"_kombu.binding.{control_exchange}.pidbox"

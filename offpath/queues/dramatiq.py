@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import time
 
-import redis
-
+from offpath.command_count import harness_redis
 from offpath.queues.adapter import QueueState
 
 __all__ = ["DramatiqQueue"]
@@ -40,7 +39,7 @@ class DramatiqQueue:
     name = "dramatiq"
 
     def __init__(self, redis_url: str, queue_name: str):
-        self.connection = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+        self.connection = harness_redis(redis_url)
         namespace, _, queue = queue_name.rpartition(":")
         prefix = f"{namespace or NAMESPACE}:{queue}"
         self.keys = {"queue": prefix, "messages": f"{prefix}.msgs", "delayed": f"{prefix}.DQ.msgs",

@@ -9,6 +9,7 @@ import redis
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
+from offpath.command_count import harness_redis
 from offpath.queues.adapter import QueueState
 from services.queued.retries import retrying_key
 
@@ -22,7 +23,7 @@ class RqQueue:
     name = "rq"
 
     def __init__(self, redis_url: str, queue_name: str):
-        self.connection = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+        self.connection = harness_redis(redis_url)
         self.queue = Queue(queue_name, connection=self.connection, serializer=JSONSerializer)
         self.since = time.time()
         q = self.queue
