@@ -1,5 +1,5 @@
 """What a Redis database holds after a soak, by kind of key: every key read with SCAN and grouped by its name with the
-ids taken out (`offpath:campaign:{id}`, `rq:job:{id}-generate`), each group's TTLs and the memory of a sample of its
+ids taken out (`offpath:campaign:{id}`, `rq:job:{id}-generation`), each group's TTLs and the memory of a sample of its
 keys (keys.json: foundation/format.py KeyCensus). Which keys grow with every campaign, and which of them never expire,
 is read from it."""
 
