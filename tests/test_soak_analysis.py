@@ -12,16 +12,9 @@ import pandas as pd
 import pytest
 
 from analysis.reports.render import render
-from analysis.stats.soak import (
-    HORIZON_S,
-    Growth,
-    by_kinds_day_bytes,
-    drift_of,
-    fit_trend,
-    key_growth,
-    memory_growth,
-    t_quantile,
-)
+from analysis.stats.key_kinds import HORIZON_S, by_kinds_day_bytes, key_growth
+from analysis.stats.soak import Growth, drift_of, memory_growth
+from analysis.stats.trend import fit_trend, t_quantile
 from analysis.stats.verdict_settings import VerdictSettings
 from foundation.experiment_facts import SoakFacts
 from foundation.format import (

@@ -14,8 +14,10 @@ from analysis.reports.page import figure, page_top, table
 from analysis.reports.plots import Plot
 from analysis.reports.soak_plots import soak_plots
 from analysis.stats.compare import level_text
+from analysis.stats.key_kinds import HORIZON_S, KeyGrowth
 from analysis.stats.load import Run
-from analysis.stats.soak import HORIZON_S, DesignSoak, Drift, Growth, KeyGrowth, Soak, Trend, soak_of
+from analysis.stats.soak import DesignSoak, Drift, Growth, Soak, soak_of
+from analysis.stats.trend import Trend
 from foundation.format import PLOTS_DIR, REPORT_HTML_FILE, REPORT_MD_FILE, SOAK_FILE, label
 
 MIB = 2**20

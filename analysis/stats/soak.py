@@ -3,14 +3,8 @@ per design, the slope of every process's resident memory, of Redis's memory and 
 with its 95% interval; the growth that would exhaust the machine's available memory within a day; and whether the
 P99 of the first bins after the warm-up differs from the last bins' beyond its interval.
 
-Slopes are least squares over the samples after the warm-up. A memory series is autocorrelated (each sample is the
-last plus a little), and ordinary least squares' errors, which take the residuals as independent, are then too
-narrow. The interval counts the samples as fewer, by the residuals' lag-1 autocorrelation r: an effective n (1 − r) /
-(1 + r), with Student's t at that many less 2 degrees of freedom (as climate trends are judged: Santer et al. 2000,
-J. Geophys. Res. 105(D6)). Flat AR(1) series of 181 samples (a 30-minute soak sampled every 10 s), 1,000 each, read
-as growing or shrinking at 95% (tests/test_soak_analysis.py keeps the check): at autocorrelation 0, 0.5, 0.8, 0.9 in
-4.8%, 5.9%, 6.3%, 6.8% of them, where ordinary least squares' errors did in 5.9%, 28%, 52%, 66%; with 60 samples
-4.1%, 8.2%, 11%, 15%.
+Slopes are least squares over the samples after the warm-up, each with an interval that holds for autocorrelated
+series (analysis/stats/trend.py).
 
 A series is flagged when its growth is real (its interval's low end above 0) and what it would add over HORIZON_S (a
 day) is at least the memory the machine had available at the soak's end. What a day adds is the slope's, except for
@@ -32,7 +26,6 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -42,70 +35,18 @@ from analysis.stats.bootstrap import new_rng
 from analysis.stats.compare import DeltaRow, compare_logs, run_settings
 from analysis.stats.equivalence import BETTER, WORSE
 from analysis.stats.histogram import Intervals, stats
+from analysis.stats.key_kinds import HORIZON_S, KeyGrowth, by_kinds_day_bytes, key_growth
 from analysis.stats.load import Cell, Run
+from analysis.stats.trend import Trend, fit_trend
 from analysis.stats.verdict_settings import VerdictSettings
 from foundation.experiment_facts import SoakFacts
-from foundation.format import CREATE, MACHINE_TIER, SYSTEM_TIERS, TIERS, KeyCensus, KeyPattern
+from foundation.format import CREATE, MACHINE_TIER, SYSTEM_TIERS, TIERS
 
-__all__ = ["HORIZON_S", "DesignSoak", "Drift", "Growth", "KeyGrowth", "LatencyBin", "Soak", "Trend", "design_soak",
-           "drift_of", "fit_trend", "key_growth", "latency_bins", "memory_growth", "soak_of"]
+__all__ = ["DesignSoak", "Drift", "Growth", "LatencyBin", "Soak", "design_soak", "drift_of", "latency_bins",
+           "memory_growth", "soak_of"]
 
-HORIZON_S = 24 * 3600.0  # growth that would use up the machine's available memory within this is flagged
 # A process in fewer of the samples after the warm-up than this (a fork for a background save) is shown, not fitted.
 PRESENT_SHARE = 0.8
-# A kind of key with at least this many keys per campaign the soak accepted grows with the campaigns.
-PER_CAMPAIGN = 0.5
-
-
-@dataclass(frozen=True)
-class Trend:
-    """A least-squares line through (t_s, value): its slope per second with a 95% interval, over
-    `samples` points spanning `span_s`; `start` and `end` are the line's values at the first and last point."""
-
-    slope_per_s: float
-    low_per_s: float
-    high_per_s: float
-    start: float
-    end: float
-    samples: int
-    span_s: float
-
-    @property
-    def growing(self) -> bool:
-        """The slope's whole interval lies above 0."""
-        return self.low_per_s > 0
-
-
-def fit_trend(t_s: Sequence[float] | np.ndarray, values: Sequence[float] | np.ndarray) -> Trend | None:
-    """The trend of `values` over `t_s`, its interval widened for autocorrelation (the module says how); None with
-    fewer than 3 points or none apart in time. With fewer than 3 effective samples the interval is unbounded."""
-    t, y = np.asarray(t_s, dtype=float), np.asarray(values, dtype=float)
-    keep = np.isfinite(t) & np.isfinite(y)
-    t, y = t[keep], y[keep]
-    n = len(t)
-    if n < 3 or np.ptp(t) == 0:
-        return None
-    centred = t - t.mean()
-    sxx = float(centred @ centred)
-    slope = float(centred @ (y - y.mean()) / sxx)
-    residuals = y - y.mean() - slope * centred
-    squares = float(residuals @ residuals)
-    lag1 = float(residuals[1:] @ residuals[:-1]) / squares if squares > 0 else 0.0
-    effective = n * (1 - max(lag1, 0.0)) / (1 + max(lag1, 0.0))
-    half = t_quantile(0.975, effective - 2) * math.sqrt(squares / (effective - 2) / sxx) if effective >= 3 \
-        else math.inf
-    intercept = float(y.mean()) - slope * float(t.mean())
-    return Trend(slope_per_s=slope, low_per_s=slope - half, high_per_s=slope + half,
-                 start=intercept + slope * float(t[0]), end=intercept + slope * float(t[-1]), samples=n,
-                 span_s=float(t[-1] - t[0]))
-
-
-def t_quantile(q: float, df: float) -> float:
-    """Student's t quantile by its Cornish–Fisher expansion in 1/df (Abramowitz & Stegun 26.7.5): 0.7% below the exact
-    value at 3 degrees of freedom, 0.1% at 5; numpy has no t distribution, and scipy is not a dependency."""
-    z = NormalDist().inv_cdf(q)
-    return (z + (z**3 + z) / 4 / df + (5 * z**5 + 16 * z**3 + 3 * z) / 96 / df**2
-            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384 / df**3)
 
 
 @dataclass(frozen=True)
@@ -260,70 +201,6 @@ def drift_of(log: Intervals, name: str, soak: SoakFacts, duration_s: float, sett
     if not rows:
         return Drift(name, wanted, first_s, last_s, why="no values in the first or the last bins")
     return Drift(name, wanted, first_s, last_s, rows[0])
-
-
-@dataclass(frozen=True)
-class KeyGrowth:
-    """One kind of key at the soak's end, against the campaigns the soak accepted: how many per campaign, whether
-    they expire, what they hold, and where they level off (kinds with a TTL: at the rate times the TTL)."""
-
-    pattern: KeyPattern
-    per_campaign: float | None
-    bytes_total: float | None
-    bytes_per_campaign: float | None
-    levels_off_at: float | None  # keys, for a kind that grows with campaigns and expires: rate × per campaign × TTL
-
-    @property
-    def grows_with_campaigns(self) -> bool:
-        return self.per_campaign is not None and self.per_campaign >= PER_CAMPAIGN
-
-    @property
-    def expiry(self) -> str:
-        kind = self.pattern
-        if kind.with_ttl == 0:
-            return "never expires"
-        if kind.with_ttl == kind.count:
-            return f"expires (TTL left {_seconds(kind.ttl_min_s)}–{_seconds(kind.ttl_max_s)})"
-        return f"{kind.with_ttl} of {kind.count} expire (TTL left up to {_seconds(kind.ttl_max_s)})"
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "?"
-    return f"{value / 3600:.3g} h" if value >= 3600 else f"{value:,.0f} s"
-
-
-def by_kinds_day_bytes(keys: Sequence[KeyGrowth], slope_per_s: float, campaigns_per_s: float) -> float | None:
-    """What a day adds to Redis's used memory by the kinds of key that grow with the campaigns: those that expire up
-    to where they level off, those that never do at the rate, and the growth none of them accounts for (used memory
-    beyond the keys' own, a registry holding every finished job) at its slope; None without such kinds."""
-    growing = [k for k in keys if k.grows_with_campaigns and k.bytes_per_campaign is not None]
-    if not growing or campaigns_per_s <= 0:
-        return None
-    day, explained_per_s = 0.0, 0.0
-    for kind in growing:
-        per_s = (kind.bytes_per_campaign or 0.0) * campaigns_per_s
-        explained_per_s += per_s
-        if kind.levels_off_at is not None:
-            plateau = kind.levels_off_at * (kind.pattern.mean_bytes or 0.0)
-            day += min(per_s * HORIZON_S, max(0.0, plateau - (kind.bytes_total or 0.0)))
-        else:
-            day += per_s * HORIZON_S
-    return day + max(0.0, slope_per_s - explained_per_s) * HORIZON_S
-
-
-def key_growth(census: KeyCensus, campaigns: int, rate_per_s: float | None) -> list[KeyGrowth]:
-    """Each kind of key the census found, against the `campaigns` accepted."""
-    found = []
-    for kind in census.patterns:
-        per = kind.count / campaigns if campaigns else None
-        total = kind.mean_bytes * kind.count if kind.mean_bytes is not None else None
-        levels = per * rate_per_s * kind.ttl_max_s if per is not None and per >= PER_CAMPAIGN and rate_per_s \
-            and kind.with_ttl == kind.count and kind.ttl_max_s else None
-        found.append(KeyGrowth(pattern=kind, per_campaign=round(per, 3) if per is not None else None,
-                               bytes_total=total, bytes_per_campaign=total / campaigns if total and campaigns else None,
-                               levels_off_at=levels))
-    return found
 
 
 @dataclass(frozen=True)
