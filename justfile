@@ -37,6 +37,10 @@ compare a b:
 gate *args="":
     offpath gate {{args}}
 
+# Each design for 30 minutes at 70% of its capacity: does memory or latency drift? (about 70 minutes)
+soak *args="":
+    offpath bench soak {{args}}
+
 # Fault experiments: acknowledged work is never lost.
 chaos *args="":
     offpath chaos {{args}}

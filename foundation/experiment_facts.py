@@ -15,7 +15,7 @@ from typing import Any
 
 from foundation.format import Slo, record_from
 
-__all__ = ["CapacityFacts", "ClaimFacts", "DesignFacts", "ExperimentFacts", "PhaseFacts"]
+__all__ = ["CapacityFacts", "ClaimFacts", "DesignFacts", "ExperimentFacts", "PhaseFacts", "SoakFacts"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,25 @@ class CapacityFacts:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CapacityFacts:
+        return record_from(cls, data)
+
+
+@dataclass(frozen=True)
+class SoakFacts:
+    """A soak (`[soak]`): each design for `duration_s` at `load_fraction` of its capacity or at its declared
+    `rate_per_s`, sampled every `sample_interval_s`; analysis merges latency per `bin_s`, fits slopes after `warmup_s`
+    and compares the first `drift_bins` bins after it with the last."""
+
+    duration_s: float = 0.0
+    load_fraction: float | None = None
+    rate_per_s: Mapping[str, float] | None = None
+    sample_interval_s: float = 10.0
+    warmup_s: float = 60.0
+    bin_s: float = 60.0
+    drift_bins: int = 10
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SoakFacts:
         return record_from(cls, data)
 
 
@@ -159,6 +178,11 @@ class ExperimentFacts:
     def layout(self) -> Mapping[str, Any]:
         """The layout as resolved: processes, workers, polling, drain, placement, ... (offpath/experiment.py)."""
         return self.resolved.get("layout") or {}
+
+    @property
+    def soak(self) -> SoakFacts | None:
+        data = self.resolved.get("soak")
+        return SoakFacts.from_dict(data) if data else None
 
     @property
     def claim(self) -> ClaimFacts | None:

@@ -44,6 +44,11 @@ History of the format (`SCHEMA_VERSION`, in manifest.json; a reader refuses any 
 - 2, 2026-12-06: commands.json per cell (CommandCounts): the Redis commands the design ran on the run's Redis from the
   cell's start through its drain, by kind, the harness's own subtracted; summary.json gains `commands`
   (CommandFigures: per campaign served, by kind). No bump: a file and a key added; cells written before have neither.
+- 2, 2026-12-06: soaks (#26). A soak's manifest.json has `kind` "soak" and `experiment.soak` (its duration, where its
+  rate comes from, how often it samples); its cells of kind "soak" gain `memory.csv` (MEMORY_COLUMNS: each process
+  offpath started, its RSS, and the machine's available memory), `redis_memory.csv` (REDIS_MEMORY_COLUMNS: Redis's
+  used memory and its database's keys) and `keys.json` (KeyCensus: the database's keys by pattern at the cell's end);
+  analysis writes `soak.json` beside its report. No bump: files and keys added, none changed.
 
 Bump SCHEMA_VERSION (and add a line above) when a reader of the previous version would misread a folder: a file,
 key or column renamed or removed, a unit or the HDR range changed. Adding a file or a key is not a bump.
@@ -66,9 +71,10 @@ __all__ = [
     "INCOMPLETE_MARKER", "LOGS_DIR", "LOG_SUFFIX", "LOWEST_US", "MANIFEST_FILE", "NON_ENDPOINT_LOGS", "OUTCOME",
     "PLOTS_DIR", "POLL", "QUEUE_COLUMNS", "QUEUE_FILE", "RAW_SUFFIX", "REPORT_HTML_FILE", "REPORT_MD_FILE", "SCHEMA_VERSION",
     "SEND_LAG", "SIGNIFICANT_DIGITS", "SUMMARY_FILE", "SUMMARY_PERCENTILES", "SYSTEM_TIERS", "TIERS",
-    "BENCH_KIND", "CHAOS_KIND", "CellSummary", "CommandCounts", "CommandFigures", "CompletionCensus", "CostFigures",
-    "EndpointFigures", "LatencyFigures", "QueueFigures", "Slo", "acks_file", "cell_id", "endpoint_key", "label",
-    "log_file", "raw_log", "record_from",
+    "BENCH_KIND", "CHAOS_KIND", "SOAK_KIND", "KEYS_FILE", "SOAK_FILE", "MACHINE_TIER", "MEMORY_COLUMNS", "MEMORY_FILE",
+    "REDIS_MEMORY_COLUMNS", "REDIS_MEMORY_FILE", "KeyCensus", "KeyPattern", "CellSummary", "CommandCounts",
+    "CommandFigures", "CompletionCensus", "CostFigures", "EndpointFigures", "LatencyFigures", "QueueFigures", "Slo",
+    "acks_file", "cell_id", "endpoint_key", "label", "log_file", "raw_log", "record_from",
 ]
 
 SCHEMA_VERSION = 2
@@ -87,10 +93,14 @@ CHAOS_TABLE_FILE = "chaos.md"  # `offpath chaos` runs: the fault table as Markdo
 BENCH_KIND = "bench"
 CHAOS_KIND = "chaos"
 SWEEP_KIND = "sweep"
+# A soak (`offpath bench soak`): each design's capacity search (unless the experiment declares its rates), then one cell
+# of kind "soak" per design, a long steady load, with its memory sampled (MEMORY_FILE, REDIS_MEMORY_FILE, KEYS_FILE).
+SOAK_KIND = "soak"
 POINTS_DIR = "points"
 # Written by analysis (`offpath report`) beside what was measured.
 COMPARISON_FILE = "comparison.json"
 DECISION_MAP_FILE = "decision_map.json"  # a sweep: the queued/inline ratios per point, their CIs and the crossovers
+SOAK_FILE = "soak.json"  # a soak: per design, every slope with its interval, projection and flag, and the drift
 REPORT_HTML_FILE = "report.html"
 REPORT_MD_FILE = "report.md"
 PLOTS_DIR = "plots"
@@ -102,6 +112,9 @@ QUEUE_FILE = "queue.csv"  # QUEUE_COLUMNS, one row a second
 ERRORS_FILE = "errors.csv"  # ERROR_COLUMNS
 CPU_FILE = "cpu.csv"  # CPU_COLUMNS, one row a second: CPU seconds used since the cell's start, by tier
 COMMANDS_FILE = "commands.json"  # CommandCounts: the design's Redis commands through the cell, by kind
+MEMORY_FILE = "memory.csv"  # a soak's cells: MEMORY_COLUMNS, one row per process per sample
+REDIS_MEMORY_FILE = "redis_memory.csv"  # a soak's cells: REDIS_MEMORY_COLUMNS, one row per sample
+KEYS_FILE = "keys.json"  # a soak's cells: KeyCensus, the database's keys by pattern at the cell's end
 ACKS_GLOB = "acks-*.txt"  # acks-<pid>.txt: ids of the requests each Locust process saw acknowledged or finished
 # Written by a Locust process whose service answered outside its contract: the one line saying how (the run stops).
 CONTRACT_MISMATCH_FILE = "contract_mismatch.txt"
@@ -404,6 +417,61 @@ class CellSummary:
 TIERS = ("web", "redis", "workers", "load")
 SYSTEM_TIERS = ("web", "redis", "workers")  # what serving a campaign costs; the load generator is the client's
 CPU_COLUMNS = ["t_s", *TIERS, "machine", "others"]
+
+
+# -- memory.csv, redis_memory.csv and keys.json (a soak's cells) -------------------------------------------------------
+# memory.csv: at each sample (`t_s`, seconds since the cell's start), one row per living process offpath started for
+# the block — `tier` (TIERS), `process` (the supervisor's name of the process it descends from, e.g. "worker-3", then
+# ">" and the command name for a descendant: "redis-server>redis-rdb-bgsave"), `pid`, `rss_bytes` (resident set,
+# /proc/<pid>/statm) — and one row of tier MACHINE_TIER, process "available", pid 0: the memory the machine had left
+# (/proc/meminfo MemAvailable) in `rss_bytes`.
+MACHINE_TIER = "machine"
+MEMORY_COLUMNS: tuple[str, ...] = ("t_s", "tier", "process", "pid", "rss_bytes")
+# redis_memory.csv: Redis's own figures at each sample: INFO memory's used_memory (what its data and buffers take,
+# whichever database holds them) and used_memory_rss (what the machine gives it), and the cell's database's keys and
+# keys with a TTL (INFO keyspace).
+REDIS_MEMORY_COLUMNS: tuple[str, ...] = ("t_s", "used_memory_bytes", "used_memory_rss_bytes", "keys", "expiring_keys")
+
+
+@dataclass(frozen=True)
+class KeyPattern:
+    """Keys whose names differ only in ids (runs of hex digits, numbers: `offpath:campaign:{id}`), at one instant:
+    how many, how many have a TTL and its range in seconds, and the mean MEMORY USAGE of up to `sampled` of them."""
+
+    pattern: str
+    count: int = 0
+    with_ttl: int = 0
+    ttl_min_s: float | None = None
+    ttl_max_s: float | None = None
+    sampled: int = 0
+    mean_bytes: float | None = None
+    type: str = ""  # Redis's TYPE of the first key sampled
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> KeyPattern:
+        return record_from(cls, data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class KeyCensus:
+    """keys.json: every key of the cell's database at `at` (epoch seconds, after the drain), by pattern, most first;
+    `error` instead when Redis did not answer."""
+
+    at: float | None = None
+    keys: int = 0
+    patterns: tuple[KeyPattern, ...] = ()
+    error: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> KeyCensus:
+        return record_from(cls, data, patterns=tuple(KeyPattern.from_dict(p) for p in data.get("patterns") or ()))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"at": self.at, "keys": self.keys, "patterns": [p.to_dict() for p in self.patterns]}
+        return out | ({"error": self.error} if self.error is not None else {})
 
 
 # -- completion.json -----------------------------------------------------------------------------------------------

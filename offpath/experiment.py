@@ -25,8 +25,8 @@ from offpath.placement import Placements
 from services.campaign.profile import ProfileSpec
 
 __all__ = ["CapacitySearch", "Claim", "EXPERIMENTS_DIR", "Experiment", "ExperimentError", "Layout", "Phase",
-           "SWEEP_PARAMETERS", "SloSettings", "Sweep", "SweepPoint", "available_experiments", "load_experiment",
-           "parse_experiment"]
+           "SWEEP_PARAMETERS", "SloSettings", "SoakSettings", "Sweep", "SweepPoint", "available_experiments",
+           "load_experiment", "parse_experiment"]
 
 EXPERIMENTS_DIR = Path(__file__).parent / "experiments"
 PHASE_KINDS = ("warmup", "steady")
@@ -38,11 +38,11 @@ class ExperimentError(ConfigError):
 
 class Phase(ConfigModel):
     """A phase of load: open model (`rate_per_s`) or closed (`users`, each pausing `wait_s`), for `duration_s`.
-    warmup: measured but not compared; steady: compared across designs; capacity: a step of the capacity search (the
-    runner's own, never in a file)."""
+    warmup: measured but not compared; steady: compared across designs; capacity: a step of the capacity search, and
+    soak: a design's soak (the runner's own, never in a file)."""
 
     name: str
-    kind: Literal["warmup", "steady", "capacity"] = "steady"
+    kind: Literal["warmup", "steady", "capacity", "soak"] = "steady"
     rate_per_s: float | None = Field(None, gt=0, description="a number of requests per second > 0")
     duration_s: float = Field(gt=0, description="seconds > 0")
     users: int | None = Field(None, ge=1, description="a whole number of users >= 1")
@@ -102,6 +102,35 @@ class SloSettings(ConfigModel):
     def slo(self) -> Slo:
         return Slo(p99_ms=self.p99_ms, error_rate=self.error_rate,
                    completion_p99_ms=self.completion_p99_ms if self.completion_p99_ms is not None else self.p99_ms)
+
+
+class SoakSettings(ConfigModel):
+    """`[soak]`: each design in turn under one steady open-model load for `duration_s`, the memory of every process
+    offpath started sampled every `sample_interval_s` (offpath/soak.py). The rate is `load_fraction` of the design's
+    capacity as the experiment's `[capacity]` search measures it first, in the same run (same machine, layout and
+    code as the soak), or else declared per design in `rate_per_s` (to soak again at a load chosen before, with no
+    search). How analysis reads it: latency merged per `bin_s`, slopes fitted after `warmup_s`, and the P99 of the
+    first `drift_bins` bins after the warm-up compared with the last `drift_bins`' (analysis/stats/soak.py)."""
+
+    duration_s: float = Field(gt=0, description="seconds > 0")
+    load_fraction: float | None = Field(None, gt=0, le=1, description="a fraction of each design's capacity, > 0 and <= 1")
+    rate_per_s: dict[str, Annotated[float, Field(gt=0)]] | None = Field(
+        None, description="a table of each design's rate in requests per second > 0")
+    sample_interval_s: float = Field(10.0, gt=0, description="seconds > 0")
+    warmup_s: float = Field(60.0, ge=0, description="seconds >= 0")
+    bin_s: float = Field(60.0, ge=1, description="seconds >= 1")
+    drift_bins: int = Field(10, ge=1, description="a whole number of bins >= 1")
+
+    @model_validator(mode="after")
+    def _one_rate_and_room_to_compare(self) -> SoakSettings:
+        if (self.load_fraction is None) == (self.rate_per_s is None):
+            raise ValueError("allowed: exactly one of load_fraction (of each design's capacity, measured first by the "
+                             "[capacity] search) or rate_per_s (a rate per design)")
+        compared_s = 2 * self.drift_bins * self.bin_s
+        if self.duration_s - self.warmup_s < compared_s:
+            raise ValueError(f"allowed: duration_s ({self.duration_s:g}) >= warmup_s ({self.warmup_s:g}) + twice "
+                             f"drift_bins x bin_s ({compared_s:g}): the first and last bins compared must not overlap")
+        return self
 
 
 class Claim(ConfigModel):
@@ -217,6 +246,7 @@ class _File(ConfigModel):
     # matter, per measure; and, optionally, repetitions added until the headline rows are decided.
     margins: Margins = Margins()
     sequential: Sequential | None = None
+    soak: SoakSettings | None = None
 
     @model_validator(mode="after")
     def _sequential_after_the_repetitions(self) -> _File:
@@ -265,6 +295,7 @@ class Experiment(ConfigModel):
     sweep: Sweep | None = None
     margins: Margins = Margins()
     sequential: Sequential | None = None
+    soak: SoakSettings | None = None
     source: str = ""
     _placements: Placements | None = PrivateAttr(default=None)
 
@@ -296,6 +327,9 @@ class Experiment(ConfigModel):
     def until_decided(self, budget_s: float, more: int = 4) -> Experiment:
         """This experiment with repetitions added while a headline row is undecided (`[sequential]`), for at most
         `budget_s` and `more` repetitions; one it declares keeps its rows and confidence."""
+        if self.soak is not None:
+            raise ConfigurationError(f"{self.source}: --until-decided adds repetitions until comparison rows are "
+                                     "decided; a soak has neither (its report judges each design's slopes and drift)")
         rows = self.sequential.rows if self.sequential is not None else Sequential.model_fields["rows"].default
         sequential = Sequential(max_repetitions=self.repetitions + more, budget_s=budget_s, rows=rows)
         return self._copy(sequential=sequential)
@@ -317,6 +351,7 @@ class Experiment(ConfigModel):
             "source": self.source, "claim": self.claim.model_dump() if self.claim is not None else None,
             "margins": self.margins.model_dump(),
             "sequential": self.sequential.model_dump() if self.sequential is not None else None,
+            **({"soak": self.soak.model_dump()} if self.soak is not None else {}),
             "declarations": {d.name: d.resolved() for d in self.declared},
         }
         if self.sweep is not None:
@@ -380,14 +415,16 @@ def parse_experiment(data: Mapping[str, Any], source: str, base_dir: Path | None
         raise ExperimentError(f"{source}: key 'designs' is empty; allowed: one or more design declarations")
     declared = tuple(declare(name, table, source, base_dir or Path.cwd(), f"designs.{name}")
                      for name, table in file.designs.items())
-    if not file.phases and file.capacity is None:
-        raise ExperimentError(f"{source}: an experiment needs [[phases]] or a [capacity] search")
+    if not file.phases and file.capacity is None and file.soak is None:
+        raise ExperimentError(f"{source}: an experiment needs [[phases]], a [capacity] search or a [soak]")
+    if file.soak is not None:
+        _check_soak(file, declared, source)
     sweep = file.sweep.sweep() if file.sweep is not None else None
     experiment = Experiment(
         name=file.name, description=file.description, profile=file.profile, declared=declared,
         repetitions=file.repetitions, payload_seed=file.payload_seed, slo_settings=file.slo, layout=file.layout,
         phases=tuple(file.phases), capacity=file.capacity, claim=file.claim, sweep=sweep, margins=file.margins,
-        sequential=file.sequential, source=source)
+        sequential=file.sequential, soak=file.soak, source=source)
     try:
         experiment.placements  # noqa: B018 - read now, so a bad placement is refused before anything starts
     except ConfigurationError as exc:
@@ -395,6 +432,28 @@ def parse_experiment(data: Mapping[str, Any], source: str, base_dir: Path | None
     if sweep is not None:
         _check_sweep(experiment, source)
     return experiment
+
+
+def _check_soak(file: _File, declared: tuple[Design, ...], source: str) -> None:
+    """What a soak may not be mixed with (it is its own load, one cell per design), and where its rate comes from."""
+    soak = file.soak
+    assert soak is not None
+    for key, present in (("phases", bool(file.phases)), ("sweep", file.sweep is not None),
+                         ("sequential", file.sequential is not None), ("repetitions", file.repetitions != 1)):
+        if present:
+            raise ExperimentError(f"{source}: key {key!r} is not allowed beside [soak]: a soak runs each design once, "
+                                  "under its own load (soak.duration_s at its rate)")
+    names = [design.name for design in declared]
+    if soak.load_fraction is not None and file.capacity is None:
+        raise ExperimentError(f"{source}: key 'soak.load_fraction' is a fraction of each design's capacity, which the "
+                              "[capacity] search measures first; add a [capacity] table, or declare soak.rate_per_s")
+    if soak.rate_per_s is not None:
+        if file.capacity is not None:
+            raise ExperimentError(f"{source}: key 'capacity' is not allowed beside soak.rate_per_s: a soak at declared "
+                                  "rates runs no capacity search (use soak.load_fraction to soak at a share of it)")
+        if sorted(soak.rate_per_s) != sorted(names):
+            raise ExperimentError(f"{source}: key 'soak.rate_per_s' names {', '.join(sorted(soak.rate_per_s)) or 'none'};"
+                                  f" allowed: a rate for each design, and only those ({', '.join(names)})")
 
 
 def _check_sweep(experiment: Experiment, source: str) -> None:

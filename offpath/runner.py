@@ -35,6 +35,7 @@ from foundation.format import (
     CPU_FILE,
     POINTS_DIR,
     REQUEST,
+    SOAK_KIND,
     SUMMARY_FILE,
     SWEEP_KIND,
     CellSummary,
@@ -65,6 +66,7 @@ from offpath.queues.adapter import QueueAdapter
 from offpath.redis_server import RedisServer, redis_for_run
 from offpath.serving import Conditions, Served, serve
 from offpath.session import RunSession
+from offpath.soak import recording, roots_of, soak_phase, soak_rate
 from offpath.supervisor import Managed, Supervisor, python
 from offpath.sweep import check_resumable, point_record, profile_facts
 
@@ -90,13 +92,23 @@ class Block:
     repetition: int
     phases: tuple[Phase, ...]
     capacity: bool = False
+    soak: bool = False  # its one cell's rate is known once the design's capacity search has run (offpath/soak.py)
 
     @property
     def label(self) -> str:
+        if self.soak:
+            return f"{self.design}.soak"
         return f"{self.design}.capacity" if self.capacity else f"{self.design}.r{self.repetition}"
 
 
 def plan(experiment: Experiment) -> list[Block]:
+    if experiment.soak is not None:  # in the order they run: each design's capacity search (if any), then its soak
+        soaks = []
+        for design in experiment.designs:
+            if experiment.capacity is not None:
+                soaks.append(Block(design, 1, (), capacity=True))
+            soaks.append(Block(design, 1, (), soak=True))
+        return soaks
     blocks = [Block(design, rep, experiment.phases)
               for rep in range(1, experiment.repetitions + 1) for design in experiment.designs if experiment.phases]
     if experiment.capacity is not None:
@@ -111,7 +123,8 @@ def planned_duration_s(experiment: Experiment) -> tuple[float, float]:
     least = most = 0.0
     for point in points:
         at = experiment.at(point) if point is not None else experiment
-        fixed = sum(_start_s(at, b.design) + sum(p.duration_s + CELL_OVERHEAD_S for p in b.phases)
+        soak_s = at.soak.duration_s + CELL_OVERHEAD_S + at.layout.drain_timeout_s if at.soak is not None else 0.0
+        fixed = sum(_start_s(at, b.design) + sum(p.duration_s + CELL_OVERHEAD_S for p in b.phases) + b.soak * soak_s
                     for b in plan(at) if not b.capacity)
         least, most = least + fixed, most + fixed
         if at.capacity is not None:
@@ -197,7 +210,7 @@ class Runner:
         self.summaries: list[dict[str, Any]] = []
         self._db = 0
         points = [experiment.at(p) for p in experiment.sweep.points()] if experiment.sweep else [experiment]
-        self._cells_total = sum(sum(len(b.phases) for b in plan(at)) + (
+        self._cells_total = sum(sum(len(b.phases) + b.soak for b in plan(at)) + (
             len(at.designs) * at.capacity.most_probes() if at.capacity else 0) for at in points)
         self._cells_done = 0
         self._started = time.monotonic()
@@ -230,7 +243,7 @@ class Runner:
                     p.id for p in self.manifest.record.points if p.status != "complete")))
             else:
                 self.session.start_manifest(redis.version(), RunRecord(
-                    kind=SWEEP_KIND if self.experiment.sweep else BENCH_KIND,
+                    kind=SWEEP_KIND if self.experiment.sweep else SOAK_KIND if self.experiment.soak else BENCH_KIND,
                     experiment=ExperimentFacts(self.experiment.resolved()),
                     profile=profile_facts(profile),
                     seeds=Seeds(profile=profile.seed, payload=self.experiment.payload_seed),
@@ -291,6 +304,10 @@ class Runner:
 
     def _run_stage(self, stage: Stage) -> None:
         blocks = plan(stage.experiment)
+        if stage.experiment.soak is not None:
+            for block in blocks:
+                self._run_block(block, stage)
+            return
         for block in [b for b in blocks if not b.capacity]:
             self._run_block(block, stage)
         self._repeat_until_decided(stage)
@@ -315,17 +332,24 @@ class Runner:
             for name in stage.experiment.designs:
                 self._run_block(Block(name, repetition, stage.experiment.phases), stage)
 
-    def _fresh_db(self, redis: RedisServer) -> str:
+    def _fresh_db(self, redis: RedisServer, everything: bool = False) -> str:
+        """A fresh database; with `everything`, on a Redis emptied of every database (a soak measures Redis's memory,
+        which keys left by earlier blocks, expiring meanwhile, would move)."""
         self._db += 1
         base = redis.url.rsplit("/", 1)[0]
         url = f"{base}/{self._db % 64}"
-        redis_py.Redis.from_url(url).flushdb()
+        connection = redis_py.Redis.from_url(url)
+        if everything:
+            connection.flushall()
+        else:
+            connection.flushdb()
+        connection.close()
         return url
 
     def _run_block(self, block: Block, stage: Stage) -> None:
         experiment = stage.experiment
         assert self._redis is not None
-        redis_url = self._fresh_db(self._redis)
+        redis_url = self._fresh_db(self._redis, everything=block.soak)
         log_dir = stage.dir / "logs" / block.label
         design = experiment.design(block.design)
         layout = experiment.layout
@@ -344,6 +368,10 @@ class Runner:
                                     granted)
             try:
                 for phase in block.phases:
+                    self._run_cell(stage, supervisor, block, phase, url, redis_url, kind=phase.kind)
+                if block.soak and experiment.soak is not None:
+                    rate = soak_rate(experiment.soak, block.design, self.manifest.record.capacity_searches)
+                    phase = soak_phase(experiment.soak, rate)
                     self._run_cell(stage, supervisor, block, phase, url, redis_url, kind=phase.kind)
                 if block.capacity:
                     self._capacity_search(stage, supervisor, block, url, redis_url)
@@ -429,6 +457,10 @@ class Runner:
                 # its cost reads as unmeasured, never as the few milliseconds of offpath's own idle Redis.
                 if self._meter is not None and served.started_anything:
                     cell.enter_context(CpuLog(self._meter, cell_dir / CPU_FILE))
+                # A soak's memory, entered before the queue probe so that it leaves after it: keys counted once drained.
+                if kind == "soak" and stage.experiment.soak is not None:
+                    cell.enter_context(recording(cell_dir, roots_of(supervisor, self._redis), redis_url,
+                                                 stage.experiment.soak))
                 # Entered before the probe, so that it ends after the probe's census: the probe's commands are the
                 # harness's, counted and subtracted (offpath/command_count.py).
                 cell.enter_context(CommandCount(redis_url, cell_dir / COMMANDS_FILE, unmeasured_reason(design)))

@@ -111,6 +111,17 @@ class Intervals:
         lengths = np.bincount(group, weights=self.length_s, minlength=n_groups)
         return Intervals(starts, lengths, group[self.row], self.index, self.count, self.start_time_s)
 
+    def span(self, start_s: float, end_s: float) -> Intervals:
+        """The intervals that start in [start_s, end_s) (seconds since the log's StartTime), renumbered from 0."""
+        chosen = np.flatnonzero((self.start_s >= start_s) & (self.start_s < end_s))
+        if not len(chosen):
+            return Intervals.empty()
+        renumber = np.full(self.n_intervals, -1, dtype=np.int64)
+        renumber[chosen] = np.arange(len(chosen))
+        kept = renumber[self.row] >= 0
+        return Intervals(self.start_s[chosen], self.length_s[chosen], renumber[self.row[kept]], self.index[kept],
+                         self.count[kept], self.start_time_s)
+
     def interval_percentiles(self, percentiles: Sequence[float]) -> np.ndarray:
         """(n, P) value of each percentile inside each interval; 0 where an interval is empty."""
         out = np.zeros((self.n_intervals, len(percentiles)), dtype=np.int64)

@@ -28,17 +28,23 @@ from foundation.format import (
     ERRORS_FILE,
     FAILED_SEEN,
     INCOMPLETE_MARKER,
+    KEYS_FILE,
     LOG_SUFFIX,
     MANIFEST_FILE,
+    MEMORY_COLUMNS,
+    MEMORY_FILE,
     NON_ENDPOINT_LOGS,
     OUTCOME_SEEN,
     POLL,
     QUEUE_COLUMNS,
     QUEUE_FILE,
     RAW_SUFFIX,
+    REDIS_MEMORY_COLUMNS,
+    REDIS_MEMORY_FILE,
     SCHEMA_VERSION,
     CommandCounts,
     CompletionCensus,
+    KeyCensus,
     endpoint_key,
     log_file,
 )
@@ -93,6 +99,39 @@ def read_cpu_csv(path: Path) -> pd.DataFrame | None:
         raise ResultsFolderError(f"{path}: missing column(s) {', '.join(missing)}; schema {SCHEMA_VERSION} has "
                                  f"{', '.join(CPU_COLUMNS)}")
     return frame.astype({column: float for column in CPU_COLUMNS})
+
+
+def _read_columns(path: Path, columns: tuple[str, ...]) -> pd.DataFrame | None:
+    """A CSV of the format with `columns` (None when the cell has none); a missing column is an error."""
+    if not path.is_file():
+        return None
+    frame = pd.read_csv(path)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ResultsFolderError(f"{path}: missing column(s) {', '.join(missing)}; schema {SCHEMA_VERSION} has "
+                                 f"{', '.join(columns)}")
+    return frame
+
+
+def read_memory_csv(path: Path) -> pd.DataFrame | None:
+    """memory.csv of a soak's cell: a row per process per sample (None for a cell without one)."""
+    return _read_columns(path, MEMORY_COLUMNS)
+
+
+def read_redis_memory_csv(path: Path) -> pd.DataFrame | None:
+    """redis_memory.csv of a soak's cell: Redis's memory and keys per sample (None for a cell without one)."""
+    return _read_columns(path, REDIS_MEMORY_COLUMNS)
+
+
+def read_key_census(path: Path) -> KeyCensus | None:
+    """keys.json of a soak's cell (None for a cell without one); `error` says why when it cannot be read."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return KeyCensus(error=f"{path.name} is not valid JSON")
+    return KeyCensus.from_dict(data) if isinstance(data, dict) else KeyCensus(error=f"{path.name} holds no object")
 
 
 def read_errors_csv(path: Path) -> pd.DataFrame:
@@ -200,6 +239,20 @@ class Cell:
     @cached_property
     def errors(self) -> pd.DataFrame:
         return read_errors_csv(self.dir / ERRORS_FILE)
+
+    @cached_property
+    def memory(self) -> pd.DataFrame | None:
+        """memory.csv (a soak's cell): each process's resident memory and the machine's available, per sample."""
+        return read_memory_csv(self.dir / MEMORY_FILE)
+
+    @cached_property
+    def redis_memory(self) -> pd.DataFrame | None:
+        """redis_memory.csv (a soak's cell): Redis's used memory and the database's keys, per sample."""
+        return read_redis_memory_csv(self.dir / REDIS_MEMORY_FILE)
+
+    def keys(self) -> KeyCensus | None:
+        """keys.json (a soak's cell): the database's keys by pattern once the cell drained."""
+        return read_key_census(self.dir / KEYS_FILE)
 
     @property
     def completion(self) -> Intervals:
