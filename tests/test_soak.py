@@ -118,7 +118,11 @@ def test_a_short_soak_records_memory_keys_and_latency_of_each_design(tmp_path, p
             rows = memory[memory["process"] == name]
             assert len(rows) == samples and (rows["rss_bytes"] > 2**20).all(), name  # in every sample, resident
         load = memory[memory["tier"] == "load"]
-        assert len(load) >= samples - 2 and (load["rss_bytes"] > 0).all()  # Locust, from the sample after it started
+        # Locust, in every sample from the first after it started to the last before it ended (a loaded machine starts
+        # it a few seconds late; the sample at the end comes after it left).
+        times, seen = sorted(memory["t_s"].unique()), list(load["t_s"])
+        assert len(seen) >= samples - 5 and (load["rss_bytes"] > 0).all()
+        assert seen == times[times.index(seen[0]):times.index(seen[-1]) + 1]
         assert (memory.loc[memory["tier"] == "machine", "rss_bytes"] > 0).sum() == samples
         redis = pd.read_csv(cell_dir / "redis_memory.csv")
         assert len(redis) == samples and redis["keys"].iloc[-1] > redis["keys"].iloc[0]
