@@ -17,6 +17,19 @@ about two minutes as offpath ran it (issue #13). Two parts make it seconds:
   for ABANDONED_AFTER_S of continuous watching is abandoned: it is taken off the started registry and its job
   requeued at the front, using one of the job's RQ retries, or, with none left, failed in RQ's failed registry and the
   campaign marked `failed` (what RQ's own cleanup does, rq/registry.py:300-318, plus the campaign's visible state).
+  The abandonment also clears the campaign's step owner in the same transaction, so the worker, if it was only frozen
+  and wakes, can record nothing for the job (the fence: services/campaign/steps.py).
+
+Every moment of a job's life is covered, not only its run (tests/test_windows.py kills a worker at each):
+- in RQ's intermediate queue, dequeued (BLMOVE) and not yet prepared: the job is in no registry, and RQ's own
+  intermediate-queue cleanup fails it a minute later (rq/intermediate_queue.py:100-118) with the campaign left
+  `accepted`. The watch treats a job id seen there, with no execution of it started, like a silent execution: after
+  ABANDONED_AFTER_S of continuous watching it goes back to the front of the queue (no retry spent: it never ran);
+- prepared, not started (the execution exists, the job is still `queued` and in the intermediate queue, and no pulse
+  ran yet): abandoned like any execution, taken off the intermediate queue too, no retry spent;
+- started, before the first pulse: the execution's heartbeat is its creation time, which never changes: abandoned;
+- mid-step, and after the outcome's transaction but before RQ recorded the job's end: abandoned and requeued; the
+  redelivery finds the outcome recorded, if it was, and does nothing (services/campaign/steps.py).
 
 Why "continuous watching" and not a timestamp: when Redis is paused (SIGSTOP) or the watch cannot reach it, no
 heartbeat can arrive, and every timestamp looks stale the moment Redis answers again. The watch measures staleness only
@@ -38,9 +51,11 @@ from dataclasses import dataclass
 
 from redis import Redis
 from redis.backoff import NoBackoff
+from redis.client import Pipeline
 from redis.exceptions import RedisError, WatchError
 from redis.retry import Retry
 from rq import Queue
+from rq.exceptions import NoSuchJobError
 from rq.executions import Execution
 from rq.job import JobStatus
 from rq.job_lifecycle import record_job_failure
@@ -48,8 +63,8 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.utils import parse_composite_key
 
-from services.campaign.steps import StepStore
-from services.campaign.store import IllegalTransition
+from services.campaign.steps import OWNER_FIELD, StepStore
+from services.campaign.store import IllegalTransition, campaign_key
 from services.queued.retries import OffpathJob, move_due_retries
 
 log = logging.getLogger("offpath.liveness")
@@ -76,6 +91,8 @@ _SWEPT = "offpath:abandonment-watch:{queue}:swept"
 # RQ" (both remove the started-registry entry).
 _DECLARED = "offpath:abandoned-execution:{execution}"
 _DECLARED_TTL_S = 3600
+# The watch's name, in _SEEN, for a job id seen in RQ's intermediate queue with no execution of it started.
+_DEQUEUED = "dequeued|"
 _RENEW_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
@@ -188,14 +205,21 @@ class AbandonmentWatch(threading.Thread):
             pipe.time()
             pipe.get(self._swept_key)
             pipe.zrange(self.queue.started_job_registry.key, 0, -1)
+            pipe.lrange(self.queue.intermediate_queue_key, 0, -1)
             pipe.hgetall(self._seen_key)
-            (seconds, micros), swept, raw_entries, stored = pipe.execute()
+            (seconds, micros), swept, raw_entries, raw_dequeued, stored = pipe.execute()
         now = seconds + micros / 1e6  # Redis's clock: it jumps over a pause, which then reads as blindness
         entries = [entry.decode() for entry in raw_entries]
+        held = {parse_composite_key(entry)[0] for entry in entries}
+        # A job dequeued by a worker that has not created its execution yet: watched under its own name, as an
+        # execution with a heartbeat that never moves.
+        dequeued = sorted({_DEQUEUED + job_id.decode() for job_id in raw_dequeued} - {_DEQUEUED + j for j in held})
         with self.redis.pipeline(transaction=False) as pipe:
             for entry in entries:
                 pipe.hget(_execution_key(entry, self.redis), "last_heartbeat")
             beats = [beat.decode() if beat is not None else "" for beat in pipe.execute()]
+        entries += dequeued
+        beats += [""] * len(dequeued)
         blind = swept is None or now - float(swept) > BLIND_AFTER_S
         before = {} if blind else {k.decode(): v.decode().rsplit("|", 1) for k, v in stored.items()}
         seen: dict[str, tuple[str, float]] = {}
@@ -221,12 +245,16 @@ class AbandonmentWatch(threading.Thread):
 
     def _abandon(self, entry: str, silent_s: float) -> bool:
         """Take the execution off the started registry and requeue or fail its job, in one transaction that aborts if
-        the execution finished (or was taken) meanwhile."""
-        job_id, execution_id = parse_composite_key(entry)
+        the execution finished (or was taken) meanwhile; or requeue a job left in the intermediate queue."""
         self.queue.get_redis_server_version()  # RQ reads it while enqueueing; not inside the transaction below
         for _ in range(5):  # the registry changes with every job started or finished: a lost race is tried again
             try:
-                outcome = self._abandon_once(entry, job_id, execution_id, silent_s)
+                if entry.startswith(_DEQUEUED):
+                    job_id = entry.removeprefix(_DEQUEUED)
+                    outcome = self._requeue_dequeued(job_id, silent_s)
+                else:
+                    job_id, execution_id = parse_composite_key(entry)
+                    outcome = self._abandon_once(entry, job_id, execution_id, silent_s)
             except WatchError:
                 continue
             if outcome is None:
@@ -251,14 +279,20 @@ class AbandonmentWatch(threading.Thread):
             if pipe.zscore(registry_key, entry) is None:
                 return None
             job = OffpathJob.fetch(job_id, connection=self.redis, serializer=JSONSerializer)
-            if job.get_status(refresh=False) != JobStatus.STARTED:
-                return None
+            # Prepared, never started (RQ moves a job to `started` as its work begins, rq/worker/base.py:1379-1396): it
+            # did not run, so it spends no retry, and it is still in the intermediate queue.
+            never_started = job.get_status(refresh=False) == JobStatus.QUEUED
             pipe.multi()
             pipe.zrem(registry_key, entry)
             pipe.delete(_execution_key(entry, self.redis))
             pipe.set(_DECLARED.format(execution=execution_id), job_id, ex=_DECLARED_TTL_S)
+            _release(pipe, job)
             failed_campaign = None
-            if job.retries_left:
+            if never_started:
+                pipe.lrem(self.queue.intermediate_queue_key, 1, job_id)
+                self.queue._enqueue_job(job, pipeline=pipe, at_front=True)
+                what = "requeued (it had not started)"
+            elif job.retries_left:
                 job.retries_left -= 1
                 job.started_at = None
                 # Queue._enqueue_job is what Job.retry calls with no retry interval (rq/job.py:1800-1801); here at
@@ -276,6 +310,42 @@ class AbandonmentWatch(threading.Thread):
             pipe.ltrim(key, 0, _LOG_CAP - 1)
             pipe.execute()
         return what, failed_campaign
+
+
+    def _requeue_dequeued(self, job_id: str, silent_s: float) -> tuple[str, str | None] | None:
+        """Put a job that a worker dequeued and never prepared back at the front of the queue, unless an execution of
+        it started (or the job left the intermediate queue) meanwhile."""
+        registry_key = self.queue.started_job_registry.key
+        dequeued_key = self.queue.intermediate_queue_key
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.watch(registry_key, dequeued_key)
+            if job_id.encode() not in pipe.lrange(dequeued_key, 0, -1):
+                return None
+            if any(parse_composite_key(entry.decode())[0] == job_id for entry in pipe.zrange(registry_key, 0, -1)):
+                return None
+            try:
+                job = OffpathJob.fetch(job_id, connection=self.redis, serializer=JSONSerializer)
+            except NoSuchJobError:
+                job = None
+            pipe.multi()
+            pipe.lrem(dequeued_key, 1, job_id)
+            if job is not None:
+                self.queue._enqueue_job(job, pipeline=pipe, at_front=True)
+            what = "requeued from RQ's intermediate queue" if job is not None else "dropped (no such job)"
+            record = json.dumps({"job": job_id, "execution": None, "silent_s": round(silent_s, 2), "what": what,
+                                 "at": time.time()})
+            key = ABANDONED_KEY.format(queue=self.queue.name)
+            pipe.lpush(key, record)
+            pipe.ltrim(key, 0, _LOG_CAP - 1)
+            pipe.execute()
+        return what, None
+
+
+def _release(pipe: Pipeline, job: OffpathJob) -> None:
+    """Clear the step owner of the job's campaign (services/campaign/steps.py): the worker that held the job, should it
+    wake, can no longer record an outcome for it."""
+    if job.args:
+        pipe.hdel(campaign_key(job.args[0]), OWNER_FIELD)
 
 
 def _execution_key(entry: str, redis: Redis) -> str:

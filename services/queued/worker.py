@@ -41,6 +41,7 @@ from services.campaign.settings import Settings
 from services.campaign.work import ProviderError
 from services.queued.backend import queue_backend
 from services.queued.enqueue import campaign_queue
+from services.queued.halting import halt_at
 from services.queued.jobs import WorkerContext, performing_with
 from services.queued.lifetime import announce_ready
 from services.queued.liveness import AbandonmentWatch, Pulse, liveness_redis
@@ -113,6 +114,39 @@ class OffpathWorker(SimpleWorker):
                 self.stopping.set()  # a stop like SIGTERM's: no fresh worker after this one (_serve)
             raise StopRequested()
         super().heartbeat(timeout, pipeline)
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None
+                                     ) -> tuple[Job, Queue] | None:
+        dequeued = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        if dequeued is not None:
+            halt_at("dequeued")  # in RQ's intermediate queue only (services/queued/halting.py: a test's hook)
+        return dequeued
+
+    def prepare_execution(self, job: Job) -> Execution:
+        execution = super().prepare_execution(job)
+        halt_at("prepared")
+        return execution
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        super().prepare_job_execution(job, remove_from_intermediate_queue)
+        halt_at("started")
+
+    def handle_job_success(self, job: Job, queue: Queue, started_job_registry, execution: Execution  # type: ignore[no-untyped-def]
+                           ) -> None:
+        if self.context is not None and self.context.superseded:
+            self._let_go(job, execution)
+            return
+        super().handle_job_success(job, queue, started_job_registry, execution)
+
+    def _let_go(self, job: Job, execution: Execution) -> None:
+        # The step's outcome was refused: this execution was declared abandoned and the job requeued (or already run
+        # again) by the abandonment watch, which owns RQ's record of the job from then on. Marking it finished here would
+        # overwrite the status of the delivery now queued or running. Only this execution's own keys are removed.
+        log.warning("job %s: its execution %s was taken from this worker; RQ's record of the job is left to the "
+                    "delivery that runs it now", job.id, execution.id)
+        with self.connection.pipeline() as pipe:
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            pipe.execute()
 
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         if self.context is None:
