@@ -22,6 +22,7 @@ from rq import Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.utils import parse_composite_key
 
 from foundation.config import ConfigModel, distinct
 from offpath.disconnect import disconnect_mid_request
@@ -65,6 +66,8 @@ class Fault(ConfigModel):
     relayed: ClassVar[bool] = False
     # The fault acts on the design's workers: only a design that has them.
     on_workers: ClassVar[bool] = False
+    # The fault makes a live worker look dead (a freeze): a false abandonment is its expected effect, not a failure.
+    takes_for_dead: ClassVar[bool] = False
 
     def run(self, target: FaultTarget) -> dict[str, Any]:
         """Inject the fault into the running cell; what it measured beyond the audit, for the fault's row."""
@@ -104,6 +107,35 @@ class KillWorker(WorkerFault):
     def inject(self, target: FaultTarget) -> dict[str, Any]:
         kill_workers_mid_job(target.workers, target.server.url if target.jobs_visible else None, target.log,
                              target.t0, target.replace, self.kills, self.every_s)
+        return {}
+
+
+class KillAllWorkers(WorkerFault):
+    """Every worker SIGKILLed at the same moment, `kills` times, every_s apart, each replaced at once as a process
+    manager would: no survivor holds the abandonment watch, so the jobs in flight wait for the replacements' watch."""
+
+    kind: Literal["kill-all-workers"]
+    kills: int = Field(20, ge=1, description="a whole number of rounds >= 1")
+    every_s: float = Field(12.0, gt=0, description="seconds > 0 between rounds")
+
+    def inject(self, target: FaultTarget) -> dict[str, Any]:
+        times = kill_all_workers(target.workers, target.server.url if target.jobs_visible else None, target.log,
+                                 target.t0, target.replace, self.kills, self.every_s)
+        return {"recovery_s": times} if target.jobs_visible else {}
+
+
+class FreezeWorker(WorkerFault):
+    """A busy worker frozen (SIGSTOP) for for_s, longer than the abandonment threshold, then thawed (SIGCONT): a swap
+    storm or a VM stall. Its job is taken for dead and runs again; when it wakes it must record nothing (the fence,
+    services/campaign/steps.py). The false abandonment is expected here: counted and shown, not a failure."""
+
+    kind: Literal["freeze-worker"]
+    for_s: float = Field(8.0, gt=0, description="seconds > 0")
+    takes_for_dead: ClassVar[bool] = True
+
+    def inject(self, target: FaultTarget) -> dict[str, Any]:
+        freeze_worker_mid_job(target.workers, target.server.url if target.jobs_visible else None, self.for_s,
+                              target.log, target.t0)
         return {}
 
 
@@ -192,8 +224,8 @@ class ClientDisconnect(TimedFault):
 
 
 # Every kind a chaos experiment may declare, told apart by its `kind` key.
-FaultKind = Annotated[NoFault | KillWorker | StopWorker | RestartRedis | PauseRedis | SlowRedis | Partition
-                      | MaxMemory | ClientDisconnect, Field(discriminator="kind")]
+FaultKind = Annotated[NoFault | KillWorker | KillAllWorkers | FreezeWorker | StopWorker | RestartRedis | PauseRedis
+                      | SlowRedis | Partition | MaxMemory | ClientDisconnect, Field(discriminator="kind")]
 
 
 @dataclass
@@ -248,6 +280,71 @@ def kill_workers_mid_job(
             hit.add(job_id)
         log.add(killed_at - t0, "SIGKILL worker", worker=victim.name, pid=victim.pid, job=job_id, at=killed_at)
         workers.append(replace())
+
+
+def kill_all_workers(
+    workers: list[Managed], redis_url: str | None, log: FaultLog, t0: float, replace: Callable[[], Managed],
+    kills: int, every_s: float,
+) -> list[float | None]:
+    """SIGKILL every live worker at once, `kills` times, every_s apart, replacing each at once. With RQ's registries to
+    read (`redis_url`), the jobs in flight at each kill (started, or dequeued into RQ's intermediate queue) and, for
+    each, the seconds until it started again, measured before the next round (None: not within every_s)."""
+    times: list[float | None] = []
+    connection = redis_py.Redis.from_url(redis_url) if redis_url is not None else None
+    try:
+        for _ in range(kills):
+            victims = [m for m in workers if m.alive()]
+            for victim in victims:
+                victim.process.send_signal(signal.SIGKILL)
+            killed_at = time.time()
+            for victim in victims:
+                victim.process.wait()
+                victim.expect_exit = True
+            # Read once every worker is dead and before any replacement starts: nothing moves a job meanwhile.
+            in_flight = _jobs_in_flight(connection) if connection is not None else []
+            log.add(killed_at - t0, "SIGKILL all workers", workers=len(victims), jobs=in_flight, at=killed_at)
+            workers.extend(replace() for _ in victims)
+            time.sleep(max(0.0, killed_at + every_s - time.time()))
+            if connection is not None:
+                times += [_started_again(connection, job_id, killed_at) for job_id in in_flight]
+    finally:
+        if connection is not None:
+            connection.close()
+    return times
+
+
+def _jobs_in_flight(connection: redis_py.Redis) -> list[str]:
+    """The ids of the jobs RQ's workers hold: in the started registry of any queue, or in its intermediate queue."""
+    held: set[str] = set()
+    for key in connection.scan_iter("rq:wip:*", count=10_000):
+        held |= {parse_composite_key(entry.decode())[0] for entry in connection.zrange(key, 0, -1)}
+    for key in connection.scan_iter("rq:queue:*:intermediate", count=10_000):
+        held |= {job_id.decode() for job_id in connection.lrange(key, 0, -1)}
+    return sorted(held)
+
+
+def _started_again(connection: redis_py.Redis, job_id: str, after: float) -> float | None:
+    try:
+        started = Job.fetch(job_id, connection=connection, serializer=JSONSerializer).started_at
+    except NoSuchJobError:
+        return None
+    if started is None:
+        return None
+    again = (started if started.tzinfo is not None else started.replace(tzinfo=UTC)).timestamp() - after
+    return round(again, 3) if again > 0 else None
+
+
+def freeze_worker_mid_job(workers: list[Managed], redis_url: str | None, for_s: float, log: FaultLog,
+                          t0: float) -> None:
+    """SIGSTOP a worker that is running a job, keep it frozen for for_s, then SIGCONT it."""
+    victim, job_id = busy_worker(workers, redis_url, avoid=set())
+    victim.process.send_signal(signal.SIGSTOP)
+    log.add(time.time() - t0, "SIGSTOP worker", worker=victim.name, pid=victim.pid, job=job_id, for_s=for_s)
+    try:
+        time.sleep(for_s)
+    finally:
+        victim.process.send_signal(signal.SIGCONT)
+    log.add(time.time() - t0, "SIGCONT worker", worker=victim.name, pid=victim.pid)
 
 
 def recovery_times(redis_url: str, events: list[dict]) -> list[float | None]:

@@ -80,7 +80,7 @@ def test_a_job_whose_worker_is_killed_at_any_point_runs_again_within_seconds(lau
     job_id = f"{campaign_id}-generation"
     victim = _until(lambda: next((m for m in running.workers if not m.alive()), None), 15)
     victim.expect_exit = True
-    killed_at = marker.stat().st_mtime  # written by the worker just before its SIGKILL
+    killed_at = float(marker.read_text())  # written by the worker just before its SIGKILL
 
     # Ran again: RQ's `started_at` of a delivery after the kill (the one the kill interrupted, if it got that far, is
     # older).

@@ -8,9 +8,9 @@ The points, in the order a job meets them on RQ (the last two on every backend, 
 - `begun`: the step began (the campaign's status moved, the attempt counted), its slow work not done;
 - `recorded`: the step's outcome transaction committed, before the library recorded the job's end.
 
-The first process that reaches the point creates the marker file and halts; every other one (the replacement, the
-redelivery) finds the file and goes on, so one test halts one worker once. Unset, as in every deployment, a point
-costs a dictionary lookup: the production path is the same code.
+The first process that reaches the point creates the marker file, writes the time into it and halts; every other one
+(the replacement, the redelivery) finds the file and goes on, so one test halts one worker once. Unset, as in every
+deployment, a point costs a dictionary lookup: the production path is the same code.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import time
 
 __all__ = ["HALT_ENV", "POINTS", "halt_at"]
 
@@ -43,7 +44,11 @@ def halt_at(point: str) -> None:
     if plan is None or plan[0] != point:
         return
     try:
-        os.close(os.open(plan[2], os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        marker = os.open(plan[2], os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
         return
+    try:
+        os.write(marker, repr(time.time()).encode())  # when it halted: a file's mtime is coarser than RQ's timestamps
+    finally:
+        os.close(marker)
     os.kill(os.getpid(), plan[1])

@@ -31,6 +31,13 @@ Every moment of a job's life is covered, not only its run (tests/test_windows.py
 - mid-step, and after the outcome's transaction but before RQ recorded the job's end: abandoned and requeued; the
   redelivery finds the outcome recorded, if it was, and does nothing (services/campaign/steps.py).
 
+A dead process is also seen sooner: each pulse talks to Redis over a connection named for it, and writes that name on
+the execution it beats for; the kernel closes a dead process's sockets, so its pulse's name leaves Redis's client list
+at once. An execution whose pulse has been gone from that list for GONE_AFTER_S of continuous watching is abandoned
+then (a frozen process keeps its connection: it is left to the heartbeat's ABANDONED_AFTER_S; a host that vanishes
+without closing its sockets likewise). When every worker is killed at once, no survivor holds the watch: the jobs wait
+for a replacement to start and watch, then GONE_AFTER_S, instead of ABANDONED_AFTER_S.
+
 Why "continuous watching" and not a timestamp: when Redis is paused (SIGSTOP) or the watch cannot reach it, no
 heartbeat can arrive, and every timestamp looks stale the moment Redis answers again. The watch measures staleness only
 over time in which Redis answered every sweep: a gap longer than BLIND_AFTER_S between successful sweeps (measured on
@@ -73,6 +80,14 @@ PULSE_S = 1.0
 SWEEP_S = 0.5
 ABANDONED_AFTER_S = 5.0
 BLIND_AFTER_S = 2.5
+# An execution whose pulse has had no connection to Redis for this long, while the watch saw Redis answer, is abandoned
+# without waiting for ABANDONED_AFTER_S: a process that dies, killed or crashed, has its sockets closed by the kernel,
+# so Redis drops its clients at once; a live pulse whose connection broke (a Redis restart, a timeout) reconnects at its
+# next beat, within PULSE_S plus one connect timeout.
+GONE_AFTER_S = 2.5
+PULSE_CLIENT_PREFIX = "offpath-pulse:"
+# The field of an RQ execution naming the pulse that beats for it (its Redis client name).
+_PULSE_FIELD = "offpath_pulse"
 # Every declaration, true or false, is kept for the chaos audit (capped).
 ABANDONED_KEY = "offpath:abandoned:{queue}"
 FALSE_ABANDONMENTS_KEY = "offpath:false-abandonments:{queue}"
@@ -99,19 +114,21 @@ return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
 """
 
 
-def liveness_redis(url: str) -> Redis:
+def liveness_redis(url: str, client_name: str | None = None) -> Redis:
     """A connection of its own, with short timeouts and no retries: a beat or a sweep that cannot reach Redis fails
     within a second and the next one tries afresh, instead of waiting behind the job's or RQ's connection."""
-    return Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0))
+    return Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0),
+                          client_name=client_name)
 
 
 class Pulse(threading.Thread):
     """Beats every PULSE_S for the execution its worker process is performing, if any. One thread for the process's
     life, not one per job: starting and joining a thread per job cost more than the beats of a short job."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, client_name: str) -> None:
         super().__init__(name="pulse", daemon=True)  # beats through a warm shutdown's last job; ends with the process
         self.redis = redis
+        self.client_name = client_name
         self._lock = threading.Lock()
         self._current: _Beating | None = None
 
@@ -137,11 +154,21 @@ class Pulse(threading.Thread):
                 except RedisError as exc:
                     log.debug("pulse for %s missed a beat: %s", current.execution.job_id, exc)
 
+    @classmethod
+    def connect(cls, url: str) -> Pulse:
+        """A pulse over a connection named for it, which the watch looks for among Redis's clients."""
+        client_name = f"{PULSE_CLIENT_PREFIX}{uuid.uuid4().hex}"
+        return cls(liveness_redis(url, client_name), client_name)
+
     def _beat(self, current: _Beating) -> None:
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.exists(_DECLARED.format(execution=current.execution.id))
+            if not current.named:
+                # Before RQ's write of the heartbeat, whose EXPIRE then covers this field too.
+                pipe.hset(current.execution.key, _PULSE_FIELD, self.client_name)
             current.execution.heartbeat(current.registry, current.ttl_s, pipe)  # XX: never re-adds a removed entry
             declared = pipe.execute()[0]
+        current.named = True
         with self._lock:
             still_running = self._current is current
         if declared and still_running and not current.taken:
@@ -153,6 +180,24 @@ class Pulse(threading.Thread):
             self.redis.pipeline(transaction=False).lpush(key, record).ltrim(key, 0, _LOG_CAP - 1).execute()
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """What the watch saw of an execution: its last heartbeat, since when (Redis's clock) that has not changed, and
+    since when its pulse has had no connection to Redis (None: it has one, or none is known)."""
+
+    beat: str
+    since: float
+    gone_since: float | None = None
+
+    def __str__(self) -> str:
+        return f"{self.beat}|{self.since!r}|{'' if self.gone_since is None else repr(self.gone_since)}"
+
+    @classmethod
+    def parse(cls, text: str) -> _Seen:
+        beat, since, gone = (text.split("|") + [""])[:3]
+        return cls(beat, float(since), float(gone) if gone else None)
+
+
 @dataclass
 class _Beating:
     registry: StartedJobRegistry
@@ -160,6 +205,7 @@ class _Beating:
     execution: Execution
     ttl_s: int
     taken: bool = False
+    named: bool = False  # the execution says which pulse beats for it
 
 
 class AbandonmentWatch(threading.Thread):
@@ -216,29 +262,33 @@ class AbandonmentWatch(threading.Thread):
         dequeued = sorted({_DEQUEUED + job_id.decode() for job_id in raw_dequeued} - {_DEQUEUED + j for j in held})
         with self.redis.pipeline(transaction=False) as pipe:
             for entry in entries:
-                pipe.hget(_execution_key(entry, self.redis), "last_heartbeat")
-            beats = [beat.decode() if beat is not None else "" for beat in pipe.execute()]
+                pipe.hmget(_execution_key(entry, self.redis), "last_heartbeat", _PULSE_FIELD)
+            beats_and_pulses = [[v.decode() if v is not None else "" for v in pair] for pair in pipe.execute()]
+        beats = [beat for beat, _pulse in beats_and_pulses] + [""] * len(dequeued)
+        pulses = [pulse for _beat, pulse in beats_and_pulses] + [""] * len(dequeued)
         entries += dequeued
-        beats += [""] * len(dequeued)
+        connected = {client.get("name", "") for client in self.redis.client_list()} if any(pulses) else set()
         blind = swept is None or now - float(swept) > BLIND_AFTER_S
-        before = {} if blind else {k.decode(): v.decode().rsplit("|", 1) for k, v in stored.items()}
-        seen: dict[str, tuple[str, float]] = {}
+        before = {} if blind else {k.decode(): _Seen.parse(v.decode()) for k, v in stored.items()}
+        seen: dict[str, _Seen] = {}
         abandoned = []
-        for entry, beat in zip(entries, beats, strict=True):
+        for entry, beat, pulse in zip(entries, beats, pulses, strict=True):
             previous = before.get(entry)
-            if previous is None or previous[0] != beat:
-                seen[entry] = (beat, now)
-            else:
-                seen[entry] = (beat, float(previous[1]))
-                if now - seen[entry][1] >= ABANDONED_AFTER_S:
-                    abandoned.append(entry)
-        declared = [entry for entry in abandoned if self._abandon(entry, now - seen[entry][1])]
+            gone = bool(pulse) and pulse not in connected
+            if previous is None or previous.beat != beat:
+                seen[entry] = _Seen(beat, now, now if gone else None)
+                continue
+            gone_since = (previous.gone_since if previous.gone_since is not None else now) if gone else None
+            seen[entry] = _Seen(beat, previous.since, gone_since)
+            if now - previous.since >= ABANDONED_AFTER_S or (gone_since is not None and now - gone_since >= GONE_AFTER_S):
+                abandoned.append(entry)
+        declared = [entry for entry in abandoned if self._abandon(entry, now - seen[entry].since)]
         for entry in declared:
             seen.pop(entry)
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._seen_key)
             if seen:
-                pipe.hset(self._seen_key, mapping={k: f"{beat}|{since!r}" for k, (beat, since) in seen.items()})
+                pipe.hset(self._seen_key, mapping={k: str(v) for k, v in seen.items()})
             pipe.set(self._swept_key, repr(now))
             pipe.execute()
         return declared

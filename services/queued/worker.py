@@ -44,7 +44,7 @@ from services.queued.enqueue import campaign_queue
 from services.queued.halting import halt_at
 from services.queued.jobs import WorkerContext, performing_with
 from services.queued.lifetime import announce_ready
-from services.queued.liveness import AbandonmentWatch, Pulse, liveness_redis
+from services.queued.liveness import AbandonmentWatch, Pulse
 from services.queued.retries import OffpathJob
 
 log = logging.getLogger("offpath.worker")
@@ -208,7 +208,7 @@ def _serve(settings: Settings, context: WorkerContext, name: str | None, burst: 
     # fresh workers started below, and stops with the process.
     watch = AbandonmentWatch(settings.redis_url, settings.queue_name, stopping)
     watch.start()
-    pulse = Pulse(liveness_redis(settings.redis_url))
+    pulse = Pulse.connect(settings.redis_url)
     pulse.start()
     announced = threading.Event()  # once per process, not per fresh worker
 
