@@ -31,12 +31,13 @@ Every moment of a job's life is covered, not only its run (tests/test_windows.py
 - mid-step, and after the outcome's transaction but before RQ recorded the job's end: abandoned and requeued; the
   redelivery finds the outcome recorded, if it was, and does nothing (services/campaign/steps.py).
 
-A dead process is also seen sooner: each pulse talks to Redis over a connection named for it, and writes that name on
-the execution it beats for; the kernel closes a dead process's sockets, so its pulse's name leaves Redis's client list
-at once. An execution whose pulse has been gone from that list for GONE_AFTER_S of continuous watching is abandoned
-then (a frozen process keeps its connection: it is left to the heartbeat's ABANDONED_AFTER_S; a host that vanishes
-without closing its sockets likewise). When every worker is killed at once, no survivor holds the watch: the jobs wait
-for a replacement to start and watch, then GONE_AFTER_S, instead of ABANDONED_AFTER_S.
+A dead process is also seen sooner: each pulse talks to Redis over a connection named for its worker (the execution's
+`worker_name`), connected from the worker's start; the kernel closes a dead process's sockets, so its pulse's name
+leaves Redis's client list at once. An execution whose pulse has been gone from that list for GONE_AFTER_S of
+continuous watching is abandoned then (a frozen process keeps its connection: it is left to the heartbeat's
+ABANDONED_AFTER_S; a host that vanishes without closing its sockets likewise). When every worker is killed at once,
+no survivor holds the watch: the jobs wait for a replacement to start and watch, then GONE_AFTER_S, instead of
+ABANDONED_AFTER_S.
 
 Why "continuous watching" and not a timestamp: when Redis is paused (SIGSTOP) or the watch cannot reach it, no
 heartbeat can arrive, and every timestamp looks stale the moment Redis answers again. The watch measures staleness only
@@ -84,10 +85,9 @@ BLIND_AFTER_S = 2.5
 # without waiting for ABANDONED_AFTER_S: a process that dies, killed or crashed, has its sockets closed by the kernel,
 # so Redis drops its clients at once; a live pulse whose connection broke (a Redis restart, a timeout) reconnects at its
 # next beat, within PULSE_S plus one connect timeout.
-GONE_AFTER_S = 2.5
+GONE_AFTER_S = 3.0
+# A pulse's Redis client name: this, then the name of the RQ worker it beats for (an execution's `worker_name`).
 PULSE_CLIENT_PREFIX = "offpath-pulse:"
-# The field of an RQ execution naming the pulse that beats for it (its Redis client name).
-_PULSE_FIELD = "offpath_pulse"
 # Every declaration, true or false, is kept for the chaos audit (capped).
 ABANDONED_KEY = "offpath:abandoned:{queue}"
 FALSE_ABANDONMENTS_KEY = "offpath:false-abandonments:{queue}"
@@ -125,10 +125,10 @@ class Pulse(threading.Thread):
     """Beats every PULSE_S for the execution its worker process is performing, if any. One thread for the process's
     life, not one per job: starting and joining a thread per job cost more than the beats of a short job."""
 
-    def __init__(self, redis: Redis, client_name: str) -> None:
+    def __init__(self, url: str) -> None:
         super().__init__(name="pulse", daemon=True)  # beats through a warm shutdown's last job; ends with the process
-        self.redis = redis
-        self.client_name = client_name
+        self.url = url
+        self.redis = liveness_redis(url)  # named, and replaced, once its worker has a name (named)
         self._lock = threading.Lock()
         self._current: _Beating | None = None
 
@@ -154,21 +154,24 @@ class Pulse(threading.Thread):
                 except RedisError as exc:
                     log.debug("pulse for %s missed a beat: %s", current.execution.job_id, exc)
 
-    @classmethod
-    def connect(cls, url: str) -> Pulse:
-        """A pulse over a connection named for it, which the watch looks for among Redis's clients."""
-        client_name = f"{PULSE_CLIENT_PREFIX}{uuid.uuid4().hex}"
-        return cls(liveness_redis(url, client_name), client_name)
+    def named(self, worker_name: str) -> None:
+        """Beat over a connection named for `worker_name`, connected now: the watch looks for it among Redis's clients
+        while an execution of that worker is started, from its first moment, before the first beat."""
+        client_name = PULSE_CLIENT_PREFIX + worker_name
+        fresh = liveness_redis(self.url, client_name)
+        try:
+            fresh.ping()
+        except RedisError as exc:  # Redis away: the next beat connects, under this name
+            log.debug("pulse could not connect yet: %s", exc)
+        with self._lock:
+            old, self.redis = self.redis, fresh
+        old.close()
 
     def _beat(self, current: _Beating) -> None:
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.exists(_DECLARED.format(execution=current.execution.id))
-            if not current.named:
-                # Before RQ's write of the heartbeat, whose EXPIRE then covers this field too.
-                pipe.hset(current.execution.key, _PULSE_FIELD, self.client_name)
             current.execution.heartbeat(current.registry, current.ttl_s, pipe)  # XX: never re-adds a removed entry
             declared = pipe.execute()[0]
-        current.named = True
         with self._lock:
             still_running = self._current is current
         if declared and still_running and not current.taken:
@@ -205,7 +208,6 @@ class _Beating:
     execution: Execution
     ttl_s: int
     taken: bool = False
-    named: bool = False  # the execution says which pulse beats for it
 
 
 class AbandonmentWatch(threading.Thread):
@@ -262,10 +264,11 @@ class AbandonmentWatch(threading.Thread):
         dequeued = sorted({_DEQUEUED + job_id.decode() for job_id in raw_dequeued} - {_DEQUEUED + j for j in held})
         with self.redis.pipeline(transaction=False) as pipe:
             for entry in entries:
-                pipe.hmget(_execution_key(entry, self.redis), "last_heartbeat", _PULSE_FIELD)
+                pipe.hmget(_execution_key(entry, self.redis), "last_heartbeat", "worker_name")
             beats_and_pulses = [[v.decode() if v is not None else "" for v in pair] for pair in pipe.execute()]
-        beats = [beat for beat, _pulse in beats_and_pulses] + [""] * len(dequeued)
-        pulses = [pulse for _beat, pulse in beats_and_pulses] + [""] * len(dequeued)
+        beats = [beat for beat, _worker in beats_and_pulses] + [""] * len(dequeued)
+        pulses = [PULSE_CLIENT_PREFIX + worker if worker else "" for _beat, worker in beats_and_pulses] \
+            + [""] * len(dequeued)
         entries += dequeued
         connected = {client.get("name", "") for client in self.redis.client_list()} if any(pulses) else set()
         blind = swept is None or now - float(swept) > BLIND_AFTER_S
@@ -402,3 +405,4 @@ def _execution_key(entry: str, redis: Redis) -> str:
     """The key of the execution a started-registry entry ("<job id>:<execution id>") names, as RQ spells it."""
     job_id, execution_id = parse_composite_key(entry)
     return Execution(execution_id, job_id, connection=redis).key  # no I/O: RQ builds the key from the ids
+

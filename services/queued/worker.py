@@ -75,6 +75,8 @@ class OffpathWorker(SimpleWorker):
     def bootstrap(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         # Registered, subscribed and listening (rq/worker/base.py:1006-1013); the dequeue loop follows.
         super().bootstrap(*args, **kwargs)
+        if self.pulse is not None:
+            self.pulse.named(self.name)  # before the first job: the watch sees this worker's pulse from then on
         if self.on_ready is not None:
             self.on_ready()
 
@@ -208,7 +210,7 @@ def _serve(settings: Settings, context: WorkerContext, name: str | None, burst: 
     # fresh workers started below, and stops with the process.
     watch = AbandonmentWatch(settings.redis_url, settings.queue_name, stopping)
     watch.start()
-    pulse = Pulse.connect(settings.redis_url)
+    pulse = Pulse(settings.redis_url)
     pulse.start()
     announced = threading.Event()  # once per process, not per fresh worker
 
@@ -295,7 +297,12 @@ def _work(settings: Settings, context: WorkerContext, stopping: threading.Event,
         job_monitoring_interval=5, maintenance_interval=5, worker_ttl=20,
         context=context, stopping=stopping, pulse=pulse, on_ready=ready,
     )
-    worker.work(burst=burst, with_scheduler=True, logging_level=log_level)
+    # No RQ scheduler: nothing here uses RQ's scheduled registry (a retry with an interval is filed on offpath's own set
+    # and moved by the watch, retries.py; no job is enqueued for later). RQ runs its scheduler as a forked child of the
+    # worker (rq/scheduler.py:332-339), which the kernel's parent-death signal does not reach and which holds copies of
+    # the worker's sockets: a SIGKILLed worker's pulse connection stayed open in it (so its death went unseen,
+    # liveness.py), and the child could outlive a killed harness.
+    worker.work(burst=burst, with_scheduler=False, logging_level=log_level)
     return burst or stopping.is_set() or worker._stop_requested
 
 
