@@ -27,7 +27,9 @@ from contextlib import AbstractContextManager, nullcontext
 from types import FrameType
 
 from redis import Redis
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 from rq import Queue, SimpleWorker
 from rq.exceptions import StopRequested
 from rq.executions import Execution
@@ -43,7 +45,7 @@ from services.queued.backend import queue_backend
 from services.queued.enqueue import campaign_queue
 from services.queued.halting import halt_at
 from services.queued.jobs import WorkerContext, performing_with
-from services.queued.lifetime import announce_ready
+from services.queued.lifetime import ParentWatch, announce_ready
 from services.queued.liveness import AbandonmentWatch, Pulse
 from services.queued.retries import OffpathJob
 
@@ -192,6 +194,10 @@ def run_rq_worker(settings: Settings, name: str | None, burst: bool, on_ready: C
     """The RQ backend's worker (services/queued/rq_backend.py); `on_ready` runs once it consumes, after its ready
     line."""
     context = WorkerContext(settings)  # loads the profile: a wrong one fails at start, not on the first job
+    # The bound on a stop once the parent is gone (lifetime.py). It does not ask for the stop itself: the kernel's
+    # parent-death SIGTERM does, and so does the worker on seeing its parent gone (OffpathWorker.heartbeat); a second
+    # SIGTERM would turn RQ's warm stop into a cold one (rq/worker/base.py:550-551, 573-598).
+    ParentWatch(ask=False).start()
     try:
         return _serve(settings, context, name, burst, logging.getLevelName(logging.getLogger().getEffectiveLevel()),
                       on_ready)
@@ -285,7 +291,10 @@ def _wait_for_redis(url: str, parent: int, pause_s: float, patience_s: float) ->
 def _work(settings: Settings, context: WorkerContext, stopping: threading.Event, pulse: Pulse, name: str | None,
           burst: bool, log_level: str, ready: Callable[[], None]) -> bool:
     """Run one RQ worker until it returns; True when that was meant (a stop request, or burst mode's empty queue)."""
-    connection = Redis.from_url(settings.redis_url)
+    # One retry, at once, not redis-py 8's ten with backoff (up to ~5 s a command: redis/_defaults.py:37-39): it covers
+    # a pooled connection that a Redis restart broke, and RQ's dequeue loop and _serve handle a Redis that stays away;
+    # a teardown against a Redis that died with the harness then fails in milliseconds instead of retrying every write.
+    connection = Redis.from_url(settings.redis_url, retry=Retry(NoBackoff(), 1))
     queue = campaign_queue(settings, connection)
     # The job of a crashed worker is recovered in seconds by the abandonment watch (liveness.py), and retries are
     # moved to the queue on time by the same watch (retries.py); RQ's own registry maintenance stays as the backstop.
