@@ -31,7 +31,7 @@ from foundation.manifest_format import CpuSplit, RunRecord
 from offpath.audit import audit
 from offpath.designs import Design, built_in_names, declare
 from offpath.experiment import EXPERIMENTS_DIR, Phase
-from offpath.faults import Fault, FaultKind, FaultLog, FaultTarget, recovery_times
+from offpath.faults import Fault, FaultKind, FaultLog, FaultTarget
 from offpath.http_audit import audit_over_http
 from offpath.manifest import write_json_atomic
 from offpath.placement import Placements, Placer
@@ -42,6 +42,7 @@ from offpath.runner import driven, locust_argv
 from offpath.serving import Conditions, add_worker, serve
 from offpath.session import RunSession
 from offpath.supervisor import Supervisor
+from offpath.worker_faults import recovery_times
 from services.campaign.profile import ProfileSpec
 from services.campaign.steps import FENCED_KEY
 from services.queued.liveness import ABANDONED_KEY, FALSE_ABANDONMENTS_KEY

@@ -172,15 +172,29 @@ class Pulse(threading.Thread):
             pipe.exists(_DECLARED.format(execution=current.execution.id))
             current.execution.heartbeat(current.registry, current.ttl_s, pipe)  # XX: never re-adds a removed entry
             declared = pipe.execute()[0]
+        if declared:
+            self._taken(current)
+
+    def taken(self, execution: Execution) -> None:
+        """The job's step was refused to this worker (services/campaign/steps.py): its execution was declared
+        abandoned while it ran. Recorded now, in case no beat found out first."""
+        with self._lock:
+            current = self._current
+        if current is not None and current.execution.id == execution.id:
+            self._taken(current)
+
+    def _taken(self, current: _Beating) -> None:
         with self._lock:
             still_running = self._current is current
-        if declared and still_running and not current.taken:
+            first = still_running and not current.taken
             current.taken = True
-            log.error("job %s was declared abandoned while this worker still runs it", current.execution.job_id)
-            record = json.dumps({"job": current.execution.job_id, "execution": current.execution.id,
-                                 "worker": current.execution.worker_name, "at": time.time()})
-            key = FALSE_ABANDONMENTS_KEY.format(queue=current.queue_name)
-            self.redis.pipeline(transaction=False).lpush(key, record).ltrim(key, 0, _LOG_CAP - 1).execute()
+        if not first:
+            return
+        log.error("job %s was declared abandoned while this worker still runs it", current.execution.job_id)
+        record = json.dumps({"job": current.execution.job_id, "execution": current.execution.id,
+                             "worker": current.execution.worker_name, "at": time.time()})
+        key = FALSE_ABANDONMENTS_KEY.format(queue=current.queue_name)
+        self.redis.pipeline(transaction=False).lpush(key, record).ltrim(key, 0, _LOG_CAP - 1).execute()
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,11 @@ class OffpathWorker(SimpleWorker):
         # overwrite the status of the delivery now queued or running. Only this execution's own keys are removed.
         log.warning("job %s: its execution %s was taken from this worker; RQ's record of the job is left to the "
                     "delivery that runs it now", job.id, execution.id)
+        if self.pulse is not None:
+            try:
+                self.pulse.taken(execution)
+            except RedisError as exc:
+                log.warning("could not record the false abandonment of job %s: %s", job.id, exc)
         with self.connection.pipeline() as pipe:
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
             pipe.execute()
