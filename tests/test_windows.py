@@ -5,6 +5,7 @@ worker taken for dead that wakes can record nothing (the fence). Each worker sto
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import time
@@ -12,11 +13,14 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.asyncio import Redis as AsyncRedis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from offpath.redis_server import start_redis
-from services.campaign.steps import FENCED_KEY
+from services.campaign.schema import CampaignRequest, Status
+from services.campaign.steps import FENCED_KEY, StepStore
+from services.campaign.store import CampaignStore
 from services.queued.halting import HALT_ENV, POINTS
 from services.queued.liveness import ABANDONED_AFTER_S, ABANDONED_KEY
 from tests.conftest import QUICK_PROFILE, valid_body
@@ -150,3 +154,40 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return ""
+
+
+def test_of_two_deliveries_of_one_step_only_the_last_begun_records(redis_server):
+    # The fence as every backend meets it (services/campaign/steps.py): Celery's and Dramatiq's two copies of one message
+    # running at once, or RQ's job run again while its first worker was frozen. Both begin; the later begin owns the
+    # step; the earlier one's outcome, and what it would have enqueued with it, is refused and logged.
+    async def admit() -> str:
+        client = AsyncRedis.from_url(redis_server.url)
+        try:
+            return (await CampaignStore(client).admit(CampaignRequest.model_validate(valid_body()))).campaign_id
+        finally:
+            await client.aclose()
+
+    connection = redis.Redis.from_url(redis_server.url)
+    connection.delete(FENCED_KEY)
+    campaign_id = asyncio.run(admit())
+    steps = StepStore(connection)
+    first = steps.begin(campaign_id, Status.generating, done="content_digest")
+    second = steps.begin(campaign_id, Status.generating, done="content_digest")
+    assert first is not None and second is not None and (first.attempt, second.attempt) == (1, 2)
+
+    def chain(pipe, campaign: str) -> None:
+        pipe.rpush(f"offpath:test-next:{campaign}", "automation")
+
+    assert not steps.record_outcome(campaign_id, first.attempt, "content", {"content_digest": "a"}, also=chain)
+    assert steps.record_outcome(campaign_id, second.attempt, "content", {"content_digest": "b"}, also=chain)
+    assert connection.hgetall(f"offpath:executions:{campaign_id}") == {b"content": b"1"}
+    assert connection.hget(f"offpath:campaign:{campaign_id}", "content_digest") == b"b"
+    assert connection.lrange(f"offpath:test-next:{campaign_id}", 0, -1) == [b"automation"], "enqueued once, by the owner"
+    assert [json.loads(f)["attempt"] for f in connection.lrange(FENCED_KEY, 0, -1)] == [1]
+    # A later step's begin takes it over in turn: the generation that lost can no longer finish anything.
+    third = steps.begin(campaign_id, Status.automating, done="follow_ups_scheduled")
+    assert third is not None
+    assert not steps.finish(campaign_id, second.attempt, Status.completed, {"follow_ups_scheduled": 2}, {"automation": 1})
+    assert steps.finish(campaign_id, third.attempt, Status.completed, {"follow_ups_scheduled": 2}, {"automation": 1})
+    assert _campaign(connection, campaign_id)["status"] == "completed"
+    assert connection.hgetall(f"offpath:executions:{campaign_id}") == {b"content": b"1", b"automation": b"1"}
