@@ -23,8 +23,9 @@ about two minutes as offpath ran it (issue #13). Two parts make it seconds:
 Every moment of a job's life is covered, not only its run (tests/test_windows.py kills a worker at each):
 - in RQ's intermediate queue, dequeued (BLMOVE) and not yet prepared: the job is in no registry, and RQ's own
   intermediate-queue cleanup fails it a minute later (rq/intermediate_queue.py:100-118) with the campaign left
-  `accepted`. The watch treats a job id seen there, with no execution of it started, like a silent execution: after
-  ABANDONED_AFTER_S of continuous watching it goes back to the front of the queue (no retry spent: it never ran);
+  `accepted`. The watch treats a job id seen there, with no execution of it started, like an execution whose pulse is
+  gone (a live worker holds it there for a round trip): after GONE_AFTER_S of continuous watching it goes back to the
+  front of the queue (no retry spent: it never ran);
 - prepared, not started (the execution exists, the job is still `queued` and in the intermediate queue, and no pulse
   ran yet): abandoned like any execution, taken off the intermediate queue too, no retry spent;
 - started, before the first pulse: the execution's heartbeat is its creation time, which never changes: abandoned;
@@ -86,6 +87,10 @@ BLIND_AFTER_S = 2.5
 # so Redis drops its clients at once; a live pulse whose connection broke (a Redis restart, a timeout) reconnects at its
 # next beat, within PULSE_S plus one connect timeout.
 GONE_AFTER_S = 3.0
+# Why an execution was declared abandoned, as its record and the log say.
+GONE = "its worker's pulse connection gone"
+SILENT = "its worker's heartbeat unchanged"
+NEVER_PREPARED = "dequeued and never prepared"
 # A pulse's Redis client name: this, then the name of the RQ worker it beats for (an execution's `worker_name`).
 PULSE_CLIENT_PREFIX = "offpath-pulse:"
 # Every declaration, true or false, is kept for the chaos audit (capped).
@@ -288,18 +293,22 @@ class AbandonmentWatch(threading.Thread):
         blind = swept is None or now - float(swept) > BLIND_AFTER_S
         before = {} if blind else {k.decode(): _Seen.parse(v.decode()) for k, v in stored.items()}
         seen: dict[str, _Seen] = {}
-        abandoned = []
+        abandoned: list[tuple[str, float, str]] = []
         for entry, beat, pulse in zip(entries, beats, pulses, strict=True):
             previous = before.get(entry)
-            gone = bool(pulse) and pulse not in connected
+            # A dequeued job has no execution, so no pulse to look for: a live worker holds one there for the time of
+            # a round trip (rq/worker/base.py:1143-1212, then prepare_execution), so its silence counts as gone.
+            gone = entry.startswith(_DEQUEUED) or (bool(pulse) and pulse not in connected)
             if previous is None or previous.beat != beat:
                 seen[entry] = _Seen(beat, now, now if gone else None)
                 continue
             gone_since = (previous.gone_since if previous.gone_since is not None else now) if gone else None
             seen[entry] = _Seen(beat, previous.since, gone_since)
-            if now - previous.since >= ABANDONED_AFTER_S or (gone_since is not None and now - gone_since >= GONE_AFTER_S):
-                abandoned.append(entry)
-        declared = [entry for entry in abandoned if self._abandon(entry, now - seen[entry].since)]
+            if gone_since is not None and now - gone_since >= GONE_AFTER_S:
+                abandoned.append((entry, now - gone_since, NEVER_PREPARED if entry.startswith(_DEQUEUED) else GONE))
+            elif now - previous.since >= ABANDONED_AFTER_S:
+                abandoned.append((entry, now - previous.since, SILENT))
+        declared = [entry for entry, for_s, how in abandoned if self._abandon(entry, for_s, how)]
         for entry in declared:
             seen.pop(entry)
         with self.redis.pipeline(transaction=True) as pipe:
@@ -310,7 +319,7 @@ class AbandonmentWatch(threading.Thread):
             pipe.execute()
         return declared
 
-    def _abandon(self, entry: str, silent_s: float) -> bool:
+    def _abandon(self, entry: str, silent_s: float, how: str) -> bool:
         """Take the execution off the started registry and requeue or fail its job, in one transaction that aborts if
         the execution finished (or was taken) meanwhile; or requeue a job left in the intermediate queue."""
         self.queue.get_redis_server_version()  # RQ reads it while enqueueing; not inside the transaction below
@@ -318,10 +327,10 @@ class AbandonmentWatch(threading.Thread):
             try:
                 if entry.startswith(_DEQUEUED):
                     job_id = entry.removeprefix(_DEQUEUED)
-                    outcome = self._requeue_dequeued(job_id, silent_s)
+                    outcome = self._requeue_dequeued(job_id, silent_s, how)
                 else:
                     job_id, execution_id = parse_composite_key(entry)
-                    outcome = self._abandon_once(entry, job_id, execution_id, silent_s)
+                    outcome = self._abandon_once(entry, job_id, execution_id, silent_s, how)
             except WatchError:
                 continue
             if outcome is None:
@@ -330,7 +339,7 @@ class AbandonmentWatch(threading.Thread):
             break
         else:
             return False
-        log.warning("job %s: worker silent for %.1f s; declared abandoned, %s", job_id, silent_s, what)
+        log.warning("job %s: %s for %.1f s; declared abandoned, %s", job_id, how, silent_s, what)
         if failed_campaign is not None:
             try:
                 self.steps.fail(failed_campaign, RuntimeError("its job was abandoned by its worker, no retry left"))
@@ -339,7 +348,7 @@ class AbandonmentWatch(threading.Thread):
         return True
 
     def _abandon_once(self, entry: str, job_id: str, execution_id: str,
-                      silent_s: float) -> tuple[str, str | None] | None:
+                      silent_s: float, how: str) -> tuple[str, str | None] | None:
         registry_key = self.queue.started_job_registry.key
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.watch(registry_key)
@@ -367,10 +376,10 @@ class AbandonmentWatch(threading.Thread):
                 self.queue._enqueue_job(job, pipeline=pipe, at_front=True)
                 what = "requeued"
             else:
-                record_job_failure(job, f"abandoned: its worker's pulse stopped {silent_s:.1f} s ago", pipe)
+                record_job_failure(job, f"abandoned: {how} for {silent_s:.1f} s", pipe)
                 failed_campaign = job.args[0] if job.args else None
                 what = "failed"
-            record = json.dumps({"job": job_id, "execution": execution_id, "silent_s": round(silent_s, 2),
+            record = json.dumps({"job": job_id, "execution": execution_id, "silent_s": round(silent_s, 2), "how": how,
                                  "what": what, "at": time.time()})
             key = ABANDONED_KEY.format(queue=self.queue.name)
             pipe.lpush(key, record)
@@ -379,7 +388,7 @@ class AbandonmentWatch(threading.Thread):
         return what, failed_campaign
 
 
-    def _requeue_dequeued(self, job_id: str, silent_s: float) -> tuple[str, str | None] | None:
+    def _requeue_dequeued(self, job_id: str, silent_s: float, how: str) -> tuple[str, str | None] | None:
         """Put a job that a worker dequeued and never prepared back at the front of the queue, unless an execution of
         it started (or the job left the intermediate queue) meanwhile."""
         registry_key = self.queue.started_job_registry.key
@@ -399,7 +408,7 @@ class AbandonmentWatch(threading.Thread):
             if job is not None:
                 self.queue._enqueue_job(job, pipeline=pipe, at_front=True)
             what = "requeued from RQ's intermediate queue" if job is not None else "dropped (no such job)"
-            record = json.dumps({"job": job_id, "execution": None, "silent_s": round(silent_s, 2), "what": what,
+            record = json.dumps({"job": job_id, "execution": None, "silent_s": round(silent_s, 2), "how": how, "what": what,
                                  "at": time.time()})
             key = ABANDONED_KEY.format(queue=self.queue.name)
             pipe.lpush(key, record)
