@@ -153,9 +153,12 @@ class OffpathWorker(SimpleWorker):
                 self.pulse.taken(execution)
             except RedisError as exc:
                 log.warning("could not record the false abandonment of job %s: %s", job.id, exc)
-        with self.connection.pipeline() as pipe:
-            self.cleanup_execution(job, pipeline=pipe, execution=execution)
-            pipe.execute()
+        try:
+            with self.connection.pipeline() as pipe:
+                self.cleanup_execution(job, pipeline=pipe, execution=execution)
+                pipe.execute()
+        except RedisError as exc:  # not raised into RQ: its failure path would retry the job a third time
+            log.warning("could not clean up the taken execution of job %s: %s", job.id, exc)
 
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         if self.context is None:
