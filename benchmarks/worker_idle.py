@@ -1,11 +1,11 @@
-"""What does a worker cost while it has nothing to do, on each queue backend? CPU of the worker process (and of what it
-forked: RQ's scheduler), Redis CPU and Redis commands, per second of idling, measured apart from the cost per campaign
+"""What does a worker cost while it has nothing to do, on each queue backend? CPU of the worker process (and of anything it
+forked), Redis CPU and Redis commands, per second of idling, measured apart from the cost per campaign
 (benchmarks/drain_cost.py), so that a run at a low rate can tell the two apart instead of charging the idling to its
 few campaigns.
 
 Each backend's worker (`python -m services.queued.worker`, the deployment's own entry point) is started on an empty,
 private database, and measured from its ready line for --seconds: the process tree's user + system time from /proc
-(RQ's polling, its abandonment watch and pulse, its scheduler process; Celery's BRPOP loop and restore sweeps;
+(RQ's polling, its abandonment watch and pulse; Celery's BRPOP loop and restore sweeps;
 Dramatiq's two consumer threads polling every worker_timeout, each poll a script call with a chance of maintenance),
 and the server's INFO cpu and commandstats. Nothing else may use that Redis meanwhile: the embedded one, or an idle
 REDIS_URL.

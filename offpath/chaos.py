@@ -31,7 +31,7 @@ from foundation.manifest_format import CpuSplit, RunRecord
 from offpath.audit import audit
 from offpath.designs import Design, built_in_names, declare
 from offpath.experiment import EXPERIMENTS_DIR, Phase
-from offpath.faults import Fault, FaultKind, FaultLog, FaultTarget, recovery_times
+from offpath.faults import Fault, FaultKind, FaultLog, FaultTarget
 from offpath.http_audit import audit_over_http
 from offpath.manifest import write_json_atomic
 from offpath.placement import Placements, Placer
@@ -42,7 +42,9 @@ from offpath.runner import driven, locust_argv
 from offpath.serving import Conditions, add_worker, serve
 from offpath.session import RunSession
 from offpath.supervisor import Supervisor
+from offpath.worker_faults import recovery_times
 from services.campaign.profile import ProfileSpec
+from services.campaign.steps import FENCED_KEY
 from services.queued.liveness import ABANDONED_KEY, FALSE_ABANDONMENTS_KEY
 
 
@@ -197,7 +199,10 @@ def run_fault(chaos: Chaos, fault: Fault, run_dir: Path, placer: Placer, backend
                 for key in ("stuck", "stuck_by_registry", "stuck_ids"):
                     row.pop(key, None)
             # A fault's own check (a client-disconnect's consistency) adds to the audit's, never replaces it.
-            row["ok"] = result.ok and not row.get("false_abandonments") and extra.get("ok", True) \
+            # A freeze makes a live worker look dead: its false abandonment is the fault's effect (counted, shown), and
+            # what must hold is the fence's: nothing lost, nothing duplicated.
+            row["ok"] = result.ok and (fault.takes_for_dead or not row.get("false_abandonments")) \
+                and extra.get("ok", True) \
                 and all(t is not None for t in row.get("recovery_s", []))
             return row
     finally:
@@ -226,9 +231,11 @@ def _liveness(redis_url: str, queue_name: str, log: FaultLog) -> dict[str, Any]:
     try:
         abandoned = connection.llen(ABANDONED_KEY.format(queue=queue_name))
         false = connection.llen(FALSE_ABANDONMENTS_KEY.format(queue=queue_name))
+        fenced = connection.llen(FENCED_KEY)
     finally:
         connection.close()
-    figures: dict[str, Any] = {"abandoned": abandoned, "false_abandonments": false}
+    # fenced: outcomes refused because their delivery no longer owned its step (services/campaign/steps.py).
+    figures: dict[str, Any] = {"abandoned": abandoned, "false_abandonments": false, "fenced": fenced}
     if any(e["what"] == "SIGKILL worker" for e in log.events):
         figures["recovery_s"] = recovery_times(redis_url, log.events)
     return figures
@@ -264,7 +271,8 @@ def run_chaos(chaos: Chaos, out_root: Path, only: list[str] | None = None, say=p
                 say(f"  acknowledged {row['acknowledged']}, completed {row['completed']}, failed {row['failed']}, "
                     f"lost {row['lost']}, duplicated {row.get('duplicated', '-')}, pending {row['pending']}, "
                     f"stuck {row.get('stuck', '-')}; recovered after {row['recovered_after_fault_s']} s; "
-                    f"{fault_measures(row) or 'no more measures'}")
+                    f"{fault_measures(row) or 'no more measures'}"
+                    + (f"; outcomes fenced {row['fenced']}" if row.get("fenced") else ""))
 
     error = session.run(measure)
     (session.run_dir / CHAOS_TABLE_FILE).write_text(fault_table(results))

@@ -9,25 +9,21 @@ one class (and its line in `FaultKind`), and the runner calls `fault.run(target)
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import UTC
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 import redis as redis_py
 from pydantic import Field, field_validator
-from rq import Worker
-from rq.exceptions import NoSuchJobError
-from rq.job import Job
-from rq.serializers import JSONSerializer
 
 from foundation.config import ConfigModel, distinct
 from offpath.disconnect import disconnect_mid_request
+from offpath.fault_log import FaultLog
 from offpath.redis_server import RedisServer
 from offpath.relay import TcpRelay
 from offpath.supervisor import Managed
+from offpath.worker_faults import freeze_worker_mid_job, kill_all_workers, kill_workers_mid_job, stop_worker_mid_job
 from services.campaign.profile import ProfileSpec
 
 
@@ -67,6 +63,8 @@ class Fault(ConfigModel):
     relayed: ClassVar[bool] = False
     # The fault acts on the design's workers: only a design that has them.
     on_workers: ClassVar[bool] = False
+    # The fault makes a live worker look dead (a freeze): a false abandonment is its expected effect, not a failure.
+    takes_for_dead: ClassVar[bool] = False
 
     def run(self, target: FaultTarget) -> dict[str, Any]:
         """Inject the fault into the running cell; what it measured beyond the audit, for the fault's row."""
@@ -106,6 +104,35 @@ class KillWorker(WorkerFault):
     def inject(self, target: FaultTarget) -> dict[str, Any]:
         kill_workers_mid_job(target.workers, target.server.url if target.jobs_visible else None, target.log,
                              target.t0, target.replace, self.kills, self.every_s)
+        return {}
+
+
+class KillAllWorkers(WorkerFault):
+    """Every worker SIGKILLed at the same moment, `kills` times, every_s apart, each replaced at once as a process
+    manager would: no survivor holds the abandonment watch, so the jobs in flight wait for the replacements' watch."""
+
+    kind: Literal["kill-all-workers"]
+    kills: int = Field(20, ge=1, description="a whole number of rounds >= 1")
+    every_s: float = Field(12.0, gt=0, description="seconds > 0 between rounds")
+
+    def inject(self, target: FaultTarget) -> dict[str, Any]:
+        times = kill_all_workers(target.workers, target.server.url if target.jobs_visible else None, target.log,
+                                 target.t0, target.replace, self.kills, self.every_s)
+        return {"recovery_s": times} if target.jobs_visible else {}
+
+
+class FreezeWorker(WorkerFault):
+    """A busy worker frozen (SIGSTOP) for for_s, longer than the abandonment threshold, then thawed (SIGCONT): a swap
+    storm or a VM stall. Its job is taken for dead and runs again; when it wakes it must record nothing (the fence,
+    services/campaign/steps.py). The false abandonment is expected here: counted and shown, not a failure."""
+
+    kind: Literal["freeze-worker"]
+    for_s: float = Field(8.0, gt=0, description="seconds > 0")
+    takes_for_dead: ClassVar[bool] = True
+
+    def inject(self, target: FaultTarget) -> dict[str, Any]:
+        freeze_worker_mid_job(target.workers, target.server.url if target.jobs_visible else None, self.for_s,
+                              target.log, target.t0)
         return {}
 
 
@@ -194,119 +221,8 @@ class ClientDisconnect(TimedFault):
 
 
 # Every kind a chaos experiment may declare, told apart by its `kind` key.
-FaultKind = Annotated[NoFault | KillWorker | StopWorker | RestartRedis | PauseRedis | SlowRedis | Partition
-                      | MaxMemory | ClientDisconnect, Field(discriminator="kind")]
-
-
-@dataclass
-class FaultLog:
-    """What was done, when (seconds since the cell started), and what it hit."""
-
-    events: list[dict] = field(default_factory=list)
-
-    def add(self, t_s: float, what: str, **details: object) -> None:
-        self.events.append({"t_s": round(t_s, 3), "what": what, **details})
-
-
-def busy_worker(workers: list[Managed], redis_url: str | None, avoid: set[str],
-                wait_s: float = 5.0) -> tuple[Managed, str | None]:
-    """A live worker that is running a job right now, one not in `avoid` (waiting up to wait_s for one), or, with
-    none busy — or no RQ registry to tell (`redis_url` None) — the live worker started longest ago."""
-    if redis_url is None:
-        return next(m for m in workers if m.alive()), None
-    connection = redis_py.Redis.from_url(redis_url)
-    deadline = time.monotonic() + wait_s
-    try:
-        while time.monotonic() < deadline:
-            by_name = {w.name: w for w in Worker.all(connection=connection)}
-            for managed in workers:
-                worker = by_name.get(managed.argv[managed.argv.index("--name") + 1])
-                current = worker.get_current_job_id() if worker else None
-                if managed.alive() and current and current not in avoid:
-                    return managed, current
-            time.sleep(0.01)
-    finally:
-        connection.close()
-    return next(m for m in workers if m.alive()), None
-
-
-def kill_workers_mid_job(
-    workers: list[Managed], redis_url: str | None, log: FaultLog, t0: float, replace: Callable[[], Managed],
-    kills: int, every_s: float,
-) -> None:
-    """SIGKILL a worker that is running a job, `kills` times, every_s apart, each time starting a replacement, as a
-    process manager would. The killed jobs are left to the queued design to recover; each kill's job is one no earlier
-    kill hit, so each recovery is measured once (recovery_times)."""
-    hit: set[str] = set()
-    for number in range(kills):
-        if number:
-            time.sleep(every_s)
-        victim, job_id = busy_worker(workers, redis_url, avoid=hit)
-        victim.process.send_signal(signal.SIGKILL)
-        killed_at = time.time()
-        victim.process.wait()
-        victim.expect_exit = True
-        if job_id:
-            hit.add(job_id)
-        log.add(killed_at - t0, "SIGKILL worker", worker=victim.name, pid=victim.pid, job=job_id, at=killed_at)
-        workers.append(replace())
-
-
-def recovery_times(redis_url: str, events: list[dict]) -> list[float | None]:
-    """For each SIGKILL that hit a job: seconds from the kill until the job started again (RQ's `started_at` of its
-    latest delivery), None if it never did."""
-    connection = redis_py.Redis.from_url(redis_url)
-    times: list[float | None] = []
-    try:
-        for event in events:
-            if event["what"] != "SIGKILL worker" or not event.get("job"):
-                continue
-            try:
-                started = Job.fetch(event["job"], connection=connection, serializer=JSONSerializer).started_at
-            except NoSuchJobError:
-                started = None
-            if started is not None and started.tzinfo is None:
-                started = started.replace(tzinfo=UTC)
-            again = started.timestamp() - event["at"] if started is not None else None
-            times.append(round(again, 3) if again is not None and again > 0 else None)
-    finally:
-        connection.close()
-    return times
-
-
-def stop_worker_mid_job(
-    workers: list[Managed], redis_url: str | None, log: FaultLog, t0: float, replace: Callable[[], Managed], grace_s: float,
-) -> None:
-    """SIGTERM a worker that is running a job (a warm shutdown: RQ finishes the job, then exits) and see it go within
-    grace_s; then start a replacement. A worker still there after the grace period is killed, and that is logged."""
-    victim, job_id = busy_worker(workers, redis_url, avoid=set())
-    victim.process.send_signal(signal.SIGTERM)
-    stopped_at = time.time()
-    log.add(stopped_at - t0, "SIGTERM worker", worker=victim.name, pid=victim.pid, job=job_id, at=stopped_at)
-    victim.expect_exit = True
-    try:
-        victim.process.wait(grace_s)
-        exited = "exited"
-    except subprocess.TimeoutExpired:
-        victim.process.kill()
-        victim.process.wait()
-        exited = "killed after the grace period"
-    status = _job_status(redis_url, job_id)
-    log.add(time.time() - t0, f"worker {exited}", after_s=round(time.time() - stopped_at, 2), grace_s=grace_s,
-            job=job_id, job_status=status, exit_code=victim.process.returncode)
-    workers.append(replace())
-
-
-def _job_status(redis_url: str, job_id: str | None) -> str | None:
-    if job_id is None:
-        return None
-    connection = redis_py.Redis.from_url(redis_url)
-    try:
-        return Job.fetch(job_id, connection=connection, serializer=JSONSerializer).get_status().value
-    except NoSuchJobError:
-        return None
-    finally:
-        connection.close()
+FaultKind = Annotated[NoFault | KillWorker | KillAllWorkers | FreezeWorker | StopWorker | RestartRedis | PauseRedis
+                      | SlowRedis | Partition | MaxMemory | ClientDisconnect, Field(discriminator="kind")]
 
 
 def restart_redis(server: RedisServer, down_s: float, log: FaultLog, t0: float) -> None:

@@ -40,6 +40,12 @@ kind = "restart-redis"
 aof = "always"
 at_s = 4
 down_s = 1.5
+
+[[faults]]
+name = "freeze-worker"
+kind = "freeze-worker"
+at_s = 3
+for_s = 7
 """
 
 
@@ -56,15 +62,19 @@ def test_faults_lose_nothing_and_duplicate_nothing(tmp_path, profiles):
     rows = {row["fault"]: row for row in json.loads((run_dir / "chaos.json").read_text())}
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["kind"] == "chaos" and RunRecord.from_dict(manifest).to_dict() == manifest
-    assert set(rows) == {"kill-worker", "redis-pause", "redis-crash-aof-always"}
+    assert set(rows) == {"kill-worker", "redis-pause", "redis-crash-aof-always", "freeze-worker"}
     for row in rows.values():
         assert row["acknowledged"] > 50, row
         assert row["lost"] == 0 and row["duplicated"] == 0 and row["pending"] == 0 and row["stuck"] == 0, row
         assert row["completed"] + row["failed"] == row["acknowledged"]
-        assert row["false_abandonments"] == 0, row
         assert row["events"], "the fault was injected"
+        assert row["ok"], row
+    assert all(rows[name]["false_abandonments"] == 0 for name in ("kill-worker", "redis-pause", "redis-crash-aof-always"))
+    # The frozen worker's job was taken for dead and ran again; the woken worker recorded nothing twice (duplicated 0).
+    assert rows["freeze-worker"]["abandoned"] >= 1, rows["freeze-worker"]
     killed = rows["kill-worker"]
-    assert all(event["job"] for event in killed["events"]), "each worker was killed while it held a job"
+    hits = [event for event in killed["events"] if event["what"] == "SIGKILL worker"]
+    assert len(hits) == 3 and all(event["job"] for event in hits), "each kill counted hit a job its worker held"
     assert len(killed["recovery_s"]) == 3 and all(t is not None and t <= 10.0 for t in killed["recovery_s"]), killed
     assert killed["abandoned"] >= 3
     assert rows["redis-pause"]["workers_alive"] == "2/2"
@@ -75,15 +85,27 @@ def test_faults_lose_nothing_and_duplicate_nothing(tmp_path, profiles):
 @pytest.mark.fast
 def test_the_shipped_scenarios_read_into_one_model_per_kind():
     from offpath.chaos import load_chaos
-    from offpath.faults import ClientDisconnect, KillWorker, NoFault, Partition, RestartRedis
+    from offpath.faults import (
+        ClientDisconnect,
+        FreezeWorker,
+        KillAllWorkers,
+        KillWorker,
+        NoFault,
+        Partition,
+        RestartRedis,
+    )
     from services.campaign.profile import ProfileSpec
 
     chaos = load_chaos("chaos")
     faults = {fault.name: fault for fault in chaos.faults}
-    assert len(faults) == len(chaos.faults) == 12
+    assert len(faults) == len(chaos.faults) == 14
     killed = faults["kill-worker"]
     assert isinstance(killed, KillWorker) and (killed.kills, killed.every_s, killed.at_s, killed.duration_s) == \
         (22, 1.0, 3.0, 60.0)
+    every = faults["kill-all-workers"]
+    assert isinstance(every, KillAllWorkers) and (every.kills, every.every_s) == (20, 12.0)
+    frozen = faults["freeze-worker"]
+    assert isinstance(frozen, FreezeWorker) and frozen.for_s == 8.0 and frozen.takes_for_dead
     assert isinstance(faults["redis-crash-aof-always"], RestartRedis) and faults["redis-crash-aof-always"].aof == "always"
     slow_job = faults["slow-job"]
     assert isinstance(slow_job, NoFault) and slow_job.profile == ProfileSpec("slow-provider")

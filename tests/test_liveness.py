@@ -12,7 +12,7 @@ import redis
 from rq import Worker
 
 from offpath.redis_server import start_redis
-from services.queued.liveness import ABANDONED_AFTER_S, ABANDONED_KEY, FALSE_ABANDONMENTS_KEY, PULSE_S, SWEEP_S
+from services.queued.liveness import ABANDONED_AFTER_S, ABANDONED_KEY, FALSE_ABANDONMENTS_KEY, GONE, GONE_AFTER_S
 from tests.conftest import QUICK_PROFILE, valid_body
 
 
@@ -74,9 +74,8 @@ def test_a_killed_workers_job_runs_again_within_seconds(launch, own_redis, tmp_p
     killed = time.monotonic()
     _until(lambda: _campaign(connection, campaign_id).get("attempts") == "2", 15, every_s=0.05)
     recovered_s = time.monotonic() - killed
-    # Not before the watch saw its pulse silent for ABANDONED_AFTER_S: the last beat it saw came up to a pulse (and a
-    # sweep) before the kill.
-    assert ABANDONED_AFTER_S - PULSE_S - SWEEP_S <= recovered_s <= 10.0, recovered_s
+    # Not before the watch saw its pulse's connection gone for GONE_AFTER_S (it closed with the process).
+    assert GONE_AFTER_S <= recovered_s <= 10.0, recovered_s
 
     final = _until(lambda: _campaign(connection, campaign_id).get("status") in ("completed", "failed")
                    and _campaign(connection, campaign_id), 20)
@@ -85,6 +84,8 @@ def test_a_killed_workers_job_runs_again_within_seconds(launch, own_redis, tmp_p
     assert executions == {b"content": b"1", b"automation": b"1"}
     declared = _declarations(connection, ABANDONED_KEY)
     assert [d["job"] for d in declared] == [job_id] and declared[0]["what"] == "requeued"
+    # Declared for its pulse's closed connection, without waiting for its heartbeat's ABANDONED_AFTER_S of silence.
+    assert declared[0]["how"] == GONE, declared
     assert _declarations(connection, FALSE_ABANDONMENTS_KEY) == []
 
 

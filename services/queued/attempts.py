@@ -1,12 +1,15 @@
 """One attempt of a campaign's step, the same on every queue backend: the state transitions around the slow work, the
 failed campaign after the last attempt, and the one line an expected provider failure is worth in the log.
 
-Each step records its side effect atomically with its outcome (one MULTI), and begins by checking that record in the
-same round trip as its status transition (StepStore.begin): a job delivered again after a worker crash does not repeat
-a finished step, whichever library delivered it. A step costs two round trips, begin and outcome, and one turn of the
-event loop for the work between them. How automation follows generation is the backend's (services/queued/backend.py):
-RQ buffers the automation job onto generation's outcome transaction (the `chain` below); Celery and Dramatiq publish it
-themselves once generation returned (their chain and pipeline), so theirs buffers nothing.
+Each step records its side effect atomically with its outcome (one script), and begins by checking that record in the
+same round trip as its status transition (StepStore.begin): a job delivered again after a worker crash does not
+repeat a finished step, whichever library delivered it. The outcome is written only by the delivery that owns the
+step (the fence, services/campaign/steps.py): one taken for dead, or a second copy of a message, that began earlier
+writes nothing and is *superseded* (StepContext.superseded), its step left to the owner. A step costs two round
+trips, begin and outcome, and one turn of the event loop for the work between them. How automation follows generation
+is the backend's (services/queued/backend.py): RQ buffers the automation job onto generation's outcome transaction
+(the `chain` below); Celery and Dramatiq publish it themselves once generation returned (their chain and pipeline),
+so theirs buffers nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from services.campaign.settings import Settings
 from services.campaign.steps import StepStore
 from services.campaign.store import IllegalTransition
 from services.campaign.work import ProviderError, generate_campaign_content, trigger_follow_up_automation
+from services.queued.halting import halt_at
 
 __all__ = ["JOB_TIMEOUT_S", "Attempt", "Chain", "StepContext", "automation_attempt", "automation_job_id",
            "generation_attempt", "generation_job_id", "no_chain", "run_attempt", "worker_redis"]
@@ -82,6 +86,9 @@ class StepContext:
         self.redis = worker_redis(settings)
         self.steps = StepStore(self.redis)
         self.chain = chaining(settings, self.redis)
+        # Whether the attempt being run (run_attempt) lost its step to another delivery: it recorded nothing, and its
+        # library's own record of the job belongs to that delivery too (services/queued/worker.py).
+        self.superseded = False
 
     def close(self) -> None:
         try:
@@ -110,8 +117,13 @@ def generation_attempt(ctx: StepContext, campaign_id: str) -> None:
     if start is None:
         log.info("campaign %s: content already generated; not again", campaign_id)
         return
+    halt_at("begun")
     content = ctx.runner.run(generate_campaign_content(campaign_id, start.request, ctx.profile, attempt=start.attempt))
-    ctx.steps.record_outcome(campaign_id, "content", {"content_digest": content.digest}, also=ctx.chain)
+    if not ctx.steps.record_outcome(campaign_id, start.attempt, "content", {"content_digest": content.digest},
+                                    also=ctx.chain):
+        _superseded(ctx, campaign_id, "generation", start.attempt)
+        return
+    halt_at("recorded")
 
 
 def automation_attempt(ctx: StepContext, campaign_id: str) -> None:
@@ -119,15 +131,26 @@ def automation_attempt(ctx: StepContext, campaign_id: str) -> None:
     if start is None:
         log.info("campaign %s: follow-ups already scheduled; not again", campaign_id)
         return
+    halt_at("begun")
     automation = ctx.runner.run(
         trigger_follow_up_automation(campaign_id, start.request, ctx.profile, attempt=start.attempt)
     )
-    ctx.steps.finish(
+    if not ctx.steps.finish(
         campaign_id,
+        start.attempt,
         Status.completed,
         {"completed_at": time.time(), "follow_ups_scheduled": automation.follow_ups_scheduled},
         executions={"automation": 1},
-    )
+    ):
+        _superseded(ctx, campaign_id, "automation", start.attempt)
+        return
+    halt_at("recorded")
+
+
+def _superseded(ctx: StepContext, campaign_id: str, step: str, attempt: int) -> None:
+    ctx.superseded = True
+    log.warning("campaign %s: %s attempt %d no longer owns its step (its job was taken for dead and ran again, or a "
+                "second copy began it); its outcome is not recorded", campaign_id, step, attempt)
 
 
 STEP_NAMES: dict[Step, str] = {generation_attempt: "generation", automation_attempt: "automation"}
@@ -137,6 +160,7 @@ def run_attempt(ctx: StepContext, step: Step, campaign_id: str, attempt: Attempt
     """Run one attempt of `step`. A failure is raised again for the library to retry; after the last attempt the
     campaign is marked `failed` first. An expected failure (a provider's, ProviderError) is logged here as one line;
     logging an unexpected one, with its traceback, is left to the backend, once."""
+    ctx.superseded = False
     try:
         step(ctx, campaign_id)
     except IllegalTransition:

@@ -27,7 +27,9 @@ from contextlib import AbstractContextManager, nullcontext
 from types import FrameType
 
 from redis import Redis
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 from rq import Queue, SimpleWorker
 from rq.exceptions import StopRequested
 from rq.executions import Execution
@@ -41,9 +43,10 @@ from services.campaign.settings import Settings
 from services.campaign.work import ProviderError
 from services.queued.backend import queue_backend
 from services.queued.enqueue import campaign_queue
+from services.queued.halting import halt_at
 from services.queued.jobs import WorkerContext, performing_with
-from services.queued.lifetime import announce_ready
-from services.queued.liveness import AbandonmentWatch, Pulse, liveness_redis
+from services.queued.lifetime import ParentWatch, announce_ready
+from services.queued.liveness import AbandonmentWatch, Pulse
 from services.queued.retries import OffpathJob
 
 log = logging.getLogger("offpath.worker")
@@ -74,6 +77,8 @@ class OffpathWorker(SimpleWorker):
     def bootstrap(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         # Registered, subscribed and listening (rq/worker/base.py:1006-1013); the dequeue loop follows.
         super().bootstrap(*args, **kwargs)
+        if self.pulse is not None:
+            self.pulse.named(self.name)  # before the first job: the watch sees this worker's pulse from then on
         if self.on_ready is not None:
             self.on_ready()
 
@@ -113,6 +118,47 @@ class OffpathWorker(SimpleWorker):
                 self.stopping.set()  # a stop like SIGTERM's: no fresh worker after this one (_serve)
             raise StopRequested()
         super().heartbeat(timeout, pipeline)
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None
+                                     ) -> tuple[Job, Queue] | None:
+        dequeued = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        if dequeued is not None:
+            halt_at("dequeued")  # in RQ's intermediate queue only (services/queued/halting.py: a test's hook)
+        return dequeued
+
+    def prepare_execution(self, job: Job) -> Execution:
+        execution = super().prepare_execution(job)
+        halt_at("prepared")
+        return execution
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        super().prepare_job_execution(job, remove_from_intermediate_queue)
+        halt_at("started")
+
+    def handle_job_success(self, job: Job, queue: Queue, started_job_registry, execution: Execution  # type: ignore[no-untyped-def]
+                           ) -> None:
+        if self.context is not None and self.context.superseded:
+            self._let_go(job, execution)
+            return
+        super().handle_job_success(job, queue, started_job_registry, execution)
+
+    def _let_go(self, job: Job, execution: Execution) -> None:
+        # The step's outcome was refused: this execution was declared abandoned and the job requeued (or already run
+        # again) by the abandonment watch, which owns RQ's record of the job from then on. Marking it finished here would
+        # overwrite the status of the delivery now queued or running. Only this execution's own keys are removed.
+        log.warning("job %s: its execution %s was taken from this worker; RQ's record of the job is left to the "
+                    "delivery that runs it now", job.id, execution.id)
+        if self.pulse is not None:
+            try:
+                self.pulse.taken(execution)
+            except RedisError as exc:
+                log.warning("could not record the false abandonment of job %s: %s", job.id, exc)
+        try:
+            with self.connection.pipeline() as pipe:
+                self.cleanup_execution(job, pipeline=pipe, execution=execution)
+                pipe.execute()
+        except RedisError as exc:  # not raised into RQ: its failure path would retry the job a third time
+            log.warning("could not clean up the taken execution of job %s: %s", job.id, exc)
 
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         if self.context is None:
@@ -156,6 +202,10 @@ def run_rq_worker(settings: Settings, name: str | None, burst: bool, on_ready: C
     """The RQ backend's worker (services/queued/rq_backend.py); `on_ready` runs once it consumes, after its ready
     line."""
     context = WorkerContext(settings)  # loads the profile: a wrong one fails at start, not on the first job
+    # The bound on a stop once the parent is gone (lifetime.py). It does not ask for the stop itself: the kernel's
+    # parent-death SIGTERM does, and so does the worker on seeing its parent gone (OffpathWorker.heartbeat); a second
+    # SIGTERM would turn RQ's warm stop into a cold one (rq/worker/base.py:550-551, 573-598).
+    ParentWatch(ask=False).start()
     try:
         return _serve(settings, context, name, burst, logging.getLevelName(logging.getLogger().getEffectiveLevel()),
                       on_ready)
@@ -174,7 +224,7 @@ def _serve(settings: Settings, context: WorkerContext, name: str | None, burst: 
     # fresh workers started below, and stops with the process.
     watch = AbandonmentWatch(settings.redis_url, settings.queue_name, stopping)
     watch.start()
-    pulse = Pulse(liveness_redis(settings.redis_url))
+    pulse = Pulse(settings.redis_url)
     pulse.start()
     announced = threading.Event()  # once per process, not per fresh worker
 
@@ -249,7 +299,10 @@ def _wait_for_redis(url: str, parent: int, pause_s: float, patience_s: float) ->
 def _work(settings: Settings, context: WorkerContext, stopping: threading.Event, pulse: Pulse, name: str | None,
           burst: bool, log_level: str, ready: Callable[[], None]) -> bool:
     """Run one RQ worker until it returns; True when that was meant (a stop request, or burst mode's empty queue)."""
-    connection = Redis.from_url(settings.redis_url)
+    # One retry, at once, not redis-py 8's ten with backoff (up to ~5 s a command: redis/_defaults.py:37-39): it covers
+    # a pooled connection that a Redis restart broke, and RQ's dequeue loop and _serve handle a Redis that stays away;
+    # a teardown against a Redis that died with the harness then fails in milliseconds instead of retrying every write.
+    connection = Redis.from_url(settings.redis_url, retry=Retry(NoBackoff(), 1))
     queue = campaign_queue(settings, connection)
     # The job of a crashed worker is recovered in seconds by the abandonment watch (liveness.py), and retries are
     # moved to the queue on time by the same watch (retries.py); RQ's own registry maintenance stays as the backstop.
@@ -261,7 +314,12 @@ def _work(settings: Settings, context: WorkerContext, stopping: threading.Event,
         job_monitoring_interval=5, maintenance_interval=5, worker_ttl=20,
         context=context, stopping=stopping, pulse=pulse, on_ready=ready,
     )
-    worker.work(burst=burst, with_scheduler=True, logging_level=log_level)
+    # No RQ scheduler: nothing here uses RQ's scheduled registry (a retry with an interval is filed on offpath's own set
+    # and moved by the watch, retries.py; no job is enqueued for later). RQ runs its scheduler as a forked child of the
+    # worker (rq/scheduler.py:332-339), which the kernel's parent-death signal does not reach and which holds copies of
+    # the worker's sockets: a SIGKILLed worker's pulse connection stayed open in it (so its death went unseen,
+    # liveness.py), and the child could outlive a killed harness.
+    worker.work(burst=burst, with_scheduler=False, logging_level=log_level)
     return burst or stopping.is_set() or worker._stop_requested
 
 

@@ -16,8 +16,9 @@ least once: a worker killed mid-task leaves the message unacknowledged until the
 (application.py); and the chain is published by the worker after generation returned, before it acknowledges it, so
 a worker killed between the two publishes automation again when generation is delivered again (generation finds its
 outcome recorded and returns at once: services/campaign/steps.py). The duplicate automation message then finds the
-follow-ups recorded, unless both copies run at the same time (the first one still queued when the second is
-published, a visibility timeout later), which nothing here prevents.
+follow-ups recorded; if both copies run at the same time (the first one still queued when the second is published, a
+visibility timeout later), the step's fence lets only the copy that began last record, and the other is acknowledged
+without continuing its chain (services/campaign/steps.py, application.py).
 
 The service's channel connects once, at startup (kombu pings Redis when a channel opens, kombu/transport/redis.py:
 1199-1203, and declares the queue on the first publish, kombu/messaging.py:367-370): no request waits on either.

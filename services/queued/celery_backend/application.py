@@ -26,6 +26,7 @@ import logging
 from collections.abc import Callable
 
 from celery import Celery, Task
+from celery.exceptions import Ignore
 
 from services.campaign.settings import Settings
 from services.campaign.work import ProviderError
@@ -121,6 +122,11 @@ def _task_body(settings: Settings, context: StepContext | None, step: Step) -> C
                 log.error("campaign %s: %s failed unexpectedly; retrying", campaign_id, task.name,
                                   exc_info=True)
             raise task.retry(exc=error, countdown=attempt.backoff_s, max_retries=settings.retries) from error
+        if context.superseded:
+            # Another copy of this message owns the step and records it (the fence, services/campaign/steps.py): this
+            # one is acknowledged without continuing the chain (Ignore: celery/app/trace.py:572-576,
+            # celery/worker/request.py:704-705), or a second automation could run before the owner's outcome exists.
+            raise Ignore()
 
     run.__name__ = step.__name__
     return run

@@ -11,12 +11,13 @@ its message; two plain writes cannot fail apart.
 
 So a crash between the two steps cannot happen: the campaign (`accepted`) and its generation message are written by
 one EXEC or not at all, and the 202 still means "will be done or visibly fail". What Dramatiq adds after that is at
-least once: a worker killed mid-job leaves its message in its ack set until maintenance finds it silent
-(broker.py); and the pipeline enqueues automation after generation returned, before the ack, so a worker killed
-between the two enqueues automation again when generation is delivered again (generation finds its outcome recorded
-and returns at once: services/campaign/steps.py). The duplicate automation message then finds the follow-ups
-recorded, unless both copies run at the same time (the first still queued when the second is enqueued), which nothing
-here prevents. The admission's Redis id is deterministic (the campaign's generation job id): written twice, the second
+least once: a worker killed mid-job leaves its message in its ack set until maintenance finds it silent (broker.py);
+and the pipeline enqueues automation after generation returned, before the ack, so a worker killed between the two
+enqueues automation again when generation is delivered again (generation finds its outcome recorded and returns at
+once: services/campaign/steps.py). The duplicate automation message then finds the follow-ups recorded; if both
+copies run at the same time (the first still queued when the second is enqueued), the step's fence lets only the copy
+that began last record, and the other is acknowledged without continuing its pipeline (services/campaign/steps.py,
+broker.py). The admission's Redis id is deterministic (the campaign's generation job id): written twice, the second
 write would leave one hash entry and an id listed twice, the second fetch of which finds no message after the first
 was acknowledged and is skipped (dramatiq/brokers/redis.py:341-349).
 """

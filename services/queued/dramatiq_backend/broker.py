@@ -30,7 +30,16 @@ from collections.abc import Callable
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import AgeLimit, Callbacks, CurrentMessage, Pipelines, Retries, ShutdownNotifications, TimeLimit
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    CurrentMessage,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    SkipMessage,
+    TimeLimit,
+)
 from redis import Redis
 
 from services.campaign.settings import Settings
@@ -107,6 +116,12 @@ def _actor_body(settings: Settings, context: StepContext | None, step: Step) -> 
                 # Dramatiq does not log an actor's Retry (dramatiq/worker.py:583): the traceback is kept here.
                 log.error("campaign %s: %s failed unexpectedly; retrying", campaign_id, step.__name__, exc_info=True)
             raise dramatiq.Retry(f"{type(error).__name__}: {error}", delay=int(attempt.backoff_s * 1000)) from error
+        if context.superseded:
+            # Another copy of this message owns the step and records it (the fence, services/campaign/steps.py): this
+            # one is acknowledged without continuing the pipeline (SkipMessage: dramatiq/worker.py:575-579, no
+            # after_process_message, so Pipelines enqueues nothing), or a second automation could run before the
+            # owner's outcome exists.
+            raise SkipMessage(f"campaign {campaign_id}: superseded by another copy of this message")
 
     run.__name__ = step.__name__
     return run
