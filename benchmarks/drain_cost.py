@@ -63,7 +63,7 @@ from benchmarks.scratch import empty_database  # noqa: E402
 from offpath.process import available_cpus, pin  # noqa: E402
 from offpath.redis_server import redis_for_run  # noqa: E402
 from services.campaign.api import redis_client  # noqa: E402
-from services.campaign.schema import CampaignRequest  # noqa: E402
+from services.campaign.schema import CampaignRequest, Channel  # noqa: E402
 from services.campaign.settings import QUEUE_BACKENDS, Settings  # noqa: E402
 from services.campaign.store import CampaignStore, campaign_key  # noqa: E402
 from services.queued.backend import queue_backend  # noqa: E402
@@ -91,7 +91,7 @@ def floor_first(key: str) -> None:
     queue = Queue(job.origin, connection=job.connection, serializer=JSONSerializer)
     # The version the worker read once (rq/worker/base.py:1187): without it RQ asks the server on every enqueue.
     queue.redis_server_version = job.redis_server_version
-    retry = Retry(max=job.retries_left, interval=job.retry_intervals) if job.retries_left else None
+    retry = Retry(max=job.retries_left, interval=job.retry_intervals or 0) if job.retries_left else None
     with job.connection.pipeline() as pipe:
         pipe.multi()
         queue.enqueue_many([floor_job(FLOOR_SECOND, key, "second", retry)], pipeline=pipe)
@@ -228,7 +228,7 @@ async def _admit(settings: Settings, campaigns: int) -> list[str]:
         info = await client.info("server")
         admission = queue_backend(settings.queue_backend).admission(settings, parse_redis_version(info["redis_version"]))
         request = CampaignRequest(name="drain", audience={"segment": "vip", "size": 1000},  # type: ignore[arg-type]
-                                  channels=["email", "push"], follow_ups=2)
+                                  channels=[Channel.email, Channel.push], follow_ups=2)
         try:
             return [(await store.admit(request, also=admission.buffer)).campaign_id for _ in range(campaigns)]
         finally:
@@ -253,7 +253,7 @@ async def _admit_only(settings: Settings, campaigns: int) -> list[str]:
     try:
         store = CampaignStore(client, settings.idempotency_ttl_s)
         request = CampaignRequest(name="drain", audience={"segment": "vip", "size": 1000},  # type: ignore[arg-type]
-                                  channels=["email", "push"], follow_ups=2)
+                                  channels=[Channel.email, Channel.push], follow_ups=2)
         return [(await store.admit(request)).campaign_id for _ in range(campaigns)]
     finally:
         await client.aclose()
@@ -349,7 +349,9 @@ def drain(backend: str, side: str, url: str, round_number: int, ids: list[str], 
     cpu_after, calls_after = redis_cpu_and_commands(client)
     calls = calls_after - calls_before
     calls -= Counter({"info": calls["info"]})  # our own two INFOs
-    measured = json.loads(worker.stdout.strip().splitlines()[-1]) if worker.returncode == 0 else {"cpu_s": 0.0}
+    measured: dict[str, Any] = {"cpu_s": 0.0}
+    if worker.returncode == 0:
+        measured = json.loads(worker.stdout.strip().splitlines()[-1])
     errors = outcome_errors(backend, side, client, ids, Counter(measured.get("outcome", {})))
     if worker.returncode != 0:
         errors[f"worker exit code {worker.returncode}"] += 1

@@ -429,8 +429,8 @@ def main() -> int:
     if args.against:
         return run_against(args)
     if args.judge:
-        results = rejudge(Path(args.judge), args.baseline, args.rules)
-        return report(results, max(len(v) for v in results.values()))
+        rejudged = rejudge(Path(args.judge), args.baseline, args.rules)
+        return report(rejudged, max(len(v) for v in rejudged.values()))
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="gate-discrimination-"))
     (out / "verdicts").mkdir(parents=True, exist_ok=True)
     print(f"runs and verdicts in {out}", file=sys.stderr)

@@ -7,11 +7,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import redis
 from rq import Queue
 from rq.utils import parse_composite_key
 
+from foundation.redis_replies import text
 from services.campaign.store import campaign_key, executions_key
 from services.queued.enqueue import automation_job_id, generation_job_id
 from services.queued.retries import retrying_key
@@ -118,16 +120,16 @@ def _job_places(connection: redis.Redis, queue_name: str, campaign_ids: list[str
     queue = Queue(queue_name, connection=connection)
     jobs = {job_id for campaign_id in campaign_ids
             for job_id in (generation_job_id(campaign_id), automation_job_id(campaign_id))}
-    places = {
+    places: dict[str, list[Any]] = {
         "queue": connection.lrange(queue.key, 0, -1),
         "intermediate": connection.lrange(queue.intermediate_queue.key, 0, -1),
         # started entries are "<job id>:<execution id>"
-        "started": [parse_composite_key(entry.decode())[0].encode()
+        "started": [parse_composite_key(text(entry))[0]
                     for entry in connection.zrange(queue.started_job_registry.key, 0, -1)],
         "deferred": connection.zrange(queue.deferred_job_registry.key, 0, -1),
         "ready": connection.zrange(queue.ready_job_registry.key, 0, -1),
         "scheduled": connection.zrange(queue.scheduled_job_registry.key, 0, -1),
         "retrying": connection.zrange(retrying_key(queue_name), 0, -1),
     }
-    found = {place: [e.decode() for e in entries if e.decode() in jobs] for place, entries in places.items()}
+    found = {place: [text(e) for e in entries if text(e) in jobs] for place, entries in places.items()}
     return {place: ids for place, ids in found.items() if ids}

@@ -221,7 +221,8 @@ def _host_port(redis_url: str) -> tuple[str, int]:
 def _refused(cell_dir: Path) -> dict[str, int]:
     """Requests the service did not accept during the cell, by status (0: no HTTP answer)."""
     errors = read_errors_csv(cell_dir / ERRORS_FILE)
-    return {str(int(status)): int(count) for status, count in errors.groupby("status")["count"].sum().items()}
+    totals = errors.groupby("status")["count"].sum()
+    return {str(int(str(status))): int(count) for status, count in totals.items()}
 
 
 def _liveness(redis_url: str, queue_name: str, log: FaultLog) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import redis
 
 from foundation.format import KeyCensus, KeyPattern
+from foundation.redis_replies import text
 from offpath.command_count import harness_redis
 
 __all__ = ["MEMORY_SAMPLES", "key_census", "pattern_of"]
@@ -34,9 +35,9 @@ class _Group:
     with_ttl: int = 0
     ttl_min_ms: int | None = None
     ttl_max_ms: int | None = None
-    samples: list[bytes] = field(default_factory=list)
+    samples: list[bytes | str] = field(default_factory=list)
 
-    def add(self, key: bytes, ttl_ms: int) -> None:
+    def add(self, key: bytes | str, ttl_ms: int) -> None:
         self.count += 1
         if ttl_ms >= 0:  # -1: no TTL; -2: gone since SCAN saw it (counted: it was there)
             self.with_ttl += 1
@@ -64,7 +65,7 @@ def key_census(redis_url: str) -> KeyCensus:
 
 def _groups(connection: redis.Redis) -> dict[str, _Group]:
     groups: dict[str, _Group] = {}
-    seen: set[bytes] = set()
+    seen: set[bytes | str] = set()
     cursor = 0
     while True:
         cursor, keys = connection.scan(cursor, count=_BATCH)
@@ -74,7 +75,7 @@ def _groups(connection: redis.Redis) -> dict[str, _Group]:
         for key in fresh:
             pipe.pttl(key)
         for key, ttl_ms in zip(fresh, pipe.execute(), strict=True):
-            name = pattern_of(key.decode(errors="backslashreplace"))
+            name = pattern_of(text(key))
             groups.setdefault(name, _Group()).add(key, int(ttl_ms))
         if cursor == 0:
             return groups

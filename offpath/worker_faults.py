@@ -18,6 +18,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.utils import parse_composite_key
 
+from foundation.redis_replies import text
 from offpath.fault_log import FaultLog
 from offpath.supervisor import Managed
 
@@ -91,7 +92,7 @@ def _held_at_death(redis_url: str, victim: Managed) -> str | None:
         entries = connection.smembers(WORKER_EXECUTIONS_KEY_TEMPLATE.format(name))
     finally:
         connection.close()
-    jobs = sorted(parse_composite_key(entry.decode())[0] for entry in entries)
+    jobs = sorted(parse_composite_key(text(entry))[0] for entry in entries)
     return jobs[0] if jobs else None
 
 
@@ -130,9 +131,9 @@ def _jobs_in_flight(connection: redis_py.Redis) -> list[str]:
     """The ids of the jobs RQ's workers hold: in the started registry of any queue, or in its intermediate queue."""
     held: set[str] = set()
     for key in connection.scan_iter("rq:wip:*", count=10_000):
-        held |= {parse_composite_key(entry.decode())[0] for entry in connection.zrange(key, 0, -1)}
+        held |= {parse_composite_key(text(entry))[0] for entry in connection.zrange(key, 0, -1)}
     for key in connection.scan_iter("rq:queue:*:intermediate", count=10_000):
-        held |= {job_id.decode() for job_id in connection.lrange(key, 0, -1)}
+        held |= {text(job_id) for job_id in connection.lrange(key, 0, -1)}
     return sorted(held)
 
 
@@ -205,8 +206,8 @@ def stop_worker_mid_job(
     workers.append(replace())
 
 
-def _job_status(redis_url: str, job_id: str | None) -> str | None:
-    if job_id is None:
+def _job_status(redis_url: str | None, job_id: str | None) -> str | None:
+    if job_id is None or redis_url is None:
         return None
     connection = redis_py.Redis.from_url(redis_url)
     try:

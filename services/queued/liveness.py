@@ -66,12 +66,13 @@ from redis.retry import Retry
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.executions import Execution
-from rq.job import JobStatus
+from rq.job import Job, JobStatus
 from rq.job_lifecycle import record_job_failure
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.utils import parse_composite_key
 
+from foundation.redis_replies import text
 from services.campaign.steps import OWNER_FIELD, StepStore
 from services.campaign.store import IllegalTransition, campaign_key
 from services.queued.retries import OffpathJob, move_due_retries
@@ -199,7 +200,10 @@ class Pulse(threading.Thread):
         record = json.dumps({"job": current.execution.job_id, "execution": current.execution.id,
                              "worker": current.execution.worker_name, "at": time.time()})
         key = FALSE_ABANDONMENTS_KEY.format(queue=current.queue_name)
-        self.redis.pipeline(transaction=False).lpush(key, record).ltrim(key, 0, _LOG_CAP - 1).execute()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.lpush(key, record)
+        pipe.ltrim(key, 0, _LOG_CAP - 1)
+        pipe.execute()
 
 
 @dataclass(frozen=True)
@@ -397,7 +401,7 @@ class AbandonmentWatch(threading.Thread):
             pipe.watch(registry_key, dequeued_key)
             if job_id.encode() not in pipe.lrange(dequeued_key, 0, -1):
                 return None
-            if any(parse_composite_key(entry.decode())[0] == job_id for entry in pipe.zrange(registry_key, 0, -1)):
+            if any(parse_composite_key(text(entry))[0] == job_id for entry in pipe.zrange(registry_key, 0, -1)):
                 return None
             try:
                 job = OffpathJob.fetch(job_id, connection=self.redis, serializer=JSONSerializer)
@@ -417,7 +421,7 @@ class AbandonmentWatch(threading.Thread):
         return what, None
 
 
-def _release(pipe: Pipeline, job: OffpathJob) -> None:
+def _release(pipe: Pipeline, job: Job) -> None:
     """Clear the step owner of the job's campaign (services/campaign/steps.py): the worker that held the job, should it
     wake, can no longer record an outcome for it."""
     if job.args:

@@ -26,6 +26,8 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
+from foundation.redis_replies import text
+
 RETRYING_KEY = "offpath:retrying:{queue}"  # job id -> the time (epoch seconds) its retry is due
 _BATCH = 100
 
@@ -55,7 +57,7 @@ def move_due_retries(redis: Redis, queue: Queue) -> float | None:
     key = retrying_key(queue.name)
     due = redis.zrangebyscore(key, "-inf", time.time(), start=0, num=_BATCH)
     for raw_id in due:
-        job_id = raw_id.decode()
+        job_id = text(raw_id)
         try:
             job = OffpathJob.fetch(job_id, connection=redis, serializer=JSONSerializer)
         except NoSuchJobError:
@@ -68,4 +70,4 @@ def move_due_retries(redis: Redis, queue: Queue) -> float | None:
     if len(due) == _BATCH:
         return 0.0
     following = redis.zrange(key, 0, 0, withscores=True)
-    return max(0.0, following[0][1] - time.time()) if following else None
+    return max(0.0, float(following[0][1]) - time.time()) if following else None
