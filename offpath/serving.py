@@ -268,12 +268,8 @@ def _accepts(port: int | None) -> bool:
 
 
 def _log_matches(managed: Managed, pattern: re.Pattern[str]) -> bool:
-    assert managed.log_path is not None
-    try:
-        text = managed.log_path.read_text(errors="replace")
-    except OSError:
-        return False
-    return pattern.search(text) is not None
+    """Whether this process has written a line `pattern` finds (not an earlier process of the same name)."""
+    return pattern.search(managed.log_text()) is not None
 
 
 def _command_ok(argv: list[str]) -> bool:

@@ -62,6 +62,9 @@ class Managed:
     process: subprocess.Popen
     cpus: list[int] = field(default_factory=list)
     log_path: Path | None = None
+    # Where this process's output begins in log_path: a log is named by its process's name and appended to, so a name
+    # started again (a later cell's, a later test's) finds the earlier ones' lines before it.
+    log_start: int = 0
     expect_exit: bool = False
     restart: Restart | None = None  # None: its death is a fault (check() raises ProcessDied)
     # The command of a replacement, e.g. with a new RQ worker name; None: argv again.
@@ -80,10 +83,19 @@ class Managed:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def tail(self, lines: int = 20) -> str:
-        if self.log_path is None or not self.log_path.exists():
+    def log_text(self) -> str:
+        """What this process (and any replacement of it) has written to its log, or "" without one."""
+        if self.log_path is None:
             return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(self.log_start)
+                return log.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def tail(self, lines: int = 20) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
 
 
 def http_ok(url: str, timeout_s: float = 1.0) -> bool:
@@ -132,8 +144,10 @@ class Supervisor:
         cwd: Path | None = None,
     ) -> Managed:
         log_path = self.log_dir / f"{name}.log" if self.log_dir is not None else None
+        log_start = log_path.stat().st_size if log_path is not None and log_path.exists() else 0
         process = self._spawn(argv, env or {}, log_path, role or name, cwd)
-        managed = Managed(name, role or name, argv, process, log_path=log_path, expect_exit=expect_exit,
+        managed = Managed(name, role or name, argv, process, log_path=log_path, log_start=log_start,
+                          expect_exit=expect_exit,
                           restart=restart, fresh_argv=fresh_argv, env=dict(env or {}), cwd=cwd)
         self.children.append(managed)
         if cpus and pin(process.pid, cpus):
