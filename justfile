@@ -8,16 +8,24 @@ default: bench
 bench experiment="seed" *args="":
     offpath bench {{experiment}} {{args}}
 
-# The test suite (real Redis, services, workers and Locust on loopback).
+# The test suite (real Redis, services, workers and Locust on loopback): the fast tests spread over the CPUs, then the
+# ones that start processes one at a time (their timings are measured, so they do not share the CPUs), the slowest
+# named at the end.
 test *args="":
-    pytest -q {{args}}
+    #!/usr/bin/env bash
+    set -uo pipefail
+    pytest -q -m fast -n auto --dist loadfile {{args}}; fast=$?
+    pytest -q -m "not fast" --durations=25 {{args}}; slow=$?
+    for code in $fast $slow; do  # 5: no test of that kind selected (a file holding only the other kind)
+        [ "$code" -eq 0 ] || [ "$code" -eq 5 ] || exit "$code"
+    done
 
 # The inner loop: the tests marked fast (no process started, no socket opened; tests/conftest.py holds them to it),
 # a module per pytest-xdist worker, one worker per CPU.
 test-fast *args="":
     pytest -q -m fast -n auto --dist loadfile {{args}}
 
-# Lint and type checks (ruff over the tree; mypy over analysis/ and services/campaign/, see pyproject.toml).
+# Lint and type checks (ruff over the tree; mypy over every package, see pyproject.toml).
 lint:
     ruff check . && mypy
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -209,3 +210,19 @@ def valid_body(**overrides) -> dict:
 
 def project_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+def until(predicate: Callable[[], Any], timeout_s: float, every_s: float = 0.02) -> Any:
+    """The first true value `predicate` returns, polled every `every_s`; an AssertionError after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every_s)
+    raise AssertionError(f"not within {timeout_s} s")
+
+
+def stored_campaign(connection: redis.Redis, campaign_id: str) -> dict[str, str]:
+    """A campaign's state hash as the services keep it in Redis, decoded."""
+    return {k.decode(): v.decode() for k, v in connection.hgetall(f"offpath:campaign:{campaign_id}").items()}

@@ -21,6 +21,7 @@ from analysis.stats.summary import summarize
 from foundation.format import CommandCounts
 from offpath.command_count import CommandCount, harness_redis, unmeasured_reason
 from offpath.designs import declare
+from offpath.redis_server import start_redis
 from offpath.serving import built_in
 from tests.analysis_fixtures import CellSpec, Commands, write_run
 from tests.conftest import project_root, valid_body
@@ -33,11 +34,20 @@ REQUESTS = 30
 # -- counted on a real Redis -----------------------------------------------------------------------------------------
 
 
-def test_one_more_command_per_request_counts_one_more_per_campaign(launch, profiles, tmp_path):
+@pytest.fixture
+def private_redis():
+    """A Redis of the test's own: Redis counts commands for the whole server, every database, and the session's shared
+    one has other tests' workers polling it."""
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+def test_one_more_command_per_request_counts_one_more_per_campaign(launch_for_test, profiles, tmp_path, private_redis):
     """The inline service, driven one request at a time, twice: the second time each request is followed by one more
     command on its Redis from a client that is not the harness's (as a design's extra round trip would be), and by a
     read from one of the harness's own clients (as the queue probe's are), which must not be charged."""
-    running = launch("inline", profiles["none"])
+    running = launch_for_test("inline", profiles["none"], redis_url=private_redis.url)
     design_side = redis.Redis.from_url(running.redis_url)
     harness_side = harness_redis(running.redis_url)
     with running.client() as client:

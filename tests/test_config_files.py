@@ -48,7 +48,7 @@ CHAOS_CASES = {
     "out of range": (CHAOS.replace("kills = 2", "every_s = -1"),
                      "key 'faults[0].every_s' has value -1; allowed: seconds >= 0 between kills"),
     "unknown kind": (CHAOS.replace('"kill-worker"', '"meteor"'),
-                     "key 'faults[0].kind' has value 'meteor'; allowed: one of none, kill-worker, stop-worker"),
+                     "key 'faults[0].kind' has value 'meteor'; allowed: one of none, kill-worker, "),
     "bad TOML": (CHAOS.replace("kills = 2", "kills = [2"), "not valid TOML: "),
 }
 RULES_CASES = {

@@ -13,7 +13,7 @@ from rq import Worker
 
 from offpath.redis_server import start_redis
 from services.queued.liveness import ABANDONED_AFTER_S, ABANDONED_KEY, FALSE_ABANDONMENTS_KEY, GONE, GONE_AFTER_S
-from tests.conftest import QUICK_PROFILE, valid_body
+from tests.conftest import QUICK_PROFILE, stored_campaign, until, valid_body
 
 
 def _profile(tmp_path, name: str, generation_wait_ms: float) -> str:
@@ -35,20 +35,6 @@ def own_redis():
     server.stop()
 
 
-def _campaign(connection: redis.Redis, campaign_id: str) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in connection.hgetall(f"offpath:campaign:{campaign_id}").items()}
-
-
-def _until(predicate, timeout_s: float, every_s: float = 0.02):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"not within {timeout_s} s")
-
-
 def _declarations(connection: redis.Redis, key: str) -> list[dict]:
     return [json.loads(item) for item in connection.lrange(key.format(queue="campaigns"), 0, -1)]
 
@@ -66,19 +52,19 @@ def test_a_killed_workers_job_runs_again_within_seconds(launch, own_redis, tmp_p
                 return next(m for m in running.workers if m.argv[m.argv.index("--name") + 1] == worker.name)
         return None
 
-    victim = _until(holder, 10)
+    victim = until(holder, 10)
     time.sleep(1.5)  # a few pulses in: the watch has seen it alive
     victim.process.send_signal(signal.SIGKILL)
     victim.process.wait()
     victim.expect_exit = True
     killed = time.monotonic()
-    _until(lambda: _campaign(connection, campaign_id).get("attempts") == "2", 15, every_s=0.05)
+    until(lambda: stored_campaign(connection, campaign_id).get("attempts") == "2", 15, every_s=0.05)
     recovered_s = time.monotonic() - killed
     # Not before the watch saw its pulse's connection gone for GONE_AFTER_S (it closed with the process).
     assert GONE_AFTER_S <= recovered_s <= 10.0, recovered_s
 
-    final = _until(lambda: _campaign(connection, campaign_id).get("status") in ("completed", "failed")
-                   and _campaign(connection, campaign_id), 20)
+    final = until(lambda: stored_campaign(connection, campaign_id).get("status") in ("completed", "failed")
+                   and stored_campaign(connection, campaign_id), 20)
     assert final["status"] == "completed"
     executions = connection.hgetall(f"offpath:executions:{campaign_id}")
     assert executions == {b"content": b"1", b"automation": b"1"}
@@ -97,14 +83,14 @@ def test_no_job_is_taken_from_a_live_worker_when_redis_pauses(launch, own_redis,
     connection = running.redis()
     with running.client() as client:
         ids = [client.post("/campaigns", json=valid_body()).json()["id"] for _ in range(2)]
-    _until(lambda: all(_campaign(connection, i).get("status") == "generating" for i in ids), 10)
+    until(lambda: all(stored_campaign(connection, i).get("status") == "generating" for i in ids), 10)
     time.sleep(2.0)
     own_redis.process.send_signal(signal.SIGSTOP)
     time.sleep(ABANDONED_AFTER_S + 3)
     own_redis.process.send_signal(signal.SIGCONT)
 
-    finals = _until(lambda: all(_campaign(connection, i).get("status") in ("completed", "failed") for i in ids)
-                    and [_campaign(connection, i) for i in ids], 60, every_s=0.2)
+    finals = until(lambda: all(stored_campaign(connection, i).get("status") in ("completed", "failed") for i in ids)
+                    and [stored_campaign(connection, i) for i in ids], 60, every_s=0.2)
     assert [f["status"] for f in finals] == ["completed", "completed"]
     assert [f["attempts"] for f in finals] == ["2", "2"], "generation ran once per campaign, not again"
     assert _declarations(connection, ABANDONED_KEY) == []
@@ -124,13 +110,13 @@ def test_a_frozen_worker_is_taken_for_dead_and_says_so(launch, own_redis, tmp_pa
         campaign_id = client.post("/campaigns", json=valid_body()).json()["id"]
     job_id = f"{campaign_id}-generation"
     by_name = {m.argv[m.argv.index("--name") + 1]: m for m in running.workers}
-    frozen = _until(lambda: next((by_name[w.name] for w in Worker.all(connection=connection)
+    frozen = until(lambda: next((by_name[w.name] for w in Worker.all(connection=connection)
                                   if w.get_current_job_id() == job_id), None), 10)
     time.sleep(1.5)
     frozen.process.send_signal(signal.SIGSTOP)
     try:
-        _until(lambda: _declarations(connection, ABANDONED_KEY), ABANDONED_AFTER_S + 5, every_s=0.1)
+        until(lambda: _declarations(connection, ABANDONED_KEY), ABANDONED_AFTER_S + 5, every_s=0.1)
     finally:
         frozen.process.send_signal(signal.SIGCONT)
-    false = _until(lambda: _declarations(connection, FALSE_ABANDONMENTS_KEY), 5, every_s=0.1)
+    false = until(lambda: _declarations(connection, FALSE_ABANDONMENTS_KEY), 5, every_s=0.1)
     assert [f["job"] for f in false] == [job_id]

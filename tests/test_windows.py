@@ -23,7 +23,7 @@ from services.campaign.steps import FENCED_KEY, StepStore
 from services.campaign.store import CampaignStore
 from services.queued.halting import HALT_ENV, POINTS
 from services.queued.liveness import ABANDONED_AFTER_S, ABANDONED_KEY
-from tests.conftest import QUICK_PROFILE, valid_body
+from tests.conftest import QUICK_PROFILE, stored_campaign, until, valid_body
 
 RUN_AGAIN_WITHIN_S = 10.0
 
@@ -44,20 +44,6 @@ def crashable_redis():
     server = start_redis(aof="always")
     yield server
     server.stop()
-
-
-def _until(predicate, timeout_s: float, every_s: float = 0.02):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"not within {timeout_s} s")
-
-
-def _campaign(connection: redis.Redis, campaign_id: str) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in connection.hgetall(f"offpath:campaign:{campaign_id}").items()}
 
 
 def _declared(connection: redis.Redis) -> list[dict]:
@@ -82,18 +68,18 @@ def test_a_job_whose_worker_is_killed_at_any_point_runs_again_within_seconds(lau
     connection = running.redis()
     campaign_id = _post(running)
     job_id = f"{campaign_id}-generation"
-    victim = _until(lambda: next((m for m in running.workers if not m.alive()), None), 15)
+    victim = until(lambda: next((m for m in running.workers if not m.alive()), None), 15)
     victim.expect_exit = True
     killed_at = float(marker.read_text())  # written by the worker just before its SIGKILL
 
     # Ran again: RQ's `started_at` of a delivery after the kill (the one the kill interrupted, if it got that far, is
     # older).
-    again = _until(lambda: (t := _started_at(connection, job_id)) is not None and t > killed_at and t, 20, every_s=0.05)
+    again = until(lambda: (t := _started_at(connection, job_id)) is not None and t > killed_at and t, 20, every_s=0.05)
     assert again - killed_at <= RUN_AGAIN_WITHIN_S, (point, again - killed_at)
     assert [d["job"] for d in _declared(connection)] == [job_id], "recovered by the watch, not by RQ's backstop"
 
-    final = _until(lambda: _campaign(connection, campaign_id).get("status") in ("completed", "failed")
-                   and _campaign(connection, campaign_id), 20)
+    final = until(lambda: stored_campaign(connection, campaign_id).get("status") in ("completed", "failed")
+                   and stored_campaign(connection, campaign_id), 20)
     assert final["status"] == "completed", final
     assert connection.hgetall(f"offpath:executions:{campaign_id}") == {b"content": b"1", b"automation": b"1"}
     assert connection.llen("rq:queue:campaigns:intermediate") == 0
@@ -109,7 +95,7 @@ def test_a_job_dequeued_when_redis_crashes_runs_again_within_seconds(launch, cra
                      env={HALT_ENV: f"dequeued,KILL,{marker}"})
     connection = running.redis()
     campaign_id = _post(running)
-    victim = _until(lambda: next((m for m in running.workers if not m.alive()), None), 15)
+    victim = until(lambda: next((m for m in running.workers if not m.alive()), None), 15)
     victim.expect_exit = True
     crashable_redis.kill()
     time.sleep(1.0)
@@ -117,8 +103,8 @@ def test_a_job_dequeued_when_redis_crashes_runs_again_within_seconds(launch, cra
     back_at = time.time()
     assert connection.lrange("rq:queue:campaigns:intermediate", 0, -1) == [f"{campaign_id}-generation".encode()]
 
-    final = _until(lambda: _campaign(connection, campaign_id).get("status") == "completed"
-                   and _campaign(connection, campaign_id), 30, every_s=0.05)
+    final = until(lambda: stored_campaign(connection, campaign_id).get("status") == "completed"
+                   and stored_campaign(connection, campaign_id), 30, every_s=0.05)
     assert float(final["completed_at"]) - back_at <= RUN_AGAIN_WITHIN_S + 1, final
     assert connection.hgetall(f"offpath:executions:{campaign_id}") == {b"content": b"1", b"automation": b"1"}
     assert [d["what"] for d in _declared(connection)] == ["requeued from RQ's intermediate queue"]
@@ -133,19 +119,19 @@ def test_a_worker_taken_for_dead_that_wakes_records_nothing(launch, crashable_re
                      env={HALT_ENV: f"begun,STOP,{marker}"})
     connection = running.redis()
     campaign_id = _post(running)
-    _until(marker.exists, 15)
-    frozen = _until(lambda: next((m for m in running.workers if _state(m.pid) == "T"), None), 5)
+    until(marker.exists, 15)
+    frozen = until(lambda: next((m for m in running.workers if _state(m.pid) == "T"), None), 5)
     try:
-        final = _until(lambda: _campaign(connection, campaign_id).get("status") == "completed"
-                       and _campaign(connection, campaign_id), ABANDONED_AFTER_S + 15, every_s=0.05)
+        final = until(lambda: stored_campaign(connection, campaign_id).get("status") == "completed"
+                       and stored_campaign(connection, campaign_id), ABANDONED_AFTER_S + 15, every_s=0.05)
     finally:
         frozen.process.send_signal(signal.SIGCONT)
-    fenced = _until(lambda: connection.lrange(FENCED_KEY, 0, -1), 10, every_s=0.05)
+    fenced = until(lambda: connection.lrange(FENCED_KEY, 0, -1), 10, every_s=0.05)
 
     assert [json.loads(f)["campaign"] for f in fenced] == [campaign_id]
     assert connection.hgetall(f"offpath:executions:{campaign_id}") == {b"content": b"1", b"automation": b"1"}
     time.sleep(1.5)  # the woken worker's RQ bookkeeping, had it run, would have happened by now
-    assert _campaign(connection, campaign_id) == final, "the woken worker changed nothing"
+    assert stored_campaign(connection, campaign_id) == final, "the woken worker changed nothing"
     assert frozen.alive(), "the woken worker goes on working"
 
 
@@ -189,5 +175,5 @@ def test_of_two_deliveries_of_one_step_only_the_last_begun_records(redis_server)
     assert third is not None
     assert not steps.finish(campaign_id, second.attempt, Status.completed, {"follow_ups_scheduled": 2}, {"automation": 1})
     assert steps.finish(campaign_id, third.attempt, Status.completed, {"follow_ups_scheduled": 2}, {"automation": 1})
-    assert _campaign(connection, campaign_id)["status"] == "completed"
+    assert stored_campaign(connection, campaign_id)["status"] == "completed"
     assert connection.hgetall(f"offpath:executions:{campaign_id}") == {b"content": b"1", b"automation": b"1"}
