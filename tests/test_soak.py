@@ -34,11 +34,11 @@ step_per_s = 10
 max_per_s = 20
 step_duration_s = 3
 [soak]
-duration_s = 30
+duration_s = 16
 load_fraction = 0.7
 sample_interval_s = 2
-warmup_s = 5
-bin_s = 5
+warmup_s = 3
+bin_s = 3
 drift_bins = 2
 """
 
@@ -112,7 +112,7 @@ def test_a_short_soak_records_memory_keys_and_latency_of_each_design(tmp_path, p
         cell_dir = run_dir / "cells" / cell["id"]
         memory = pd.read_csv(cell_dir / "memory.csv")
         samples = memory["t_s"].nunique()
-        assert samples >= 30 / 2  # one every 2 s, and one at the end
+        assert samples >= 16 / 2  # one every 2 s, and one at the end
         started = {p["name"] for p in layout[f"{cell['design']}.soak"]}
         for name in started | {"redis-server"}:
             rows = memory[memory["process"] == name]
