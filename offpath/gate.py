@@ -39,7 +39,7 @@ from offpath.serving import SystemUnderTest, serving_from
 from offpath.supervisor import python
 from services.campaign.profile import ProfileSpec
 
-__all__ = ["GateOptions", "VerdictContext", "run_gate", "run_interleaved"]
+__all__ = ["GateOptions", "VerdictContext", "run_gate", "run_interleaved", "side_order"]
 
 log = logging.getLogger("offpath.gate")
 
@@ -188,22 +188,32 @@ def _run_experiment(options: GateOptions, say: Say) -> Path:
 
 def run_interleaved(candidate: Experiment, base: Experiment, checkout: BaseCheckout, out: Path,
                     say: Say) -> dict[str, list[Path]]:
-    """Run the experiment once per repetition and side, base first: base r1, candidate r1, base r2, ... — each run
-    one repetition of every design, on the same CPUs (the experiment's placement), each with fresh processes and a
-    fresh Redis. Returns the run folders by side ("base", "candidate"), complete or not (the judgement refuses an
-    incomplete one). Stops at the first incomplete run: a side that cannot be measured makes the rest pointless."""
+    """Run the experiment once per repetition and side, in the order base, candidate, candidate, base, base, ... (each
+    pair of repetitions mirrored: a machine that drifts steadily through the job, slower or faster, moves both sides
+    alike; base first every time would charge the candidate half a slot's drift, +5% measured on a quiet machine
+    here) — each run one repetition of every design, on the same CPUs (the experiment's placement), each with fresh
+    processes and a fresh Redis. Returns the run folders by side ("base", "candidate"), complete or not (the judgement
+    refuses an incomplete one). Stops at the first incomplete run: a side that cannot be measured makes the rest
+    pointless."""
     sides = {"base": (base.model_copy(update={"repetitions": 1}), checkout.system),
              "candidate": (candidate.model_copy(update={"repetitions": 1}),
                            SystemUnderTest(python(), None, checkout.home))}
     runs: dict[str, list[Path]] = {side: [] for side in sides}
-    for repetition in range(1, candidate.repetitions + 1):
-        for side, (experiment, system) in sides.items():
-            say(f"--against: repetition {repetition}/{candidate.repetitions}, {side} "
-                f"({checkout.commit.label if side == 'base' else 'this checkout'})")
-            runner = Runner(experiment, out / side, say=say)
-            with serving_from(system):
-                complete = runner.run()
-            runs[side].append(runner.run_dir)
-            if not complete:
-                return runs
+    for repetition, side in side_order(candidate.repetitions):
+        experiment, system = sides[side]
+        say(f"--against: repetition {repetition}/{candidate.repetitions}, {side} "
+            f"({checkout.commit.label if side == 'base' else 'this checkout'})")
+        runner = Runner(experiment, out / side, say=say)
+        with serving_from(system):
+            complete = runner.run()
+        runs[side].append(runner.run_dir)
+        if not complete:
+            return runs
     return runs
+
+
+def side_order(repetitions: int) -> list[tuple[int, str]]:
+    """(repetition, side) in the order they run: base and candidate in odd repetitions, candidate and base in even
+    ones, so that over each pair of repetitions the two sides hold the same positions on average."""
+    return [(repetition, side) for repetition in range(1, repetitions + 1)
+            for side in (("base", "candidate") if repetition % 2 else ("candidate", "base"))]

@@ -14,6 +14,7 @@ from analysis.gate.rules import load_rules
 from analysis.gate.verdict import Commit
 from analysis.gate.verdict_formats import junit, markdown, text, to_json
 from analysis.stats.load import ResultsFolderError, load_run
+from offpath.gate import side_order
 from tests.analysis_fixtures import Commands, Cpu, write_run
 from tests.conftest import project_root
 from tests.test_gate import COMPLETION, INLINE, gate_specs, rules_of, scaled
@@ -126,6 +127,18 @@ def test_a_cost_rule_is_skipped_against_a_stored_baseline_which_keeps_no_cpu(bas
 
     outcome = judge(base, rules_of(COST_RULE), baseline_from_run(base, "stored")).outcomes[0]
     assert outcome.status == "skipped" and "--against" in outcome.measured
+
+
+@pytest.mark.fast
+def test_the_sides_run_mirrored_so_that_a_steady_drift_moves_both_alike():
+    order = side_order(4)
+    assert order == [(1, "base"), (1, "candidate"), (2, "candidate"), (2, "base"),
+                     (3, "base"), (3, "candidate"), (4, "candidate"), (4, "base")]
+    # A machine that gets slower by one unit per run: each side's mean slot is the same over whole pairs.
+    for repetitions in (2, 4):
+        slots = {side: [slot for slot, (_, s) in enumerate(side_order(repetitions)) if s == side]
+                 for side in ("base", "candidate")}
+        assert sum(slots["base"]) == sum(slots["candidate"])
 
 
 @pytest.mark.fast

@@ -1,7 +1,7 @@
 """The gate's judgement of a candidate against its base commit, both measured in one job (`offpath gate --against`).
 
-Input: the run folders of each side, one repetition each, in the order they ran interleaved (base, candidate, base,
-candidate ...; offpath/gate.py). Each side's runs are merged into one run of as many repetitions, the base's
+Input: the run folders of each side, one repetition each, in the order they ran interleaved (base, candidate,
+candidate, base ...; offpath/gate.py). Each side's runs are merged into one run of as many repetitions, the base's
 turned into a Baseline, and the candidate judged against it by analysis/gate/judge.py's judge() — the same rules, the same
 fastest-repetition statistic and the same bootstrap CIs as against a stored baseline. The drift between runs that a
 stored baseline's limits must absorb cancels here (both sides ran minutes apart on the same CPUs), which is why the

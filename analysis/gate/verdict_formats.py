@@ -21,7 +21,8 @@ DECISIONS = (
     "(immune to drift between runs), and fails when the measured advantage is below its minimum. "
     "Exit codes: 0 pass, 1 regression, 2 harness error (the run or the baseline could not be judged).")
 DECISIONS_AGAINST = (
-    "Base and candidate were measured in this job, interleaved (base, candidate, base, candidate), on the same CPUs, "
+    "Base and candidate were measured in this job, interleaved (base, candidate, candidate, base: a steady drift "
+    "of the machine moves both alike), on the same CPUs, "
     "by the candidate's harness; only the services came from each commit. A regression rule fails when the "
     "candidate's point delta against the base is worse than its limit *and* the 95% CI of the delta excludes 0; a "
     "count rule (Redis commands per campaign, counted, not sampled) when the increase is past its limit in commands "
