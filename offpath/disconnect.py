@@ -25,6 +25,7 @@ import redis.asyncio as redis_async
 from redis.exceptions import RedisError
 
 from foundation.errors import ConfigurationError, HarnessError
+from foundation.redis_replies import text
 from loadtests.payloads import campaign_request
 from services.campaign.schema import CampaignRequest
 from services.campaign.store import campaign_key, executions_key, idempotency_record_key
@@ -233,16 +234,16 @@ async def _retry(
         pause_s = NO_ANSWER_PAUSE_S
         try:
             async with session.post(url, data=client.body, headers=headers) as response:
-                text = await response.text()
+                answer = await response.text()
                 client.answers[str(response.status)] += 1
-                campaign_id = _named_campaign(text)
+                campaign_id = _named_campaign(answer)
                 if campaign_id is not None and (response.status < 300 or response.status in (502, 504)):
                     # 502/504: the inline design's failed campaign, still named.
                     client.campaign_id, client.final_status = campaign_id, response.status
                     return
                 retry_after = response.headers.get("Retry-After")
                 if response.status not in (409, 503) or retry_after is None:
-                    client.why_no_answer = f"the retry was answered {response.status}: {text[:120]}"
+                    client.why_no_answer = f"the retry was answered {response.status}: {answer[:120]}"
                     return
                 pause_s = float(retry_after) if retry_after.isdigit() else 1.0  # an HTTP date: not ours to parse
                 client.why_no_answer = f"still told to retry after {bound_s:g} s ({response.status})"
@@ -280,7 +281,7 @@ def _record_campaign(record: bytes | str | None) -> str | None:
     """The campaign an idempotency record points to (the store writes "<campaign id> <body fingerprint>")."""
     if record is None:
         return None
-    return (record.decode() if isinstance(record, bytes) else record).partition(" ")[0]
+    return text(record).partition(" ")[0]
 
 
 async def _check(redis: redis_async.Redis, clients: list[_Client], settle_timeout_s: float) -> DisconnectResult:
@@ -337,14 +338,10 @@ async def _verdict(
         return f"the first request created {client.before_retry}, the retry got {client.campaign_id}"
     if per_key[client.key] != 1:
         return f"{per_key[client.key]} campaigns carry this key"
-    doubled = {_text(effect): int(n) for effect, n in executions.items() if int(n) > 1}
+    doubled = {text(effect): int(n) for effect, n in executions.items() if int(n) > 1}
     if doubled:
         return f"side effects ran more than once: {doubled}"
     return ""
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 async def _settled(

@@ -92,4 +92,4 @@ def _pattern(connection: redis.Redis, name: str, group: _Group) -> KeyPattern:
         ttl_min_s=group.ttl_min_ms / 1000 if group.ttl_min_ms is not None else None,
         ttl_max_s=group.ttl_max_ms / 1000 if group.ttl_max_ms is not None else None,
         sampled=len(sizes), mean_bytes=round(sum(sizes) / len(sizes), 1) if sizes else None,
-        type=kind.decode() if isinstance(kind, bytes) else str(kind))
+        type=text(kind))

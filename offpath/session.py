@@ -51,7 +51,11 @@ class RunSession:
 
     def __init__(self, out_root: Path, name: str, say: Callable[[str], None] = print):
         self.run_dir = Path(out_root) / new_run_id(name)
-        self.run_dir.mkdir(parents=True)
+        try:
+            self.run_dir.mkdir(parents=True)
+        except OSError as exc:  # --out names a folder offpath cannot make or write: the user's input, not a crash
+            raise ConfigurationError(f"--out {str(out_root)!r}: cannot create a run folder in it ({exc.strerror}); "
+                                     "allowed: a folder that exists or can be created, writable") from exc
         self.say = say
         self._manifest: Manifest | None = None
 

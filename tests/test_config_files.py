@@ -106,3 +106,14 @@ def test_a_bad_rules_file_is_a_harness_error_in_one_line(tmp_path, case):
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert lines[0].startswith(f"offpath gate: {path}: {says}") and "Traceback" not in done.stderr + done.stdout
     assert f"harness error: {path}: {says}" in done.stdout, "the verdict CI reads says why too"
+
+
+@pytest.mark.parametrize("command", ["bench", "chaos"])
+def test_an_out_folder_offpath_cannot_create_is_one_line_and_exit_2(tmp_path, command):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    done = _offpath(command, "--out", str(blocker / "runs"))
+    lines = _one_line(done.stderr)
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"offpath {command}: --out '{blocker / 'runs'}': cannot create a run folder in it")
+    assert "Traceback" not in done.stderr + done.stdout

@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterable
 from datetime import datetime
 
+from foundation.redis_replies import text
 from offpath.command_count import harness_redis
 from offpath.queues.adapter import QueueState
 
@@ -89,7 +90,7 @@ class CeleryQueue:
     @staticmethod
     def _mailboxes(members: Iterable[bytes | str]) -> set[str]:
         """The workers' mailbox queues among a binding table's members (routing key, pattern, queue)."""
-        queues = {(m.decode(errors="replace") if isinstance(m, bytes) else m).rsplit(SEP, 1)[-1] for m in members}
+        queues = {text(m).rsplit(SEP, 1)[-1] for m in members}
         return {queue for queue in queues if queue.endswith(MAILBOX_SUFFIX)}
 
     def workers_ready(self, expected: int) -> bool:
