@@ -274,8 +274,9 @@ def _cut_short(cells: tuple[CellRecord, ...]) -> tuple[CellRecord, ...]:
 
 # How a capacity search ended (offpath/capacity_search.py): the limit bracketed within the declared precision; the step
 # budget spent first (a bracket, wider); held at the ceiling (the limit not found); broke at every rate down to the
-# lowest it may try; stopped by the harness (`reason` says why).
-SEARCH_OUTCOMES = ("found", "budget", "ceiling", "below", "stopped")
+# lowest it may try; stopped by the harness (`reason` says why); narrowed no further because every capacity ratio it
+# serves was decided (`[capacity] narrow = "until-decided"`).
+SEARCH_OUTCOMES = ("found", "budget", "ceiling", "below", "stopped", "decided")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,12 @@ judged on: analysis/stats/compare.py's MIN_TAIL_SAMPLES); the steps that locate 
 declared. Whatever ended it (SEARCH_OUTCOMES) is said: a limit bracketed within the precision, a step budget spent
 first, a ceiling reached with the limit not found.
 
+`narrow = "until-decided"` spends narrowing probes only while they can still decide something: a design's search
+pauses where it would start narrowing, and the runner narrows, one design at a time, the widest bracket left, until
+every capacity ratio against the first design is decided against the experiment's capacity margin (outcome
+`decided`: the bracket may stay wider than the precision) or the precision and budget are reached as above. A sweep
+whose map needs a verdict per point, not every limit to ±5%, spends its minutes where the ratio is close to 1.
+
 Decided defaults: an experiment that declares neither `refine_steps` nor `ceiling_per_s` searches as it always did —
 up to `max_per_s`, no narrowing — and is told so (`budget`: the bracket is wider than ±5%; `ceiling`: not found).
 Narrowing and going past the maximum cost minutes (a narrowing probe at 30/s lasts 34 s, to hold 10 values beyond
@@ -25,17 +31,19 @@ how it ended (foundation/manifest_format.py's SEARCH_OUTCOMES) with the bracket.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from analysis.stats.bracket import Bracket, capacity_ratio
+from analysis.stats.equivalence import UNDECIDED
 from foundation.config import ConfigModel, parse
 from foundation.manifest_format import CapacitySearchRecord
 
-__all__ = ["SETTLE_TIMEOUT_S", "Search", "SearchResult", "SearchSettings", "Step", "StopSearch", "phase_name",
-           "run_search"]
+__all__ = ["SETTLE_TIMEOUT_S", "UNTIL_DECIDED", "Search", "SearchResult", "SearchSettings", "Step", "StopSearch", "drive",
+           "narrow_until_decided", "phase_name", "ratios_decided", "run_search"]
 
 # Past max_per_s the rate doubles each step: the bisection narrows whatever bracket that leaves.
 BEYOND_FACTOR = 2.0
@@ -45,8 +53,11 @@ SLO_PERCENTILE = 99.0
 # runner waits this long at most for the leftover to drain, and stops the search when it does not.
 SETTLE_TIMEOUT_S = 120.0
 
-FOUND, BUDGET, CEILING, BELOW, STOPPED = "found", "budget", "ceiling", "below", "stopped"
+FOUND, BUDGET, CEILING, BELOW, STOPPED, DECIDED = "found", "budget", "ceiling", "below", "stopped", "decided"
 Stage = Literal["step", "beyond", "refine", "down"]
+# How narrowing probes are spent: each design's bracket to the precision, or only while a capacity ratio is undecided.
+TO_PRECISION, UNTIL_DECIDED = "to-precision", "until-decided"
+Narrow = Literal["to-precision", "until-decided"]
 
 
 class SearchSettings(ConfigModel):
@@ -63,6 +74,8 @@ class SearchSettings(ConfigModel):
     ceiling_per_s: float | None = Field(default=None, gt=0, description="a rate > 0, at least max_per_s (none: "
                                         "max_per_s)")
     tail_values: int = Field(default=10, ge=1, description="a whole number >= 1 (values beyond P99 in a narrowing probe)")
+    narrow: Narrow = Field(default="to-precision", description="'to-precision' (every design's bracket) or "
+                           "'until-decided' (only while a capacity ratio against the first design is undecided)")
 
     @model_validator(mode="after")
     def _one_step_rule(self) -> SearchSettings:
@@ -142,7 +155,7 @@ class StopSearch(Exception):  # noqa: N818 — a signal from the probe, not an e
 
 @dataclass(frozen=True)
 class SearchResult:
-    outcome: str  # FOUND | BUDGET | CEILING | BELOW | STOPPED
+    outcome: str  # FOUND | BUDGET | CEILING | BELOW | STOPPED | DECIDED
     held_per_s: float | None
     broke_per_s: float | None
     probes: tuple[Probe, ...]
@@ -171,6 +184,9 @@ class SearchResult:
         if self.outcome == BUDGET:
             return (f"limit in {bracket} (±{achieved:.1f}%): the step budget was spent before ±{self.precision_pct:g}%"
                     f" (raise [capacity] refine_steps to narrow it)")
+        if self.outcome == DECIDED:
+            return (f"limit in {bracket} (±{achieved:.1f}%) after {len(self.probes)} probes: narrowed no further, "
+                    "every capacity ratio was decided")
         if self.outcome == CEILING:
             return (f"held at every rate up to the ceiling, {self.held_per_s:g}/s: its limit was not found (raise "
                     "[capacity] ceiling_per_s, if the load generator can offer more, to go on past it)")
@@ -184,10 +200,17 @@ class SearchResult:
 
 @dataclass
 class Search:
-    """The search's state: `next_step()` says what to probe (None once it has ended), `record()` what the probe
-    found. run_search() drives it; the class is there for callers that probe on their own schedule."""
+    """The search's state: `next_step()` says what to probe (None once it has ended, or while it is paused),
+    `record()` what the probe found. run_search() drives it; the class is there for callers that probe on their own
+    schedule.
+
+    `paused`: a search that would narrow next returns None instead and stays open (`outcome` None) until the caller
+    sets `paused = False`. `decided`: asked before every narrowing probe; once it says True, the search ends there
+    (DECIDED) — the comparison its limit serves needs no narrower bracket."""
 
     settings: SearchSettings
+    paused: bool = False
+    decided: Callable[[], bool] | None = None
     probes: list[Probe] = field(default_factory=list)
     held: float | None = None
     broke: float | None = None
@@ -222,6 +245,10 @@ class Search:
             return self._ended(FOUND)
         if self._narrowing >= settings.refine_steps:
             return self._ended(BUDGET if self.held is not None else BELOW)
+        if self.decided is not None and self.decided():
+            return self._ended(DECIDED)
+        if self.paused:
+            return None, "refine"
         if self.held is None:  # even the first rate broke: halve until one holds
             return probe_rate(self.broke / 2), "down"
         middle = probe_rate((self.held + self.broke) / 2)
@@ -243,6 +270,18 @@ class Search:
             self.broke = step.rate_per_s
             self._plan = []  # a step broke: no more stepping up
 
+    @property
+    def width_pct(self) -> float:
+        """The bracket's ±width so far, (broke − held) / (2 · held); infinite while it has an open end."""
+        if self.held is None or self.broke is None or self.held <= 0:
+            return math.inf
+        return (self.broke - self.held) / (2 * self.held) * 100
+
+    def end_decided(self) -> None:
+        """A paused search whose comparison was decided by another design's narrowing: ended, narrowed no further."""
+        if self.outcome is None:
+            self.outcome = DECIDED
+
     def stop(self, reason: str) -> None:
         self.outcome, self.reason = STOPPED, reason
 
@@ -257,11 +296,43 @@ def run_search(probe: Callable[[Step], bool], settings: SearchSettings) -> Searc
     """Search with `probe(step) -> held`: the steps it chooses, in order, until it has ended; a probe that raises
     StopSearch ends it there (outcome STOPPED, the exception's text the reason)."""
     search = Search(settings)
+    drive(search, probe)
+    return search.result()
+
+
+def drive(search: Search, probe: Callable[[Step], bool]) -> None:
+    """Probe the steps `search` chooses until it ends or pauses; a probe that raises StopSearch ends it (STOPPED)."""
     while (step := search.next_step()) is not None:
         try:
             held = probe(step)
         except StopSearch as stop:
             search.stop(str(stop))
-            break
+            return
         search.record(step, held)
-    return search.result()
+
+
+def ratios_decided(searches: Mapping[str, Search], designs: Sequence[str], margin: float) -> bool:
+    """Is every design's capacity against the first design's decided, as far as the searches have bracketed them
+    (analysis/stats/bracket.py's rule against the capacity `margin`, a fraction)? False while one has not searched."""
+    first, *others = designs
+    if any(name not in searches for name in designs):
+        return False
+    brackets = {name: Bracket(searches[name].held, searches[name].broke) for name in designs}
+    return all(capacity_ratio(brackets[name], brackets[first], margin).verdict != UNDECIDED for name in others)
+
+
+def narrow_until_decided(searches: Mapping[str, Search], decided: Callable[[], bool],
+                         narrow: Callable[[str], None]) -> list[str]:
+    """`narrow = "until-decided"`, once every design has searched: while `decided()` says no, `narrow(name)` the
+    paused search with the widest bracket (the caller unpauses and drives it until it ends); once decided, the searches
+    still paused end there (DECIDED). Returns the names ended that way, in order, for the caller to record."""
+    while paused := {name: search for name, search in searches.items() if search.outcome is None}:
+        if decided():
+            for search in paused.values():
+                search.end_decided()
+            return list(paused)
+        name = max(paused, key=lambda n: paused[n].width_pct)
+        narrow(name)
+        if searches[name].outcome is None:  # the caller drives it to its end; one left open must not loop forever
+            searches[name].stop("its narrowing block left it open")
+    return []

@@ -22,6 +22,7 @@ from typing import Any
 
 import redis as redis_py
 
+from analysis.stats.bracket import Bracket
 from analysis.stats.capacity import StepFigures, broken_limits
 from analysis.stats.sequential import look, run_so_far
 from analysis.stats.summary import cell_summary, format_table
@@ -53,7 +54,18 @@ from foundation.manifest_format import (
     TierGrant,
 )
 from loadtests.contract import Driven
-from offpath.capacity_search import SETTLE_TIMEOUT_S, SearchSettings, Step, StopSearch, phase_name, run_search
+from offpath.capacity_search import (
+    SETTLE_TIMEOUT_S,
+    UNTIL_DECIDED,
+    Search,
+    SearchSettings,
+    Step,
+    StopSearch,
+    drive,
+    narrow_until_decided,
+    phase_name,
+    ratios_decided,
+)
 from offpath.command_count import CommandCount, unmeasured_reason
 from offpath.contract_check import check_contract
 from offpath.cpu_meter import CpuLog, CpuMeter
@@ -93,9 +105,12 @@ class Block:
     phases: tuple[Phase, ...]
     capacity: bool = False
     soak: bool = False  # its one cell's rate is known once the design's capacity search has run (offpath/soak.py)
+    narrowing: int = 0  # n > 0: the n-th block that narrows a paused capacity search (narrow = "until-decided")
 
     @property
     def label(self) -> str:
+        if self.narrowing:
+            return f"{self.design}.narrow{self.narrowing}"
         if self.soak:
             return f"{self.design}.soak"
         return f"{self.design}.capacity" if self.capacity else f"{self.design}.r{self.repetition}"
@@ -216,6 +231,7 @@ class Runner:
         self._started = time.monotonic()
         self._redis: RedisServer | None = None
         self._served: Served | None = None
+        self._searches: dict[str, Search] = {}  # the stage's capacity searches, by design
 
     @property
     def manifest(self) -> Manifest:
@@ -311,8 +327,29 @@ class Runner:
         for block in [b for b in blocks if not b.capacity]:
             self._run_block(block, stage)
         self._repeat_until_decided(stage)
+        self._searches = {}
         for block in [b for b in blocks if b.capacity]:
             self._run_block(block, stage)
+        self._narrow_until_decided(stage)
+
+    def _narrow_until_decided(self, stage: Stage) -> None:
+        """`[capacity] narrow = "until-decided"`: the searches paused where they would narrow are narrowed, the widest
+        bracket first, each in a block of fresh processes, while a capacity ratio is undecided
+        (offpath/capacity_search.py's narrow_until_decided)."""
+        blocks = 0
+
+        def narrow(name: str) -> None:
+            nonlocal blocks
+            blocks += 1
+            self.say(f"  capacity ratio undecided: narrowing {name}'s bracket (±{self._searches[name].width_pct:.1f}%)")
+            self._run_block(Block(name, 1, (), capacity=True, narrowing=blocks), stage)
+
+        for name in narrow_until_decided(self._searches, lambda: self._ratios_decided(stage), narrow):
+            self._put_search(stage, name, self._searches[name])
+
+    def _ratios_decided(self, stage: Stage) -> bool:
+        return ratios_decided(self._searches, stage.experiment.designs,
+                              stage.experiment.margins.for_metric("capacity"))
 
     def _repeat_until_decided(self, stage: Stage) -> None:
         """A sequential experiment (analysis/stats/verdict_settings.py's Sequential): look at the headline rows after
@@ -428,9 +465,25 @@ class Runner:
             broke_last = bool(broken)
             return not broken
 
-        result = run_search(probe, settings)
-        self.manifest.put_search(stage.point, block.design, result.record())
-        self.say(f"  {block.design} capacity search: {result.text()}")
+        if block.narrowing:
+            search = self._searches[block.design]
+            search.paused = False
+        else:
+            until_decided = settings.narrow == UNTIL_DECIDED and len(stage.experiment.designs) > 1
+            search = Search(settings, paused=until_decided,
+                            decided=(lambda: self._ratios_decided(stage)) if until_decided else None)
+            self._searches[block.design] = search
+        drive(search, probe)
+        if search.outcome is None:
+            self.say(f"  {block.design} capacity search: limit in {Bracket(search.held, search.broke).text()}, "
+                     "narrowed only if a capacity ratio needs it")
+            return
+        self._put_search(stage, block.design, search)
+
+    def _put_search(self, stage: Stage, design: str, search: Search) -> None:
+        result = search.result()
+        self.manifest.put_search(stage.point, design, result.record())
+        self.say(f"  {design} capacity search: {result.text()}")
 
     def _run_cell(self, stage: Stage, supervisor: Supervisor, block: Block, phase: Phase, url: str, redis_url: str,
                   kind: str) -> CellSummary:

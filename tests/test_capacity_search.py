@@ -11,12 +11,17 @@ from offpath.capacity_search import (
     BELOW,
     BUDGET,
     CEILING,
+    DECIDED,
     FOUND,
     STOPPED,
+    Search,
     SearchSettings,
     Step,
     StopSearch,
+    drive,
+    narrow_until_decided,
     phase_name,
+    ratios_decided,
     run_search,
 )
 
@@ -194,3 +199,83 @@ def test_an_experiment_that_declares_neither_budget_nor_ceiling_searches_as_decl
     result = run_search(probe, plain)
     assert [s.rate_per_s for s in asked] == [15, 30, 45, 60] and result.outcome == CEILING
     assert "its limit was not found" in result.text()
+
+
+# -- narrow = "until-decided": narrowing probes only while a capacity ratio is undecided -------------------------------
+
+UNTIL_DECIDED = CROSSOVER.model_copy(update={"narrow": "until-decided", "refine_steps": 3, "ceiling_per_s": None})
+
+
+def searched_until_decided(limits: dict[str, float], margin: float = 0.10) -> tuple[dict[str, Search], dict[str, list]]:
+    """Each design's search as the runner runs them: one after the other, each paused where it would narrow, then
+    narrowed while the capacity ratio against the first is undecided. What each design was asked, in order."""
+    names = list(limits)
+    searches: dict[str, Search] = {}
+    asked: dict[str, list[Step]] = {}
+    systems = {name: system(limit) for name, limit in limits.items()}
+    for name in names:
+        probe, asked[name] = systems[name]
+        searches[name] = Search(UNTIL_DECIDED, paused=True, decided=lambda: ratios_decided(searches, names, margin))
+        drive(searches[name], probe)
+
+    def narrow(name: str) -> None:
+        searches[name].paused = False
+        drive(searches[name], systems[name][0])
+
+    for name in narrow_until_decided(searches, lambda: ratios_decided(searches, names, margin), narrow):
+        assert searches[name].outcome == DECIDED
+    return searches, asked
+
+
+def test_limits_far_apart_are_decided_without_a_narrowing_probe():
+    # 100/s against 40/s: the x1.6 steps bracket them in [83.9, 134) and [32.8, 52.4) — decided as they stand.
+    searches, asked = searched_until_decided({"inline": 100.0, "queued": 40.0})
+    assert all(s.stage == "step" for steps in asked.values() for s in steps)
+    assert {name: search.outcome for name, search in searches.items()} == {"inline": DECIDED, "queued": DECIDED}
+    assert all(search.held <= limit < search.broke
+               for search, limit in zip(searches.values(), (100.0, 40.0), strict=True))
+
+
+def test_close_limits_are_narrowed_until_the_ratio_is_decided():
+    # 40/s against 46/s share the bracket [32.8, 52.4): only narrowing can tell them apart.
+    searches, asked = searched_until_decided({"inline": 40.0, "queued": 46.0})
+    narrowing = {name: sum(s.stage == "refine" for s in steps) for name, steps in asked.items()}
+    assert sum(narrowing.values()) > 0
+    assert ratios_decided(searches, ["inline", "queued"], 0.10)
+    for name, limit in (("inline", 40.0), ("queued", 46.0)):
+        assert searches[name].held <= limit < searches[name].broke
+        assert searches[name].outcome in (DECIDED, FOUND, BUDGET)
+
+
+def test_a_ratio_narrowing_cannot_decide_spends_the_budget_and_stays_undecided():
+    # Equal limits against a ±1% margin: within ±3% brackets the ratio still straddles 1 and the margin's edges — every
+    # probe is spent on both designs, and the searches say how far they got, not "decided".
+    searches, asked = searched_until_decided({"inline": 40.0, "queued": 40.0}, margin=0.01)
+    assert all(sum(s.stage == "refine" for s in steps) >= 1 for steps in asked.values())
+    assert all(search.outcome in (FOUND, BUDGET) for search in searches.values())
+    assert not ratios_decided(searches, ["inline", "queued"], 0.01)
+
+
+def test_a_paused_search_probes_nothing_until_it_is_unpaused():
+    probe, asked = system(40.0)
+    search = Search(UNTIL_DECIDED, paused=True)
+    drive(search, probe)
+    assert search.outcome is None and all(s.stage == "step" for s in asked)
+    assert (search.held, search.broke) == (32.8, 52.4) and search.width_pct == pytest.approx(29.9, abs=0.1)
+    search.paused = False
+    drive(search, probe)
+    assert search.outcome == FOUND and search.held <= 40.0 < search.broke
+    assert sum(s.stage == "refine" for s in asked) == 3
+
+
+def test_the_decided_outcome_is_said_and_recorded():
+    searches, _ = searched_until_decided({"inline": 100.0, "queued": 40.0})
+    result = searches["queued"].result()
+    assert result.record().outcome == "decided"
+    assert "narrowed no further" in result.text() and "[32.8, 52.4)/s" in result.text()
+
+
+def test_narrow_is_one_of_two_words():
+    with pytest.raises(ConfigError) as refused:
+        SearchSettings.of({**UNTIL_DECIDED.model_dump(), "narrow": "sometimes"}, "crossover.toml")
+    assert "narrow" in str(refused.value) and "\n" not in str(refused.value)

@@ -130,6 +130,8 @@ class DesignCapacity:
             return f"found to {achieved} (steps only)"
         if search.outcome == "budget":
             return f"found to {achieved}: the step budget was spent before ±{search.precision_pct:g}%"
+        if search.outcome == "decided":
+            return f"found to {achieved} in {search.probes} probes, narrowed no further: the capacity ratio was decided"
         return f"found to {achieved} in {search.probes} probes"
 
     @property
