@@ -8,7 +8,7 @@ import pytest
 
 from analysis.reports.render import render
 from analysis.reports.tables import capacity_ratio_text, capacity_rows
-from analysis.stats.capacity import capacity
+from analysis.stats.capacity import ACKNOWLEDGEMENT, COMPLETION_SLO, DRAIN, DesignCapacity, RatePoint, capacity
 from analysis.stats.headline import equal_load_comparison, headline
 from analysis.stats.load import load_run
 from foundation.format import MANIFEST_FILE
@@ -155,3 +155,20 @@ def test_the_capacity_table_says_how_each_search_ended(tmp_path):
     assert "queued's limit was not found (it held at the search's ceiling, 160/s), so the difference is a bound" in text
     assert capacity_ratio_text(cap) == ("queued / inline: 2.00, between 1.90 and ∞ from both brackets (both ends open): "
                                         "better")
+
+
+def test_a_limit_the_search_never_reached_says_which_limit_ended_the_search():
+    def step(rate: float, broken: tuple[str, ...]) -> RatePoint:
+        return RatePoint(rate, rate, int(rate * 10), 0, 0.0, 2_000, 5_000, 900_000, not broken, DRAIN not in broken,
+                         broken)
+
+    # As the runner searches: it stops where the drain broke, so the acknowledgement held at every rate tried.
+    queued = DesignCapacity("queued", (step(40, ()), step(75, ()), step(80, (DRAIN, COMPLETION_SLO))),
+                            ack_capacity_per_s=80, drain_capacity_per_s=75, tested_up_to_per_s=80,
+                            completion_capacity_per_s=75, queued=True)
+    assert queued.limit_text(ACKNOWLEDGEMENT) == "≥ 80/s (not reached: the drain and the completion broke first)"
+    assert queued.limit_text(DRAIN) == queued.bracket(DRAIN).text() == "[75, 80)/s ±3.3%"
+    # A design whose every limit held at the highest rate tried: not found, as the bracket says.
+    held = DesignCapacity("queued", (step(40, ()), step(80, ())), ack_capacity_per_s=80, drain_capacity_per_s=80,
+                          tested_up_to_per_s=80, completion_capacity_per_s=80, queued=True)
+    assert held.limit_text(ACKNOWLEDGEMENT) == "≥ 80/s (not found)"

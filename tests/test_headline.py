@@ -138,7 +138,7 @@ def test_a_completion_p99_past_its_slo_bounds_the_capacity(tmp_path):
     assert cap.designs["inline"].bound_by == (ACKNOWLEDGEMENT,)
     rows = {r["design"]: r for r in capacity_rows(cap)}
     assert rows["queued"]["bound by"] == "completion" and rows["queued"]["capacity"] == "[80, 120)/s ±25.0%"
-    assert rows["queued"]["acknowledgement"] == "≥ 160/s (not found)"
+    assert rows["queued"]["acknowledgement"] == "≥ 160/s (not reached: the completion broke first)"
     assert rows["queued"]["completion"] == "[80, 120)/s ±25.0%"
     assert rows["inline"]["bound by"] == "acknowledgement" and rows["inline"]["drain"] == "-"
     text = headline(cap, equal_load_comparison(load_run(run_dir), cap), load_run(run_dir))

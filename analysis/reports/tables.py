@@ -34,7 +34,7 @@ from foundation.format import (
 
 def _limit(found: DesignCapacity, limit: str, applies: bool = True) -> str:
     """Where one limit lies: '-' where it does not apply, its bracket otherwise."""
-    return found.bracket(limit).text() if applies else "-"
+    return found.limit_text(limit) if applies else "-"
 
 
 def capacity_rows(cap: Capacity) -> list[dict[str, str]]:

@@ -107,6 +107,15 @@ class DesignCapacity:
                  if not ok and (held is None or p.offered_rate_per_s > held)]
         return Bracket(held, min(above) if above else None)
 
+    def limit_text(self, limit: str) -> str:
+        """One limit's bracket, as the capacity table and the headline give it. A limit that held at every rate tested
+        because another one ended the search (a queue's acknowledgement past its drain's limit) says so: the search
+        stops at the design's capacity, the lowest of its limits, and does not go on to find the others."""
+        bracket = self.bracket(limit)
+        if bracket.held is not None and bracket.broke is None and self.bracket().broke is not None and self.bound_by:
+            return f"≥ {bracket.held:g}/s (not reached: the {' and the '.join(self.bound_by)} broke first)"
+        return bracket.text()
+
     def unfound_text(self) -> str:
         """Why a limit that never broke was not found: the search held at its ceiling, or stopped, or (a run from
         before ceilings) it ended at the highest rate it was given."""

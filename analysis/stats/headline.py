@@ -130,7 +130,7 @@ def pain_sentence(cap: Capacity, run: Run | None = None) -> str:
     acknowledgements do not: a fast acknowledgement next to a growing backlog or late outcomes is both."""
     notes = []
     for design, found in cap.designs.items():
-        acknowledged = found.bracket(ACKNOWLEDGEMENT).text()
+        acknowledged = found.limit_text(ACKNOWLEDGEMENT)
         if found.moved_the_pain:
             notes.append(f"{design} acknowledges {acknowledged} within the SLO, but its "
                          f"workers keep up only to {found.drain_capacity_per_s:g}/s: above that the backlog grows "
