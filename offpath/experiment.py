@@ -165,6 +165,10 @@ class SweepPoint(ConfigModel):
     def as_dict(self) -> dict[str, SweepValue]:
         return dict(self.values)
 
+    def text(self) -> str:
+        """'provider_wait_scale 0.25', 'backend celery': what the runner says as the point starts."""
+        return ", ".join(f"{name} {_text(value)}" for name, value in self.values)
+
 
 def _text(value: SweepValue) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)

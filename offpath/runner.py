@@ -314,7 +314,7 @@ class Runner:
         point_dir = self.run_dir / POINTS_DIR / point.id
         shutil.rmtree(point_dir, ignore_errors=True)
         self.manifest.put_point(self.manifest.record.point(point.id).restarted())
-        self.say(f"point {point.id}: " + ", ".join(f"{name} {value:g}" for name, value in point.values))
+        self.say(f"point {point.id}: {point.text()}")
         self._run_stage(Stage(self.experiment.at(point), point_dir, point.id))
         self.manifest.put_point(replace(self.manifest.record.point(point.id), status="complete"))
 

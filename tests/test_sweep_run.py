@@ -1,4 +1,5 @@
-"""A real sweep end to end (Redis, uvicorn, RQ workers, Locust): two points in one run folder with one manifest and
+"""A real sweep end to end (Redis, uvicorn, RQ and Dramatiq workers, Locust): a sweep over the queue backend (a
+parameter of names: its values are text, its map has no order), two points in one run folder with one manifest and
 the decision map in its report; and a sweep interrupted in its second point, then resumed with --resume, ends as
 the same folder as one that ran uninterrupted (the same files and manifest; measured values differ, as they do)."""
 
@@ -26,7 +27,7 @@ designs = ["inline", "queued"]
 repetitions = 2
 payload_seed = 1
 [sweep]
-provider_wait_scale = [0.5, 2]
+backend = ["rq", "dramatiq"]
 [slo]
 p99_ms = 5000
 error_rate = 0.05
@@ -44,7 +45,7 @@ step_per_s = 10
 max_per_s = 10
 step_duration_s = 2
 """
-POINTS = ["01-provider_wait_scale=0.5", "02-provider_wait_scale=2"]
+POINTS = ["01-backend=rq", "02-backend=dramatiq"]
 
 
 def _bench(args: list[str]) -> subprocess.Popen:
@@ -96,9 +97,12 @@ def test_a_two_point_sweep_writes_one_folder_one_manifest_and_the_map(uninterrup
     assert [p["id"] for p in manifest["points"]] == POINTS and manifest["resumes"] == []
     assert sorted(p.name for p in (run_dir / "points").iterdir()) == POINTS
     assert not list((run_dir / "points").rglob("manifest.json"))  # one manifest, at the top
-    for point, wait in zip(manifest["points"], (0.5, 2), strict=True):
-        assert point["status"] == "complete" and point["experiment"]["profile"].endswith(f"*wait={wait:g}")
-        assert point["profile"]["generation"]["wait_median_ms"] == pytest.approx(5.0 * wait)
+    assert "point 01-backend=rq: backend rq" in err and "point 02-backend=dramatiq: backend dramatiq" in err
+    for point, backend in zip(manifest["points"], ("rq", "dramatiq"), strict=True):
+        assert point["status"] == "complete" and point["values"] == {"backend": backend}
+        assert point["experiment"]["declarations"]["queued"]["params"]["backend"] == backend
+        worker_log = run_dir / "points" / point["id"] / "logs" / "queued.r1" / "worker-0.log"
+        assert f"offpath worker ready: backend={backend} " in worker_log.read_text()  # each point's own library
         # interleaved repetitions, then a capacity search per design
         assert [c["id"] for c in point["cells"]] == [
             "inline.steady.r1", "queued.steady.r1", "inline.steady.r2", "queued.steady.r2",
