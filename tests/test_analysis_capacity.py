@@ -106,7 +106,7 @@ def test_thin_tail_at_equal_load_is_not_called_a_change(tmp_path):
     _, text = headline_of(run_dir)
     # 640 values a side leave 6.4 beyond P99: 1,000 would give it 10, a phase of 12.5 s instead of 8 s.
     assert ("but too few samples lie beyond P99 to judge (n = 640 / 640; ~1.6× the values would put 10 values beyond "
-            "P99: 1 more repetition of each design (2 in all), or phases of 12 s (now 8 s))") in text
+            "P99 and decide it: 1 more repetition of each design (2 in all), or phases of 12 s (now 8 s))") in text
 
 
 def test_one_design_only_says_what_is_missing(tmp_path):

@@ -14,12 +14,14 @@ import numpy as np
 import pytest
 
 from analysis.reports.render import render
+from analysis.stats.capacity import capacity
 from analysis.stats.compare import COST_METRIC, compare_designs, compare_runs, comparison_markdown
 from analysis.stats.cost import COST_SCOPE, cell_cost, cost_series, merged_cost, phase_costs
+from analysis.stats.fixed_cost import fixed_costs
 from analysis.stats.load import ResultsFolderError, load_run
 from analysis.stats.summary import figures, format_table, summarize
 from foundation.format import COMPLETION, COMPLETION_FILE, CPU_FILE, SYSTEM_TIERS, CellSummary
-from tests.analysis_fixtures import CellSpec, Cpu, Queue, reference_specs, write_run
+from tests.analysis_fixtures import CellSpec, Cpu, Latency, Queue, reference_specs, write_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 KNOWN = Cpu(web_per_s=0.4, redis_per_s=0.1, workers_per_s=0.0, load_per_s=0.2, others_per_s=0.02)
@@ -253,3 +255,41 @@ def test_report_states_what_each_tier_got_and_how_it_was_counted(tmp_path):
     assert ("**Placement**: inline.r1: web CPUs [0, 1], budget 0.5 CPU; redis CPUs [0, 1]; workers CPUs any"
             in markdown)
     assert "**CPU accounting**: web by cgroup, redis by cgroup, workers by cgroup, load by proc" in markdown
+
+
+def _idle_plus_work(rate: int) -> Cpu:
+    """Workers that spend 0.12 CPU-s a second idle and 3 ms a campaign; a web tier at 1 ms a campaign, no fixed cost."""
+    return Cpu(web_per_s=0.001 * rate, redis_per_s=0.01 + 0.0005 * rate, workers_per_s=0.12 + 0.003 * rate)
+
+
+def fixed_cost_run(tmp_path: Path) -> Path:
+    specs = [cell("inline", rep=rep, rate=15, cpu=_idle_plus_work(15)) for rep in (1, 2)]
+    for rate in (10, 20, 40, 80, 160):  # 160/s breaks the SLO: its step is left out of the line
+        latency = Latency(30_000, 0.5) if rate < 160 else Latency(900_000, 0.5)
+        specs.append(CellSpec("inline", f"capacity-{rate:04d}", kind="capacity", rate_per_s=rate, duration_s=8,
+                              latency=latency, send_lag=None, cpu=_idle_plus_work(rate)))
+    return write_run(tmp_path, specs, designs=("inline",))[0]
+
+
+@pytest.mark.fast
+def test_the_fixed_cost_is_told_apart_from_the_cost_per_campaign(tmp_path):
+    run = load_run(fixed_cost_run(tmp_path))
+    (line,) = fixed_costs(run, capacity(run))
+    assert line.design == "inline" and line.steps == 4 and (line.low_per_s, line.high_per_s) == (10, 80)
+    assert line.fixed_ms_per_s == pytest.approx({"web": 0.0, "redis": 10.0, "workers": 120.0, "system": 130.0},
+                                                abs=0.01)
+    assert line.marginal_ms == pytest.approx({"web": 1.0, "redis": 0.5, "workers": 3.0, "system": 4.5}, abs=1e-3)
+    assert line.r2 == pytest.approx(1.0)
+    # At 15/s each campaign carries 130 / 15 = 8.67 ms of the fixed cost, of the 13.17 ms it is charged.
+    report = render(run.dir)
+    text = (run.dir / "report.md").read_text()
+    assert "Fixed and per-campaign CPU:" in text and "steady (15.0/s): 13.17, of it 8.67 fixed" in text
+    assert report is not None
+
+
+@pytest.mark.fast
+def test_no_line_through_fewer_than_three_steps_that_held(tmp_path):
+    specs = [CellSpec("inline", f"capacity-{rate:04d}", kind="capacity", rate_per_s=rate, duration_s=8,
+                      latency=Latency(30_000, 0.5), send_lag=None, cpu=_idle_plus_work(rate)) for rate in (10, 20)]
+    run = load_run(write_run(tmp_path, specs, designs=("inline",))[0])
+    assert fixed_costs(run, capacity(run)) == []

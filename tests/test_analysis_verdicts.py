@@ -72,7 +72,7 @@ def test_a_tiny_sample_is_undecided_with_what_would_decide_it(tmp_path):
     assert "undecided" in format_comparison(comparison)
     text = headline(capacity(load_run(run_dir)), equal_load_comparison(load_run(run_dir)), load_run(run_dir))
     assert "but too few samples lie beyond P99 to judge (n = 200 / 200; ~" in text
-    assert "the values would put 10 values beyond P99:" in text
+    assert "the values would put 10 values beyond P99 and decide it:" in text
 
 
 def test_the_estimate_follows_how_the_interval_narrows(tmp_path):

@@ -46,6 +46,13 @@ name = "freeze-worker"
 kind = "freeze-worker"
 at_s = 3
 for_s = 7
+
+[[faults]]
+name = "client-disconnect-inline"
+kind = "client-disconnect"
+design = "inline"
+at_s = 2
+count = 5
 """
 
 
@@ -62,7 +69,12 @@ def test_faults_lose_nothing_and_duplicate_nothing(tmp_path, profiles):
     rows = {row["fault"]: row for row in json.loads((run_dir / "chaos.json").read_text())}
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["kind"] == "chaos" and RunRecord.from_dict(manifest).to_dict() == manifest
-    assert set(rows) == {"kill-worker", "redis-pause", "redis-crash-aof-always", "freeze-worker"}
+    assert set(rows) == {"kill-worker", "redis-pause", "redis-crash-aof-always", "freeze-worker",
+                         "client-disconnect-inline"}
+    # The inline design keeps its campaigns in offpath's store too: audited there, not through a status URL it has not.
+    inline = rows.pop("client-disconnect-inline")
+    assert inline["acknowledged"] > 50 and inline["ok"] and inline["events"], inline
+    assert inline["lost"] == 0 and inline["duplicated"] == 0 and inline["pending"] == 0, inline
     for row in rows.values():
         assert row["acknowledged"] > 50, row
         assert row["lost"] == 0 and row["duplicated"] == 0 and row["pending"] == 0 and row["stuck"] == 0, row
@@ -79,7 +91,8 @@ def test_faults_lose_nothing_and_duplicate_nothing(tmp_path, profiles):
     assert killed["abandoned"] >= 3
     assert rows["redis-pause"]["workers_alive"] == "2/2"
     report = (run_dir / "report.md").read_text()
-    assert "| kill-worker |" in report and "lost" in report
+    assert "| kill-worker (queued) |" in report and "| client-disconnect-inline (inline) |" in report
+    assert "lost" in report
 
 
 @pytest.mark.fast

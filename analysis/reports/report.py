@@ -17,6 +17,7 @@ from analysis.stats.claim import ClaimRow, claim_rows
 from analysis.stats.commands import phase_commands
 from analysis.stats.compare import Comparison
 from analysis.stats.cost import ACCOUNTING_TOLERANCE, OTHERS_NOTICE_SHARE, phase_costs
+from analysis.stats.fixed_cost import FixedCost, fixed_costs
 from analysis.stats.headline import equal_load_comparison, headline
 from analysis.stats.load import Run
 from analysis.stats.sequential import looks_text
@@ -44,6 +45,7 @@ class Report:
     commands: list[dict[str, Any]] = field(default_factory=list)  # analysis/stats/commands.py's phase_commands
     claim: tuple[str, list[ClaimRow]] | None = None  # the experiment's [claim] beside this run's figures
     outcomes: list[dict[str, str]] = field(default_factory=list)  # reports/tables.py's outcome_rows
+    fixed: list[FixedCost] = field(default_factory=list)  # analysis/stats/fixed_cost.py: fixed and per-campaign CPU
 
 
 def build(run: Run, plots_dir: Path) -> Report:
@@ -75,7 +77,7 @@ def build(run: Run, plots_dir: Path) -> Report:
     return Report(run=run, headline=headline(cap, comparison, run), comparison=comparison, capacity=cap,
                   phases=phase_table(run), summaries=summaries, plots=plots_for_run(run, cap, plots_dir), notes=notes,
                   facts=measured_facts(run), costs=costs, cost_plots=cost_plots(costs, plots_dir),
-                  commands=phase_commands(run),
+                  commands=phase_commands(run), fixed=fixed_costs(run, cap),
                   claim=claim_rows(run, cap, comparison), outcomes=outcome_rows(run))
 
 

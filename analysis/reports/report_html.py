@@ -8,11 +8,13 @@ from analysis.reports.page import figure, page_top, table
 from analysis.reports.report import Report
 from analysis.reports.tables import (
     COMMANDS_NOTE,
+    FIXED_NOTE,
     OUTCOME_NOTE,
     capacity_ratio_text,
     capacity_rows,
     command_rows,
     cost_rows,
+    fixed_cost_rows,
     phase_rows,
     step_rows,
 )
@@ -42,12 +44,15 @@ def cost_section(report: Report) -> str:
     Redis commands per campaign."""
     steady, steps = cost_rows(report.costs), cost_rows(report.costs, kinds=("capacity",))
     commands = command_rows(report.commands)
+    fixed = fixed_cost_rows(report.fixed, report.costs)
     if not steady and not steps and not commands:
         return ""
     html = (f"<h2>Cost per campaign <span class='sub'>(CPU ms per campaign served; {escape(COST_SCOPE)} charged, "
             "repetitions summed)</span></h2>")
     html += table(steady) if steady else ""
     html += "".join(figure(p) for p in report.cost_plots)
+    if fixed:
+        html += f"<h3>Fixed and per-campaign CPU</h3><p class='sub'>{escape(FIXED_NOTE)}</p>" + table(fixed)
     if steps:
         html += "<details><summary class='sub'>every capacity step</summary>" + table(steps) + "</details>"
     if commands:

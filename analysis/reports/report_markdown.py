@@ -6,11 +6,13 @@ from analysis.reports.markdown import markdown_table
 from analysis.reports.report import Report
 from analysis.reports.tables import (
     COMMANDS_NOTE,
+    FIXED_NOTE,
     OUTCOME_NOTE,
     capacity_ratio_text,
     capacity_rows,
     command_rows,
     cost_rows,
+    fixed_cost_rows,
     phase_rows,
     step_rows,
 )
@@ -48,6 +50,7 @@ def cost_markdown(report: Report) -> list[str]:
     Redis commands per campaign."""
     steady, steps = cost_rows(report.costs), cost_rows(report.costs, kinds=("capacity",))
     commands = command_rows(report.commands)
+    fixed = fixed_cost_rows(report.fixed, report.costs)
     if not steady and not steps and not commands:
         return []
     parts = [f"## Cost per campaign (CPU ms per campaign served; {COST_SCOPE} charged)", ""]
@@ -55,6 +58,8 @@ def cost_markdown(report: Report) -> list[str]:
         parts += [markdown_table(steady), ""]
     parts += [f"[{p.title}]({PLOTS_DIR}/{p.png.name}) — {p.caption}" for p in report.cost_plots]
     parts += [""] if report.cost_plots else []
+    if fixed:
+        parts += ["Fixed and per-campaign CPU:", "", FIXED_NOTE, "", markdown_table(fixed), ""]
     if steps:
         parts += ["Capacity steps:", "", markdown_table(steps), ""]
     if commands:

@@ -18,6 +18,7 @@ from analysis.stats.capacity import (
 )
 from analysis.stats.compare import format_value
 from analysis.stats.cost import SOURCE_LABELS
+from analysis.stats.fixed_cost import FixedCost
 from analysis.stats.histogram import Intervals, stats
 from analysis.stats.load import Cell, Run
 from foundation.format import (
@@ -183,6 +184,36 @@ def cost_rows(costs: list[dict[str, Any]], kinds: tuple[str, ...] = ("steady",))
         row |= {f"{tier} (not charged)": _cpu_ms(per_campaign.get(tier)) for tier in TIERS if tier not in SYSTEM_TIERS}
         row["machine check"] = machine_check(r)
         rows.append(row)
+    return rows
+
+
+FIXED_NOTE = ("A line through each design's capacity steps that held, CPU per second = fixed + per campaign × campaigns "
+              "per second (analysis/stats/fixed_cost.py): the fixed part is what its processes spend whatever the load "
+              "(idle workers polling, heartbeats, watches), which a phase's CPU per campaign shares among its "
+              "campaigns; the steady column splits that phase's CPU per campaign into the two.")
+
+
+def fixed_cost_rows(fixed: list[FixedCost], costs: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Per design: its fixed CPU per second per tier, the CPU of one more campaign, how well the line holds, and the
+    steady phases' CPU per campaign with the fixed share of it at that phase's rate."""
+    rows = []
+    for line in fixed:
+        steady = []
+        for r in costs:
+            if r["kind"] == "steady" and r["design"] == line.design and r["wall_s"] and r["campaigns"]:
+                rate = r["campaigns"] / r["wall_s"]
+                share = line.fixed_ms_per_campaign(rate)
+                steady.append(f"{r['phase']} ({rate:.1f}/s): {_cpu_ms(r['total_cpu_ms_per_campaign'])}, of it "
+                              f"{_cpu_ms(share)} fixed")
+        rows.append({
+            "design": line.design, "steps": str(line.steps),
+            "campaigns / s": f"{line.low_per_s:g} – {line.high_per_s:g}",
+            **{f"fixed, {tier} (ms/s)": f"{line.fixed_ms_per_s[tier]:.1f}" for tier in SYSTEM_TIERS},
+            "fixed (ms/s)": f"{line.fixed_ms_per_s['system']:.1f}",
+            "per campaign beyond it": _cpu_ms(line.marginal_ms["system"]),
+            "R²": "-" if line.r2 is None else f"{line.r2:.2f}",
+            "steady: CPU per campaign": "; ".join(steady) or "-",
+        })
     return rows
 
 

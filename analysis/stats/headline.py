@@ -93,7 +93,7 @@ def _change(row: DeltaRow, than: str = "") -> str:
     ci = f"{level} CI {row.ci_low_pct:+.0f}%…{row.ci_high_pct:+.0f}%" if row.ci_low_pct is not None else "no CI"
     need = row.need
     if row.note:
-        enough = f"; {need.text(f'put {MIN_TAIL_SAMPLES} values beyond P99')}" if need is not None else ""
+        enough = f"; {need.text(f'put {MIN_TAIL_SAMPLES} values beyond P99 and decide it')}" if need is not None else ""
         return (f"differs by {row.delta_pct:+.0f}%{' from ' + than if than else ''}, but too few samples lie beyond "
                 f"P99 to judge (n = {row.n_a:,} / {row.n_b:,}{enough})")
     if row.verdict == EQUIVALENT:
