@@ -219,7 +219,9 @@ def test_cost_bar_loads_in_headless_chromium(costed):
     assert all(image["complete"] and image["naturalWidth"] > 0 for image in page.images), page.images
     assert "Cost per campaign" in page.text and "CPU per campaign" in page.text
     cost_tables = [t for t in page.tables if t.section == "Cost per campaign"]
-    assert [t.last_column for t in cost_tables] == ["machine check"] * 2 * len(page.screenshots)  # steady, steps
+    # steady, the fixed and per-campaign CPU (a line through the capacity steps), the capacity steps
+    assert [t.last_column for t in cost_tables] == ["machine check", "steady: CPU per campaign", "machine check"] * \
+        len(page.screenshots)
     assert not (unfit := page.unfit_tables()), "\n".join(unfit)
 
 

@@ -206,10 +206,10 @@ def fixed_cost_rows(fixed: list[FixedCost], costs: list[dict[str, Any]]) -> list
                 steady.append(f"{r['phase']} ({rate:.1f}/s): {_cpu_ms(r['total_cpu_ms_per_campaign'])}, of it "
                               f"{_cpu_ms(share)} fixed")
         rows.append({
-            "design": line.design, "steps": str(line.steps),
-            "campaigns / s": f"{line.low_per_s:g} – {line.high_per_s:g}",
-            **{f"fixed, {tier} (ms/s)": f"{line.fixed_ms_per_s[tier]:.1f}" for tier in SYSTEM_TIERS},
-            "fixed (ms/s)": f"{line.fixed_ms_per_s['system']:.1f}",
+            "design": line.design,
+            "capacity steps": f"{line.steps} ({line.low_per_s:g}–{line.high_per_s:g} campaigns/s)",
+            "fixed CPU (ms/s)": f"{line.fixed_ms_per_s['system']:.1f}",
+            "of it " + " · ".join(SYSTEM_TIERS): " · ".join(f"{line.fixed_ms_per_s[t]:.1f}" for t in SYSTEM_TIERS),
             "per campaign beyond it": _cpu_ms(line.marginal_ms["system"]),
             "R²": "-" if line.r2 is None else f"{line.r2:.2f}",
             "steady: CPU per campaign": "; ".join(steady) or "-",
