@@ -469,7 +469,9 @@ class Runner:
             search = self._searches[block.design]
             search.paused = False
         else:
-            until_decided = settings.narrow == UNTIL_DECIDED and len(stage.experiment.designs) > 1
+            # A soak's search narrows as it runs: the soak that follows it at once needs its limit.
+            until_decided = settings.narrow == UNTIL_DECIDED and len(stage.experiment.designs) > 1 \
+                and stage.experiment.soak is None
             search = Search(settings, paused=until_decided,
                             decided=(lambda: self._ratios_decided(stage)) if until_decided else None)
             self._searches[block.design] = search
