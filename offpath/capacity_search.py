@@ -272,10 +272,9 @@ class Search:
 
     @property
     def width_pct(self) -> float:
-        """The bracket's ±width so far, (broke − held) / (2 · held); infinite while it has an open end."""
-        if self.held is None or self.broke is None or self.held <= 0:
-            return math.inf
-        return (self.broke - self.held) / (2 * self.held) * 100
+        """The bracket's ±width so far (Bracket.precision_pct); infinite while it has an open end."""
+        width = Bracket(self.held, self.broke).precision_pct
+        return math.inf if width is None else width
 
     def end_decided(self) -> None:
         """A paused search whose comparison was decided by another design's narrowing: ended, narrowed no further."""

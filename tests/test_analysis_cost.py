@@ -283,10 +283,10 @@ def test_the_fixed_cost_is_told_apart_from_the_cost_per_campaign(tmp_path):
     assert line.marginal_ms == pytest.approx({"web": 1.0, "redis": 0.5, "workers": 3.0, "system": 4.5}, abs=1e-3)
     assert line.r2 == pytest.approx(1.0)
     # At 15/s each campaign carries 130 / 15 = 8.67 ms of the fixed cost, of the 13.17 ms it is charged.
-    report = render(run.dir)
+    html = render(run.dir).read_text()
     text = (run.dir / "report.md").read_text()
     assert "Fixed and per-campaign CPU:" in text and "steady (15.0/s): 13.17, of it 8.67 fixed" in text
-    assert report is not None
+    assert "<h3>Fixed and per-campaign CPU</h3>" in html and "of it 8.67 fixed" in html
 
 
 @pytest.mark.fast
