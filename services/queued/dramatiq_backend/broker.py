@@ -19,6 +19,8 @@ Configured as a careful engineer would for campaigns on Redis (each choice read 
   of them late;
 - the pipeline (`pipeline([generate, automate])`): the Pipelines middleware enqueues automation only after generation
   returned without error, before the ack (dramatiq/middleware/pipelines.py:41-58);
+- a Redis outage loses no message and stops no worker thread: outages.py says what Dramatiq's broker does not survive
+  and what is added;
 - JSON on the wire (Dramatiq's default encoder), no result backend; the TimeLimit middleware ends an actor that runs
   longer than JOB_TIMEOUT_S, as RQ's death penalty does.
 """
@@ -35,7 +37,6 @@ from dramatiq.middleware import (
     Callbacks,
     CurrentMessage,
     Pipelines,
-    Retries,
     ShutdownNotifications,
     SkipMessage,
     TimeLimit,
@@ -53,6 +54,7 @@ from services.queued.attempts import (
     generation_attempt,
     run_attempt,
 )
+from services.queued.dramatiq_backend.outages import REDIS_AWAY, OutageSafeRedisBroker, OutageSafeRetries, redis_away
 
 __all__ = ["AUTOMATE", "GENERATE", "HEARTBEAT_TIMEOUT_MS", "MAINTENANCE_CHANCE_PER_MILLION", "NAMESPACE",
            "WORKER_TIMEOUT_MS", "dramatiq_broker", "redis_broker"]
@@ -77,8 +79,10 @@ def dramatiq_broker(settings: Settings, context: StepContext | None = None) -> R
         # `throws`: the last attempt's ProviderError fails the message without another retry, logged at INFO
         # without a traceback (dramatiq/middleware/retries.py:101-106, dramatiq/worker.py:577-582); the one line
         # that says so is ours (services/queued/attempts.py).
+        # A Redis away is `thrown` too, so Dramatiq logs it in one line; the message then goes back to its queue
+        # (outages.py).
         dramatiq.actor(broker=broker, actor_name=name, queue_name=settings.queue_name, max_retries=settings.retries,
-                       throws=(ProviderError,))(_actor_body(settings, context, step))
+                       throws=(ProviderError, *REDIS_AWAY))(_actor_body(settings, context, step))
     return broker
 
 
@@ -87,7 +91,7 @@ def redis_broker(settings: Settings) -> RedisBroker:
     benchmarks/drain_cost.py configures Dramatiq's own floor."""
     client = Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_s,
                             socket_connect_timeout=settings.redis_timeout_s)
-    return RedisBroker(
+    return OutageSafeRedisBroker(
         client=client,
         namespace=NAMESPACE,
         heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
@@ -95,7 +99,7 @@ def redis_broker(settings: Settings) -> RedisBroker:
         # Dramatiq's default middleware (dramatiq/middleware/__init__.py:56-63), with retries as the settings say, and
         # CurrentMessage, which tells an actor which delivery it runs (dramatiq/middleware/current_message.py).
         middleware=[AgeLimit(), TimeLimit(time_limit=JOB_TIMEOUT_S * 1000), ShutdownNotifications(), Callbacks(),
-                    Pipelines(), Retries(max_retries=settings.retries), CurrentMessage()],
+                    Pipelines(), OutageSafeRetries(max_retries=settings.retries), CurrentMessage()],
     )
 
 
@@ -110,8 +114,8 @@ def _actor_body(settings: Settings, context: StepContext | None, step: Step) -> 
         try:
             run_attempt(context, step, campaign_id, attempt)
         except Exception as error:
-            if attempt.last:
-                raise
+            if attempt.last or redis_away(error) is not None:
+                raise  # a Redis away: the message goes back to its queue once Redis answers (outages.py)
             if not isinstance(error, ProviderError):
                 # Dramatiq does not log an actor's Retry (dramatiq/worker.py:583): the traceback is kept here.
                 log.error("campaign %s: %s failed unexpectedly; retrying", campaign_id, step.__name__, exc_info=True)

@@ -1,0 +1,135 @@
+"""What Dramatiq's Redis broker does not survive of a Redis outage, and the little offpath adds so that every message
+is run or visibly fails once Redis answers again, while the workers go on running.
+
+Read in Dramatiq 2.2's sources, and seen in offpath's chaos run of 2026-12-06 (3 campaigns pending after a Redis crash,
+3 after a pause; tests/test_dramatiq_outages.py replays both):
+- The broker maps only redis-py's ConnectionError to its own ConnectionClosed (dramatiq/brokers/redis.py:306-324,
+  373), on which a worker retries an ack until Redis answers (dramatiq/worker.py:404-448). A Redis that does not
+  answer in time (a pause, a stall) raises TimeoutError instead: the ack is given up as "a bug in Dramatiq"
+  (dramatiq/worker.py:440-448) and its message stays in this live worker's ack set for good.
+- An enqueue after an actor returned (the pipeline's next message, dramatiq/middleware/pipelines.py:41-58; a retry's
+  delayed copy, dramatiq/middleware/retries.py:152) that fails raises out of the worker thread's `process_message`
+  (dramatiq/worker.py:599-603): the message is acknowledged without its next message or its retry, and the worker
+  thread ends, while the process, still heartbeating, holds its prefetched messages forever.
+- A delay-queue consumer that loses its connection drops the delayed retries it held in memory (dramatiq/worker.py:
+  322-324), which stay in its ack set, where only this worker's death would free them.
+
+So here: every Redis error that means "Redis is away" (ConnectionError, TimeoutError) is the broker's ConnectionClosed;
+a message whose run or post-processing met one is *requeued* (its original message, without counting an attempt)
+instead of acknowledged, by an ack that Dramatiq retries until Redis answers; and a delay queue's consumer that starts
+again first puts back on its queue what its predecessor held. A message may so run twice (a requeued one whose first
+run had recorded its outcome); the steps' own check and fence make the second do nothing (services/campaign/steps.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.common import dq_name
+from dramatiq.errors import ConnectionClosed
+from dramatiq.message import Message
+from dramatiq.middleware import Retries
+
+__all__ = ["OutageSafeRedisBroker", "OutageSafeRetries", "REQUEUE_OPTION", "redis_away"]
+
+log = logging.getLogger("offpath.jobs")
+
+REDIS_AWAY = (redis.ConnectionError, redis.TimeoutError, ConnectionClosed)
+# Set on a message (in the worker's memory only) whose ack should put it back on its queue instead.
+REQUEUE_OPTION = "offpath_requeue"
+
+
+def redis_away(error: BaseException | None) -> BaseException | None:
+    """The error in `error`'s chain (itself, its cause, its context) that says Redis is away, if any."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, REDIS_AWAY):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+class OutageSafeRedisBroker(RedisBroker):
+    """Dramatiq's Redis broker, whose enqueue and consumers say ConnectionClosed for every way Redis can be away."""
+
+    @property
+    def consumer_class(self) -> type[_RedisConsumer]:
+        return _OutageSafeConsumer
+
+    def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
+        try:
+            return super().enqueue(message, delay=delay)
+        except REDIS_AWAY as error:
+            raise ConnectionClosed(error) from None
+
+    def acks_key(self, queue_name: str) -> str:
+        """This process's ack set on `queue_name` (dispatch.lua: $namespace:__acks__.$worker_id.$queue_name)."""
+        return f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}"
+
+
+class _OutageSafeConsumer(_RedisConsumer):
+    broker: OutageSafeRedisBroker
+
+    def __init__(self, broker: OutageSafeRedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)
+        # A delay queue's consumer starts with nothing held: whatever this process's ack set on it holds was its
+        # predecessor's, dropped with it (the module docstring says when), and goes back to the queue first.
+        self.orphans_to_requeue = queue_name == dq_name(queue_name.removesuffix(".DQ"))
+
+    def ack(self, message: Any) -> None:
+        if message.options.get(REQUEUE_OPTION):
+            self._away_is_closed(self.broker.do_requeue, message)
+        else:
+            self._away_is_closed(self.broker.do_ack, message)
+
+    def nack(self, message: Any) -> None:
+        self._away_is_closed(self.broker.do_nack, message)
+
+    def _away_is_closed(self, command: Any, message: Any) -> None:
+        try:
+            command(self.queue_name, message.options["redis_message_id"])
+        except REDIS_AWAY as error:
+            raise ConnectionClosed(error) from None
+        finally:
+            self.queued_message_ids.discard(message.message_id)
+
+    def requeue(self, messages: Any) -> None:
+        try:
+            super().requeue(messages)
+        except REDIS_AWAY as error:
+            raise ConnectionClosed(error) from None
+
+    def __next__(self) -> Any:
+        try:
+            if self.orphans_to_requeue:
+                orphans = self.broker.client.smembers(self.broker.acks_key(self.queue_name))
+                if orphans:
+                    self.broker.do_requeue(self.queue_name, *orphans)
+                    log.warning("%d delayed message(s) held before a lost connection put back on %s", len(orphans),
+                                self.queue_name)
+                self.orphans_to_requeue = False
+            return super().__next__()
+        except REDIS_AWAY as error:
+            raise ConnectionClosed(error) from None
+
+
+class OutageSafeRetries(Retries):
+    """Dramatiq's Retries, except for a message that met Redis away: requeued once Redis answers, no attempt counted
+    (its step did not fail; its store was away), instead of a retry whose enqueue would need Redis too."""
+
+    def after_process_message(self, broker: Any, message: Any, *, result: Any = None,
+                              exception: BaseException | None = None) -> None:
+        away = redis_away(exception)
+        if away is None:
+            try:
+                super().after_process_message(broker, message, result=result, exception=exception)
+                return
+            except ConnectionClosed as error:  # the retry's enqueue
+                away = error
+        message.options[REQUEUE_OPTION] = True
+        log.warning("message %s (%s): Redis is away (%s: %s); it goes back to its queue once Redis answers",
+                    message.message_id, message.actor_name, type(away).__name__, away)

@@ -1,0 +1,90 @@
+"""The queued design on Dramatiq through a Redis outage: every campaign acknowledged before, during or after it
+completes once Redis answers again, while the workers go on running (services/queued/dramatiq_backend/broker.py).
+
+The chaos run of 2026-12-06 (issue #24) left 3 campaigns pending after a Redis crash and 3 after a pause: what
+Dramatiq does after an actor returned (the ack, the pipeline's next message, a retry's enqueue) failed while Redis was
+away, and its message stayed in a live worker's ack set. Real Redis, real Dramatiq workers, real SIGKILL and SIGSTOP.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from offpath.redis_server import start_redis
+from tests.conftest import QUICK_PROFILE, stored_campaign, until, valid_body
+from tests.queue_backend_contract import log_of
+
+CAMPAIGNS = 8
+
+
+def _profile(tmp_path: Path) -> str:
+    # Generation waits 400 ms and fails one attempt in three: an outage meets jobs running, jobs queued and retries
+    # held for their time.
+    text = QUICK_PROFILE.replace('name = "quick"', 'name = "outage"').replace(
+        "wait_median_ms = 5.0\nwait_p99_ms = 20.0\nfailure_probability = 0.0",
+        "wait_median_ms = 400.0\nwait_p99_ms = 400.0\nfailure_probability = 0.3")
+    path = tmp_path / "outage.toml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.fixture
+def own_redis():
+    """A Redis of the test's own, every write on disk before it answers (AOF always): the tests crash and stop it."""
+    server = start_redis(aof="always")
+    yield server
+    if server.process is not None:
+        server.process.send_signal(signal.SIGCONT)
+    server.stop()
+
+
+def _admit(running) -> list[str]:
+    with running.client() as client:
+        return [client.post("/campaigns", json=valid_body()).json()["id"] for _ in range(CAMPAIGNS)]
+
+
+def _all_final(connection, ids: list[str]) -> list[dict] | None:
+    stored = [stored_campaign(connection, i) for i in ids]
+    return stored if all(s.get("status") in ("completed", "failed") for s in stored) else None
+
+
+def _outage(kind: str, server) -> None:
+    if kind == "crash":
+        server.kill()
+        time.sleep(2.0)
+        server.restart()
+    else:
+        # Longer than the broker's heartbeat timeout (10 s): every worker's heartbeat is stale when Redis answers.
+        server.process.send_signal(signal.SIGSTOP)
+        time.sleep(12.0)
+        server.process.send_signal(signal.SIGCONT)
+
+
+@pytest.mark.parametrize("kind", ["crash", "pause"])
+def test_every_campaign_completes_once_redis_answers_again(launch, own_redis, tmp_path, kind):
+    running = launch("queued", _profile(tmp_path), workers=2, redis_url=own_redis.url, backend="dramatiq",
+                     env={"OFFPATH_RETRIES": "5", "OFFPATH_RETRY_BACKOFF_S": "1"})
+    connection = running.redis()
+    ids = _admit(running)
+    until(lambda: any(stored_campaign(connection, i).get("status") == "generating" for i in ids), 10, every_s=0.05)
+    time.sleep(0.3)
+    _outage(kind, own_redis)
+    back = time.monotonic()
+    ids += _admit(running)  # admitted after the outage too
+
+    try:
+        finals = until(lambda: _all_final(connection, ids), 60, every_s=0.2)
+    except AssertionError:
+        states = {i: stored_campaign(connection, i).get("status") for i in ids}
+        raise AssertionError(f"not all final: {states}\n" + "\n".join(log_of(w)[-3000:] for w in running.workers)) from None
+    pending = [f for f in finals if f.get("status") != "completed"]
+    assert not pending, pending
+    for campaign_id in ids:
+        executions = connection.hgetall(f"offpath:executions:{campaign_id}")
+        assert executions == {b"content": b"1", b"automation": b"1"}, (campaign_id, executions)
+    assert time.monotonic() - back < 60
+    assert all(w.alive() for w in running.workers), "the workers go on working"
