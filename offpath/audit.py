@@ -1,22 +1,20 @@
 """The audit after a fault: every campaign a client saw acknowledged (201/202) must end `completed` or
 visibly `failed`; none may be missing; no side effect may have run twice; and once they are final, none of their jobs
-may be left in RQ's queue or its started, intermediate, deferred, ready or scheduled registries (stuck)."""
+may be left where their queue library keeps what is not done yet (stuck: RQ's queue and registries, kombu's queue and
+unacked messages, Dramatiq's queues and ack sets; each backend's `job_places`, services/queued/backend.py). For a
+campaign still pending, the same places say where its job waits, or that it is nowhere."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import redis
-from rq import Queue
-from rq.utils import parse_composite_key
 
-from foundation.redis_replies import text
 from services.campaign.store import campaign_key, executions_key
-from services.queued.enqueue import automation_job_id, generation_job_id
-from services.queued.retries import retrying_key
+from services.queued.attempts import automation_job_id, generation_job_id
+from services.queued.backend import QueueBackend
 
 _BATCH = 500
 
@@ -33,7 +31,7 @@ class Audit:
     duplicated: int = 0  # campaigns where a recorded side effect ran more than once
     lost_ids: list[str] = field(default_factory=list)
     duplicated_ids: list[str] = field(default_factory=list)
-    stuck: int = 0  # jobs of final campaigns still in an RQ queue or registry that means "not done yet"
+    stuck: int = 0  # jobs of final campaigns still where their library keeps what is not done yet
     stuck_by_registry: dict[str, int] = field(default_factory=dict)
     stuck_ids: list[str] = field(default_factory=list)
     settled_after_s: float | None = None  # from the audit's start until nothing was pending
@@ -52,10 +50,23 @@ class Audit:
         return data
 
 
+@dataclass(frozen=True)
+class Queued:
+    """Where the audited design's jobs are: its queue backend and queue."""
+
+    backend: QueueBackend
+    queue_name: str
+
+    def places(self, connection: redis.Redis, campaign_ids: list[str]) -> dict[str, list[str]]:
+        jobs = {job_id for campaign_id in campaign_ids
+                for job_id in (generation_job_id(campaign_id), automation_job_id(campaign_id))}
+        return self.backend.job_places(connection, self.queue_name, jobs)
+
+
 def audit(redis_url: str, acknowledged_ids: Iterable[str], settle_timeout_s: float = 0.0,
-          queue_name: str | None = None) -> Audit:
-    """Check the acknowledged campaigns, waiting up to settle_timeout_s for pending ones to finish; with queue_name
-    (the queued design), then look for their jobs left behind in RQ's queue and registries."""
+          queued: Queued | None = None) -> Audit:
+    """Check the acknowledged campaigns, waiting up to settle_timeout_s for pending ones to finish; with `queued` (a
+    design with a queue), then look for their jobs left behind by its library."""
     ids = list(dict.fromkeys(acknowledged_ids))
     connection = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
     started = time.monotonic()
@@ -64,12 +75,12 @@ def audit(redis_url: str, acknowledged_ids: Iterable[str], settle_timeout_s: flo
             result = _check(connection, ids)
             if result.pending == 0:
                 result.settled_after_s = round(time.monotonic() - started, 1)
-                if queue_name is not None:
-                    _find_stuck(connection, queue_name, ids, result)
+                if queued is not None:
+                    _find_stuck(connection, queued, ids, result)
                 return result
             if time.monotonic() - started >= settle_timeout_s:
-                if queue_name is not None:
-                    places = _job_places(connection, queue_name, result.pending_ids)
+                if queued is not None:
+                    places = queued.places(connection, result.pending_ids)
                     result.pending_jobs_by_place = {place: len(ids) for place, ids in places.items()}
                     with_job = {job_id.rsplit("-", 1)[0] for ids in places.values() for job_id in ids}
                     if len(with_job) < result.pending:
@@ -107,29 +118,9 @@ def _check(connection: redis.Redis, ids: list[str]) -> Audit:
     return result
 
 
-def _find_stuck(connection: redis.Redis, queue_name: str, ids: list[str], result: Audit) -> None:
-    """Jobs of these campaigns (all final now) that RQ still holds as to-do or in progress, counted by where."""
-    for place, found in _job_places(connection, queue_name, ids).items():
+def _find_stuck(connection: redis.Redis, queued: Queued, ids: list[str], result: Audit) -> None:
+    """Jobs of these campaigns (all final now) that their library still holds as to-do or in progress, by where."""
+    for place, found in queued.places(connection, ids).items():
         result.stuck_by_registry[place] = len(found)
         result.stuck += len(found)
         result.stuck_ids += found
-
-
-def _job_places(connection: redis.Redis, queue_name: str, campaign_ids: list[str]) -> dict[str, list[str]]:
-    """Where the campaigns' jobs are among the places that mean "not done yet"."""
-    queue = Queue(queue_name, connection=connection)
-    jobs = {job_id for campaign_id in campaign_ids
-            for job_id in (generation_job_id(campaign_id), automation_job_id(campaign_id))}
-    places: dict[str, list[Any]] = {
-        "queue": connection.lrange(queue.key, 0, -1),
-        "intermediate": connection.lrange(queue.intermediate_queue.key, 0, -1),
-        # started entries are "<job id>:<execution id>"
-        "started": [parse_composite_key(text(entry))[0]
-                    for entry in connection.zrange(queue.started_job_registry.key, 0, -1)],
-        "deferred": connection.zrange(queue.deferred_job_registry.key, 0, -1),
-        "ready": connection.zrange(queue.ready_job_registry.key, 0, -1),
-        "scheduled": connection.zrange(queue.scheduled_job_registry.key, 0, -1),
-        "retrying": connection.zrange(retrying_key(queue_name), 0, -1),
-    }
-    found = {place: [text(e) for e in entries if text(e) in jobs] for place, entries in places.items()}
-    return {place: ids for place, ids in found.items() if ids}

@@ -28,7 +28,7 @@ from foundation.format import (
     cell_id,
 )
 from foundation.manifest_format import CpuSplit, RunRecord
-from offpath.audit import audit
+from offpath.audit import Queued, audit
 from offpath.designs import Design, built_in_names, declare
 from offpath.experiment import EXPERIMENTS_DIR, Phase
 from offpath.faults import Fault, FaultKind, FaultLog, FaultTarget
@@ -45,6 +45,7 @@ from offpath.supervisor import Supervisor
 from offpath.worker_faults import recovery_times
 from services.campaign.profile import ProfileSpec
 from services.campaign.steps import FENCED_KEY
+from services.queued.backend import queue_backend
 from services.queued.liveness import ABANDONED_KEY, FALSE_ABANDONMENTS_KEY
 
 
@@ -136,6 +137,8 @@ def run_fault(chaos: Chaos, fault: Fault, run_dir: Path, placer: Placer, backend
     rate_per_s = fault.rate_per_s if fault.rate_per_s is not None else chaos.rate_per_s
     duration_s = fault.duration_s if fault.duration_s is not None else chaos.duration_s
     queue_name = design.declaration.queue.name if design.declaration.queue is not None else ""
+    queued = Queued(queue_backend(str(design.declaration.params.get("backend", "rq"))), queue_name) \
+        if design.declaration.queue is not None and census else None
     server = start_redis(aof=fault.aof)
     if server.process is not None:
         placer.add("redis", server.process.pid)
@@ -176,9 +179,9 @@ def run_fault(chaos: Chaos, fault: Fault, run_dir: Path, placer: Placer, backend
                 if errors:
                     raise RuntimeError(f"fault {fault.name} could not be injected: {'; '.join(errors)}")
                 # offpath's own designs: their state in Redis says more than HTTP can (side effects run twice, jobs
-                # stuck in RQ's registries); any other design is audited through its status URL alone.
+                # left in their queue library); any other design is audited through its status URL alone.
                 result = audit(server.url, acknowledged, settle_timeout_s=chaos.settle_timeout_s,
-                               queue_name=queue_name if on_rq else None) if census else \
+                               queued=queued) if census else \
                     audit_over_http(served.url, design.contract, acknowledged, chaos.settle_timeout_s)
                 settled = time.time()
             alive = sum(1 for w in served.workers if w.alive())
@@ -195,9 +198,6 @@ def run_fault(chaos: Chaos, fault: Fault, run_dir: Path, placer: Placer, backend
                 **extra,
                 "events": log.events, "errors": errors, "probe_errors": probe.errors[:5] if probe is not None else [],
             }
-            if census and not on_rq:  # jobs left in a broker are looked for in RQ's registries only
-                for key in ("stuck", "stuck_by_registry", "stuck_ids"):
-                    row.pop(key, None)
             # A fault's own check (a client-disconnect's consistency) adds to the audit's, never replaces it.
             # A freeze makes a live worker look dead: its false abandonment is the fault's effect (counted, shown), and
             # what must hold is the fence's: nothing lost, nothing duplicated.

@@ -23,6 +23,7 @@ import redis
 from offpath.serving import start_workers
 from offpath.supervisor import Managed, Supervisor
 from services.campaign.settings import Settings
+from services.queued.attempts import generation_job_id
 from services.queued.backend import queue_backend
 from services.queued.lifetime import READY
 from tests.conftest import Running, project_root, start_queue_workers, stop_launched, valid_body
@@ -76,6 +77,10 @@ class QueueBackendContract:
     retry_lateness_s: float = 0.1
     # How long the library takes at most to deliver again a job whose worker was killed, after recover() returned.
     redelivery_s: float = 15.0
+    # Where the library keeps a job its one worker runs, and one waiting behind it (job_places, which the chaos audit
+    # reports for a pending campaign).
+    running_place: str = ""
+    waiting_place: str = "queue"
 
     # --- what each backend's module says about its library ---------------------------------------------------
 
@@ -249,6 +254,21 @@ class QueueBackendContract:
             os.kill(worker.pid, signal.SIGTERM)
             assert worker.process.wait(timeout=15) == 0
         assert executions(running, campaign_id) == {b"content": b"1"}  # generation finished, then the worker stopped
+
+    def test_the_audit_finds_each_job_where_its_library_keeps_it(self, launch_for_test, profiles):
+        running = launch_for_test("queued", profiles["slow"], workers=1, backend=self.backend)  # generation waits 1 s
+        with running.client() as client:
+            first = client.post("/campaigns", json=valid_body()).json()["id"]
+            wait_for_status(client, first, {"generating"}, timeout_s=10)
+            second = client.post("/campaigns", json=valid_body()).json()["id"]  # behind the first: one worker
+            time.sleep(0.3)
+        jobs = {generation_job_id(first), generation_job_id(second), generation_job_id("never-admitted")}
+        places = queue_backend(self.backend).job_places(running.redis(), self.settings(running).queue_name, jobs)
+        expected: dict[str, list[str]] = {}
+        expected.setdefault(self.running_place, []).append(generation_job_id(first))
+        expected.setdefault(self.waiting_place, []).append(generation_job_id(second))
+        assert {place: sorted(ids) for place, ids in places.items()} == \
+            {place: sorted(ids) for place, ids in expected.items()}
 
     def test_a_worker_stops_once_its_parent_is_gone(self, launch_for_test, profiles, tmp_path):
         idle = launch_for_test("queued", profiles["quick"], backend=self.backend)

@@ -15,6 +15,7 @@ from tests.queue_backend_contract import Admitted, QueueBackendContract
 
 class TestCelery(QueueBackendContract):
     backend = "celery"
+    running_place = "unacked"
     retry_lateness_s = 0.1  # the worker's timer fires at the ETA (services/queued/celery_backend/application.py)
 
     def admitted(self, connection: redis.Redis, campaign_id: str) -> Admitted:

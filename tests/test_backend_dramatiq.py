@@ -12,6 +12,8 @@ from tests.queue_backend_contract import Admitted, QueueBackendContract
 
 class TestDramatiq(QueueBackendContract):
     backend = "dramatiq"
+    running_place = "held"
+    waiting_place = "held"  # the worker prefetches two messages (services/queued/dramatiq_backend/worker.py)
     # A delayed retry is moved to the queue by the delay queue's consumer, then fetched by the queue's: each looks at
     # least every worker_timeout, 100 ms (services/queued/dramatiq_backend/broker.py).
     retry_lateness_s = 0.3

@@ -16,6 +16,7 @@ from tests.queue_backend_contract import Admitted, QueueBackendContract
 
 class TestRQ(QueueBackendContract):
     backend = "rq"
+    running_place = "started"
     retry_lateness_s = 0.05  # the abandonment watch's holder moves a due retry within milliseconds (retries.py)
 
     def admitted(self, connection: redis.Redis, campaign_id: str) -> Admitted:

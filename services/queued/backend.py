@@ -9,7 +9,9 @@ subpackage (services/queued/celery_backend/, services/queued/dramatiq_backend/).
   outcome; nothing, for a library that publishes the next step itself once generation returned;
 - how a worker runs (`run_worker`): one process, one job at a time, no fork per job, until SIGTERM (warm);
 - how the backlog is counted (`backlog_key`): the Redis list of jobs ready to run, whose length the service sheds at
-  (services/queued/backpressure.py).
+  (services/queued/backpressure.py);
+- where its jobs are while not done yet (`job_places`): what the chaos audit reports for a campaign still pending after
+  a fault, and for a job a final campaign left behind (offpath/audit.py).
 
 The step bodies and the campaign's state are the same on every backend (services/queued/attempts.py,
 services/campaign/steps.py): only the queue differs.
@@ -61,6 +63,11 @@ class QueueBackend(Protocol):
 
     def backlog_key(self, settings: Settings) -> str:
         """The Redis list whose length is the backlog of jobs ready to run."""
+
+    def job_places(self, redis: Redis, queue_name: str, job_ids: set[str]) -> dict[str, list[str]]:
+        """The ids among `job_ids` whose job the library holds as not done yet, by place (a queue, a registry, a
+        worker's unacknowledged set; "unlisted" for one stored where nothing will fetch it). Places with none are left
+        out."""
 
     def run_worker(self, settings: Settings, name: str | None, burst: bool,
                    on_ready: Callable[[], None] | None = None) -> int:

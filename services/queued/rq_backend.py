@@ -9,14 +9,18 @@ without its campaign; the same holds for automation, enqueued in the transaction
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from redis import Redis
 from rq import Queue
+from rq.utils import parse_composite_key
 
+from foundation.redis_replies import text
 from services.campaign.settings import Settings
 from services.queued.attempts import Chain
 from services.queued.enqueue import JobPlanner, campaign_queue
 from services.queued.jobs import rq_chaining
+from services.queued.retries import retrying_key
 
 __all__ = ["RQ", "RQBackend"]
 
@@ -32,6 +36,24 @@ class RQBackend:
 
     def backlog_key(self, settings: Settings) -> str:
         return f"{Queue.redis_queue_namespace_prefix}{settings.queue_name}"  # Queue.key, without a connection
+
+    def job_places(self, redis: Redis, queue_name: str, job_ids: set[str]) -> dict[str, list[str]]:
+        """RQ's queue and intermediate queue, its started, deferred, ready and scheduled registries, and offpath's
+        retrying set (services/queued/retries.py)."""
+        queue = Queue(queue_name, connection=redis)
+        places: dict[str, list[Any]] = {
+            "queue": redis.lrange(queue.key, 0, -1),
+            "intermediate": redis.lrange(queue.intermediate_queue.key, 0, -1),
+            # started entries are "<job id>:<execution id>"
+            "started": [parse_composite_key(text(entry))[0]
+                        for entry in redis.zrange(queue.started_job_registry.key, 0, -1)],
+            "deferred": redis.zrange(queue.deferred_job_registry.key, 0, -1),
+            "ready": redis.zrange(queue.ready_job_registry.key, 0, -1),
+            "scheduled": redis.zrange(queue.scheduled_job_registry.key, 0, -1),
+            "retrying": redis.zrange(retrying_key(queue_name), 0, -1),
+        }
+        found = {place: [text(e) for e in entries if text(e) in job_ids] for place, entries in places.items()}
+        return {place: ids for place, ids in found.items() if ids}
 
     def run_worker(self, settings: Settings, name: str | None, burst: bool,
                    on_ready: Callable[[], None] | None = None) -> int:

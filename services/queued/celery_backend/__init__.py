@@ -36,6 +36,11 @@ class CeleryBackend:
         # 1665-1669); the admission publishes at priority 0 only.
         return settings.queue_name
 
+    def job_places(self, redis: Redis, queue_name: str, job_ids: set[str]) -> dict[str, list[str]]:
+        from services.queued.celery_backend.places import celery_job_places
+
+        return celery_job_places(redis, queue_name, job_ids)
+
     def run_worker(self, settings: Settings, name: str | None, burst: bool,
                    on_ready: Callable[[], None] | None = None) -> int:
         from services.queued.celery_backend.worker import run_celery_worker

@@ -36,6 +36,11 @@ class DramatiqBackend:
 
         return queue_key(settings.queue_name)
 
+    def job_places(self, redis: Redis, queue_name: str, job_ids: set[str]) -> dict[str, list[str]]:
+        from services.queued.dramatiq_backend.places import dramatiq_job_places
+
+        return dramatiq_job_places(redis, queue_name, job_ids)
+
     def run_worker(self, settings: Settings, name: str | None, burst: bool,
                    on_ready: Callable[[], None] | None = None) -> int:
         from services.queued.dramatiq_backend.worker import run_dramatiq_worker
