@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from offpath.redis_server import start_redis
+from services.queued.halting import HALT_ENV
 from tests.conftest import QUICK_PROFILE, stored_campaign, until, valid_body
 from tests.queue_backend_contract import log_of
 
@@ -88,3 +89,38 @@ def test_every_campaign_completes_once_redis_answers_again(launch, own_redis, tm
         assert executions == {b"content": b"1", b"automation": b"1"}, (campaign_id, executions)
     assert time.monotonic() - back < 60
     assert all(w.alive() for w in running.workers), "the workers go on working"
+
+
+def test_a_pipeline_whose_next_message_meets_redis_away_continues_once_it_answers(launch, own_redis, tmp_path):
+    # The narrowest window of the chaos run: generation's outcome recorded, then Redis gone before the pipeline
+    # enqueued automation. The worker stops itself right after the outcome (OFFPATH_HALT_AT), Redis crashes, the worker
+    # goes on (its enqueue of automation fails), Redis comes back: generation is delivered again, finds its outcome
+    # recorded, and the pipeline enqueues automation then.
+    marker = tmp_path / "halted"
+    running = launch("queued", QUICK_PROFILE_PATH(tmp_path), workers=1, redis_url=own_redis.url, backend="dramatiq",
+                     env={HALT_ENV: f"recorded,STOP,{marker}"})
+    connection = running.redis()
+    with running.client() as client:
+        campaign_id = client.post("/campaigns", json=valid_body()).json()["id"]
+    until(marker.exists, 15)
+    worker = running.workers[0]
+    until(lambda: _state(worker.pid) == "T", 5)
+    own_redis.kill()
+    worker.process.send_signal(signal.SIGCONT)
+    time.sleep(1.5)  # the pipeline's enqueue meets Redis away
+    own_redis.restart()
+
+    final = until(lambda: stored_campaign(connection, campaign_id).get("status") in ("completed", "failed")
+                   and stored_campaign(connection, campaign_id), 30, every_s=0.1)
+    assert final["status"] == "completed", final
+    assert connection.hgetall(f"offpath:executions:{campaign_id}") == {b"content": b"1", b"automation": b"1"}
+
+
+def QUICK_PROFILE_PATH(tmp_path: Path) -> str:
+    path = tmp_path / "quick.toml"
+    path.write_text(QUICK_PROFILE)
+    return str(path)
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

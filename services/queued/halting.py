@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import threading
 import time
 
 __all__ = ["HALT_ENV", "POINTS", "halt_at"]
@@ -51,4 +52,6 @@ def halt_at(point: str) -> None:
         os.write(marker, repr(time.time()).encode())  # when it halted: a file's mtime is coarser than RQ's timestamps
     finally:
         os.close(marker)
-    os.kill(os.getpid(), plan[1])
+    # To this thread: a signal sent to the process may be taken by another of its threads, while this one, holding the
+    # GIL, runs on for a moment past its point (seen: a Dramatiq worker sent its next message before it stopped).
+    signal.pthread_kill(threading.get_ident(), plan[1])

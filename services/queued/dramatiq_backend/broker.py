@@ -36,7 +36,6 @@ from dramatiq.middleware import (
     AgeLimit,
     Callbacks,
     CurrentMessage,
-    Pipelines,
     ShutdownNotifications,
     SkipMessage,
     TimeLimit,
@@ -54,7 +53,13 @@ from services.queued.attempts import (
     generation_attempt,
     run_attempt,
 )
-from services.queued.dramatiq_backend.outages import REDIS_AWAY, OutageSafeRedisBroker, OutageSafeRetries, redis_away
+from services.queued.dramatiq_backend.outages import (
+    REDIS_AWAY,
+    OutageSafePipelines,
+    OutageSafeRedisBroker,
+    OutageSafeRetries,
+    redis_away,
+)
 
 __all__ = ["AUTOMATE", "GENERATE", "HEARTBEAT_TIMEOUT_MS", "MAINTENANCE_CHANCE_PER_MILLION", "NAMESPACE",
            "WORKER_TIMEOUT_MS", "dramatiq_broker", "redis_broker"]
@@ -96,10 +101,11 @@ def redis_broker(settings: Settings) -> RedisBroker:
         namespace=NAMESPACE,
         heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
         maintenance_chance=MAINTENANCE_CHANCE_PER_MILLION,
-        # Dramatiq's default middleware (dramatiq/middleware/__init__.py:56-63), with retries as the settings say, and
+        # Dramatiq's default middleware (dramatiq/middleware/__init__.py:56-63), with retries as the settings say, its
+        # pipeline and retries sending a message back to its queue when their enqueue meets Redis away (outages.py), and
         # CurrentMessage, which tells an actor which delivery it runs (dramatiq/middleware/current_message.py).
         middleware=[AgeLimit(), TimeLimit(time_limit=JOB_TIMEOUT_S * 1000), ShutdownNotifications(), Callbacks(),
-                    Pipelines(), OutageSafeRetries(max_retries=settings.retries), CurrentMessage()],
+                    OutageSafePipelines(), OutageSafeRetries(max_retries=settings.retries), CurrentMessage()],
     )
 
 

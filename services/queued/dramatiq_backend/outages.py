@@ -8,9 +8,9 @@ Read in Dramatiq 2.2's sources, and seen in offpath's chaos run of 2026-12-06 (3
   answer in time (a pause, a stall) raises TimeoutError instead: the ack is given up as "a bug in Dramatiq"
   (dramatiq/worker.py:440-448) and its message stays in this live worker's ack set for good.
 - An enqueue after an actor returned (the pipeline's next message, dramatiq/middleware/pipelines.py:41-58; a retry's
-  delayed copy, dramatiq/middleware/retries.py:152) that fails raises out of the worker thread's `process_message`
-  (dramatiq/worker.py:599-603): the message is acknowledged without its next message or its retry, and the worker
-  thread ends, while the process, still heartbeating, holds its prefetched messages forever.
+  delayed copy, dramatiq/middleware/retries.py:152) that fails is logged and dropped by the broker's emit_after
+  (dramatiq/broker.py:123-129), and the message is then acknowledged: its campaign waits for a next message or a retry
+  that does not exist.
 - A delay-queue consumer that loses its connection drops the delayed retries it held in memory (dramatiq/worker.py:
   322-324), which stay in its ack set, where only this worker's death would free them.
 
@@ -31,9 +31,9 @@ from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import dq_name
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
-from dramatiq.middleware import Retries
+from dramatiq.middleware import Pipelines, Retries
 
-__all__ = ["OutageSafeRedisBroker", "OutageSafeRetries", "REQUEUE_OPTION", "redis_away"]
+__all__ = ["OutageSafePipelines", "OutageSafeRedisBroker", "OutageSafeRetries", "REQUEUE_OPTION", "redis_away"]
 
 log = logging.getLogger("offpath.jobs")
 
@@ -117,6 +117,24 @@ class _OutageSafeConsumer(_RedisConsumer):
             raise ConnectionClosed(error) from None
 
 
+def _requeue(message: Any, away: BaseException) -> None:
+    message.options[REQUEUE_OPTION] = True
+    log.warning("message %s (%s): Redis is away (%s: %s); it goes back to its queue once Redis answers",
+                message.message_id, message.actor_name, type(away).__name__, away)
+
+
+class OutageSafePipelines(Pipelines):
+    """Dramatiq's Pipelines, except that a next message whose enqueue met Redis away sends this one back to its queue
+    (once Redis answers): delivered again, it finds its outcome recorded and returns, and the pipeline goes on."""
+
+    def after_process_message(self, broker: Any, message: Any, *, result: Any = None,
+                              exception: BaseException | None = None) -> None:
+        try:
+            super().after_process_message(broker, message, result=result, exception=exception)
+        except ConnectionClosed as away:
+            _requeue(message, away)
+
+
 class OutageSafeRetries(Retries):
     """Dramatiq's Retries, except for a message that met Redis away: requeued once Redis answers, no attempt counted
     (its step did not fail; its store was away), instead of a retry whose enqueue would need Redis too."""
@@ -130,6 +148,4 @@ class OutageSafeRetries(Retries):
                 return
             except ConnectionClosed as error:  # the retry's enqueue
                 away = error
-        message.options[REQUEUE_OPTION] = True
-        log.warning("message %s (%s): Redis is away (%s: %s); it goes back to its queue once Redis answers",
-                    message.message_id, message.actor_name, type(away).__name__, away)
+        _requeue(message, away)
