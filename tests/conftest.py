@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
@@ -147,6 +148,17 @@ def launch(redis_server: RedisServer, supervisor: Supervisor) -> Callable[..., R
         return Running(url=url, redis_url=db_url, service=service, workers=started)
 
     return _launch
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A Redis of the test's own, every write on disk before it answers (AOF always): the test may crash it (kill,
+    restart) or stop it (SIGSTOP); it is let go on (SIGCONT) and stopped at the end."""
+    server = start_redis(aof="always")
+    yield server
+    if server.process is not None:
+        server.process.send_signal(signal.SIGCONT)
+    server.stop()
 
 
 @pytest.fixture

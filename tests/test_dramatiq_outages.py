@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from offpath.redis_server import start_redis
 from services.queued.halting import HALT_ENV
 from tests.conftest import QUICK_PROFILE, stored_campaign, until, valid_body
 from tests.queue_backend_contract import log_of
@@ -33,14 +32,6 @@ def _profile(tmp_path: Path) -> str:
     return str(path)
 
 
-@pytest.fixture
-def own_redis():
-    """A Redis of the test's own, every write on disk before it answers (AOF always): the tests crash and stop it."""
-    server = start_redis(aof="always")
-    yield server
-    if server.process is not None:
-        server.process.send_signal(signal.SIGCONT)
-    server.stop()
 
 
 def _admit(running) -> list[str]:

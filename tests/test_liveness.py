@@ -7,11 +7,9 @@ import json
 import signal
 import time
 
-import pytest
 import redis
 from rq import Worker
 
-from offpath.redis_server import start_redis
 from services.queued.liveness import ABANDONED_AFTER_S, ABANDONED_KEY, FALSE_ABANDONMENTS_KEY, GONE, GONE_AFTER_S
 from tests.conftest import QUICK_PROFILE, stored_campaign, until, valid_body
 
@@ -25,14 +23,6 @@ def _profile(tmp_path, name: str, generation_wait_ms: float) -> str:
     return str(path)
 
 
-@pytest.fixture
-def own_redis():
-    """A Redis of the test's own: one test stops it with SIGSTOP."""
-    server = start_redis(aof="off")
-    yield server
-    if server.process is not None:
-        server.process.send_signal(signal.SIGCONT)
-    server.stop()
 
 
 def _declarations(connection: redis.Redis, key: str) -> list[dict]:

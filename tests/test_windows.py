@@ -17,7 +17,6 @@ from redis.asyncio import Redis as AsyncRedis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from offpath.redis_server import start_redis
 from services.campaign.schema import CampaignRequest, Status
 from services.campaign.steps import FENCED_KEY, StepStore
 from services.campaign.store import CampaignStore
@@ -37,13 +36,6 @@ def _profile(tmp_path: Path, generation_wait_ms: float) -> str:
     return str(path)
 
 
-@pytest.fixture
-def crashable_redis():
-    """A Redis of the test's own, with every write on disk before it answers (AOF always): the tests crash it, or
-    stop a worker in the middle of its talk with it."""
-    server = start_redis(aof="always")
-    yield server
-    server.stop()
 
 
 def _declared(connection: redis.Redis) -> list[dict]:
@@ -61,9 +53,9 @@ def _post(running) -> str:
 
 
 @pytest.mark.parametrize("point", POINTS)
-def test_a_job_whose_worker_is_killed_at_any_point_runs_again_within_seconds(launch, crashable_redis, tmp_path, point):
+def test_a_job_whose_worker_is_killed_at_any_point_runs_again_within_seconds(launch, own_redis, tmp_path, point):
     marker = tmp_path / "halted"
-    running = launch("queued", _profile(tmp_path, 300.0), workers=2, redis_url=crashable_redis.url,
+    running = launch("queued", _profile(tmp_path, 300.0), workers=2, redis_url=own_redis.url,
                      env={HALT_ENV: f"{point},KILL,{marker}"})
     connection = running.redis()
     campaign_id = _post(running)
@@ -85,21 +77,21 @@ def test_a_job_whose_worker_is_killed_at_any_point_runs_again_within_seconds(lau
     assert connection.llen("rq:queue:campaigns:intermediate") == 0
 
 
-def test_a_job_dequeued_when_redis_crashes_runs_again_within_seconds(launch, crashable_redis, tmp_path):
+def test_a_job_dequeued_when_redis_crashes_runs_again_within_seconds(launch, own_redis, tmp_path):
     # The chaos run's symptom (issue #26): after a Redis crash a job sat in RQ's intermediate queue, dequeued and never
     # started, and its campaign never completed. A crash leaves that state when Redis ran (and logged) a worker's BLMOVE
     # but died before the reply reached it: the worker retries its dequeue, and nobody holds the job. Here the worker
     # that dequeued the job dies right after the BLMOVE, and Redis crashes and restarts from its AOF with it.
     marker = tmp_path / "halted"
-    running = launch("queued", _profile(tmp_path, 5.0), workers=2, redis_url=crashable_redis.url,
+    running = launch("queued", _profile(tmp_path, 5.0), workers=2, redis_url=own_redis.url,
                      env={HALT_ENV: f"dequeued,KILL,{marker}"})
     connection = running.redis()
     campaign_id = _post(running)
     victim = until(lambda: next((m for m in running.workers if not m.alive()), None), 15)
     victim.expect_exit = True
-    crashable_redis.kill()
+    own_redis.kill()
     time.sleep(1.0)
-    crashable_redis.restart()
+    own_redis.restart()
     back_at = time.time()
     assert connection.lrange("rq:queue:campaigns:intermediate", 0, -1) == [f"{campaign_id}-generation".encode()]
 
@@ -110,12 +102,12 @@ def test_a_job_dequeued_when_redis_crashes_runs_again_within_seconds(launch, cra
     assert [d["what"] for d in _declared(connection)] == ["requeued from RQ's intermediate queue"]
 
 
-def test_a_worker_taken_for_dead_that_wakes_records_nothing(launch, crashable_redis, tmp_path):
+def test_a_worker_taken_for_dead_that_wakes_records_nothing(launch, own_redis, tmp_path):
     # The fence: frozen (SIGSTOP) after its step began, for longer than the watch's threshold, the worker is taken for
     # dead and its job runs again elsewhere. When it wakes and finishes its work, its outcome is refused: the side
     # effect is recorded once, by the delivery that owns the step, and the refusal is on record.
     marker = tmp_path / "halted"
-    running = launch("queued", _profile(tmp_path, 300.0), workers=2, redis_url=crashable_redis.url,
+    running = launch("queued", _profile(tmp_path, 300.0), workers=2, redis_url=own_redis.url,
                      env={HALT_ENV: f"begun,STOP,{marker}"})
     connection = running.redis()
     campaign_id = _post(running)
