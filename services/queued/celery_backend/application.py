@@ -7,8 +7,10 @@ Configured as a careful engineer would for campaigns on Redis (each choice read 
   `unacked_index` (kombu/transport/redis.py:476-491), and puts back on the queue whatever stayed unacknowledged longer
   than `visibility_timeout` (restore_visible, :523-549), swept every `unacked_restore_interval` seconds in the worker's
   event loop (:754-770). It is not a heartbeat: a message a live worker holds longer than the timeout is delivered
-  again while it still runs. So it is set above the longest a healthy worker can hold one (visibility_timeout_s), and a
-  killed worker's job runs again that long after it was delivered;
+  again while it still runs. So it is set above the longest a healthy worker can hold one (visibility_timeout_s): the
+  backstop for a frozen worker's job. A killed worker's job runs again within seconds instead: offpath's workers
+  record which of them holds each unacknowledged message, and put back on the queue the messages of a worker whose
+  connection left Redis (holding.py);
 - one message at a time (`worker_prefetch_multiplier` 1 with the solo pool's concurrency 1): with late acks the
   worker reserves only the task it runs (an ETA retry raises the count while it waits, celery/worker/strategy.py:210);
 - its own retry (`Task.retry(countdown=...)`, celery/app/task.py:816-962): a copy of the message, same task id, the

@@ -24,6 +24,7 @@ from celery.worker import state
 from services.campaign.settings import Settings
 from services.queued.attempts import StepContext, no_chain
 from services.queued.celery_backend.application import celery_app
+from services.queued.celery_backend.holding import HOLDER_OPTION, HolderWatch, WorkerTransport
 from services.queued.lifetime import ParentWatch, announce_ready
 
 __all__ = ["BURST_IDLE_S", "run_celery_worker"]
@@ -36,8 +37,14 @@ BURST_IDLE_S = 0.5
 
 def run_celery_worker(settings: Settings, name: str | None, burst: bool,
                       on_ready: Callable[[], None] | None = None) -> int:
-    """The Celery backend's worker; `on_ready` runs once it consumes, after its ready line."""
+    """The Celery backend's worker, with offpath's holder watch (holding.py); `on_ready` runs once it consumes, after
+    its ready line."""
     context = StepContext(settings, lambda settings, redis: no_chain)  # the chain publishes automation (application.py)
+    holder = name or f"worker-{os.getpid()}"
+    app = celery_app(settings, context, transport=f"{WorkerTransport.__module__}:{WorkerTransport.__name__}")
+    app.conf.broker_transport_options = {**app.conf.broker_transport_options, HOLDER_OPTION: holder}
+    stopping = threading.Event()
+    HolderWatch(settings.redis_url, holder, settings.queue_name, app.conf.broker_transport_options, stopping).start()
 
     def ready() -> None:
         announce_ready("celery", name)
@@ -45,8 +52,9 @@ def run_celery_worker(settings: Settings, name: str | None, burst: bool,
             on_ready()
 
     try:
-        return serve(celery_app(settings, context), name, burst, ready)
+        return serve(app, name, burst, ready)
     finally:
+        stopping.set()
         context.close()
 
 

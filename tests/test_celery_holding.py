@@ -1,0 +1,76 @@
+"""The queued design on Celery: a killed worker's message goes back to its queue within seconds, and a live worker's
+is never taken from it, also when Redis crashes or pauses (services/queued/celery_backend/holding.py). Real Redis, real
+Celery workers, real SIGKILL and SIGSTOP. (The killed worker's job running again once: tests/test_backend_celery.py.)"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from services.queued.celery_backend.holding import HOLDERS_KEY
+from services.queued.liveness import ABANDONED_KEY, GONE_AFTER_S
+from tests.conftest import QUICK_PROFILE, stored_campaign, until, valid_body
+
+WAIT_S = 6.0  # each generation: longer than GONE_AFTER_S and than the outages below
+
+
+def _profile(tmp_path: Path) -> str:
+    text = QUICK_PROFILE.replace('name = "quick"', 'name = "held"').replace(
+        "wait_median_ms = 5.0\nwait_p99_ms = 20.0", f"wait_median_ms = {WAIT_S * 1000}\nwait_p99_ms = {WAIT_S * 1000}")
+    path = tmp_path / "held.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def _declared(connection) -> list[dict]:
+    return [json.loads(item) for item in connection.lrange(ABANDONED_KEY.format(queue="campaigns"), 0, -1)]
+
+
+def test_a_killed_workers_message_goes_back_to_its_queue_within_seconds(launch, own_redis, tmp_path):
+    running = launch("queued", _profile(tmp_path), workers=2, redis_url=own_redis.url, backend="celery")
+    connection = running.redis()
+    with running.client() as client:
+        campaign_id = client.post("/campaigns", json=valid_body()).json()["id"]
+    holder = until(lambda: next(iter(connection.hvals(HOLDERS_KEY)), None), 10).decode()
+    victim = next(w for w in running.workers if w.argv[w.argv.index("--name") + 1] == holder)
+    time.sleep(0.5)
+    victim.process.send_signal(signal.SIGKILL)
+    victim.process.wait()
+    victim.expect_exit = True
+    killed = time.monotonic()
+    until(lambda: stored_campaign(connection, campaign_id).get("attempts") == "2", 15, every_s=0.05)
+    assert GONE_AFTER_S <= time.monotonic() - killed <= GONE_AFTER_S + 3.0
+    final = until(lambda: stored_campaign(connection, campaign_id).get("status") == "completed"
+                   and stored_campaign(connection, campaign_id), WAIT_S + 10)
+    assert final["attempts"] == "3"  # generation twice (the killed attempt counts), automation once
+    assert connection.hgetall(f"offpath:executions:{campaign_id}") == {b"content": b"1", b"automation": b"1"}
+    assert [(d["worker"], d["what"]) for d in _declared(connection)] == [(holder, "requeued")]
+    assert connection.hlen(HOLDERS_KEY) == 0  # acknowledged: forgotten with it
+
+
+@pytest.mark.parametrize("outage", ["crash", "pause"])
+def test_no_message_is_taken_from_a_live_worker_when_redis_goes_away(launch, own_redis, tmp_path, outage):
+    running = launch("queued", _profile(tmp_path), workers=2, redis_url=own_redis.url, backend="celery")
+    connection = running.redis()
+    with running.client() as client:
+        ids = [client.post("/campaigns", json=valid_body()).json()["id"] for _ in range(2)]
+    until(lambda: connection.hlen(HOLDERS_KEY) == 2, 10)
+    time.sleep(0.5)
+    if outage == "crash":  # every connection dropped: each watch's presence too, until it connects again
+        own_redis.kill()
+        time.sleep(1.0)
+        own_redis.restart()
+    else:
+        own_redis.process.send_signal(signal.SIGSTOP)
+        time.sleep(GONE_AFTER_S + 1.0)
+        own_redis.process.send_signal(signal.SIGCONT)
+
+    finals = until(lambda: all(stored_campaign(connection, i).get("status") in ("completed", "failed") for i in ids)
+                    and [stored_campaign(connection, i) for i in ids], 3 * WAIT_S, every_s=0.2)
+    assert [f["status"] for f in finals] == ["completed", "completed"]
+    assert [f["attempts"] for f in finals] == ["2", "2"], "generation ran once per campaign, not again"
+    assert _declared(connection) == []
