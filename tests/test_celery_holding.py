@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from services.queued.celery_backend.holding import HOLDERS_KEY
+from services.queued.celery_backend.holding import FETCHING_KEY, HOLDERS_KEY, WORKERS_KEY
+from services.queued.halting import HALT_ENV
 from services.queued.liveness import ABANDONED_KEY, GONE_AFTER_S
 from tests.conftest import QUICK_PROFILE, stored_campaign, until, valid_body
 
@@ -50,6 +51,32 @@ def test_a_killed_workers_message_goes_back_to_its_queue_within_seconds(launch, 
     assert connection.hgetall(f"offpath:executions:{campaign_id}") == {b"content": b"1", b"automation": b"1"}
     assert [(d["worker"], d["what"]) for d in _declared(connection)] == [(holder, "requeued")]
     assert connection.hlen(HOLDERS_KEY) == 0  # acknowledged: forgotten with it
+
+
+def test_a_worker_killed_between_its_fetch_and_its_record_loses_no_message(launch, own_redis, tmp_path):
+    # kombu's window: a message fetched from the queue and not yet recorded as unacknowledged. The worker that fetched
+    # it dies right there (OFFPATH_HALT_AT): the message waits on its fetching list, and goes back to the queue once
+    # its worker has been gone for GONE_AFTER_S.
+    marker = tmp_path / "halted"
+    running = launch("queued", _profile(tmp_path), workers=2, redis_url=own_redis.url, backend="celery",
+                     env={HALT_ENV: f"dequeued,KILL,{marker}"})
+    connection = running.redis()
+    with running.client() as client:
+        campaign_id = client.post("/campaigns", json=valid_body()).json()["id"]
+    victim = until(lambda: next((m for m in running.workers if not m.alive()), None), 15)
+    victim.expect_exit = True
+    killed_at = float(marker.read_text())
+    name = victim.argv[victim.argv.index("--name") + 1]
+    assert connection.llen(FETCHING_KEY.format(holder=name)) == 1 and connection.hlen(HOLDERS_KEY) == 0
+
+    until(lambda: stored_campaign(connection, campaign_id).get("status") == "generating", 15, every_s=0.05)
+    assert GONE_AFTER_S <= time.time() - killed_at <= GONE_AFTER_S + 3.0
+    final = until(lambda: stored_campaign(connection, campaign_id).get("status") == "completed"
+                   and stored_campaign(connection, campaign_id), WAIT_S + 10)
+    assert final["attempts"] == "2"  # it never ran before: generation once, automation once
+    assert [(d["worker"], d["what"]) for d in _declared(connection)] == [(name, "requeued from its fetching list")]
+    assert connection.llen(FETCHING_KEY.format(holder=name)) == 0
+    assert name.encode() not in connection.smembers(WORKERS_KEY)  # looked at, and forgotten
 
 
 @pytest.mark.parametrize("outage", ["crash", "pause"])

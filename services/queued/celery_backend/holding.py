@@ -18,9 +18,15 @@ holds a message (134 s here, application.py), so a killed worker's job waited th
 What it does not see: a frozen worker (SIGSTOP, a swap storm) keeps its connection, and its message waits for the
 visibility timeout, as before; a host that vanishes without closing its sockets likewise. A watch that could not sweep
 for BLIND_AFTER_S (Redis paused, restarted, unreachable) forgets every absence it was timing: after a Redis restart
-every live worker's watch connects again within a sweep, and none of their messages is taken from them. A message
-popped from the queue and not yet recorded as unacknowledged (kombu's BRPOP, then QoS.append) has no holder yet:
-a worker killed in that window loses it (docs/queue-backends.md).
+every live worker's watch connects again within a sweep, and none of their messages is taken from them.
+
+One window is closed on the way: kombu pops a message from the queue (BRPOP) and records it as unacknowledged in a
+second round trip (QoS.append), so a worker killed between the two lost it, and so did one whose warm shutdown dropped
+a reply still unread (celery/celery#7950). Here a worker fetches with BLMOVE into a list of its own
+(FETCHING_KEY), and QoS.append's transaction takes the message off that list as it records it unacknowledged; the
+watch puts a gone holder's fetched messages back on the queue too (each worker names itself in WORKERS_KEY as it
+starts, so that a worker that died holding nothing but a fetched message is looked at). A worker fetches from its
+queue's priority-0 list only: offpath publishes at no other priority.
 """
 
 from __future__ import annotations
@@ -31,21 +37,29 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from queue import Empty
+from time import monotonic
 from typing import Any
 
 from kombu import Connection
 from kombu.transport import redis as kombu_redis
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import loads
 from redis import Redis
 from redis.exceptions import RedisError
 
 from foundation.redis_replies import text
+from services.queued.halting import halt_at
 from services.queued.liveness import ABANDONED_KEY, BLIND_AFTER_S, GONE, GONE_AFTER_S, liveness_redis
 
-__all__ = ["HOLDER_OPTION", "HOLDERS_KEY", "PRESENCE_PREFIX", "HolderWatch", "WorkerTransport"]
+__all__ = ["FETCHING_KEY", "HOLDERS_KEY", "HOLDER_OPTION", "PRESENCE_PREFIX", "WORKERS_KEY", "HolderWatch",
+           "WorkerTransport"]
 
 log = logging.getLogger("offpath.liveness")
 
 HOLDERS_KEY = "offpath:celery-holders"  # delivery tag -> the name of the worker that holds the message unacknowledged
+FETCHING_KEY = "offpath:celery-fetching:{holder}"  # messages a worker fetched and has not yet recorded as unacknowledged
+WORKERS_KEY = "offpath:celery-workers"  # every worker that started and was not yet found gone with nothing left
 HOLDER_OPTION = "offpath_holder"  # the broker transport option that names this worker (worker.py sets it)
 PRESENCE_PREFIX = "offpath-celery:"
 SWEEP_S = 1.0
@@ -67,17 +81,62 @@ class _HoldingQoS(kombu_redis.QoS):
     @contextmanager
     def pipe_or_acquire(self, pipe: Any = None, client: Any = None) -> Iterator[Any]:
         with super().pipe_or_acquire(pipe, client) as opened:
-            holder = self.channel.connection.client.transport_options.get(HOLDER_OPTION)
+            holder = _holder(self.channel)
             if self._holding is not None and pipe is None and holder:
-                opened.hset(HOLDERS_KEY, self._holding, holder)  # queued with append's ZADD and HSET
+                # queued with append's ZADD and HSET: recorded as held, and off the worker's fetching list, at once
+                opened.hset(HOLDERS_KEY, self._holding, holder)
+                fetched, self.channel.fetched = self.channel.fetched, None
+                if fetched is not None:
+                    opened.lrem(FETCHING_KEY.format(holder=holder), 1, fetched)
             yield opened
 
     def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
         return super()._remove_from_indices(delivery_tag, pipe).hdel(HOLDERS_KEY, delivery_tag)
 
 
+def _holder(channel: Any) -> str | None:
+    holder: str | None = channel.connection.client.transport_options.get(HOLDER_OPTION)
+    return holder
+
+
 class _HoldingChannel(kombu_redis.Channel):
+    """A worker's channel: fetches with BLMOVE into its own fetching list (the module docstring says why)."""
+
     QoS = _HoldingQoS
+    fetched: bytes | None = None  # the raw message fetched last, until QoS.append takes it off the fetching list
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        holder = _holder(self)
+        if not holder:
+            return super()._brpop_start(timeout)  # type: ignore[no-any-return]
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return None
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = monotonic()  # type: ignore[assignment]  # kombu's read timeout check
+        self._fetching_from = queues[0]
+        self.client.connection.send_command("BLMOVE", queues[0], FETCHING_KEY.format(holder=holder), "RIGHT", "LEFT",
+                                            self.brpop_timeout if timeout is None else timeout)
+        return None
+
+    def _brpop_read(self, **options: Any) -> bool:
+        if not _holder(self):
+            return super()._brpop_read(**options)  # type: ignore[no-any-return]
+        try:
+            try:
+                item = self.client.parse_response(self.client.connection, "BLMOVE", **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()  # the next poll connects again, as kombu's own read does
+                raise
+            if item is None:
+                raise Empty()
+            halt_at("dequeued")
+            self._queue_cycle.rotate(self._fetching_from)
+            self.fetched = item
+            self.connection._deliver(loads(bytes_to_str(item)), self._fetching_from)
+            return True
+        finally:
+            self._in_poll = None  # type: ignore[assignment]  # kombu's own idle mark
 
 
 class WorkerTransport(kombu_redis.Transport):
@@ -94,6 +153,7 @@ class HolderWatch(threading.Thread):
         super().__init__(name="holder-watch", daemon=True)
         self.url = url
         self.name = name
+        self.queue_name = queue_name
         self.declared_key = ABANDONED_KEY.format(queue=queue_name)
         self.transport_options = transport_options
         self.stopping = stopping
@@ -111,33 +171,57 @@ class HolderWatch(threading.Thread):
         finally:
             redis.close()
 
+    def register(self) -> None:
+        """Name this worker among those a watch looks at, before it fetches anything (its start fails without Redis)."""
+        redis = liveness_redis(self.url)
+        try:
+            redis.sadd(WORKERS_KEY, self.name)
+        finally:
+            redis.close()
+
     def sweep(self, redis: Redis) -> list[str]:
-        """One look: the delivery tags it put back."""
+        """One look: the delivery tags it put back (a fetched message goes back with its raw text as its tag)."""
         now = time.monotonic()
         if self.last_sweep is None or now - self.last_sweep > BLIND_AFTER_S:
             self.absent_since.clear()  # blind meanwhile: no absence was seen continuously
         holders = {text(tag): text(holder) for tag, holder in redis.hgetall(HOLDERS_KEY).items()}
+        workers = {text(worker) for worker in redis.smembers(WORKERS_KEY)}
         present = {text(client.get("name", "")) for client in redis.client_list()}
         self.last_sweep = time.monotonic()
-        gone = {holder for holder in set(holders.values()) if PRESENCE_PREFIX + holder not in present}
+        gone = {holder for holder in set(holders.values()) | workers if PRESENCE_PREFIX + holder not in present}
         self.absent_since = {holder: self.absent_since.get(holder, now) for holder in gone}
-        due = [tag for tag, holder in holders.items()
-               if holder in gone and now - self.absent_since[holder] >= GONE_AFTER_S]
-        if due:
-            self._restore(redis, due, holders, now)
-        return due
+        due = {holder for holder in gone if now - self.absent_since[holder] >= GONE_AFTER_S}
+        put_back: list[str] = []
+        for holder in sorted(due):
+            put_back += self._unfetch(redis, holder, now)
+            tags = [tag for tag, held_by in holders.items() if held_by == holder]
+            if tags:
+                self._restore(redis, tags, holders, now)
+                put_back += tags
+            redis.srem(WORKERS_KEY, holder)
+        return put_back
+
+    def _unfetch(self, redis: Redis, holder: str, now: float) -> list[str]:
+        """A gone holder's fetched messages, back on the queue's head (BRPOP's end)."""
+        moved = []
+        while (raw := redis.lmove(FETCHING_KEY.format(holder=holder), self.queue_name, "RIGHT", "RIGHT")) is not None:
+            moved.append(text(raw))
+            self._declare(redis, json.loads(raw), None, holder, now, "requeued from its fetching list")
+        return moved
 
     def _restore(self, redis: Redis, tags: list[str], holders: dict[str, str], now: float) -> None:
         with Connection(self.url, transport=WorkerTransport, transport_options=self.transport_options) as connection:
             qos = connection.default_channel.qos
             for tag in tags:
                 payload = redis.hget(qos.unacked_key, tag)
-                qos.restore_by_tag(tag, leftmost=False)  # BRPOP takes from the right: the message runs next
-                job = json.loads(payload)[0]["headers"].get("id") if payload else None
-                silent_s = round(now - self.absent_since[holders[tag]], 1)
-                log.warning("message %s (task %s) held by worker %s, gone for %.1f s: back on its queue", tag, job,
-                            holders[tag], silent_s)
-                redis.lpush(self.declared_key, json.dumps(
-                    {"job": job, "tag": tag, "worker": holders[tag], "how": GONE, "silent_s": silent_s,
-                     "what": "requeued", "at": time.time()}))
-                redis.ltrim(self.declared_key, 0, _LOG_CAP - 1)
+                qos.restore_by_tag(tag, leftmost=False)  # BRPOP's end: the message runs next
+                self._declare(redis, json.loads(payload)[0] if payload else None, tag, holders[tag], now, "requeued")
+
+    def _declare(self, redis: Redis, message: dict[str, Any] | None, tag: str | None, holder: str, now: float,
+                 what: str) -> None:
+        job = (message or {}).get("headers", {}).get("id")
+        silent_s = round(now - self.absent_since[holder], 1)
+        log.warning("task %s held by worker %s, gone for %.1f s: %s", job, holder, silent_s, what)
+        redis.lpush(self.declared_key, json.dumps({"job": job, "tag": tag, "worker": holder, "how": GONE,
+                                                   "silent_s": silent_s, "what": what, "at": time.time()}))
+        redis.ltrim(self.declared_key, 0, _LOG_CAP - 1)

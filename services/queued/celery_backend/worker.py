@@ -44,7 +44,9 @@ def run_celery_worker(settings: Settings, name: str | None, burst: bool,
     app = celery_app(settings, context, transport=f"{WorkerTransport.__module__}:{WorkerTransport.__name__}")
     app.conf.broker_transport_options = {**app.conf.broker_transport_options, HOLDER_OPTION: holder}
     stopping = threading.Event()
-    HolderWatch(settings.redis_url, holder, settings.queue_name, app.conf.broker_transport_options, stopping).start()
+    watch = HolderWatch(settings.redis_url, holder, settings.queue_name, app.conf.broker_transport_options, stopping)
+    watch.register()
+    watch.start()
 
     def ready() -> None:
         announce_ready("celery", name)
