@@ -159,25 +159,23 @@ class HolderWatch(threading.Thread):
         self.stopping = stopping
         self.absent_since: dict[str, float] = {}
         self.last_sweep: float | None = None
+        # redis-py names every connection it opens for the client (CLIENT SETNAME), reconnections included.
+        self.redis = liveness_redis(url, client_name=PRESENCE_PREFIX + name)
+
+    def register(self) -> None:
+        """Connect the watch's named connection (this worker's presence), then name this worker among those a watch
+        looks at: both before the worker fetches anything (its start fails without Redis)."""
+        self.redis.sadd(WORKERS_KEY, self.name)
 
     def run(self) -> None:
-        redis = liveness_redis(self.url, client_name=PRESENCE_PREFIX + self.name)
         try:
             while not self.stopping.wait(SWEEP_S):
                 try:
-                    self.sweep(redis)
+                    self.sweep(self.redis)
                 except RedisError as error:
                     log.debug("holder watch: sweep failed (%s); trying again", error)
         finally:
-            redis.close()
-
-    def register(self) -> None:
-        """Name this worker among those a watch looks at, before it fetches anything (its start fails without Redis)."""
-        redis = liveness_redis(self.url)
-        try:
-            redis.sadd(WORKERS_KEY, self.name)
-        finally:
-            redis.close()
+            self.redis.close()
 
     def sweep(self, redis: Redis) -> list[str]:
         """One look: the delivery tags it put back (a fetched message goes back with its raw text as its tag)."""
