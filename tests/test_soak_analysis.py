@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from analysis.reports.render import render
+from analysis.reports.soak_report import verdict
 from analysis.stats.key_kinds import HORIZON_S, by_kinds_day_bytes, key_growth
 from analysis.stats.soak import Growth, drift_of, memory_growth
 from analysis.stats.trend import fit_trend, t_quantile
@@ -131,6 +132,18 @@ def test_keys_that_expire_level_off_instead_of_growing_in_a_line():
     assert linear.flagged  # 10.5 GiB a day in a line
     assert not Growth("Redis used memory", "redis", trend, 0, 100 * slope, 100 * slope, headroom_bytes=5 * GIB,
                       by_kinds_bytes=day).flagged
+
+
+@pytest.mark.fast
+def test_a_series_flat_then_rising_is_not_called_flat():
+    # Redis's resident memory in the soak of 2026-12-07: flat while the allocator reused what the last design left,
+    # then rising in a line. Its residuals run so long one way that the interval is unbounded: no verdict either way.
+    t = np.arange(0, 1800, 10.0)
+    rss = np.where(t < 900, 485e6, 485e6 + (t - 900) * 480e3)
+    trend = fit_trend(t, rss)
+    assert trend is not None and math.isinf(trend.low_per_s)
+    growth = Growth("redis-server", "redis", trend, 0, float(rss[0]), float(rss[-1]), headroom_bytes=20 * GIB)
+    assert verdict(growth).startswith("no trend to tell")
 
 
 def soak_latency(rng: np.random.Generator, rise: float) -> list[np.ndarray]:

@@ -5,6 +5,7 @@ available memory, the keys Redis held at the end by kind, the latency per bin an
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -72,6 +73,10 @@ def verdict(growth: Growth) -> str:
         return f"grows; the {left} available would last {_hours(ends)}" if ends is not None else "grows"
     if trend.high_per_s < 0:
         return "shrinks"
+    if math.isinf(trend.low_per_s) or math.isinf(trend.high_per_s):
+        # Its residuals run so long one way (a step, a line bending) that fewer than 3 samples are independent
+        # (analysis/stats/trend.py): no interval, so neither growth nor its absence is shown.
+        return "no trend to tell: it moves in long runs (compare its start and end)"
     return "flat (its interval includes 0)"
 
 
