@@ -20,7 +20,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from redis import ConnectionError as RedisConnectionError
 from redis import Redis
+from redis import TimeoutError as RedisTimeoutError
 from redis.backoff import NoBackoff
 from redis.client import Pipeline
 from redis.retry import Retry
@@ -32,8 +34,8 @@ from services.campaign.store import IllegalTransition
 from services.campaign.work import ProviderError, generate_campaign_content, trigger_follow_up_automation
 from services.queued.halting import halt_at
 
-__all__ = ["JOB_TIMEOUT_S", "Attempt", "Chain", "StepContext", "automation_attempt", "automation_job_id",
-           "generation_attempt", "generation_job_id", "no_chain", "run_attempt", "worker_redis"]
+__all__ = ["JOB_TIMEOUT_S", "REDIS_AWAY", "Attempt", "Chain", "StepContext", "automation_attempt", "automation_job_id",
+           "generation_attempt", "generation_job_id", "no_chain", "redis_away", "run_attempt", "worker_redis"]
 
 log = logging.getLogger("offpath.jobs")
 
@@ -55,6 +57,23 @@ def generation_job_id(campaign_id: str) -> str:
 
 def automation_job_id(campaign_id: str) -> str:
     return f"{campaign_id}-automation"
+
+
+# What says Redis is away (refused, closed, not answering in time), as redis-py raises it; each backend adds its
+# library's own wrapping of it.
+REDIS_AWAY: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError)
+
+
+def redis_away(error: BaseException | None, also: tuple[type[BaseException], ...] = ()) -> BaseException | None:
+    """The error in `error`'s chain (itself, its cause, its context) that says Redis is away, if any: a step or a
+    library's own write that met it did not fail; its message goes back to its queue once Redis answers."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, REDIS_AWAY + also):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def no_chain(pipe: Pipeline, campaign_id: str) -> None:

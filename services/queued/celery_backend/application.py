@@ -28,7 +28,8 @@ import logging
 from collections.abc import Callable
 
 from celery import Celery, Task
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, Reject
+from kombu.exceptions import OperationalError
 
 from services.campaign.settings import Settings
 from services.campaign.work import ProviderError
@@ -39,6 +40,7 @@ from services.queued.attempts import (
     StepContext,
     automation_attempt,
     generation_attempt,
+    redis_away,
     run_attempt,
 )
 
@@ -117,13 +119,26 @@ def _task_body(settings: Settings, context: StepContext | None, step: Step) -> C
         try:
             run_attempt(context, step, campaign_id, attempt)
         except Exception as error:
+            if redis_away(error, also=(OperationalError,)) is not None:
+                # Not the step's failure: its store was away. Back to the queue, no attempt counted, once Redis
+                # answers (holding.py makes the requeue wait for it).
+                log.warning("campaign %s: %s met Redis away (%s); its message goes back to the queue", campaign_id,
+                            task.name, error)
+                raise Reject(error, requeue=True) from error
             if attempt.last:
                 raise
             if not isinstance(error, ProviderError):
                 # Celery logs a retry at INFO, without its traceback (celery/app/trace.py:191-215): keep it here.
                 log.error("campaign %s: %s failed unexpectedly; retrying", campaign_id, task.name,
                                   exc_info=True)
-            raise task.retry(exc=error, countdown=attempt.backoff_s, max_retries=settings.retries) from error
+            try:
+                raise task.retry(exc=error, countdown=attempt.backoff_s, max_retries=settings.retries) from error
+            except Reject as dropped:
+                # Celery drops the message when it cannot publish the retry (celery/app/task.py, retry: Reject with
+                # requeue=False); with Redis away, it goes back to the queue instead.
+                if redis_away(dropped.reason, also=(OperationalError,)) is None:
+                    raise
+                raise Reject(dropped.reason, requeue=True) from error
         if context.superseded:
             # Another copy of this message owns the step and records it (the fence, services/campaign/steps.py): this
             # one is acknowledged without continuing the chain (Ignore: celery/app/trace.py:572-576,

@@ -49,6 +49,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from foundation.redis_replies import text
+from services.queued.attempts import REDIS_AWAY
 from services.queued.halting import halt_at
 from services.queued.liveness import ABANDONED_KEY, BLIND_AFTER_S, GONE, GONE_AFTER_S, liveness_redis
 
@@ -63,6 +64,7 @@ WORKERS_KEY = "offpath:celery-workers"  # every worker that started and was not 
 HOLDER_OPTION = "offpath_holder"  # the broker transport option that names this worker (worker.py sets it)
 PRESENCE_PREFIX = "offpath-celery:"
 SWEEP_S = 1.0
+RETRY_WRITE_S = 0.5
 _LOG_CAP = 10_000
 
 
@@ -92,6 +94,32 @@ class _HoldingQoS(kombu_redis.QoS):
 
     def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
         return super()._remove_from_indices(delivery_tag, pipe).hdel(HOLDERS_KEY, delivery_tag)
+
+    # An acknowledgement or a rejection that meets Redis away is made again until Redis answers. kombu gives it up
+    # (logged, "Couldn't reject"), and the message then stays counted as delivered in this worker's prefetch window,
+    # which, one message wide, takes no other one: the worker stops fetching for good (the chaos run of 2026-12-07,
+    # `redis-crash-aof-always` on Celery: 328 campaigns left in the queue with every worker alive). The worker can do
+    # nothing without Redis meanwhile; the writes are idempotent (kombu's ZREM and HDEL, a WATCHed restore).
+    def ack(self, delivery_tag: str) -> None:
+        _until_redis_answers(lambda: super(_HoldingQoS, self).ack(delivery_tag), "acknowledge", delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        _until_redis_answers(lambda: super(_HoldingQoS, self).reject(delivery_tag, requeue=requeue),
+                             "requeue" if requeue else "reject", delivery_tag)
+
+
+def _until_redis_answers(write: Any, what: str, delivery_tag: str) -> None:
+    said = False
+    while True:
+        try:
+            write()
+            return
+        except REDIS_AWAY as error:
+            if not said:
+                log.warning("could not %s message %s (%s: %s); trying again until Redis answers", what, delivery_tag,
+                            type(error).__name__, error)
+                said = True
+            time.sleep(RETRY_WRITE_S)
 
 
 def _holder(channel: Any) -> str | None:

@@ -12,7 +12,9 @@ Read in Dramatiq 2.2's sources, and seen in offpath's chaos run of 2026-12-06 (3
   (dramatiq/broker.py:123-129), and the message is then acknowledged: its campaign waits for a next message or a retry
   that does not exist.
 - A delay-queue consumer that loses its connection drops the delayed retries it held in memory (dramatiq/worker.py:
-  322-324), which stay in its ack set, where only this worker's death would free them.
+  322-324), which stay in its ack set, where only this worker's death would free them; and a fetch that Redis runs
+  after the client gave up on its reply (a pause longer than the socket timeout) leaves its messages in the ack set
+  with nobody holding them.
 
 So here: every Redis error that means "Redis is away" (ConnectionError, TimeoutError) is the broker's ConnectionClosed;
 a message whose run or post-processing met one is *requeued* (its original message, without counting an attempt)
@@ -26,35 +28,36 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import redis
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
-from dramatiq.common import dq_name
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 from dramatiq.middleware import Pipelines, Retries
+
+from services.queued.attempts import REDIS_AWAY as ATTEMPTS_REDIS_AWAY
+from services.queued.attempts import redis_away as attempts_redis_away
 
 __all__ = ["OutageSafePipelines", "OutageSafeRedisBroker", "OutageSafeRetries", "REQUEUE_OPTION", "redis_away"]
 
 log = logging.getLogger("offpath.jobs")
 
-REDIS_AWAY = (redis.ConnectionError, redis.TimeoutError, ConnectionClosed)
+REDIS_AWAY: tuple[type[BaseException], ...] = (*ATTEMPTS_REDIS_AWAY, ConnectionClosed)
 # Set on a message (in the worker's memory only) whose ack should put it back on its queue instead.
 REQUEUE_OPTION = "offpath_requeue"
 
 
 def redis_away(error: BaseException | None) -> BaseException | None:
-    """The error in `error`'s chain (itself, its cause, its context) that says Redis is away, if any."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, REDIS_AWAY):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
+    """The error in `error`'s chain that says Redis is away, Dramatiq's ConnectionClosed included."""
+    return attempts_redis_away(error, also=(ConnectionClosed,))
 
 
 class OutageSafeRedisBroker(RedisBroker):
     """Dramatiq's Redis broker, whose enqueue and consumers say ConnectionClosed for every way Redis can be away."""
+
+    consumed: set[str]  # the queues this process made a consumer for
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.consumed = set()
 
     @property
     def consumer_class(self) -> type[_RedisConsumer]:
@@ -76,9 +79,12 @@ class _OutageSafeConsumer(_RedisConsumer):
 
     def __init__(self, broker: OutageSafeRedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
         super().__init__(broker, queue_name, prefetch, timeout)
-        # A delay queue's consumer starts with nothing held: whatever this process's ack set on it holds was its
-        # predecessor's, dropped with it (the module docstring says when), and goes back to the queue first.
-        self.orphans_to_requeue = queue_name == dq_name(queue_name.removesuffix(".DQ"))
+        # A consumer made again (its predecessor lost its connection) first puts back on the queue what this process's
+        # ack set on it holds: a delay queue's consumer dropped its delayed retries with its predecessor, and a fetch
+        # that Redis ran after the client had given up on its reply (a pause) left messages there that nobody holds.
+        # Some may still be in this worker's memory: they then run twice, and the steps' fence lets one record.
+        self.orphans_to_requeue = queue_name in broker.consumed
+        broker.consumed.add(queue_name)
 
     def ack(self, message: Any) -> None:
         if message.options.get(REQUEUE_OPTION):
@@ -109,7 +115,7 @@ class _OutageSafeConsumer(_RedisConsumer):
                 orphans = self.broker.client.smembers(self.broker.acks_key(self.queue_name))
                 if orphans:
                     self.broker.do_requeue(self.queue_name, *orphans)
-                    log.warning("%d delayed message(s) held before a lost connection put back on %s", len(orphans),
+                    log.warning("%d message(s) held before a lost connection put back on %s", len(orphans),
                                 self.queue_name)
                 self.orphans_to_requeue = False
             return super().__next__()

@@ -1,9 +1,13 @@
-"""The queued design on Dramatiq through a Redis outage: every campaign acknowledged before, during or after it
-completes once Redis answers again, while the workers go on running (services/queued/dramatiq_backend/broker.py).
+"""The queued design on Dramatiq and on Celery through a Redis outage: every campaign acknowledged before, during or
+after it completes once Redis answers again, while the workers go on running.
 
-The chaos run of 2026-12-06 (issue #24) left 3 campaigns pending after a Redis crash and 3 after a pause: what
-Dramatiq does after an actor returned (the ack, the pipeline's next message, a retry's enqueue) failed while Redis was
-away, and its message stayed in a live worker's ack set. Real Redis, real Dramatiq workers, real SIGKILL and SIGSTOP.
+The chaos run of 2026-12-06 (issue #24) left 3 campaigns pending on Dramatiq after a Redis crash and 3 after a pause:
+what Dramatiq does after an actor returned (the ack, the pipeline's next message, a retry's enqueue) failed while Redis
+was away, and its message stayed in a live worker's ack set (services/queued/dramatiq_backend/outages.py). The run of
+2026-12-07 left 328 on Celery after a crash: an acknowledgement kombu gave up on kept a worker's one-message prefetch
+window full, and Celery drops a message whose retry it cannot publish (services/queued/celery_backend/holding.py,
+application.py). Real Redis, real workers, real SIGKILL and SIGSTOP. (RQ's: tests/test_liveness.py,
+tests/test_windows.py.)
 """
 
 from __future__ import annotations
@@ -56,9 +60,10 @@ def _outage(kind: str, server) -> None:
         server.process.send_signal(signal.SIGCONT)
 
 
+@pytest.mark.parametrize("backend", ["dramatiq", "celery"])
 @pytest.mark.parametrize("kind", ["crash", "pause"])
-def test_every_campaign_completes_once_redis_answers_again(launch, own_redis, tmp_path, kind):
-    running = launch("queued", _profile(tmp_path), workers=2, redis_url=own_redis.url, backend="dramatiq",
+def test_every_campaign_completes_once_redis_answers_again(launch, own_redis, tmp_path, kind, backend):
+    running = launch("queued", _profile(tmp_path), workers=2, redis_url=own_redis.url, backend=backend,
                      env={"OFFPATH_RETRIES": "5", "OFFPATH_RETRY_BACKOFF_S": "1"})
     connection = running.redis()
     ids = _admit(running)
