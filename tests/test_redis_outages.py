@@ -87,13 +87,15 @@ def test_every_campaign_completes_once_redis_answers_again(launch, own_redis, tm
     assert all(w.alive() for w in running.workers), "the workers go on working"
 
 
-def test_a_pipeline_whose_next_message_meets_redis_away_continues_once_it_answers(launch, own_redis, tmp_path):
-    # The narrowest window of the chaos run: generation's outcome recorded, then Redis gone before the pipeline
-    # enqueued automation. The worker stops itself right after the outcome (OFFPATH_HALT_AT), Redis crashes, the worker
-    # goes on (its enqueue of automation fails), Redis comes back: generation is delivered again, finds its outcome
-    # recorded, and the pipeline enqueues automation then.
+@pytest.mark.parametrize("backend", ["dramatiq", "celery"])
+def test_a_chain_whose_next_message_meets_redis_away_continues_once_it_answers(launch, own_redis, tmp_path, backend):
+    # The narrowest window of the chaos runs: generation's outcome recorded, then Redis gone before the library sent
+    # automation (Dramatiq's pipeline, Celery's chain). The worker stops itself right after the outcome
+    # (OFFPATH_HALT_AT), Redis crashes, the worker goes on (its publish of automation fails), Redis comes back:
+    # Dramatiq delivers generation again, which finds its outcome recorded, and the pipeline enqueues automation then;
+    # Celery's publish waits for Redis (application.py: its retry policy).
     marker = tmp_path / "halted"
-    running = launch("queued", QUICK_PROFILE_PATH(tmp_path), workers=1, redis_url=own_redis.url, backend="dramatiq",
+    running = launch("queued", QUICK_PROFILE_PATH(tmp_path), workers=1, redis_url=own_redis.url, backend=backend,
                      env={HALT_ENV: f"recorded,STOP,{marker}"})
     connection = running.redis()
     with running.client() as client:
@@ -103,7 +105,7 @@ def test_a_pipeline_whose_next_message_meets_redis_away_continues_once_it_answer
     until(lambda: _state(worker.pid) == "T", 5)
     own_redis.kill()
     worker.process.send_signal(signal.SIGCONT)
-    time.sleep(1.5)  # the pipeline's enqueue meets Redis away
+    time.sleep(3.0)  # the publish of automation meets Redis away, longer than Celery gave it by default (0.6 s)
     own_redis.restart()
 
     final = until(lambda: stored_campaign(connection, campaign_id).get("status") in ("completed", "failed")

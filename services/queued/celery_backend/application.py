@@ -54,6 +54,8 @@ AUTOMATE = "offpath.automate"
 # every 10 s, and scans Redis only on every 10th sweep, kombu/transport/redis.py:1060-1068: 100 s).
 RESTORE_INTERVAL_S = 5
 _MARGIN_S = 10
+PUBLISH_PATIENCE_S = 120
+_PUBLISH_RETRY_S = 0.5
 
 
 def visibility_timeout_s(settings: Settings) -> int:
@@ -94,6 +96,11 @@ def configure(app: Celery, settings: Settings, transport: str | None = None) -> 
         task_default_queue=settings.queue_name,
         task_serializer="json",
         accept_content=["json"],
+        # A publish from a worker (the chain's next task, a retry) waits for Redis through an outage instead of giving
+        # up after Celery's default 3 tries in 0.6 s, which left a campaign with its content and no automation (the
+        # chaos run of 2026-12-07, a 2 s Redis crash: "Giving up refused callback publish"): up to PUBLISH_PATIENCE_S.
+        task_publish_retry_policy={"max_retries": int(PUBLISH_PATIENCE_S / _PUBLISH_RETRY_S), "interval_start": 0,
+                                   "interval_step": _PUBLISH_RETRY_S, "interval_max": _PUBLISH_RETRY_S},
         task_acks_late=True,
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
