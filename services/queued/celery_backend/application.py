@@ -110,7 +110,7 @@ def configure(app: Celery, settings: Settings, transport: str | None = None) -> 
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
         # The solo pool runs a task in the event loop's own thread, so a lost connection is noticed only after it;
-        # its message, unacknowledgeable, is delivered again after the visibility timeout (Celery 6's default).
+        # its acknowledgement is then made again until Redis answers (holding.py) (Celery 6's default).
         worker_cancel_long_running_tasks_on_connection_loss=True,
     )
     return app
