@@ -95,7 +95,7 @@ def test_a_chain_whose_next_message_meets_redis_away_continues_once_it_answers(l
     # Dramatiq delivers generation again, which finds its outcome recorded, and the pipeline enqueues automation then;
     # Celery's publish waits for Redis (application.py: its retry policy).
     marker = tmp_path / "halted"
-    running = launch("queued", QUICK_PROFILE_PATH(tmp_path), workers=1, redis_url=own_redis.url, backend=backend,
+    running = launch("queued", _quick_profile(tmp_path), workers=1, redis_url=own_redis.url, backend=backend,
                      env={HALT_ENV: f"recorded,STOP,{marker}"})
     connection = running.redis()
     with running.client() as client:
@@ -114,7 +114,7 @@ def test_a_chain_whose_next_message_meets_redis_away_continues_once_it_answers(l
     assert connection.hgetall(f"offpath:executions:{campaign_id}") == {b"content": b"1", b"automation": b"1"}
 
 
-def QUICK_PROFILE_PATH(tmp_path: Path) -> str:
+def _quick_profile(tmp_path: Path) -> str:
     path = tmp_path / "quick.toml"
     path.write_text(QUICK_PROFILE)
     return str(path)
