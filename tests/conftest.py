@@ -44,6 +44,21 @@ wait_p99_ms = 10.0
 failure_probability = 0.0
 """
 
+def profile_file(tmp_path: Path, name: str, generation_wait_ms: float | None = None,
+                 generation_failure_probability: float | None = None) -> str:
+    """QUICK_PROFILE under another name, in a file of the test's own, its generation's provider wait (median and P99)
+    and failure probability set where given."""
+    text = QUICK_PROFILE.replace('name = "quick"', f'name = "{name}"')
+    if generation_wait_ms is not None:
+        text = text.replace("wait_median_ms = 5.0\nwait_p99_ms = 20.0",
+                            f"wait_median_ms = {generation_wait_ms}\nwait_p99_ms = {generation_wait_ms}")
+    if generation_failure_probability is not None:  # the first one is generation's
+        text = text.replace("failure_probability = 0.0", f"failure_probability = {generation_failure_probability}", 1)
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return str(path)
+
+
 SLOW_PROFILE = QUICK_PROFILE.replace('name = "quick"', 'name = "slow"').replace(
     "wait_median_ms = 5.0\nwait_p99_ms = 20.0", "wait_median_ms = 1000.0\nwait_p99_ms = 1000.0"
 )

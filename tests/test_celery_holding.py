@@ -7,24 +7,15 @@ from __future__ import annotations
 import json
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
 from services.queued.celery_backend.holding import FETCHING_KEY, HOLDERS_KEY, WORKERS_KEY
 from services.queued.halting import HALT_ENV
 from services.queued.liveness import ABANDONED_KEY, GONE_AFTER_S
-from tests.conftest import QUICK_PROFILE, stored_campaign, until, valid_body
+from tests.conftest import profile_file, stored_campaign, until, valid_body
 
 WAIT_S = 6.0  # each generation: longer than GONE_AFTER_S and than the outages below
-
-
-def _profile(tmp_path: Path) -> str:
-    text = QUICK_PROFILE.replace('name = "quick"', 'name = "held"').replace(
-        "wait_median_ms = 5.0\nwait_p99_ms = 20.0", f"wait_median_ms = {WAIT_S * 1000}\nwait_p99_ms = {WAIT_S * 1000}")
-    path = tmp_path / "held.toml"
-    path.write_text(text)
-    return str(path)
 
 
 def _declared(connection) -> list[dict]:
@@ -32,7 +23,8 @@ def _declared(connection) -> list[dict]:
 
 
 def test_a_killed_workers_message_goes_back_to_its_queue_within_seconds(launch, own_redis, tmp_path):
-    running = launch("queued", _profile(tmp_path), workers=2, redis_url=own_redis.url, backend="celery")
+    running = launch("queued", profile_file(tmp_path, "held", WAIT_S * 1000), workers=2,
+                     redis_url=own_redis.url, backend="celery")
     connection = running.redis()
     with running.client() as client:
         campaign_id = client.post("/campaigns", json=valid_body()).json()["id"]
@@ -58,7 +50,8 @@ def test_a_worker_killed_between_its_fetch_and_its_record_loses_no_message(launc
     # it dies right there (OFFPATH_HALT_AT): the message waits on its fetching list, and goes back to the queue once
     # its worker has been gone for GONE_AFTER_S.
     marker = tmp_path / "halted"
-    running = launch("queued", _profile(tmp_path), workers=2, redis_url=own_redis.url, backend="celery",
+    running = launch("queued", profile_file(tmp_path, "held", WAIT_S * 1000), workers=2,
+                     redis_url=own_redis.url, backend="celery",
                      env={HALT_ENV: f"dequeued,KILL,{marker}"})
     connection = running.redis()
     with running.client() as client:
@@ -81,7 +74,8 @@ def test_a_worker_killed_between_its_fetch_and_its_record_loses_no_message(launc
 
 @pytest.mark.parametrize("outage", ["crash", "pause"])
 def test_no_message_is_taken_from_a_live_worker_when_redis_goes_away(launch, own_redis, tmp_path, outage):
-    running = launch("queued", _profile(tmp_path), workers=2, redis_url=own_redis.url, backend="celery")
+    running = launch("queued", profile_file(tmp_path, "held", WAIT_S * 1000), workers=2,
+                     redis_url=own_redis.url, backend="celery")
     connection = running.redis()
     with running.client() as client:
         ids = [client.post("/campaigns", json=valid_body()).json()["id"] for _ in range(2)]

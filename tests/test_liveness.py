@@ -11,18 +11,7 @@ import redis
 from rq import Worker
 
 from services.queued.liveness import ABANDONED_AFTER_S, ABANDONED_KEY, FALSE_ABANDONMENTS_KEY, GONE, GONE_AFTER_S
-from tests.conftest import QUICK_PROFILE, stored_campaign, until, valid_body
-
-
-def _profile(tmp_path, name: str, generation_wait_ms: float) -> str:
-    text = QUICK_PROFILE.replace('name = "quick"', f'name = "{name}"').replace(
-        "wait_median_ms = 5.0\nwait_p99_ms = 20.0",
-        f"wait_median_ms = {generation_wait_ms}\nwait_p99_ms = {generation_wait_ms}")
-    path = tmp_path / f"{name}.toml"
-    path.write_text(text)
-    return str(path)
-
-
+from tests.conftest import profile_file, stored_campaign, until, valid_body
 
 
 def _declarations(connection: redis.Redis, key: str) -> list[dict]:
@@ -30,7 +19,7 @@ def _declarations(connection: redis.Redis, key: str) -> list[dict]:
 
 
 def test_a_killed_workers_job_runs_again_within_seconds(launch, own_redis, tmp_path):
-    running = launch("queued", _profile(tmp_path, "steady", 3000.0), workers=2, redis_url=own_redis.url)
+    running = launch("queued", profile_file(tmp_path, "steady", 3000.0), workers=2, redis_url=own_redis.url)
     connection = running.redis()
     with running.client() as client:
         campaign_id = client.post("/campaigns", json=valid_body()).json()["id"]
@@ -69,7 +58,7 @@ def test_no_job_is_taken_from_a_live_worker_when_redis_pauses(launch, own_redis,
     # Jobs that run 3 x ABANDONED_AFTER_S, with Redis stopped (SIGSTOP) for longer than ABANDONED_AFTER_S in the
     # middle: every heartbeat timestamp is stale the moment Redis answers again.
     wait_ms = 3 * ABANDONED_AFTER_S * 1000
-    running = launch("queued", _profile(tmp_path, "long", wait_ms), workers=2, redis_url=own_redis.url)
+    running = launch("queued", profile_file(tmp_path, "long", wait_ms), workers=2, redis_url=own_redis.url)
     connection = running.redis()
     with running.client() as client:
         ids = [client.post("/campaigns", json=valid_body()).json()["id"] for _ in range(2)]
@@ -93,7 +82,7 @@ def test_a_frozen_worker_is_taken_for_dead_and_says_so(launch, own_redis, tmp_pa
     # ABANDONED_AFTER_S cannot be told from a dead one, so its job is requeued. When it thaws, its pulse finds its
     # execution declared abandoned and records a false abandonment: the figure the chaos table shows, which would
     # stay at 0 only by luck if this record could not be made.
-    running = launch("queued", _profile(tmp_path, "frozen", 2 * ABANDONED_AFTER_S * 1000), workers=2,
+    running = launch("queued", profile_file(tmp_path, "frozen", 2 * ABANDONED_AFTER_S * 1000), workers=2,
                      redis_url=own_redis.url)
     connection = running.redis()
     with running.client() as client:

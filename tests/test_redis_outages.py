@@ -19,23 +19,10 @@ from pathlib import Path
 import pytest
 
 from services.queued.halting import HALT_ENV
-from tests.conftest import QUICK_PROFILE, stored_campaign, until, valid_body
+from tests.conftest import profile_file, stored_campaign, until, valid_body
 from tests.queue_backend_contract import log_of
 
 CAMPAIGNS = 8
-
-
-def _profile(tmp_path: Path) -> str:
-    # Generation waits 400 ms and fails one attempt in three: an outage meets jobs running, jobs queued and retries
-    # held for their time.
-    text = QUICK_PROFILE.replace('name = "quick"', 'name = "outage"').replace(
-        "wait_median_ms = 5.0\nwait_p99_ms = 20.0\nfailure_probability = 0.0",
-        "wait_median_ms = 400.0\nwait_p99_ms = 400.0\nfailure_probability = 0.3")
-    path = tmp_path / "outage.toml"
-    path.write_text(text)
-    return str(path)
-
-
 
 
 def _admit(running) -> list[str]:
@@ -63,7 +50,8 @@ def _outage(kind: str, server) -> None:
 @pytest.mark.parametrize("backend", ["dramatiq", "celery"])
 @pytest.mark.parametrize("kind", ["crash", "pause"])
 def test_every_campaign_completes_once_redis_answers_again(launch, own_redis, tmp_path, kind, backend):
-    running = launch("queued", _profile(tmp_path), workers=2, redis_url=own_redis.url, backend=backend,
+    running = launch("queued", profile_file(tmp_path, "outage", 400.0, 0.3), workers=2, redis_url=own_redis.url,
+                     backend=backend,
                      env={"OFFPATH_RETRIES": "5", "OFFPATH_RETRY_BACKOFF_S": "1"})
     connection = running.redis()
     ids = _admit(running)
@@ -95,7 +83,8 @@ def test_a_chain_whose_next_message_meets_redis_away_continues_once_it_answers(l
     # Dramatiq delivers generation again, which finds its outcome recorded, and the pipeline enqueues automation then;
     # Celery's publish waits for Redis (application.py: its retry policy).
     marker = tmp_path / "halted"
-    running = launch("queued", _quick_profile(tmp_path), workers=1, redis_url=own_redis.url, backend=backend,
+    running = launch("queued", profile_file(tmp_path, "quick"), workers=1, redis_url=own_redis.url,
+                     backend=backend,
                      env={HALT_ENV: f"recorded,STOP,{marker}"})
     connection = running.redis()
     with running.client() as client:
@@ -112,12 +101,6 @@ def test_a_chain_whose_next_message_meets_redis_away_continues_once_it_answers(l
                    and stored_campaign(connection, campaign_id), 30, every_s=0.1)
     assert final["status"] == "completed", final
     assert connection.hgetall(f"offpath:executions:{campaign_id}") == {b"content": b"1", b"automation": b"1"}
-
-
-def _quick_profile(tmp_path: Path) -> str:
-    path = tmp_path / "quick.toml"
-    path.write_text(QUICK_PROFILE)
-    return str(path)
 
 
 def _state(pid: int) -> str:

@@ -22,20 +22,9 @@ from services.campaign.steps import FENCED_KEY, StepStore
 from services.campaign.store import CampaignStore
 from services.queued.halting import HALT_ENV, POINTS
 from services.queued.liveness import ABANDONED_AFTER_S, ABANDONED_KEY
-from tests.conftest import QUICK_PROFILE, stored_campaign, until, valid_body
+from tests.conftest import profile_file, stored_campaign, until, valid_body
 
 RUN_AGAIN_WITHIN_S = 10.0
-
-
-def _profile(tmp_path: Path, generation_wait_ms: float) -> str:
-    text = QUICK_PROFILE.replace('name = "quick"', 'name = "windows"').replace(
-        "wait_median_ms = 5.0\nwait_p99_ms = 20.0",
-        f"wait_median_ms = {generation_wait_ms}\nwait_p99_ms = {generation_wait_ms}")
-    path = tmp_path / "windows.toml"
-    path.write_text(text)
-    return str(path)
-
-
 
 
 def _declared(connection: redis.Redis) -> list[dict]:
@@ -55,7 +44,7 @@ def _post(running) -> str:
 @pytest.mark.parametrize("point", POINTS)
 def test_a_job_whose_worker_is_killed_at_any_point_runs_again_within_seconds(launch, own_redis, tmp_path, point):
     marker = tmp_path / "halted"
-    running = launch("queued", _profile(tmp_path, 300.0), workers=2, redis_url=own_redis.url,
+    running = launch("queued", profile_file(tmp_path, "windows", 300.0), workers=2, redis_url=own_redis.url,
                      env={HALT_ENV: f"{point},KILL,{marker}"})
     connection = running.redis()
     campaign_id = _post(running)
@@ -83,7 +72,7 @@ def test_a_job_dequeued_when_redis_crashes_runs_again_within_seconds(launch, own
     # but died before the reply reached it: the worker retries its dequeue, and nobody holds the job. Here the worker
     # that dequeued the job dies right after the BLMOVE, and Redis crashes and restarts from its AOF with it.
     marker = tmp_path / "halted"
-    running = launch("queued", _profile(tmp_path, 5.0), workers=2, redis_url=own_redis.url,
+    running = launch("queued", profile_file(tmp_path, "windows", 5.0), workers=2, redis_url=own_redis.url,
                      env={HALT_ENV: f"dequeued,KILL,{marker}"})
     connection = running.redis()
     campaign_id = _post(running)
@@ -107,7 +96,7 @@ def test_a_worker_taken_for_dead_that_wakes_records_nothing(launch, own_redis, t
     # dead and its job runs again elsewhere. When it wakes and finishes its work, its outcome is refused: the side
     # effect is recorded once, by the delivery that owns the step, and the refusal is on record.
     marker = tmp_path / "halted"
-    running = launch("queued", _profile(tmp_path, 300.0), workers=2, redis_url=own_redis.url,
+    running = launch("queued", profile_file(tmp_path, "windows", 300.0), workers=2, redis_url=own_redis.url,
                      env={HALT_ENV: f"begun,STOP,{marker}"})
     connection = running.redis()
     campaign_id = _post(running)
