@@ -1,5 +1,5 @@
-"""The base commit of `offpath gate --against REF`: resolved from git, checked out into a temporary worktree and
-installed into its own venv, ready to be measured interleaved with the candidate on the same CPUs (offpath/gate.py).
+"""The base commit of `offpath gate --against REF`: resolved from git, checked out into a temporary worktree (and,
+when its dependencies differ from this checkout's, installed into a venv of its own), ready to be measured interleaved with the candidate on the same CPUs (offpath/gate.py).
 
 What runs from which tree. The measuring harness — runner, Locust and its recorder, the queue probe, the analysis and
 the rules — is always the candidate's (this checkout's); only the system under test, `services/` (the two apps, the RQ
@@ -18,6 +18,7 @@ import logging
 import shutil
 import subprocess
 import tempfile
+import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -137,17 +138,35 @@ def base_checkout(commit: Commit, say: Callable[[str], None], root: Path = PROJE
             say(f"base {commit.label}: checked out into {source}; its designs run there")
             yield BaseCheckout(commit, source, python(), root.resolve())
             return
-        say(f"base {commit.label}: checked out into {source}; installing it into its own venv")
-        _run(commit, "creating its venv", [python(), "-m", "venv", str(venv)])
-        interpreter = str(venv / "bin" / "python")
-        _run(commit, "pip install -e", [interpreter, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                                        "-e", str(source)])
+        if _requirements(source) == _requirements(PROJECT_ROOT):
+            say(f"base {commit.label}: checked out into {source}; it declares this checkout's dependencies, so it "
+                "runs on this interpreter, from its own tree")
+            interpreter = python()
+        else:
+            say(f"base {commit.label}: checked out into {source}; its dependencies differ: installing it into its "
+                "own venv")
+            _run(commit, "creating its venv", [python(), "-m", "venv", str(venv)])
+            interpreter = str(venv / "bin" / "python")
+            _run(commit, "pip install -e", [interpreter, "-m", "pip", "install", "--quiet",
+                                            "--disable-pip-version-check", "-e", str(source)])
         _check_serves(commit, interpreter, source)
         yield BaseCheckout(commit, source, interpreter)
     finally:
         _git("worktree", "remove", "--force", str(source), cwd=root)
         shutil.rmtree(folder, ignore_errors=True)
         _git("worktree", "prune", cwd=root)
+
+
+def _requirements(checkout: Path) -> dict[str, object] | None:
+    """What a checkout of offpath asks of its environment: its Python and its dependencies, optional ones included
+    (None: no readable pyproject.toml). Equal on both sides, the base needs no venv of its own: its processes start
+    from its worktree, whose packages come first on their path (`-m` puts the folder it starts in first; this
+    checkout's editable install is found only after it), on the very interpreter and libraries the candidate runs on."""
+    try:
+        project = tomllib.loads((checkout / "pyproject.toml").read_text()).get("project", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    return {key: project.get(key) for key in ("requires-python", "dependencies", "optional-dependencies")}
 
 
 def _run(commit: Commit, what: str, argv: list[str], cwd: Path | None = None) -> None:

@@ -237,6 +237,7 @@ def test_against_head_measures_both_sides_interleaved_and_names_both_commits(tmp
                    "--summary", str(tmp_path / "s.md"), cwd=repo, timeout=280)
     verdict = json.loads((tmp_path / "v.json").read_text())
     assert done.returncode == 0 and verdict["status"] == "pass", done.stdout + done.stderr[-3000:]
+    assert "it declares this checkout's dependencies, so it runs on this interpreter" in done.stderr
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
     assert verdict["base"]["sha"] == verdict["candidate"]["sha"] == head
     assert head[:10] in done.stdout.splitlines()[-1]
@@ -253,12 +254,15 @@ def test_a_base_whose_services_this_harness_cannot_start_is_a_harness_error_nami
     subprocess.run(["git", "checkout", "--quiet", "-b", "renamed"], cwd=repo, check=True)
     app = repo / "services" / "inline" / "app.py"
     app.write_text(app.read_text().replace("def create_app(", "def make_app("))
+    pyproject = repo / "pyproject.toml"  # a dependency of its own: this base is installed into a venv of its own
+    pyproject.write_text(pyproject.read_text().replace("test = [", 'unused = []\ntest = ['))
     subprocess.run(["git", "commit", "--quiet", "-am", "inline: create_app renamed"], cwd=repo, check=True)
     subprocess.run(["git", "checkout", "--quiet", "-"], cwd=repo, check=True)
     done = offpath("gate", "--against", "renamed", "--json", str(tmp_path / "v.json"), "--out",
                    str(tmp_path / "runs"), cwd=repo, timeout=280)
     verdict = json.loads((tmp_path / "v.json").read_text())
     assert done.returncode == 2 and verdict["status"] == "error"
+    assert "its dependencies differ: installing it into its own venv" in done.stderr
     assert "create_app renamed" in verdict["errors"][0] and "create_app" in verdict["errors"][0].split(":", 2)[-1]
     assert "\n" not in verdict["errors"][0]
     assert not list((tmp_path / "runs").glob("against-*/*/*"))  # refused before any load was run
@@ -304,3 +308,23 @@ def test_a_first_commit_has_no_base_and_says_what_to_do(tmp_path):
 
     with pytest.raises(BaseError, match="no parent commit.*--baseline none"):
         default_base(repository(tmp_path, 1))
+
+
+@pytest.mark.fast
+def test_a_base_runs_on_this_interpreter_only_when_it_declares_the_same_dependencies(tmp_path):
+    from offpath.base_checkout import _requirements
+
+    here = _requirements(project_root())
+    assert here is not None and here["dependencies"] and here["optional-dependencies"]
+    base = tmp_path / "base"
+    base.mkdir()
+    text = (project_root() / "pyproject.toml").read_text()
+    (base / "pyproject.toml").write_text(text.replace('version = "0.1.0"', 'version = "0.0.9"') + "\n# a comment\n")
+    assert _requirements(base) == here  # the version, comments, tools: not what the environment must hold
+    for changed in (text.replace("test = [", 'test = [\n    "six",'), text.replace('requires-python = ">=3.11"',
+                                                                                  'requires-python = ">=3.12"')):
+        assert changed != text
+        (base / "pyproject.toml").write_text(changed)
+        assert _requirements(base) != here
+    (base / "pyproject.toml").write_text("[project\n")
+    assert _requirements(base) is None
