@@ -1,5 +1,6 @@
 """The base commit of `offpath gate --against REF`: resolved from git, checked out into a temporary worktree (and,
-when its dependencies differ from this checkout's, installed into a venv of its own), ready to be measured interleaved with the candidate on the same CPUs (offpath/gate.py).
+when its dependencies differ from this checkout's, installed into a venv of its own), ready to be measured
+interleaved with the candidate on the same CPUs (offpath/gate.py).
 
 What runs from which tree. The measuring harness — runner, Locust and its recorder, the queue probe, the analysis and
 the rules — is always the candidate's (this checkout's); only the system under test, `services/` (the two apps, the RQ

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from services.queued.celery_backend.holding import FETCHING_KEY, HOLDERS_KEY, WORKERS_KEY
+from services.queued.celery_backend.holding import FETCHING_KEY, HOLDERS_KEY, LOST_TRACK, WORKERS_KEY
 from services.queued.halting import HALT_ENV
 from services.queued.liveness import ABANDONED_KEY, GONE_AFTER_S
 from tests.conftest import profile_file, stored_campaign, until, valid_body
@@ -95,3 +95,42 @@ def test_no_message_is_taken_from_a_live_worker_when_redis_goes_away(launch, own
     assert [f["status"] for f in finals] == ["completed", "completed"]
     assert [f["attempts"] for f in finals] == ["2", "2"], "generation ran once per campaign, not again"
     assert _declared(connection) == []
+
+
+@pytest.mark.parametrize("where", ["unacked", "fetching"])
+def test_a_message_recorded_for_a_live_worker_that_none_of_its_channels_holds_goes_back(launch, own_redis, tmp_path,
+                                                                                         where):
+    # What a live worker loses track of (kombu's restore at a channel's close failing while Redis is away; a fetch
+    # Redis ran as it crashed): a record of a message as this worker's that none of its open channels holds. Planted
+    # here as a copy of a finished campaign's generation message: recorded as unacknowledged by the idle worker (an
+    # unacked entry, its index, its holder) or left on its fetching list. Its watch puts it back on the queue after
+    # GONE_AFTER_S; it runs again and finds its step done (no second side effect).
+    running = launch("queued", profile_file(tmp_path, "quick", 200), workers=1, redis_url=own_redis.url,
+                     backend="celery")
+    connection = running.redis()
+    name = running.workers[0].argv[running.workers[0].argv.index("--name") + 1]
+    with running.client() as client:
+        campaign_id = client.post("/campaigns", json=valid_body()).json()["id"]
+    payload = until(lambda: next(iter(connection.hvals("unacked")), None), 10, every_s=0.01)
+    until(lambda: stored_campaign(connection, campaign_id).get("status") == "completed", 15)
+    message = json.loads(payload)[0]
+    assert message["headers"]["task"] == "offpath.generate"
+    if where == "unacked":
+        connection.hset("unacked", "planted-tag", payload)
+        connection.zadd("unacked_index", {"planted-tag": time.time()})
+        connection.hset(HOLDERS_KEY, "planted-tag", name)
+        what = "requeued"
+    else:
+        connection.rpush(FETCHING_KEY.format(holder=name), json.dumps(message))
+        what = "requeued from its fetching list"
+    planted = time.monotonic()
+    declared = until(lambda: _declared(connection), GONE_AFTER_S + 5, every_s=0.05)
+    assert GONE_AFTER_S <= time.monotonic() - planted <= GONE_AFTER_S + 3.0
+    assert [(d["worker"], d["how"], d["what"], d["job"]) for d in declared] == [
+        (name, LOST_TRACK, what, message["headers"]["id"])]
+    until(lambda: connection.hlen("unacked") == 0 and connection.llen("campaigns") == 0
+          and connection.llen(FETCHING_KEY.format(holder=name)) == 0 and connection.hlen(HOLDERS_KEY) == 0, 10)
+    time.sleep(0.5)
+    final = stored_campaign(connection, campaign_id)
+    assert final["status"] == "completed" and final["attempts"] == "2"
+    assert connection.hgetall(f"offpath:executions:{campaign_id}") == {b"content": b"1", b"automation": b"1"}

@@ -15,6 +15,16 @@ holds a message (134 s here, application.py), so a killed worker's job waited th
   continuous watching goes back to the queue through kombu's own restore (QoS.restore_by_tag: a WATCHed transaction,
   so two watches restoring one message restore it once), at its head, and the declaration is logged (ABANDONED_KEY).
 
+- Lost track: a live worker can hold, in Redis's records, a message none of its channels holds any more. Celery drops
+  its channel when the connection breaks, and kombu restores that channel's unacknowledged messages as it closes it
+  (QoS.restore_unacked_once) — once, and if Redis is away just then the restore fails and the messages stay recorded
+  as this live worker's, so no absence ever frees them: the visibility timeout did (`redis-crash-aof-always` on Celery,
+  chaos run 20261207-043647-chaos-efbdf9: one campaign completed 136 s after the crash). Likewise a fetch (BLMOVE)
+  that Redis ran as it crashed, its reply lost, leaves the message on a live worker's fetching list. So each watch
+  also compares its own worker's records with what its open channels hold (the delivery tags of their QoS, the
+  message being fetched): a record none of them holds for GONE_AFTER_S of continuous watching goes back to the queue
+  the same way, declared as lost track.
+
 What it does not see: a frozen worker (SIGSTOP, a swap storm) keeps its connection, and its message waits for the
 visibility timeout, as before; a host that vanishes without closing its sockets likewise. A watch that could not sweep
 for BLIND_AFTER_S (Redis paused, restarted, unreachable) forgets every absence it was timing: after a Redis restart
@@ -35,6 +45,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from queue import Empty
@@ -53,8 +64,8 @@ from services.queued.attempts import REDIS_AWAY
 from services.queued.halting import halt_at
 from services.queued.liveness import ABANDONED_KEY, BLIND_AFTER_S, GONE, GONE_AFTER_S, liveness_redis
 
-__all__ = ["FETCHING_KEY", "HOLDERS_KEY", "HOLDER_OPTION", "PRESENCE_PREFIX", "WORKERS_KEY", "HolderWatch",
-           "WorkerTransport"]
+__all__ = ["FETCHING_KEY", "HOLDERS_KEY", "HOLDER_OPTION", "LOST_TRACK", "PRESENCE_PREFIX", "WORKERS_KEY",
+           "HolderWatch", "WorkerTransport", "held_here"]
 
 log = logging.getLogger("offpath.liveness")
 
@@ -66,6 +77,28 @@ PRESENCE_PREFIX = "offpath-celery:"
 SWEEP_S = 1.0
 RETRY_WRITE_S = 0.5
 _LOG_CAP = 10_000
+LOST_TRACK = "held in Redis for its live worker, by none of its channels"
+
+_channels: weakref.WeakSet[Any] = weakref.WeakSet()  # this process's worker channels, open or closed
+_channels_lock = threading.Lock()
+
+
+def held_here() -> set[str]:
+    """What this process's open worker channels hold: the delivery tags of their unacknowledged messages, and the raw
+    text of a message fetched and not yet recorded as unacknowledged. Read from the watch's thread: copies taken under
+    the GIL (dict.copy is one step), never iterated while the consumer's thread changes them."""
+    with _channels_lock:
+        channels = list(_channels)
+    held: set[str] = set()
+    for channel in channels:
+        if channel.closed:
+            continue
+        qos = channel.__dict__.get("_qos")  # kombu makes it on first use
+        if qos is not None:
+            held.update(text(tag) for tag in qos._delivered.copy())
+        if channel.fetched is not None:
+            held.add(text(channel.fetched))
+    return held
 
 
 class _HoldingQoS(kombu_redis.QoS):
@@ -133,6 +166,11 @@ class _HoldingChannel(kombu_redis.Channel):
     QoS = _HoldingQoS
     fetched: bytes | None = None  # the raw message fetched last, until QoS.append takes it off the fetching list
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        with _channels_lock:
+            _channels.add(self)
+
     def _brpop_start(self, timeout: float | None = None) -> None:
         holder = _holder(self)
         if not holder:
@@ -186,6 +224,7 @@ class HolderWatch(threading.Thread):
         self.transport_options = transport_options
         self.stopping = stopping
         self.absent_since: dict[str, float] = {}
+        self.untracked_since: dict[str, float] = {}  # this worker's records none of its channels holds, since when
         self.last_sweep: float | None = None
         # redis-py names every connection it opens for the client (CLIENT SETNAME), reconnections included.
         self.redis = liveness_redis(url, client_name=PRESENCE_PREFIX + name)
@@ -210,6 +249,9 @@ class HolderWatch(threading.Thread):
         now = time.monotonic()
         if self.last_sweep is None or now - self.last_sweep > BLIND_AFTER_S:
             self.absent_since.clear()  # blind meanwhile: no absence was seen continuously
+            self.untracked_since.clear()
+        held = held_here()  # before Redis's records: a message held now was recorded before (kombu's order)
+        fetching = [text(raw) for raw in redis.lrange(FETCHING_KEY.format(holder=self.name), 0, -1)]
         holders = {text(tag): text(holder) for tag, holder in redis.hgetall(HOLDERS_KEY).items()}
         workers = {text(worker) for worker in redis.smembers(WORKERS_KEY)}
         present = {text(client.get("name", "")) for client in redis.client_list()}
@@ -219,35 +261,74 @@ class HolderWatch(threading.Thread):
         due = {holder for holder in gone if now - self.absent_since[holder] >= GONE_AFTER_S}
         put_back: list[str] = []
         for holder in sorted(due):
-            put_back += self._unfetch(redis, holder, now)
+            silent_s = now - self.absent_since[holder]
+            put_back += self._unfetch(redis, holder, silent_s)
             tags = [tag for tag, held_by in holders.items() if held_by == holder]
             if tags:
-                self._restore(redis, tags, holders, now)
+                self._restore(redis, tags, holders, silent_s, GONE)
                 put_back += tags
             redis.srem(WORKERS_KEY, holder)
+        return put_back + self._reclaim_untracked(redis, held, fetching, holders, now)
+
+    def _reclaim_untracked(self, redis: Redis, held: set[str], fetching: list[str], holders: dict[str, str],
+                           now: float) -> list[str]:
+        """This worker's records that none of its open channels held, at this sweep and every sweep of the last
+        GONE_AFTER_S, back on the queue (the module docstring says when a live worker loses track of a message)."""
+        untracked = {tag for tag, holder in holders.items() if holder == self.name and tag not in held}
+        untracked |= {raw for raw in fetching if raw not in held}
+        self.untracked_since = {item: self.untracked_since.get(item, now) for item in untracked}
+        put_back = []
+        for item in sorted(item for item in untracked if now - self.untracked_since[item] >= GONE_AFTER_S):
+            silent_s = now - self.untracked_since.pop(item)
+            if item in holders:
+                self._restore(redis, [item], holders, silent_s, LOST_TRACK)
+            elif self._unfetch_one(redis, item):
+                self._declare(redis, json.loads(item), None, self.name, silent_s, LOST_TRACK,
+                              "requeued from its fetching list")
+            else:
+                continue
+            put_back.append(item)
         return put_back
 
-    def _unfetch(self, redis: Redis, holder: str, now: float) -> list[str]:
+    def _unfetch_one(self, redis: Redis, raw: str) -> bool:
+        """One message of this worker's fetching list back on the queue's head, unless it left the list meanwhile (its
+        record as unacknowledged takes it off: WATCHed)."""
+        key = FETCHING_KEY.format(holder=self.name)
+        moved = False
+
+        def move(pipe: Any) -> None:
+            nonlocal moved
+            moved = raw in {text(item) for item in pipe.lrange(key, 0, -1)}
+            if moved:
+                pipe.multi()
+                pipe.lrem(key, 1, raw)
+                pipe.rpush(self.queue_name, raw)
+
+        redis.transaction(move, key)
+        return moved
+
+    def _unfetch(self, redis: Redis, holder: str, silent_s: float) -> list[str]:
         """A gone holder's fetched messages, back on the queue's head (BRPOP's end)."""
         moved = []
         while (raw := redis.lmove(FETCHING_KEY.format(holder=holder), self.queue_name, "RIGHT", "RIGHT")) is not None:
             moved.append(text(raw))
-            self._declare(redis, json.loads(raw), None, holder, now, "requeued from its fetching list")
+            self._declare(redis, json.loads(raw), None, holder, silent_s, GONE, "requeued from its fetching list")
         return moved
 
-    def _restore(self, redis: Redis, tags: list[str], holders: dict[str, str], now: float) -> None:
+    def _restore(self, redis: Redis, tags: list[str], holders: dict[str, str], silent_s: float, how: str) -> None:
         with Connection(self.url, transport=WorkerTransport, transport_options=self.transport_options) as connection:
             qos = connection.default_channel.qos
             for tag in tags:
                 payload = redis.hget(qos.unacked_key, tag)
                 qos.restore_by_tag(tag, leftmost=False)  # BRPOP's end: the message runs next
-                self._declare(redis, json.loads(payload)[0] if payload else None, tag, holders[tag], now, "requeued")
+                if payload:  # else acknowledged or restored meanwhile: nothing went back
+                    self._declare(redis, json.loads(payload)[0], tag, holders[tag], silent_s, how, "requeued")
 
-    def _declare(self, redis: Redis, message: dict[str, Any] | None, tag: str | None, holder: str, now: float,
-                 what: str) -> None:
+    def _declare(self, redis: Redis, message: dict[str, Any] | None, tag: str | None, holder: str, silent_s: float,
+                 how: str, what: str) -> None:
         job = (message or {}).get("headers", {}).get("id")
-        silent_s = round(now - self.absent_since[holder], 1)
-        log.warning("task %s held by worker %s, gone for %.1f s: %s", job, holder, silent_s, what)
-        redis.lpush(self.declared_key, json.dumps({"job": job, "tag": tag, "worker": holder, "how": GONE,
+        silent_s = round(silent_s, 1)
+        log.warning("task %s held by worker %s (%s) for %.1f s: %s", job, holder, how, silent_s, what)
+        redis.lpush(self.declared_key, json.dumps({"job": job, "tag": tag, "worker": holder, "how": how,
                                                    "silent_s": silent_s, "what": what, "at": time.time()}))
         redis.ltrim(self.declared_key, 0, _LOG_CAP - 1)
