@@ -139,7 +139,8 @@ def base_checkout(commit: Commit, say: Callable[[str], None], root: Path = PROJE
             say(f"base {commit.label}: checked out into {source}; its designs run there")
             yield BaseCheckout(commit, source, python(), root.resolve())
             return
-        if _requirements(source) == _requirements(PROJECT_ROOT):
+        base_needs = _requirements(source)
+        if base_needs is not None and base_needs == _requirements(PROJECT_ROOT):
             say(f"base {commit.label}: checked out into {source}; it declares this checkout's dependencies, so it "
                 "runs on this interpreter, from its own tree")
             interpreter = python()

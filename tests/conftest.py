@@ -48,12 +48,16 @@ def profile_file(tmp_path: Path, name: str, generation_wait_ms: float | None = N
                  generation_failure_probability: float | None = None) -> str:
     """QUICK_PROFILE under another name, in a file of the test's own, its generation's provider wait (median and P99)
     and failure probability set where given."""
-    text = QUICK_PROFILE.replace('name = "quick"', f'name = "{name}"')
+    def replaced(text: str, old: str, new: str) -> str:
+        assert old in text, f"QUICK_PROFILE no longer holds {old!r}: profile_file would leave it unchanged"
+        return text.replace(old, new, 1)  # the first: generation's
+
+    text = replaced(QUICK_PROFILE, 'name = "quick"', f'name = "{name}"')
     if generation_wait_ms is not None:
-        text = text.replace("wait_median_ms = 5.0\nwait_p99_ms = 20.0",
-                            f"wait_median_ms = {generation_wait_ms}\nwait_p99_ms = {generation_wait_ms}")
-    if generation_failure_probability is not None:  # the first one is generation's
-        text = text.replace("failure_probability = 0.0", f"failure_probability = {generation_failure_probability}", 1)
+        text = replaced(text, "wait_median_ms = 5.0\nwait_p99_ms = 20.0",
+                        f"wait_median_ms = {generation_wait_ms}\nwait_p99_ms = {generation_wait_ms}")
+    if generation_failure_probability is not None:
+        text = replaced(text, "failure_probability = 0.0", f"failure_probability = {generation_failure_probability}")
     path = tmp_path / f"{name}.toml"
     path.write_text(text)
     return str(path)

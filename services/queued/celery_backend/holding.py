@@ -265,8 +265,7 @@ class HolderWatch(threading.Thread):
             put_back += self._unfetch(redis, holder, silent_s)
             tags = [tag for tag, held_by in holders.items() if held_by == holder]
             if tags:
-                self._restore(redis, tags, holders, silent_s, GONE)
-                put_back += tags
+                put_back += self._restore(redis, tags, holders, {tag: silent_s for tag in tags}, GONE)
             redis.srem(WORKERS_KEY, holder)
         return put_back + self._reclaim_untracked(redis, held, fetching, holders, now)
 
@@ -277,17 +276,15 @@ class HolderWatch(threading.Thread):
         untracked = {tag for tag, holder in holders.items() if holder == self.name and tag not in held}
         untracked |= {raw for raw in fetching if raw not in held}
         self.untracked_since = {item: self.untracked_since.get(item, now) for item in untracked}
-        put_back = []
-        for item in sorted(item for item in untracked if now - self.untracked_since[item] >= GONE_AFTER_S):
-            silent_s = now - self.untracked_since.pop(item)
-            if item in holders:
-                self._restore(redis, [item], holders, silent_s, LOST_TRACK)
-            elif self._unfetch_one(redis, item):
-                self._declare(redis, json.loads(item), None, self.name, silent_s, LOST_TRACK,
+        due = {item: now - self.untracked_since.pop(item) for item in sorted(untracked)
+               if now - self.untracked_since[item] >= GONE_AFTER_S}
+        tags = [item for item in due if item in holders]
+        put_back = self._restore(redis, tags, holders, due, LOST_TRACK) if tags else []
+        for raw in (item for item in due if item not in holders):
+            if self._unfetch_one(redis, raw):
+                self._declare(redis, json.loads(raw), None, self.name, due[raw], LOST_TRACK,
                               "requeued from its fetching list")
-            else:
-                continue
-            put_back.append(item)
+                put_back.append(raw)
         return put_back
 
     def _unfetch_one(self, redis: Redis, raw: str) -> bool:
@@ -315,14 +312,20 @@ class HolderWatch(threading.Thread):
             self._declare(redis, json.loads(raw), None, holder, silent_s, GONE, "requeued from its fetching list")
         return moved
 
-    def _restore(self, redis: Redis, tags: list[str], holders: dict[str, str], silent_s: float, how: str) -> None:
+    def _restore(self, redis: Redis, tags: list[str], holders: dict[str, str], silent_s: dict[str, float],
+                 how: str) -> list[str]:
+        """The held messages of `tags` back on the queue through kombu's restore, each declared; the tags that went
+        back (one acknowledged or restored meanwhile has no record left, and nothing goes back)."""
+        restored = []
         with Connection(self.url, transport=WorkerTransport, transport_options=self.transport_options) as connection:
             qos = connection.default_channel.qos
             for tag in tags:
                 payload = redis.hget(qos.unacked_key, tag)
                 qos.restore_by_tag(tag, leftmost=False)  # BRPOP's end: the message runs next
-                if payload:  # else acknowledged or restored meanwhile: nothing went back
-                    self._declare(redis, json.loads(payload)[0], tag, holders[tag], silent_s, how, "requeued")
+                if payload:
+                    self._declare(redis, json.loads(payload)[0], tag, holders[tag], silent_s[tag], how, "requeued")
+                    restored.append(tag)
+        return restored
 
     def _declare(self, redis: Redis, message: dict[str, Any] | None, tag: str | None, holder: str, silent_s: float,
                  how: str, what: str) -> None:
