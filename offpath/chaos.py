@@ -31,7 +31,7 @@ from foundation.manifest_format import CpuSplit, RunRecord
 from offpath.audit import Queued, audit
 from offpath.designs import Design, built_in_names, declare
 from offpath.experiment import EXPERIMENTS_DIR, Phase
-from offpath.faults import Fault, FaultKind, FaultLog, FaultTarget
+from offpath.faults import Fault, FaultKind, FaultLog, FaultTarget, KillAllWorkers, KillWorker
 from offpath.http_audit import audit_over_http
 from offpath.manifest import write_json_atomic
 from offpath.placement import Placements, Placer
@@ -46,6 +46,7 @@ from offpath.worker_faults import recovery_times
 from services.campaign.profile import ProfileSpec
 from services.campaign.steps import FENCED_KEY
 from services.queued.backend import queue_backend
+from services.queued.enqueue import RESULT_TTL_S
 from services.queued.liveness import ABANDONED_KEY, FALSE_ABANDONMENTS_KEY
 
 
@@ -115,6 +116,14 @@ def load_chaos(spec: str) -> Chaos:
         if fault.on_workers and design.declaration.workers is None:
             raise ConfigError(f"{path}: key 'faults[{index}].design' has value {fault.design!r}; allowed: a design "
                               f"with workers (the {fault.kind} fault acts on them)")
+        # A killed job's new start is read from RQ's record of it once the fault has settled; RQ drops a finished job
+        # RESULT_TTL_S after it ends, and with it the figure.
+        key, duration_s = (f"faults[{index}].duration_s", fault.duration_s) if fault.duration_s is not None else \
+            ("duration_s", chaos.duration_s)
+        if isinstance(fault, KillWorker | KillAllWorkers) and duration_s + chaos.settle_timeout_s >= RESULT_TTL_S:
+            raise ConfigError(f"{path}: key {key!r} has value {duration_s:g}; allowed: with settle_timeout_s "
+                              f"({chaos.settle_timeout_s:g}) under {RESULT_TTL_S} s in all, how long RQ keeps the "
+                              f"finished job the {fault.kind} fault's recovery times are read from")
     return chaos
 
 
