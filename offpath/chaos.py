@@ -31,7 +31,7 @@ from foundation.manifest_format import CpuSplit, RunRecord
 from offpath.audit import Queued, audit
 from offpath.designs import Design, built_in_names, declare
 from offpath.experiment import EXPERIMENTS_DIR, Phase
-from offpath.faults import Fault, FaultKind, FaultLog, FaultTarget, KillAllWorkers, KillWorker
+from offpath.faults import Fault, FaultKind, FaultLog, FaultTarget, KillWorker
 from offpath.http_audit import audit_over_http
 from offpath.manifest import write_json_atomic
 from offpath.placement import Placements, Placer
@@ -116,11 +116,11 @@ def load_chaos(spec: str) -> Chaos:
         if fault.on_workers and design.declaration.workers is None:
             raise ConfigError(f"{path}: key 'faults[{index}].design' has value {fault.design!r}; allowed: a design "
                               f"with workers (the {fault.kind} fault acts on them)")
-        # A killed job's new start is read from RQ's record of it once the fault has settled; RQ drops a finished job
-        # RESULT_TTL_S after it ends, and with it the figure.
+        # kill-worker reads each killed job's new start from RQ's record of it once the fault has settled (recovery_times;
+        # kill-all-workers reads its own within each round); RQ drops a finished job RESULT_TTL_S after it ends.
         key, duration_s = (f"faults[{index}].duration_s", fault.duration_s) if fault.duration_s is not None else \
             ("duration_s", chaos.duration_s)
-        if isinstance(fault, KillWorker | KillAllWorkers) and duration_s + chaos.settle_timeout_s >= RESULT_TTL_S:
+        if isinstance(fault, KillWorker) and duration_s + chaos.settle_timeout_s >= RESULT_TTL_S:
             raise ConfigError(f"{path}: key {key!r} has value {duration_s:g}; allowed: with settle_timeout_s "
                               f"({chaos.settle_timeout_s:g}) under {RESULT_TTL_S} s in all, how long RQ keeps the "
                               f"finished job the {fault.kind} fault's recovery times are read from")
