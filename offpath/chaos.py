@@ -31,7 +31,7 @@ from foundation.manifest_format import CpuSplit, RunRecord
 from offpath.audit import Queued, audit
 from offpath.designs import Design, built_in_names, declare
 from offpath.experiment import EXPERIMENTS_DIR, Phase
-from offpath.faults import Fault, FaultKind, FaultLog, FaultTarget, KillWorker
+from offpath.faults import Fault, FaultKind, FaultLog, FaultTarget
 from offpath.http_audit import audit_over_http
 from offpath.manifest import write_json_atomic
 from offpath.placement import Placements, Placer
@@ -42,11 +42,9 @@ from offpath.runner import driven, locust_argv
 from offpath.serving import Conditions, add_worker, serve
 from offpath.session import RunSession
 from offpath.supervisor import Supervisor
-from offpath.worker_faults import recovery_times
 from services.campaign.profile import ProfileSpec
 from services.campaign.steps import FENCED_KEY
 from services.queued.backend import queue_backend
-from services.queued.enqueue import RESULT_TTL_S
 from services.queued.liveness import ABANDONED_KEY, FALSE_ABANDONMENTS_KEY
 
 
@@ -116,14 +114,6 @@ def load_chaos(spec: str) -> Chaos:
         if fault.on_workers and design.declaration.workers is None:
             raise ConfigError(f"{path}: key 'faults[{index}].design' has value {fault.design!r}; allowed: a design "
                               f"with workers (the {fault.kind} fault acts on them)")
-        # kill-worker reads each killed job's new start from RQ's record of it once the fault has settled (recovery_times;
-        # kill-all-workers reads its own within each round); RQ drops a finished job RESULT_TTL_S after it ends.
-        key, duration_s = (f"faults[{index}].duration_s", fault.duration_s) if fault.duration_s is not None else \
-            ("duration_s", chaos.duration_s)
-        if isinstance(fault, KillWorker) and duration_s + chaos.settle_timeout_s >= RESULT_TTL_S:
-            raise ConfigError(f"{path}: key {key!r} has value {duration_s:g}; allowed: with settle_timeout_s "
-                              f"({chaos.settle_timeout_s:g}) under {RESULT_TTL_S} s in all, how long RQ keeps the "
-                              f"finished job the {fault.kind} fault's recovery times are read from")
     return chaos
 
 
@@ -203,7 +193,7 @@ def run_fault(chaos: Chaos, fault: Fault, run_dir: Path, placer: Placer, backend
                 "drained_after_load_s": round(settled - load_ended, 1),
                 "refused": _refused(cell_dir),
                 "workers_alive": f"{alive}/{chaos.workers}" if design.has_workers else None,
-                **(_liveness(server.url, queue_name, log) if on_rq else {}),
+                **(_liveness(server.url, queue_name) if on_rq else {}),
                 **extra,
                 "events": log.events, "errors": errors, "probe_errors": probe.errors[:5] if probe is not None else [],
             }
@@ -234,9 +224,9 @@ def _refused(cell_dir: Path) -> dict[str, int]:
     return {str(int(str(status))): int(count) for status, count in totals.items()}
 
 
-def _liveness(redis_url: str, queue_name: str, log: FaultLog) -> dict[str, Any]:
+def _liveness(redis_url: str, queue_name: str) -> dict[str, Any]:
     """What the abandonment watch declared, which of its declarations were false (the worker was still running the
-    job: services/queued/liveness.py), and, per SIGKILL that hit a job, how long until the job ran again."""
+    job: services/queued/liveness.py), and which outcomes the fence refused."""
     connection = redis_py.Redis.from_url(redis_url)
     try:
         abandoned = connection.llen(ABANDONED_KEY.format(queue=queue_name))
@@ -245,10 +235,7 @@ def _liveness(redis_url: str, queue_name: str, log: FaultLog) -> dict[str, Any]:
     finally:
         connection.close()
     # fenced: outcomes refused because their delivery no longer owned its step (services/campaign/steps.py).
-    figures: dict[str, Any] = {"abandoned": abandoned, "false_abandonments": false, "fenced": fenced}
-    if any(e["what"] == "SIGKILL worker" for e in log.events):
-        figures["recovery_s"] = recovery_times(redis_url, log.events)
-    return figures
+    return {"abandoned": abandoned, "false_abandonments": false, "fenced": fenced}
 
 
 def run_chaos(chaos: Chaos, out_root: Path, only: list[str] | None = None, say=print) -> ChaosOutcome:

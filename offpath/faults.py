@@ -102,9 +102,9 @@ class KillWorker(WorkerFault):
     every_s: float = Field(1.5, ge=0, description="seconds >= 0 between kills")
 
     def inject(self, target: FaultTarget) -> dict[str, Any]:
-        kill_workers_mid_job(target.workers, target.server.url if target.jobs_visible else None, target.log,
-                             target.t0, target.replace, self.kills, self.every_s)
-        return {}
+        times = kill_workers_mid_job(target.workers, target.server.url if target.jobs_visible else None, target.log,
+                                     target.t0, target.replace, self.kills, self.every_s)
+        return {"recovery_s": times} if target.jobs_visible else {}
 
 
 class KillAllWorkers(WorkerFault):

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
-from datetime import UTC
 
 import redis as redis_py
 from rq import Worker
@@ -16,14 +16,82 @@ from rq.exceptions import NoSuchJobError
 from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE
 from rq.job import Job
 from rq.serializers import JSONSerializer
-from rq.utils import parse_composite_key
+from rq.utils import parse_composite_key, utcparse
 
 from foundation.redis_replies import text
 from offpath.fault_log import FaultLog
 from offpath.supervisor import Managed
 
-__all__ = ["busy_worker", "freeze_worker_mid_job", "kill_all_workers", "kill_workers_mid_job", "recovery_times",
-           "stop_worker_mid_job"]
+__all__ = ["RESTART_PATIENCE_S", "FirstStarts", "busy_worker", "freeze_worker_mid_job", "kill_all_workers",
+           "kill_workers_mid_job", "stop_worker_mid_job"]
+
+# How long after its kill a job is watched for its first start again: past RQ's own backstop (a started-registry entry
+# expires 60 s after the job started, services/queued/enqueue.py), so a job only that backstop recovered still reads
+# as a time (~60-65 s), not as "never".
+RESTART_PATIENCE_S = 90.0
+
+
+class FirstStarts:
+    """Each killed RQ job's first start after its kill, watched as it happens: a thread reads the job's `started_at`
+    every `every_s` and keeps the first one later than the kill.
+
+    RQ's record holds only a job's *latest* start. Read once, some time after the kill, it misses a job that ran again
+    at once and then again (a retry after a failure): run `20261207-102453-chaos-902875` read 11.0 s for a job that had
+    run again 4.8 s after its kill. Watched every 50 ms, a reading is late by more than that only if the job started
+    twice within it."""
+
+    def __init__(self, redis_url: str, every_s: float = 0.05) -> None:
+        self._connection = redis_py.Redis.from_url(redis_url)
+        self._every_s = every_s
+        self._kills: list[tuple[str, float]] = []  # (job id, when the kill that hit it was sent), in the order added
+        self._started: dict[tuple[str, float], float] = {}  # each kill -> its job's first start after it
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="first-starts", daemon=True)
+
+    def __enter__(self) -> FirstStarts:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._connection.close()
+
+    def add(self, job_id: str, killed_at: float) -> None:
+        """Watch job_id for its first start after killed_at (epoch seconds)."""
+        with self._lock:
+            self._kills.append((job_id, killed_at))
+
+    def wait(self, until: float) -> None:
+        """Until every job added has started again since its kill, or the epoch time `until`."""
+        while time.time() < until:
+            with self._lock:
+                if len(self._started) == len(set(self._kills)):
+                    return
+            time.sleep(self._every_s)
+
+    def seconds(self) -> list[float | None]:
+        """For each kill added, in order: the seconds until its job first started again; None if it has not (yet)."""
+        with self._lock:
+            return [round(self._started[kill] - kill[1], 3) if kill in self._started else None
+                    for kill in self._kills]
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._every_s):
+            with self._lock:
+                waiting = [kill for kill in self._kills if kill not in self._started]
+            if not waiting:
+                continue
+            with self._connection.pipeline(transaction=False) as pipe:
+                for job_id, _ in waiting:
+                    pipe.hget(Job.key_for(job_id), "started_at")
+                replies = pipe.execute()
+            with self._lock:
+                for (job_id, killed_at), reply in zip(waiting, replies, strict=True):
+                    started = utcparse(text(reply)).timestamp() if reply else None
+                    if started is not None and started > killed_at:
+                        self._started[(job_id, killed_at)] = started
 
 
 def busy_worker(workers: list[Managed], redis_url: str | None, avoid: set[str],
@@ -51,16 +119,32 @@ def busy_worker(workers: list[Managed], redis_url: str | None, avoid: set[str],
 def kill_workers_mid_job(
     workers: list[Managed], redis_url: str | None, log: FaultLog, t0: float, replace: Callable[[], Managed],
     kills: int, every_s: float,
-) -> None:
+) -> list[float | None]:
     """SIGKILL a worker that is running a job, `kills` times, every_s apart, each time starting a replacement, as a
-    process manager would. The killed jobs are left to the queued design to recover; each kill's job is one no earlier
-    kill hit, so each recovery is measured once (recovery_times).
+    process manager would. The killed jobs are left to the queued design to recover. With RQ's registries to read
+    (`redis_url`): for each kill that hit a job, the seconds until that job first started again (FirstStarts; None: not
+    within RESTART_PATIENCE_S), waited for after the last kill. Each kill's job is one no earlier kill hit, so each
+    recovery is measured once.
 
     The job a kill hit is read after the kill, from the dead worker's own record of what it was running (RQ's
     execution index of the worker, which nothing changes once it is dead): the job seen before the kill may have
     finished in the meantime, and a short one often has, which read as "a killed job never ran again". A kill that
     found its worker between jobs is logged as a miss, and another worker is killed in its place (up to
     _KILL_TRIES times)."""
+    if redis_url is None:
+        _kill_busy_workers(workers, None, log, t0, replace, kills, every_s, None)
+        return []
+    with FirstStarts(redis_url) as starts:
+        _kill_busy_workers(workers, redis_url, log, t0, replace, kills, every_s, starts)
+        starts.wait(until=time.time() + RESTART_PATIENCE_S)
+        return starts.seconds()
+
+
+def _kill_busy_workers(
+    workers: list[Managed], redis_url: str | None, log: FaultLog, t0: float, replace: Callable[[], Managed],
+    kills: int, every_s: float, starts: FirstStarts | None,
+) -> None:
+    """The kills of kill_workers_mid_job, each job hit given to `starts` to watch."""
     hit: set[str] = set()
     for number in range(kills):
         if number:
@@ -74,6 +158,8 @@ def kill_workers_mid_job(
             job_id = _held_at_death(redis_url, victim) if redis_url is not None and seen else seen
             if job_id:
                 hit.add(job_id)
+                if starts is not None:
+                    starts.add(job_id, killed_at)
             what = "SIGKILL worker" if job_id or redis_url is None else "SIGKILL worker (between jobs: a miss)"
             log.add(killed_at - t0, what, worker=victim.name, pid=victim.pid, job=job_id, at=killed_at)
             workers.append(replace())
@@ -102,11 +188,25 @@ def kill_all_workers(
 ) -> list[float | None]:
     """SIGKILL every live worker at once, `kills` times, every_s apart, replacing each at once. With RQ's registries to
     read (`redis_url`), the jobs in flight at each kill (started, or dequeued into RQ's intermediate queue) and, for
-    each, the seconds until it started again, measured before the next round (None: not within every_s)."""
-    times: list[float | None] = []
+    each, the seconds until it first started again (FirstStarts; None: not within RESTART_PATIENCE_S of the last kill),
+    waited for after the last round."""
+    if redis_url is None:
+        _kill_all_rounds(workers, None, log, t0, replace, kills, every_s, None)
+        return []
+    with FirstStarts(redis_url) as starts:
+        _kill_all_rounds(workers, redis_url, log, t0, replace, kills, every_s, starts)
+        starts.wait(until=time.time() + RESTART_PATIENCE_S)
+        return starts.seconds()
+
+
+def _kill_all_rounds(
+    workers: list[Managed], redis_url: str | None, log: FaultLog, t0: float, replace: Callable[[], Managed],
+    kills: int, every_s: float, starts: FirstStarts | None,
+) -> None:
+    """The rounds of kill_all_workers, each job in flight given to `starts` to watch."""
     connection = redis_py.Redis.from_url(redis_url) if redis_url is not None else None
     try:
-        for _ in range(kills):
+        for number in range(kills):
             victims = [m for m in workers if m.alive()]
             for victim in victims:
                 victim.process.send_signal(signal.SIGKILL)
@@ -116,15 +216,16 @@ def kill_all_workers(
                 victim.expect_exit = True
             # Read once every worker is dead and before any replacement starts: nothing moves a job meanwhile.
             in_flight = _jobs_in_flight(connection) if connection is not None else []
+            if starts is not None:
+                for job_id in in_flight:
+                    starts.add(job_id, killed_at)
             log.add(killed_at - t0, "SIGKILL all workers", workers=len(victims), jobs=in_flight, at=killed_at)
             workers.extend(replace() for _ in victims)
-            time.sleep(max(0.0, killed_at + every_s - time.time()))
-            if connection is not None:
-                times += [_started_again(connection, job_id, killed_at) for job_id in in_flight]
+            if number < kills - 1:
+                time.sleep(max(0.0, killed_at + every_s - time.time()))
     finally:
         if connection is not None:
             connection.close()
-    return times
 
 
 def _jobs_in_flight(connection: redis_py.Redis) -> list[str]:
@@ -135,17 +236,6 @@ def _jobs_in_flight(connection: redis_py.Redis) -> list[str]:
     for key in connection.scan_iter("rq:queue:*:intermediate", count=10_000):
         held |= {text(job_id) for job_id in connection.lrange(key, 0, -1)}
     return sorted(held)
-
-
-def _started_again(connection: redis_py.Redis, job_id: str, after: float) -> float | None:
-    try:
-        started = Job.fetch(job_id, connection=connection, serializer=JSONSerializer).started_at
-    except NoSuchJobError:
-        return None
-    if started is None:
-        return None
-    again = (started if started.tzinfo is not None else started.replace(tzinfo=UTC)).timestamp() - after
-    return round(again, 3) if again > 0 else None
 
 
 def freeze_worker_mid_job(workers: list[Managed], redis_url: str | None, for_s: float, log: FaultLog,
@@ -159,28 +249,6 @@ def freeze_worker_mid_job(workers: list[Managed], redis_url: str | None, for_s: 
     finally:
         victim.process.send_signal(signal.SIGCONT)
     log.add(time.time() - t0, "SIGCONT worker", worker=victim.name, pid=victim.pid)
-
-
-def recovery_times(redis_url: str, events: list[dict]) -> list[float | None]:
-    """For each SIGKILL that hit a job: seconds from the kill until the job started again (RQ's `started_at` of its
-    latest delivery), None if it never did."""
-    connection = redis_py.Redis.from_url(redis_url)
-    times: list[float | None] = []
-    try:
-        for event in events:
-            if event["what"] != "SIGKILL worker" or not event.get("job"):
-                continue
-            try:
-                started = Job.fetch(event["job"], connection=connection, serializer=JSONSerializer).started_at
-            except NoSuchJobError:
-                started = None
-            if started is not None and started.tzinfo is None:
-                started = started.replace(tzinfo=UTC)
-            again = started.timestamp() - event["at"] if started is not None else None
-            times.append(round(again, 3) if again is not None and again > 0 else None)
-    finally:
-        connection.close()
-    return times
 
 
 def stop_worker_mid_job(

@@ -50,10 +50,6 @@ CHAOS_CASES = {
     "unknown kind": (CHAOS.replace('"kill-worker"', '"meteor"'),
                      "key 'faults[0].kind' has value 'meteor'; allowed: one of none, kill-worker, "),
     "bad TOML": (CHAOS.replace("kills = 2", "kills = [2"), "not valid TOML: "),
-    "longer than RQ keeps a job": (CHAOS.replace("kills = 2", "kills = 2\nduration_s = 500"),
-                                   "key 'faults[0].duration_s' has value 500; allowed: with settle_timeout_s (120) under "
-                                   "600 s in all, how long RQ keeps the finished job the kill-worker fault's recovery "
-                                   "times are read from"),
 }
 RULES_CASES = {
     "unknown key": (RULES + "metric = \"p99\"\n",

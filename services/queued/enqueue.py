@@ -49,10 +49,8 @@ AUTOMATE = "services.queued.jobs.automate"
 # SimpleWorker it also bounds how long RQ takes to notice a worker that died mid-job: the job's started-registry entry
 # expires min(timeout, job_monitoring_interval) + 60 s after it started (rq/worker/base.py:1112-1126).
 # Finished jobs stay in RQ's finished registry this long: the queue probe counts completions from it (offpath/probe.py,
-# seconds behind) and kill-worker's chaos figures read a killed job's latest start from it (offpath/worker_faults.py,
-# recovery_times, ~3.5 minutes after the kill: the shipped fault's 60 s and its 150 s settle; offpath/chaos.py refuses a
-# fault that would read later). Nothing reads them after that: a campaign's state is its own hash
-# (services/campaign/store.py).
+# seconds behind). Nothing reads them later: a campaign's state is its own hash (services/campaign/store.py), and the
+# chaos faults watch a killed job's starts as they happen (offpath/worker_faults.py, FirstStarts).
 # Ten minutes, not an hour: at 32 campaigns/s an hour of finished jobs held 1.47 GiB of Redis (13.7 kB a campaign;
 # the soaks of 2026-12-07, docs/findings.md), ten minutes a sixth of it.
 # Not 0, RQ's "keep no result": RQ 3 then deletes each finished job and its keys at once (rq/job.py:1595-1596) instead
