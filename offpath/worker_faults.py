@@ -94,6 +94,18 @@ class FirstStarts:
                         self._started[(job_id, killed_at)] = started
 
 
+def _times_to_run_again(redis_url: str | None, kill: Callable[[FirstStarts | None], None]) -> list[float | None]:
+    """Run `kill`, which gives each job it hits to the FirstStarts it is passed (None: RQ's registries cannot be read,
+    nothing is measured); then wait up to RESTART_PATIENCE_S for each to start again, and return its times."""
+    if redis_url is None:
+        kill(None)
+        return []
+    with FirstStarts(redis_url) as starts:
+        kill(starts)
+        starts.wait(until=time.time() + RESTART_PATIENCE_S)
+        return starts.seconds()
+
+
 def busy_worker(workers: list[Managed], redis_url: str | None, avoid: set[str],
                 wait_s: float = 5.0) -> tuple[Managed, str | None]:
     """A live worker that is running a job right now, one not in `avoid` (waiting up to wait_s for one), or, with
@@ -131,13 +143,8 @@ def kill_workers_mid_job(
     finished in the meantime, and a short one often has, which read as "a killed job never ran again". A kill that
     found its worker between jobs is logged as a miss, and another worker is killed in its place (up to
     _KILL_TRIES times)."""
-    if redis_url is None:
-        _kill_busy_workers(workers, None, log, t0, replace, kills, every_s, None)
-        return []
-    with FirstStarts(redis_url) as starts:
-        _kill_busy_workers(workers, redis_url, log, t0, replace, kills, every_s, starts)
-        starts.wait(until=time.time() + RESTART_PATIENCE_S)
-        return starts.seconds()
+    return _times_to_run_again(redis_url, lambda starts: _kill_busy_workers(workers, redis_url, log, t0, replace,
+                                                                             kills, every_s, starts))
 
 
 def _kill_busy_workers(
@@ -190,13 +197,8 @@ def kill_all_workers(
     read (`redis_url`), the jobs in flight at each kill (started, or dequeued into RQ's intermediate queue) and, for
     each, the seconds until it first started again (FirstStarts; None: not within RESTART_PATIENCE_S of the last kill),
     waited for after the last round."""
-    if redis_url is None:
-        _kill_all_rounds(workers, None, log, t0, replace, kills, every_s, None)
-        return []
-    with FirstStarts(redis_url) as starts:
-        _kill_all_rounds(workers, redis_url, log, t0, replace, kills, every_s, starts)
-        starts.wait(until=time.time() + RESTART_PATIENCE_S)
-        return starts.seconds()
+    return _times_to_run_again(redis_url, lambda starts: _kill_all_rounds(workers, redis_url, log, t0, replace,
+                                                                           kills, every_s, starts))
 
 
 def _kill_all_rounds(
