@@ -41,7 +41,7 @@ class FirstStarts:
     twice within it."""
 
     def __init__(self, redis_url: str, every_s: float = 0.05) -> None:
-        self._connection = redis_py.Redis.from_url(redis_url)
+        self._connection = redis_py.Redis.from_url(redis_url, socket_timeout=5.0)
         self._every_s = every_s
         self._kills: list[tuple[str, float]] = []  # (job id, when the kill that hit it was sent), in the order added
         self._started: dict[tuple[str, float], float] = {}  # each kill -> its job's first start after it
@@ -83,10 +83,13 @@ class FirstStarts:
                 waiting = [kill for kill in self._kills if kill not in self._started]
             if not waiting:
                 continue
-            with self._connection.pipeline(transaction=False) as pipe:
-                for job_id, _ in waiting:
-                    pipe.hget(Job.key_for(job_id), "started_at")
-                replies = pipe.execute()
+            try:
+                with self._connection.pipeline(transaction=False) as pipe:
+                    for job_id, _ in waiting:
+                        pipe.hget(Job.key_for(job_id), "started_at")
+                    replies = pipe.execute()
+            except redis_py.RedisError:
+                continue  # Redis slow or away: read again next time (a worker needs Redis to start a job too)
             with self._lock:
                 for (job_id, killed_at), reply in zip(waiting, replies, strict=True):
                     started = utcparse(text(reply)).timestamp() if reply else None

@@ -25,7 +25,7 @@ def test_report_holds_every_fault_and_says_the_promise_held(tmp_path):
     html = render_chaos(tmp_path)
     markdown = (tmp_path / "report.md").read_text()
     assert "| kill-worker | 30/s for 20 s | 600 | 600 | 0 | 0 | 0 | 0 | 0 | 4.2 s |" in markdown
-    assert "job running again after P50 6.1 s, P99 6.4 s, max 6.4 s over 3 kills" in markdown
+    assert "job running again after P50 6.1 s, P99 6.4 s, max 6.4 s over 3 killed jobs" in markdown
     assert "declared abandoned 3 (false 0)" in markdown and "refused 12 x 503" in markdown
     assert "| calm |" in markdown and "drained 1.0 s after load" in markdown
     assert "none lost, none duplicated" in markdown

@@ -61,7 +61,7 @@ def fault_measures(row: dict[str, Any]) -> str:
         done = [t for t in times if t is not None]
         if done:
             said.append(f"job running again after P50 {nearest_rank(done, 50):.1f} s, P99 {nearest_rank(done, 99):.1f} s, "
-                        f"max {max(done):.1f} s over {len(times)} kills")
+                        f"max {max(done):.1f} s over {len(times)} killed jobs")
         if len(done) < len(times):
             said.append(f"{len(times) - len(done)} killed jobs never ran again")
     for event in row.get("events", []):
