@@ -37,8 +37,8 @@ class FirstStarts:
 
     RQ's record holds only a job's *latest* start. Read once, some time after the kill, it misses a job that ran again
     at once and then again (a retry after a failure): run `20261207-102453-chaos-902875` read 11.0 s for a job that had
-    run again 4.8 s after its kill. Watched every 50 ms, a reading is late by more than that only if the job started
-    twice within it."""
+    run again 4.8 s after its kill. Watched every 50 ms, the start read is RQ's own timestamp of the first one; it can
+    be a later one (by under 50 ms) only if the job started twice between two reads."""
 
     def __init__(self, redis_url: str, every_s: float = 0.05) -> None:
         self._connection = redis_py.Redis.from_url(redis_url, socket_timeout=5.0)
